@@ -1,0 +1,66 @@
+from libc.stdint cimport uint8_t, int8_t
+from libcpp.vector cimport vector
+from libcpp.deque cimport deque
+from libcpp.map cimport map as cmap
+from libcpp.unordered_map cimport unordered_map
+from libcpp.utility cimport pair
+
+from riskcore._types cimport i64, i32, Instrument_t, Node_t, Slot_t, Order_t, Event_t
+from riskcore.clock cimport Clock
+from riskcore.decision cimport Decision
+
+ctypedef pair[pair[i64, i64], i64] DupKey
+
+
+cdef class RiskEngine:
+    cdef Clock _clock
+    cdef vector[Instrument_t] _instruments
+    cdef vector[Node_t] _nodes
+    cdef vector[Slot_t] _slots
+    cdef unordered_map[i64, i32] _slot_index          # (node << 32 | symbol) -> slot
+    cdef vector[vector[i32]] _symbol_slots            # slots per symbol, for price fan-out
+    cdef vector[Order_t] _orders
+    cdef unordered_map[i64, i32] _order_index         # order id -> index, -1 once forgotten
+    cdef vector[deque[i64]] _new_window
+    cdef vector[deque[i64]] _modify_window
+    cdef vector[deque[i64]] _cancel_window
+    cdef vector[deque[i64]] _fill_window
+    cdef cmap[pair[i64, i64], i64] _resting            # (leaf slot * 2 + is_buy, price) -> count
+    cdef cmap[DupKey, i64] _dup_last
+    cdef deque[pair[i64, DupKey]] _dup_expiry
+    cdef i64 _dup_window
+    cdef vector[Event_t] _events
+    cdef dict _account_ids
+    cdef list _account_names
+    cdef dict _symbol_ids
+    cdef list _symbol_names
+    cdef set _exec_ids
+    # What the last evaluation found: the reason's details and the order's terms.
+    cdef i32 _fail_node
+    cdef double _fail_value
+    cdef double _fail_limit
+    cdef double _util
+    cdef i64 _eval_price
+    cdef i64 _eval_notional
+    cdef i32 _eval_slot
+
+    cdef i64 _now(self) noexcept
+    cdef i32 _lookup_account(self, object account) except -2
+    cdef i32 _lookup_symbol(self, object symbol) except -2
+    cdef i32 _add_node(self, str name, i32 parent) except -1
+    cdef i32 _slot_chain(self, i32 node, i32 symbol) noexcept nogil
+    cdef uint8_t _evaluate(self, i32 acct, i32 sym, i64 side, i64 q, double price, bint market,
+                           i64 now, i32 oidx, bint check_id, i64 order_id) noexcept nogil
+    cdef void _reserve(self, i64 order_id, i32 acct, i32 sym, i64 side, i64 q, bint market,
+                       i64 now, bint record, bint is_modify) noexcept nogil
+    cdef void _release(self, i32 leaf_slot, i64 side, i64 qty, i64 price, i64 price_key,
+                       bint close) noexcept nogil
+    cdef void _unbook(self, i32 acct, i32 sym, i64 side, i64 q, double price, bint market,
+                      i64 now) noexcept nogil
+    cdef i32 _working(self, i64 order_id) noexcept nogil
+    cdef void _apply_fill(self, i32 leaf_slot, i64 signed_qty, i64 price, i64 now) noexcept nogil
+    cdef i64 _fill_price(self, i32 sym, object price) except -1
+    cdef bint _finish(self, i64 order_id, int8_t status) except -1
+    cdef void _set_reference(self, i32 sym, i64 ref, i64 now) noexcept nogil
+    cdef void _after_pnl_change(self, i32 node, i64 now) noexcept nogil
+    cdef Decision _decision(self, uint8_t code)

@@ -1,0 +1,1619 @@
+"""The pre-trade risk engine: orders, positions, aggregates and the checks.
+
+All state lives in C++ containers of plain structs so that every check, batch
+and price update runs without the GIL and without allocating Python objects.
+The Python methods translate names to integer ids, call the nogil core and
+build the answer. The rules themselves are in ``checks.pxd``; the model they
+implement is the "Risk model" section of the README.
+"""
+from collections import namedtuple
+import math
+
+import numpy as np
+
+from cython.operator cimport dereference as deref, preincrement as inc, predecrement as dec
+from libc.math cimport isfinite
+from libc.string cimport memcpy
+from libcpp.vector cimport vector
+from libcpp.deque cimport deque
+from libcpp.utility cimport pair
+from libcpp.map cimport map as cmap
+from libcpp.unordered_map cimport unordered_map
+
+from riskcore._types cimport (
+    i64, i32, uint8_t, int8_t, INT64_MAX, INT64_MIN, MAX_DEPTH,
+    Instrument_t, Limits_t, Node_t, Slot_t, Order_t, Event_t,
+)
+from riskcore._types cimport Reason as R
+from riskcore._types cimport TradingState as TS
+from riskcore._types cimport OrderStatus as OS
+from riskcore.checks cimport reduces_position, collar_band, worst_position, window_count, ratio
+from riskcore.fixedpoint cimport tdiv_mul, sat_mul3, price_to_ticks, round_half_away, sign, iabs
+from riskcore.clock cimport Clock, SystemClock
+from riskcore.decision cimport Decision, make_decision
+
+from riskcore._types import Reason, TradingState, OrderStatus
+from riskcore.config import Instrument, Limits
+from riskcore.errors import (
+    InvalidConfigError, InvalidInputError, StateError,
+    UnknownAccountError, UnknownOrderError, UnknownSymbolError,
+)
+
+cdef i64 MAX_QUANTITY = 1_000_000_000_000
+cdef i64 NOTIONAL_CAP = 4_611_686_018_427_387_904   # 2**62 micro-units: sums of many stay in range
+STATE_VERSION = 1
+
+BUY = 1
+SELL = -1
+_SIDES = {"BUY": 1, "SELL": -1, "buy": 1, "sell": -1, "B": 1, "S": -1}
+
+Position = namedtuple("Position", "account symbol quantity average_price realized unrealized")
+Aggregate = namedtuple(
+    "Aggregate",
+    "account long short net gross working_buy working_sell realized unrealized daily_pnl open_orders state",
+)
+OrderInfo = namedtuple("OrderInfo", "order_id account symbol side price remaining filled market status")
+BreachEvent = namedtuple("BreachEvent", "time account symbol reason value limit")
+
+POSITION_DTYPE = np.dtype([
+    ("account", np.int32), ("symbol", np.int32), ("quantity", np.int64),
+    ("average_price", np.float64), ("realized", np.float64), ("unrealized", np.float64),
+])
+ORDER_DTYPE = np.dtype([
+    ("order_id", np.int64), ("account", np.int32), ("symbol", np.int32), ("side", np.int8),
+    ("market", np.bool_), ("price", np.float64), ("remaining", np.int64), ("filled", np.int64),
+])
+AGGREGATE_DTYPE = np.dtype([
+    ("account", np.int32), ("parent", np.int32), ("long", np.int64), ("short", np.int64),
+    ("working_buy", np.int64), ("working_sell", np.int64), ("realized", np.int64),
+    ("unrealized", np.int64), ("daily_pnl", np.int64), ("open_orders", np.int64), ("state", np.int8),
+])
+
+cdef Limits_t _NO_LIMITS = Limits_t(
+    max_order_qty=INT64_MAX, max_order_notional=INT64_MAX, max_gross=INT64_MAX, max_net=INT64_MAX,
+    max_open_orders=INT64_MAX, max_daily_loss=INT64_MAX,
+    new_rate_count=-1, new_rate_window=0, modify_rate_count=-1, modify_rate_window=0,
+    cancel_rate_count=-1, cancel_rate_window=0, fill_count=-1, fill_window=0,
+)
+
+
+cdef inline i64 _seconds_to_ns(object seconds):
+    return round(seconds * 1e9)
+
+
+cdef inline i64 _money(object value):
+    # Limits are given in currency; the engine compares integer micro-units.
+    return INT64_MAX if value is None else round(value * 1e6)
+
+
+cdef inline i64 _slot_key(i32 node, i32 symbol) noexcept nogil:
+    return (<i64>node << 32) | <i64>symbol
+
+
+cdef inline i64 _price_key(i64 side, i64 price, bint market) noexcept nogil:
+    # A working market order crosses everything on the other side.
+    if market:
+        return INT64_MAX if side > 0 else INT64_MIN
+    return price
+
+
+cdef inline i64 _long_value(i64 pos, i64 ref, i64 tv) noexcept nogil:
+    return pos * ref * tv if pos > 0 else 0
+
+
+cdef inline i64 _short_value(i64 pos, i64 ref, i64 tv) noexcept nogil:
+    return -pos * ref * tv if pos < 0 else 0
+
+
+cdef inline i64 _unrealized(i64 pos, i64 cost, i64 ref, i64 tv) noexcept nogil:
+    return (pos * ref - cost) * tv if ref > 0 else 0
+
+
+cdef i64 _quantity(object quantity) except? -2:
+    """Whole positive quantity, or 0 when the value is not one (a rejection)."""
+    cdef double f
+    if type(quantity) is int:
+        if 0 < quantity <= MAX_QUANTITY:
+            return quantity
+        return 0
+    if isinstance(quantity, bool) or not isinstance(quantity, (int, float, np.number)):
+        raise TypeError(f"quantity must be a number, got {type(quantity).__name__}")
+    f = float(quantity)
+    if isfinite(f) and 0 < f <= MAX_QUANTITY and f == <double><i64>f:
+        return <i64>f
+    return 0
+
+
+cdef double _price(object price) except? -2.0:
+    if type(price) is float:
+        return price
+    if isinstance(price, bool) or not isinstance(price, (int, float, np.number)):
+        raise TypeError(f"price must be a number or None, got {type(price).__name__}")
+    return float(price)
+
+
+cdef i64 _side(object side) except? -2:
+    if type(side) is int:
+        return side if side == 1 or side == -1 else 0
+    if type(side) is str:
+        return _SIDES.get(side, 0)
+    if isinstance(side, (int, np.integer)) and not isinstance(side, bool):
+        return side if side == 1 or side == -1 else 0
+    raise TypeError(f"side must be BUY (1), SELL (-1), 'BUY' or 'SELL', got {side!r}")
+
+
+cdef class RiskEngine:
+    """Pre-trade risk checks, open orders, positions and account-tree aggregates.
+
+    Parameters
+    ----------
+    firm : str
+        Name of the root of the account tree (id 0).
+    clock : Clock, optional
+        Time source; ``SystemClock()`` by default, ``ManualClock`` in tests.
+    duplicate_window : float
+        Seconds within which an identical order (account, symbol, side,
+        quantity, price) is rejected as a duplicate; 0 turns the guard off.
+
+    Notes
+    -----
+    Not thread-safe: one engine belongs to one thread (or is guarded by the
+    caller). Batch calls release the GIL for their whole loop.
+    """
+
+    def __cinit__(self):
+        self._account_ids = {}
+        self._account_names = []
+        self._symbol_ids = {}
+        self._symbol_names = []
+        self._exec_ids = set()
+
+    def __init__(self, str firm="FIRM", Clock clock=None, duplicate_window=0.0):
+        if not firm:
+            raise InvalidConfigError("firm name must not be empty")
+        if not (isinstance(duplicate_window, (int, float)) and math.isfinite(duplicate_window)
+                and duplicate_window >= 0):
+            raise InvalidConfigError(f"duplicate_window must be >= 0 seconds, got {duplicate_window!r}")
+        self._clock = clock if clock is not None else SystemClock()
+        self._dup_window = _seconds_to_ns(duplicate_window)
+        self._add_node(firm, -1)
+
+    # ------------------------------------------------------------------ ids
+
+    cdef i64 _now(self) noexcept:
+        return self._clock.now()
+
+    @property
+    def clock(self):
+        """The engine's clock."""
+        return self._clock
+
+    @property
+    def accounts(self):
+        """Account names by id (id 0 is the firm)."""
+        return list(self._account_names)
+
+    @property
+    def symbols(self):
+        """Symbols by id."""
+        return list(self._symbol_names)
+
+    def account_id(self, account):
+        """Return the integer id of an account name (ids are what batch calls take)."""
+        cdef object aid = self._account_ids.get(account) if type(account) is str else None
+        if aid is None:
+            if isinstance(account, int) and 0 <= account < len(self._account_names):
+                return account
+            raise UnknownAccountError(f"unknown account {account!r}")
+        return aid
+
+    def symbol_id(self, symbol):
+        """Return the integer id of a symbol."""
+        cdef object sid = self._symbol_ids.get(symbol) if type(symbol) is str else None
+        if sid is None:
+            if isinstance(symbol, int) and 0 <= symbol < len(self._symbol_names):
+                return symbol
+            raise UnknownSymbolError(f"unknown symbol {symbol!r}")
+        return sid
+
+    cdef i32 _lookup_account(self, object account) except -2:
+        # -1 for unknown: a rejection reason, not an exception, on the order path.
+        cdef object aid
+        if type(account) is str:
+            aid = self._account_ids.get(<str>account)
+            return -1 if aid is None else <i32>aid
+        if type(account) is int:
+            return <i32>account if 0 <= account < len(self._account_names) else -1
+        raise TypeError(f"account must be a name or an id, got {type(account).__name__}")
+
+    cdef i32 _lookup_symbol(self, object symbol) except -2:
+        cdef object sid
+        if type(symbol) is str:
+            sid = self._symbol_ids.get(<str>symbol)
+            return -1 if sid is None else <i32>sid
+        if type(symbol) is int:
+            return <i32>symbol if 0 <= symbol < len(self._symbol_names) else -1
+        raise TypeError(f"symbol must be a name or an id, got {type(symbol).__name__}")
+
+    # ------------------------------------------------------------ structure
+
+    def add_instrument(self, instrument):
+        """Add an instrument, or update the definition of a known one.
+
+        Updating keeps positions, working orders and the trading state; the
+        reference price changes only when the definition carries one.
+
+        Returns
+        -------
+        int
+            The symbol id.
+        """
+        if not isinstance(instrument, Instrument):
+            raise TypeError(f"expected an Instrument, got {type(instrument).__name__}")
+        cdef Instrument_t ins
+        cdef object sid = self._symbol_ids.get(instrument.symbol)
+        if sid is not None:
+            ins = self._instruments[<i32>sid]
+            if ins.tick_value != instrument.tick_value and self._symbol_slots[<i32>sid].size() > 0:
+                raise InvalidConfigError(
+                    f"cannot change the tick value of {instrument.symbol} while it has positions or orders")
+        else:
+            ins.ref = 0
+            ins.ref_time = 0
+            ins.state = TS.ACTIVE
+        ins.tick_size = instrument.tick_size
+        ins.tick_value = instrument.tick_value
+        ins.lot_size = instrument.lot_size
+        ins.max_ref_age = 0 if instrument.max_reference_age is None else _seconds_to_ns(instrument.max_reference_age)
+        ins.collar_bps_buy = -1 if instrument.collar_bps_buy is None else instrument.collar_bps_buy
+        ins.collar_bps_sell = -1 if instrument.collar_bps_sell is None else instrument.collar_bps_sell
+        ins.collar_ticks_buy = -1 if instrument.collar_ticks_buy is None else instrument.collar_ticks_buy
+        ins.collar_ticks_sell = -1 if instrument.collar_ticks_sell is None else instrument.collar_ticks_sell
+        ins.min_price = 0 if instrument.min_price is None else round_half_away(instrument.min_price / instrument.tick_size)
+        ins.max_price = INT64_MAX if instrument.max_price is None else round_half_away(instrument.max_price / instrument.tick_size)
+        ins.require_ref = instrument.require_reference
+        ins.tradable = instrument.tradable
+        if sid is None:
+            sid = len(self._symbol_names)
+            self._instruments.push_back(ins)
+            self._symbol_slots.push_back(vector[i32]())
+            self._symbol_names.append(instrument.symbol)
+            self._symbol_ids[instrument.symbol] = sid
+        else:
+            self._instruments[<i32>sid] = ins
+        if instrument.reference_price is not None:
+            self.update_price(<i32>sid, instrument.reference_price)
+        return sid
+
+    def instrument(self, symbol):
+        """Return the definition of a symbol as an :class:`Instrument`."""
+        cdef i32 sid = self.symbol_id(symbol)
+        cdef Instrument_t ins = self._instruments[sid]
+        return Instrument(
+            symbol=self._symbol_names[sid], tick_size=ins.tick_size, lot_size=ins.lot_size,
+            multiplier=ins.tick_value / 1e6 / ins.tick_size, tradable=bool(ins.tradable),
+            reference_price=ins.ref * ins.tick_size if ins.ref > 0 else None,
+            collar_bps_buy=None if ins.collar_bps_buy < 0 else ins.collar_bps_buy,
+            collar_bps_sell=None if ins.collar_bps_sell < 0 else ins.collar_bps_sell,
+            collar_ticks_buy=None if ins.collar_ticks_buy < 0 else ins.collar_ticks_buy,
+            collar_ticks_sell=None if ins.collar_ticks_sell < 0 else ins.collar_ticks_sell,
+            min_price=ins.min_price * ins.tick_size if ins.min_price > 0 else None,
+            max_price=ins.max_price * ins.tick_size if ins.max_price != INT64_MAX else None,
+            max_reference_age=ins.max_ref_age / 1e9 if ins.max_ref_age > 0 else None,
+            require_reference=bool(ins.require_ref),
+        )
+
+    cdef i32 _add_node(self, str name, i32 parent) except -1:
+        cdef Node_t node
+        cdef i32 nid = len(self._account_names)
+        cdef i32 k
+        node.parent = parent
+        node.path[0] = nid
+        node.depth = 1
+        if parent >= 0:
+            if self._nodes[parent].depth >= MAX_DEPTH:
+                raise InvalidConfigError(f"account tree deeper than {MAX_DEPTH} levels")
+            for k in range(self._nodes[parent].depth):
+                node.path[k + 1] = self._nodes[parent].path[k]
+            node.depth = self._nodes[parent].depth + 1
+        for k in range(node.depth, MAX_DEPTH):
+            node.path[k] = -1
+        node.n_children = 0
+        node.active = 0
+        node.has_allowlist = 0
+        node.state = TS.ACTIVE
+        node.state_cause = 0
+        node.limits = _NO_LIMITS
+        node.long_notional = node.short_notional = 0
+        node.wbuy_notional = node.wsell_notional = 0
+        node.realized = node.unrealized = node.open_orders = node.sod_pnl = 0
+        self._nodes.push_back(node)
+        self._new_window.push_back(deque[i64]())
+        self._modify_window.push_back(deque[i64]())
+        self._cancel_window.push_back(deque[i64]())
+        self._fill_window.push_back(deque[i64]())
+        if parent >= 0:
+            self._nodes[parent].n_children += 1
+        self._account_names.append(name)
+        self._account_ids[name] = nid
+        return nid
+
+    def add_account(self, str name, parent=None):
+        """Add an account under ``parent`` (the firm when omitted).
+
+        Raises
+        ------
+        InvalidConfigError
+            The name exists, or the parent already holds orders or positions
+            (positions live on leaf accounts).
+        """
+        if not name:
+            raise InvalidConfigError("account name must not be empty")
+        if name in self._account_ids:
+            raise InvalidConfigError(f"account {name!r} already exists")
+        cdef i32 pid = 0 if parent is None else self.account_id(parent)
+        if self._nodes[pid].active:
+            raise InvalidConfigError(
+                f"account {self._account_names[pid]!r} holds orders or positions and cannot get sub-accounts")
+        return self._add_node(name, pid)
+
+    def parent(self, account):
+        """Return the parent account's name (None for the firm)."""
+        cdef i32 nid = self.account_id(account)
+        cdef i32 pid = self._nodes[nid].parent
+        return None if pid < 0 else self._account_names[pid]
+
+    cdef i32 _slot_chain(self, i32 node, i32 symbol) noexcept nogil:
+        """The (node, symbol) slot, creating it and its ancestors' on first use."""
+        cdef i64 key = _slot_key(node, symbol)
+        cdef unordered_map[i64, i32].iterator it = self._slot_index.find(key)
+        cdef i32 sid, parent_slot
+        cdef Slot_t slot
+        if it != self._slot_index.end():
+            return deref(it).second
+        parent_slot = -1
+        if self._nodes[node].parent >= 0:
+            parent_slot = self._slot_chain(self._nodes[node].parent, symbol)
+        slot.node = node
+        slot.symbol = symbol
+        slot.parent_slot = parent_slot
+        slot.permitted = 0
+        slot.pos = slot.cost = slot.wbuy = slot.wsell = slot.realized = 0
+        slot.max_long = slot.max_short = INT64_MAX
+        sid = <i32>self._slots.size()
+        self._slots.push_back(slot)
+        self._slot_index[key] = sid
+        self._symbol_slots[symbol].push_back(sid)
+        return sid
+
+    # --------------------------------------------------------------- limits
+
+    def set_limits(self, account, limits):
+        """Replace the node limits of an account (or the firm) with ``limits``.
+
+        A lower daily loss limit takes effect at once: a node already below it
+        switches to REDUCING.
+        """
+        if not isinstance(limits, Limits):
+            raise TypeError(f"expected Limits, got {type(limits).__name__}")
+        cdef i32 nid = self.account_id(account)
+        cdef Limits_t lim = _NO_LIMITS
+        lim.max_order_qty = INT64_MAX if limits.max_order_quantity is None else limits.max_order_quantity
+        lim.max_order_notional = _money(limits.max_order_notional)
+        lim.max_gross = _money(limits.max_gross_notional)
+        lim.max_net = _money(limits.max_net_notional)
+        lim.max_open_orders = INT64_MAX if limits.max_open_orders is None else limits.max_open_orders
+        lim.max_daily_loss = _money(limits.max_daily_loss)
+        if limits.new_order_rate is not None:
+            lim.new_rate_count, lim.new_rate_window = limits.new_order_rate[0], _seconds_to_ns(limits.new_order_rate[1])
+        if limits.modify_rate is not None:
+            lim.modify_rate_count, lim.modify_rate_window = limits.modify_rate[0], _seconds_to_ns(limits.modify_rate[1])
+        if limits.cancel_rate is not None:
+            lim.cancel_rate_count, lim.cancel_rate_window = limits.cancel_rate[0], _seconds_to_ns(limits.cancel_rate[1])
+        if limits.fill_throttle is not None:
+            lim.fill_count, lim.fill_window = limits.fill_throttle[0], _seconds_to_ns(limits.fill_throttle[1])
+        self._nodes[nid].limits = lim
+        self._after_pnl_change(nid, self._now())
+
+    def limits(self, account):
+        """Return the node limits of an account as :class:`Limits`."""
+        cdef Limits_t lim = self._nodes[self.account_id(account)].limits
+
+        def count(i64 value):
+            return None if value == INT64_MAX else value
+
+        def money(i64 value):
+            return None if value == INT64_MAX else value / 1e6
+
+        def window(i64 n, i64 length):
+            return None if n < 0 else (n, length / 1e9)
+
+        return Limits(
+            max_order_quantity=count(lim.max_order_qty),
+            max_order_notional=money(lim.max_order_notional),
+            max_gross_notional=money(lim.max_gross),
+            max_net_notional=money(lim.max_net),
+            max_open_orders=count(lim.max_open_orders),
+            max_daily_loss=money(lim.max_daily_loss),
+            new_order_rate=window(lim.new_rate_count, lim.new_rate_window),
+            modify_rate=window(lim.modify_rate_count, lim.modify_rate_window),
+            cancel_rate=window(lim.cancel_rate_count, lim.cancel_rate_window),
+            fill_throttle=window(lim.fill_count, lim.fill_window),
+        )
+
+    def set_position_limit(self, account, symbol, max_long=None, max_short=None):
+        """Limit the worst-case long and short quantity of a node in one symbol."""
+        cdef i32 nid = self.account_id(account)
+        cdef i32 sid = self.symbol_id(symbol)
+        for name, value in (("max_long", max_long), ("max_short", max_short)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise InvalidConfigError(f"{name} must be an integer >= 0 or None, got {value!r}")
+        cdef i32 s = self._slot_chain(nid, sid)
+        self._slots[s].max_long = INT64_MAX if max_long is None else max_long
+        self._slots[s].max_short = INT64_MAX if max_short is None else max_short
+
+    def position_limit(self, account, symbol):
+        """Return ``(max_long, max_short)`` of a node in a symbol (None = unlimited)."""
+        cdef i64 key = _slot_key(self.account_id(account), self.symbol_id(symbol))
+        if not self._slot_index.count(key):
+            return (None, None)
+        cdef Slot_t* slot = &self._slots[self._slot_index[key]]
+        return (None if slot.max_long == INT64_MAX else slot.max_long,
+                None if slot.max_short == INT64_MAX else slot.max_short)
+
+    def set_allowed_symbols(self, account, symbols):
+        """Restrict a node (and its subtree) to ``symbols``; None lifts the restriction."""
+        cdef i32 nid = self.account_id(account)
+        cdef list sids = [] if symbols is None else [self.symbol_id(s) for s in symbols]
+        cdef Slot_t* slot
+        cdef i32 s
+        for s in range(<i32>self._slots.size()):
+            slot = &self._slots[s]
+            if slot.node == nid:
+                slot.permitted = 0
+        for sid in sids:
+            self._slots[self._slot_chain(nid, sid)].permitted = 1
+        self._nodes[nid].has_allowlist = symbols is not None
+
+    def set_trading_state(self, state, account=None, symbol=None):
+        """Set ACTIVE, REDUCING or HALTED on a node (the firm by default) or a symbol.
+
+        Setting a state by hand clears an automatic one (daily loss, throttle).
+        """
+        cdef int st = TradingState[state] if isinstance(state, str) else TradingState(state)
+        if account is not None and symbol is not None:
+            raise InvalidInputError("give an account or a symbol, not both")
+        if symbol is not None:
+            self._instruments[self.symbol_id(symbol)].state = st
+            return
+        cdef i32 nid = 0 if account is None else self.account_id(account)
+        self._nodes[nid].state = st
+        self._nodes[nid].state_cause = 0
+
+    def trading_state(self, account=None, symbol=None):
+        """Return the trading state of a node (the firm by default) or a symbol."""
+        if symbol is not None:
+            return TradingState(self._instruments[self.symbol_id(symbol)].state)
+        return TradingState(self._nodes[0 if account is None else self.account_id(account)].state)
+
+    # ------------------------------------------------------------ the checks
+
+    cdef uint8_t _evaluate(self, i32 acct, i32 sym, i64 side, i64 q, double price, bint market,
+                           i64 now, i32 oidx, bint check_id, i64 order_id) noexcept nogil:
+        """Run the checks in the model's order; 0 (OK) or the first failing reason.
+
+        ``oidx >= 0`` evaluates a modify of that order. Changes nothing but the
+        pruning of expired window entries (and creating empty slots).
+        """
+        cdef Instrument_t* ins
+        cdef Node_t* node
+        cdef Node_t* nd
+        cdef Slot_t* slot
+        cdef Slot_t* leaf
+        cdef Order_t* order
+        cdef i64 p, ref, tv, notional, dq, dn, v, lim, band, old_q = 0, old_n = 0, count, length
+        cdef i64 lo, hi
+        cdef cmap[pair[i64, i64], i64].iterator it
+        cdef i32 leaf_slot, s, k, n
+        cdef bint stale, has_ref, is_modify = oidx >= 0, reducing
+        cdef double util = 0.0
+        cdef DupKey dkey
+        cdef pair[i64, i64] rkey
+        self._fail_node = -1
+        self._fail_value = 0.0
+        self._fail_limit = 0.0
+        self._util = 0.0
+
+        # 1. malformed
+        if side != 1 and side != -1:
+            return R.INVALID_SIDE
+        if q <= 0 or q > MAX_QUANTITY:
+            self._fail_value = <double>q
+            return R.INVALID_QUANTITY
+        if not market and not (isfinite(price) and price > 0):
+            self._fail_value = price
+            return R.INVALID_PRICE
+        # 2. order id
+        if check_id and self._order_index.count(order_id):
+            self._fail_value = <double>order_id
+            return R.DUPLICATE_ORDER_ID
+        # 3. symbol and account
+        if sym < 0 or sym >= <i32>self._instruments.size():
+            return R.UNKNOWN_SYMBOL
+        ins = &self._instruments[sym]
+        if not ins.tradable:
+            return R.SYMBOL_RESTRICTED
+        if acct < 0 or acct >= <i32>self._nodes.size():
+            return R.UNKNOWN_ACCOUNT
+        node = &self._nodes[acct]
+        if node.n_children > 0 or acct == 0:
+            self._fail_node = acct
+            return R.ACCOUNT_NOT_TRADABLE
+        leaf_slot = self._slot_chain(acct, sym)
+        s = leaf_slot
+        for k in range(node.depth):
+            slot = &self._slots[s]
+            if self._nodes[slot.node].has_allowlist and not slot.permitted:
+                self._fail_node = slot.node
+                return R.SYMBOL_NOT_PERMITTED
+            s = slot.parent_slot
+        # 4. grids
+        tv = ins.tick_value
+        if q % ins.lot_size != 0:
+            self._fail_value = <double>q
+            self._fail_limit = <double>ins.lot_size
+            return R.LOT_SIZE
+        p = 0
+        if not market:
+            p = price_to_ticks(price, ins.tick_size)
+            if p < 0:
+                self._fail_value = price
+                self._fail_limit = ins.tick_size
+                return R.TICK_SIZE
+        # 5. trading state: the symbol, then the path from the account up
+        leaf = &self._slots[leaf_slot]
+        if is_modify:
+            order = &self._orders[oidx]
+            old_q = order.remaining
+            old_n = order.remaining * order.price * tv
+        dq = q - old_q
+        reducing = (is_modify and dq <= 0) or reduces_position(leaf.pos, leaf.wbuy, leaf.wsell, side, dq)
+        if ins.state == TS.HALTED:
+            return R.TRADING_HALTED
+        if ins.state == TS.REDUCING and not reducing:
+            return R.REDUCE_ONLY
+        for k in range(node.depth):
+            n = node.path[k]
+            nd = &self._nodes[n]
+            if nd.state == TS.HALTED:
+                self._fail_node = n
+                return R.EXECUTION_THROTTLE if nd.state_cause == R.EXECUTION_THROTTLE else R.TRADING_HALTED
+            if nd.state == TS.REDUCING and not reducing:
+                self._fail_node = n
+                return R.DAILY_LOSS_LIMIT if nd.state_cause == R.DAILY_LOSS_LIMIT else R.REDUCE_ONLY
+        # 6. price: reference, band, collar
+        ref = ins.ref
+        has_ref = ref > 0
+        stale = has_ref and ins.max_ref_age > 0 and now - ins.ref_time > ins.max_ref_age
+        if (market or ins.require_ref) and not has_ref:
+            return R.NO_REFERENCE_PRICE
+        if ins.require_ref and stale:
+            self._fail_value = (now - ins.ref_time) / 1e9
+            self._fail_limit = ins.max_ref_age / 1e9
+            return R.STALE_REFERENCE_PRICE
+        if market:
+            p = ref
+        if p < ins.min_price or p > ins.max_price:
+            self._fail_value = p * ins.tick_size
+            self._fail_limit = (ins.min_price if p < ins.min_price else ins.max_price) * ins.tick_size
+            return R.PRICE_OUT_OF_RANGE
+        if not market and has_ref:
+            if side > 0:
+                band = collar_band(ref, ins.collar_bps_buy, ins.collar_ticks_buy)
+                if band >= 0 and p > ref + band:
+                    self._fail_value = p * ins.tick_size
+                    self._fail_limit = (ref + band) * ins.tick_size
+                    return R.PRICE_COLLAR
+            else:
+                band = collar_band(ref, ins.collar_bps_sell, ins.collar_ticks_sell)
+                if band >= 0 and p < ref - band:
+                    self._fail_value = p * ins.tick_size
+                    self._fail_limit = (ref - band) * ins.tick_size
+                    return R.PRICE_COLLAR
+        notional = sat_mul3(q, p, tv)
+        if notional > NOTIONAL_CAP:
+            self._fail_value = <double>notional / 1e6
+            return R.NOTIONAL_OVERFLOW
+        dn = notional - old_n
+        # 7. order size along the path
+        for k in range(node.depth):
+            n = node.path[k]
+            nd = &self._nodes[n]
+            lim = nd.limits.max_order_qty
+            if q > lim:
+                self._fail_node, self._fail_value, self._fail_limit = n, <double>q, <double>lim
+                return R.MAX_ORDER_QUANTITY
+            util = max(util, ratio(q, lim))
+            lim = nd.limits.max_order_notional
+            if notional > lim:
+                self._fail_node, self._fail_value, self._fail_limit = n, notional / 1e6, lim / 1e6
+                return R.MAX_ORDER_NOTIONAL
+            util = max(util, ratio(notional, lim))
+        # 8. worst-case position per node in this symbol
+        s = leaf_slot
+        for k in range(node.depth):
+            slot = &self._slots[s]
+            v = worst_position(slot.pos, slot.wbuy, slot.wsell, side, dq)
+            lim = slot.max_long if side > 0 else slot.max_short
+            if dq > 0 and v > lim:
+                self._fail_node, self._fail_value, self._fail_limit = slot.node, <double>v, <double>lim
+                return R.POSITION_LIMIT
+            util = max(util, ratio(v, lim))
+            s = slot.parent_slot
+        # 9. gross and net exposure along the path
+        for k in range(node.depth):
+            n = node.path[k]
+            nd = &self._nodes[n]
+            v = nd.long_notional + nd.short_notional + nd.wbuy_notional + nd.wsell_notional + dn
+            lim = nd.limits.max_gross
+            if dn > 0 and v > lim:
+                self._fail_node, self._fail_value, self._fail_limit = n, v / 1e6, lim / 1e6
+                return R.MAX_GROSS_NOTIONAL
+            util = max(util, ratio(v, lim))
+            if side > 0:
+                v = nd.long_notional - nd.short_notional + nd.wbuy_notional + dn
+            else:
+                v = nd.short_notional - nd.long_notional + nd.wsell_notional + dn
+            lim = nd.limits.max_net
+            if dn > 0 and v > lim:
+                self._fail_node, self._fail_value, self._fail_limit = n, v / 1e6, lim / 1e6
+                return R.MAX_NET_NOTIONAL
+            util = max(util, ratio(v, lim))
+        # 10. open orders and message rates
+        for k in range(node.depth):
+            n = node.path[k]
+            nd = &self._nodes[n]
+            if not is_modify:
+                lim = nd.limits.max_open_orders
+                if nd.open_orders + 1 > lim:
+                    self._fail_node, self._fail_value, self._fail_limit = n, nd.open_orders + 1.0, <double>lim
+                    return R.MAX_OPEN_ORDERS
+                util = max(util, ratio(nd.open_orders + 1, lim))
+                count, length = nd.limits.new_rate_count, nd.limits.new_rate_window
+                if count >= 0:
+                    v = window_count(self._new_window[n], now, length)
+                    if v >= count:
+                        self._fail_node, self._fail_value, self._fail_limit = n, <double>v, <double>count
+                        return R.ORDER_RATE_LIMIT
+            else:
+                count, length = nd.limits.modify_rate_count, nd.limits.modify_rate_window
+                if count >= 0:
+                    v = window_count(self._modify_window[n], now, length)
+                    if v >= count:
+                        self._fail_node, self._fail_value, self._fail_limit = n, <double>v, <double>count
+                        return R.MODIFY_RATE_LIMIT
+        # 11. duplicate content
+        if not is_modify and self._dup_window > 0:
+            dkey.first.first = _slot_key(acct, sym)
+            dkey.first.second = q * 2 + (side > 0)
+            dkey.second = _price_key(side, p, market)
+            if self._dup_last.count(dkey) and now - self._dup_last[dkey] < self._dup_window:
+                self._fail_value = (now - self._dup_last[dkey]) / 1e9
+                return R.DUPLICATE_ORDER
+        # 12. self-match against the account's own working orders
+        v = _price_key(side, p, market)
+        if side > 0:
+            rkey.first, rkey.second = <i64>leaf_slot * 2, INT64_MIN
+            it = self._resting.lower_bound(rkey)
+            if it != self._resting.end() and deref(it).first.first == rkey.first:
+                lo = deref(it).first.second
+                if v >= lo:
+                    self._fail_limit = lo * ins.tick_size
+                    return R.SELF_MATCH
+        else:
+            rkey.first, rkey.second = <i64>leaf_slot * 2 + 2, INT64_MIN
+            it = self._resting.lower_bound(rkey)
+            if it != self._resting.begin():
+                dec(it)
+                if deref(it).first.first == <i64>leaf_slot * 2 + 1:
+                    hi = deref(it).first.second
+                    if v <= hi:
+                        self._fail_limit = hi * ins.tick_size
+                        return R.SELF_MATCH
+        self._util = util
+        self._eval_price = p
+        self._eval_notional = notional
+        self._eval_slot = leaf_slot
+        return R.OK
+
+    cdef void _reserve(self, i64 order_id, i32 acct, i32 sym, i64 side, i64 q, bint market,
+                       i64 now, bint record, bint is_modify) noexcept nogil:
+        """Book an order that just passed ``_evaluate`` (its terms are in ``_eval_*``).
+
+        A modify re-books the replaced order (already released) and counts
+        against the modify rate instead of the new-order rate and duplicate guard.
+        """
+        cdef i32 s = self._eval_slot
+        cdef i64 p = self._eval_price, notional = self._eval_notional
+        cdef Slot_t* slot
+        cdef Node_t* nd
+        cdef Order_t order
+        cdef DupKey dkey
+        cdef cmap[DupKey, i64].iterator dit
+        self._nodes[acct].active = 1
+        while s >= 0:
+            slot = &self._slots[s]
+            nd = &self._nodes[slot.node]
+            if side > 0:
+                slot.wbuy += q
+                nd.wbuy_notional += notional
+            else:
+                slot.wsell += q
+                nd.wsell_notional += notional
+            nd.open_orders += 1
+            if is_modify:
+                if nd.limits.modify_rate_count >= 0:
+                    self._modify_window[slot.node].push_back(now)
+            elif nd.limits.new_rate_count >= 0:
+                self._new_window[slot.node].push_back(now)
+            s = slot.parent_slot
+        self._resting[pair[i64, i64](<i64>self._eval_slot * 2 + (side > 0), _price_key(side, p, market))] += 1
+        if self._dup_window > 0 and not is_modify:
+            dkey.first.first = _slot_key(acct, sym)
+            dkey.first.second = q * 2 + (side > 0)
+            dkey.second = _price_key(side, p, market)
+            self._dup_last[dkey] = now
+            self._dup_expiry.push_back(pair[i64, DupKey](now, dkey))
+            # Forget what has left the window (the newest entry always stays).
+            while self._dup_expiry.front().first <= now - self._dup_window:
+                dkey = self._dup_expiry.front().second
+                dit = self._dup_last.find(dkey)
+                if dit != self._dup_last.end() and deref(dit).second == self._dup_expiry.front().first:
+                    self._dup_last.erase(dit)
+                self._dup_expiry.pop_front()
+        if record:
+            order.id = order_id
+            order.account = acct
+            order.symbol = sym
+            order.slot = self._eval_slot
+            order.side = <int8_t>side
+            order.market = market
+            order.status = OS.WORKING
+            order.price = p
+            order.remaining = q
+            order.filled = 0
+            self._order_index[order_id] = <i32>self._orders.size()
+            self._orders.push_back(order)
+
+    cdef void _release(self, i32 leaf_slot, i64 side, i64 qty, i64 price, i64 price_key,
+                       bint close) noexcept nogil:
+        """Take ``qty`` of a working order off the books; ``close`` when it stops working."""
+        cdef i32 s = leaf_slot
+        cdef Slot_t* slot
+        cdef Node_t* nd
+        cdef i64 notional = qty * price * self._instruments[self._slots[leaf_slot].symbol].tick_value
+        cdef pair[i64, i64] rkey
+        while s >= 0:
+            slot = &self._slots[s]
+            nd = &self._nodes[slot.node]
+            if side > 0:
+                slot.wbuy -= qty
+                nd.wbuy_notional -= notional
+            else:
+                slot.wsell -= qty
+                nd.wsell_notional -= notional
+            if close:
+                nd.open_orders -= 1
+            s = slot.parent_slot
+        if close:
+            rkey.first, rkey.second = <i64>leaf_slot * 2 + (side > 0), price_key
+            self._resting[rkey] -= 1
+            if self._resting[rkey] == 0:
+                self._resting.erase(rkey)
+
+    # ------------------------------------------------------------ positions
+
+    cdef void _apply_fill(self, i32 leaf_slot, i64 signed_qty, i64 price, i64 now) noexcept nogil:
+        """Apply a fill to the leaf position and carry the change up the tree."""
+        cdef Slot_t* slot = &self._slots[leaf_slot]
+        cdef Instrument_t* ins = &self._instruments[slot.symbol]
+        cdef i64 tv = ins.tick_value, ref = ins.ref
+        cdef i64 pos = slot.pos, cost = slot.cost, realized = 0, closing, removed, rest
+        cdef i64 dpos, dcost, dreal
+        cdef i32 s, k
+        cdef Node_t* nd
+        cdef Node_t* leaf_node = &self._nodes[slot.node]
+        if pos == 0 or sign(signed_qty) == sign(pos):
+            pos += signed_qty
+            cost += signed_qty * price
+        else:
+            closing = min(iabs(signed_qty), iabs(pos))
+            removed = tdiv_mul(cost, closing, iabs(pos))
+            realized = (sign(pos) * closing * price - removed) * tv
+            cost -= removed
+            pos += sign(signed_qty) * closing
+            rest = iabs(signed_qty) - closing
+            if rest > 0:
+                pos = sign(signed_qty) * rest
+                cost = pos * price
+        dpos = pos - slot.pos
+        dcost = cost - slot.cost
+        dreal = realized
+        leaf_node.active = 1
+        s = leaf_slot
+        while s >= 0:
+            slot = &self._slots[s]
+            nd = &self._nodes[slot.node]
+            nd.long_notional -= _long_value(slot.pos, ref, tv)
+            nd.short_notional -= _short_value(slot.pos, ref, tv)
+            nd.unrealized -= _unrealized(slot.pos, slot.cost, ref, tv)
+            slot.pos += dpos
+            slot.cost += dcost
+            slot.realized += dreal
+            nd.long_notional += _long_value(slot.pos, ref, tv)
+            nd.short_notional += _short_value(slot.pos, ref, tv)
+            nd.unrealized += _unrealized(slot.pos, slot.cost, ref, tv)
+            nd.realized += dreal
+            s = slot.parent_slot
+        # The fill throttle and the daily loss, node by node from the account up.
+        for k in range(leaf_node.depth):
+            s = leaf_node.path[k]
+            nd = &self._nodes[s]
+            if nd.limits.fill_count >= 0:
+                self._fill_window[s].push_back(now)
+                if (window_count(self._fill_window[s], now, nd.limits.fill_window) > nd.limits.fill_count
+                        and nd.state != TS.HALTED):
+                    nd.state = TS.HALTED
+                    nd.state_cause = R.EXECUTION_THROTTLE
+                    self._events.push_back(Event_t(
+                        time=now, node=s, symbol=-1, reason=R.EXECUTION_THROTTLE,
+                        value=<i64>self._fill_window[s].size(), limit=nd.limits.fill_count))
+                while <i64>self._fill_window[s].size() > nd.limits.fill_count + 1:
+                    self._fill_window[s].pop_front()
+            self._after_pnl_change(s, now)
+
+    cdef void _after_pnl_change(self, i32 n, i64 now) noexcept nogil:
+        """Switch a node to REDUCING when its daily P&L is below its loss limit."""
+        cdef Node_t* nd = &self._nodes[n]
+        cdef i64 lim = nd.limits.max_daily_loss
+        cdef i64 pnl
+        if lim == INT64_MAX or nd.state != TS.ACTIVE:
+            return
+        pnl = nd.realized + nd.unrealized - nd.sod_pnl
+        if pnl < -lim:
+            nd.state = TS.REDUCING
+            nd.state_cause = R.DAILY_LOSS_LIMIT
+            self._events.push_back(Event_t(time=now, node=n, symbol=-1, reason=R.DAILY_LOSS_LIMIT,
+                                           value=-pnl, limit=lim))
+
+    cdef void _set_reference(self, i32 sym, i64 ref, i64 now) noexcept nogil:
+        """Move a symbol's reference and revalue every holder (O(holders))."""
+        cdef Instrument_t* ins = &self._instruments[sym]
+        cdef i64 old = ins.ref, tv = ins.tick_value
+        cdef vector[i32]* holders = &self._symbol_slots[sym]
+        cdef Slot_t* slot
+        cdef Node_t* nd
+        cdef size_t j
+        ins.ref = ref
+        ins.ref_time = now
+        if old == ref:
+            return
+        for j in range(holders.size()):
+            slot = &self._slots[deref(holders)[j]]
+            if slot.pos == 0:
+                continue
+            nd = &self._nodes[slot.node]
+            nd.long_notional += _long_value(slot.pos, ref, tv) - _long_value(slot.pos, old, tv)
+            nd.short_notional += _short_value(slot.pos, ref, tv) - _short_value(slot.pos, old, tv)
+            nd.unrealized += (_unrealized(slot.pos, slot.cost, ref, tv)
+                              - _unrealized(slot.pos, slot.cost, old, tv))
+        for j in range(holders.size()):
+            slot = &self._slots[deref(holders)[j]]
+            if slot.pos != 0:
+                self._after_pnl_change(slot.node, now)
+
+    # ----------------------------------------------------------- public API
+
+    cdef Decision _decision(self, uint8_t code):
+        return make_decision(code, self._util,
+                             None if self._fail_node < 0 else self._account_names[self._fail_node],
+                             self._fail_value, self._fail_limit)
+
+    def check(self, account, symbol, side, quantity, price=None):
+        """Check an order without booking it (a what-if).
+
+        Parameters
+        ----------
+        account, symbol : str or int
+            Names or integer ids.
+        side : {BUY, SELL, 'BUY', 'SELL'}
+        quantity : int
+        price : float, optional
+            Limit price; None for a market order (priced at the reference).
+
+        Returns
+        -------
+        Decision
+
+        Notes
+        -----
+        About a microsecond; allocates only the (untracked) Decision.
+        """
+        cdef bint market = price is None
+        cdef uint8_t code = self._evaluate(
+            self._lookup_account(account), self._lookup_symbol(symbol), _side(side), _quantity(quantity),
+            0.0 if market else _price(price), market, self._clock.now(), -1, False, 0)
+        return self._decision(code)
+
+    def submit(self, long long order_id, account, symbol, side, quantity, price=None):
+        """Check an order and, when accepted, book it as working.
+
+        ``order_id`` must be unique for the engine's life.
+        """
+        cdef bint market = price is None
+        cdef i32 acct = self._lookup_account(account)
+        cdef i32 sym = self._lookup_symbol(symbol)
+        cdef i64 sd = _side(side), q = _quantity(quantity), now = self._clock.now()
+        cdef uint8_t code = self._evaluate(acct, sym, sd, q, 0.0 if market else _price(price), market,
+                                           now, -1, True, order_id)
+        if code == R.OK:
+            self._reserve(order_id, acct, sym, sd, q, market, now, True, False)
+        return self._decision(code)
+
+    cdef i32 _working(self, i64 order_id) noexcept nogil:
+        cdef unordered_map[i64, i32].iterator it = self._order_index.find(order_id)
+        if it == self._order_index.end() or deref(it).second < 0:
+            return -1
+        if self._orders[deref(it).second].status != OS.WORKING:
+            return -1
+        return deref(it).second
+
+    def modify(self, long long order_id, quantity, price=None):
+        """Cancel/replace a working order: new remaining quantity and price.
+
+        ``price=None`` keeps a limit order's price (a market order stays
+        market and is repriced at the reference). Checked on the change in
+        exposure; on acceptance the order is updated at once.
+        """
+        cdef i32 oidx = self._working(order_id)
+        cdef Order_t* order
+        cdef i64 q = _quantity(quantity), now = self._clock.now(), tv
+        cdef bint market
+        cdef double px
+        cdef uint8_t code
+        if oidx < 0:
+            self._fail_node, self._fail_value, self._fail_limit, self._util = -1, <double>order_id, 0.0, 0.0
+            return self._decision(R.UNKNOWN_ORDER)
+        order = &self._orders[oidx]
+        market = price is None and order.market
+        tv = self._instruments[order.symbol].tick_value
+        if price is None:
+            px = order.price * self._instruments[order.symbol].tick_size
+        else:
+            px = _price(price)
+        code = self._evaluate(order.account, order.symbol, order.side, q, px, market, now, oidx, False, 0)
+        if code != R.OK:
+            return self._decision(code)
+        order = &self._orders[oidx]
+        self._release(order.slot, order.side, order.remaining, order.price,
+                      _price_key(order.side, order.price, order.market), True)
+        self._reserve(order_id, order.account, order.symbol, order.side, q, market, now, False, True)
+        order.price = self._eval_price
+        order.remaining = q
+        order.market = market
+        return self._decision(code)
+
+    def request_cancel(self, long long order_id):
+        """Check a cancel request against the cancel rate limits.
+
+        Exposure is released only when the venue confirms with :meth:`on_cancel`.
+        """
+        cdef i32 oidx = self._working(order_id)
+        cdef i64 now = self._clock.now(), v
+        cdef Node_t* node
+        cdef Node_t* nd
+        cdef i32 k, n
+        self._fail_node, self._fail_value, self._fail_limit, self._util = -1, <double>order_id, 0.0, 0.0
+        if oidx < 0:
+            return self._decision(R.UNKNOWN_ORDER)
+        node = &self._nodes[self._orders[oidx].account]
+        for k in range(node.depth):
+            n = node.path[k]
+            nd = &self._nodes[n]
+            if nd.limits.cancel_rate_count >= 0:
+                v = window_count(self._cancel_window[n], now, nd.limits.cancel_rate_window)
+                if v >= nd.limits.cancel_rate_count:
+                    self._fail_node, self._fail_value, self._fail_limit = n, <double>v, <double>nd.limits.cancel_rate_count
+                    return self._decision(R.CANCEL_RATE_LIMIT)
+        for k in range(node.depth):
+            n = node.path[k]
+            if self._nodes[n].limits.cancel_rate_count >= 0:
+                self._cancel_window[n].push_back(now)
+        self._fail_value = 0.0
+        return self._decision(R.OK)
+
+    def _batch_arrays(self, accounts, symbols, sides, quantities, prices, market):
+        n = len(accounts)
+        arrays = (np.ascontiguousarray(accounts, dtype=np.int32),
+                  np.ascontiguousarray(symbols, dtype=np.int32),
+                  np.ascontiguousarray(sides, dtype=np.int8),
+                  np.ascontiguousarray(quantities, dtype=np.int64),
+                  np.ascontiguousarray(prices, dtype=np.float64),
+                  np.zeros(n, dtype=np.uint8) if market is None else np.ascontiguousarray(market, dtype=np.uint8))
+        for name, arr in zip(("accounts", "symbols", "sides", "quantities", "prices", "market"), arrays):
+            if arr.ndim != 1 or arr.shape[0] != n:
+                raise InvalidInputError(f"{name} must be a 1-d array of length {n}, got shape {arr.shape}")
+        return arrays
+
+    def check_batch(self, accounts, symbols, sides, quantities, prices, market=None):
+        """Check many orders as if submitted in sequence, then book none of them.
+
+        Order ``i`` is checked as if orders ``0..i-1`` that passed were
+        working. Arrays: int32 account ids, int32 symbol ids, int8 sides
+        (+1/-1), int64 quantities, float64 prices, optional bool ``market``.
+
+        Returns
+        -------
+        numpy.ndarray of uint8
+            Reason codes (0 = accepted).
+
+        Notes
+        -----
+        Releases the GIL for the whole loop.
+        """
+        return self._run_batch(None, *self._batch_arrays(accounts, symbols, sides, quantities, prices, market))
+
+    def submit_batch(self, order_ids, accounts, symbols, sides, quantities, prices, market=None):
+        """Submit many orders in sequence; accepted ones are booked as working.
+
+        Returns the reason codes (uint8, 0 = accepted). Releases the GIL.
+        """
+        ids = np.ascontiguousarray(order_ids, dtype=np.int64)
+        arrays = self._batch_arrays(accounts, symbols, sides, quantities, prices, market)
+        if ids.ndim != 1 or ids.shape[0] != arrays[0].shape[0]:
+            raise InvalidInputError(f"order_ids must be a 1-d array of length {arrays[0].shape[0]}")
+        return self._run_batch(ids, *arrays)
+
+    def _run_batch(self, ids, const i32[::1] accounts, const i32[::1] symbols, const int8_t[::1] sides,
+                   const i64[::1] quantities, const double[::1] prices, const uint8_t[::1] market):
+        cdef Py_ssize_t i, n = accounts.shape[0]
+        cdef bint record = ids is not None
+        cdef const i64[::1] order_ids = ids if record else np.zeros(0, dtype=np.int64)
+        out = np.empty(n, dtype=np.uint8)
+        cdef uint8_t[::1] reasons = out
+        cdef i64 now = self._clock.now(), oid = 0
+        cdef uint8_t code
+        cdef vector[Py_ssize_t] booked
+        with nogil:
+            for i in range(n):
+                if record:
+                    oid = order_ids[i]
+                code = self._evaluate(accounts[i], symbols[i], sides[i], quantities[i], prices[i],
+                                      market[i] != 0, now, -1, record, oid)
+                reasons[i] = code
+                if code == R.OK:
+                    self._reserve(oid, accounts[i], symbols[i], sides[i], quantities[i], market[i] != 0,
+                                  now, record, False)
+                    if not record:
+                        booked.push_back(i)
+            # A what-if batch takes back what it booked, newest first.
+            while not booked.empty():
+                i = booked.back()
+                booked.pop_back()
+                self._unbook(accounts[i], symbols[i], sides[i], quantities[i], prices[i], market[i] != 0, now)
+        return out
+
+    cdef void _unbook(self, i32 acct, i32 sym, i64 side, i64 q, double price, bint market, i64 now) noexcept nogil:
+        # Exact inverse of _reserve for an unrecorded order (integers make it exact).
+        cdef i32 leaf_slot = self._slot_chain(acct, sym)
+        cdef Instrument_t* ins = &self._instruments[sym]
+        cdef i64 p = ins.ref if market else price_to_ticks(price, ins.tick_size)
+        cdef i32 s = leaf_slot
+        cdef DupKey dkey
+        self._release(leaf_slot, side, q, p, _price_key(side, p, market), True)
+        while s >= 0:
+            if self._nodes[self._slots[s].node].limits.new_rate_count >= 0:
+                self._new_window[self._slots[s].node].pop_back()
+            s = self._slots[s].parent_slot
+        if self._dup_window > 0:
+            dkey.first.first = _slot_key(acct, sym)
+            dkey.first.second = q * 2 + (side > 0)
+            dkey.second = _price_key(side, p, market)
+            if self._dup_expiry.size() and self._dup_expiry.back().second == dkey:
+                self._dup_expiry.pop_back()
+            self._dup_last.erase(dkey)
+
+    # --------------------------------------------------------------- events
+
+    def on_fill(self, long long order_id, quantity, price, exec_id):
+        """Apply a (partial) fill of a booked order.
+
+        Returns
+        -------
+        bool
+            False when ``exec_id`` was seen before (the fill is ignored).
+
+        Raises
+        ------
+        UnknownOrderError
+            No order with that id was ever booked.
+        InvalidInputError
+            Quantity not a whole number > 0, or price not finite > 0.
+
+        Notes
+        -----
+        A fill on an order that is no longer working, or beyond its remaining
+        quantity, is applied to the position in full: a fill is never lost.
+        """
+        cdef unordered_map[i64, i32].iterator it = self._order_index.find(order_id)
+        if it == self._order_index.end() or deref(it).second < 0:
+            raise UnknownOrderError(f"fill for unknown order {order_id}")
+        cdef Order_t* order = &self._orders[deref(it).second]
+        cdef i64 q = _quantity(quantity)
+        cdef i64 p = self._fill_price(order.symbol, price)
+        if q == 0:
+            raise InvalidInputError(f"fill quantity must be a whole number > 0, got {quantity!r}")
+        if exec_id in self._exec_ids:
+            return False
+        cdef i64 now = self._clock.now()
+        cdef i64 worked
+        if order.status == OS.WORKING:
+            worked = min(q, order.remaining)
+            self._release(order.slot, order.side, worked, order.price,
+                          _price_key(order.side, order.price, order.market), worked == order.remaining)
+            order.remaining -= worked
+            if order.remaining == 0:
+                order.status = OS.FILLED
+        order.filled += q
+        self._apply_fill(order.slot, order.side * q, p, now)
+        self._exec_ids.add(exec_id)
+        return True
+
+    cdef i64 _fill_price(self, i32 sym, object price) except -1:
+        cdef double px = _price(price)
+        cdef Instrument_t* ins = &self._instruments[sym]
+        if not (isfinite(px) and px > 0):
+            raise InvalidInputError(f"fill price must be finite and > 0, got {price!r}")
+        # Venues fill on the grid; a fill price is rounded to the tick, never refused.
+        return max(<i64>1, round_half_away(px / ins.tick_size))
+
+    def book_fill(self, account, symbol, side, quantity, price, exec_id=None):
+        """Apply a fill that has no booked order: a drop copy, a transfer, a start-of-day load.
+
+        Returns False when ``exec_id`` was seen before.
+        """
+        cdef i32 acct = self.account_id(account)
+        cdef i32 sym = self.symbol_id(symbol)
+        cdef i64 sd = _side(side), q = _quantity(quantity)
+        if sd == 0:
+            raise InvalidInputError(f"side must be BUY or SELL, got {side!r}")
+        if q == 0:
+            raise InvalidInputError(f"quantity must be a whole number > 0, got {quantity!r}")
+        if self._nodes[acct].n_children > 0 or acct == 0:
+            raise InvalidInputError(f"positions live on leaf accounts; {self._account_names[acct]!r} is not one")
+        cdef i64 p = self._fill_price(sym, price)
+        if exec_id is not None:
+            if exec_id in self._exec_ids:
+                return False
+            self._exec_ids.add(exec_id)
+        self._apply_fill(self._slot_chain(acct, sym), sd * q, p, self._clock.now())
+        return True
+
+    cdef bint _finish(self, i64 order_id, int8_t status) except -1:
+        cdef unordered_map[i64, i32].iterator it = self._order_index.find(order_id)
+        if it == self._order_index.end() or deref(it).second < 0:
+            raise UnknownOrderError(f"unknown order {order_id}")
+        cdef Order_t* order = &self._orders[deref(it).second]
+        if order.status != OS.WORKING:
+            return False
+        self._release(order.slot, order.side, order.remaining, order.price,
+                      _price_key(order.side, order.price, order.market), True)
+        order.status = status
+        return True
+
+    def on_cancel(self, long long order_id):
+        """The venue cancelled the order: release its remaining quantity.
+
+        Returns False when the order was no longer working.
+        """
+        return self._finish(order_id, OS.CANCELLED)
+
+    def on_expire(self, long long order_id):
+        """The order expired (time in force): release its remaining quantity."""
+        return self._finish(order_id, OS.EXPIRED)
+
+    def on_reject(self, long long order_id):
+        """The venue rejected the order: release its remaining quantity."""
+        return self._finish(order_id, OS.REJECTED)
+
+    def update_price(self, symbol, price, time_ns=None):
+        """Set a symbol's reference price (last trade or mark) and revalue its holders.
+
+        Raises InvalidInputError for a non-finite or non-positive price.
+        """
+        cdef i32 sym = self.symbol_id(symbol)
+        cdef double px = _price(price)
+        if not (isfinite(px) and px > 0):
+            raise InvalidInputError(f"price for {self._symbol_names[sym]} must be finite and > 0, got {price!r}")
+        cdef i64 ref = round_half_away(px / self._instruments[sym].tick_size)
+        if ref < 1:
+            ref = 1
+        self._set_reference(sym, ref, self._clock.now() if time_ns is None else time_ns)
+
+    def update_prices(self, symbols, prices, time_ns=None):
+        """Apply many reference prices at once (int32 symbol ids, float64 prices).
+
+        All rows are validated before any is applied. Releases the GIL.
+        """
+        cdef const i32[::1] sids = np.ascontiguousarray(symbols, dtype=np.int32)
+        cdef const double[::1] pxs = np.ascontiguousarray(prices, dtype=np.float64)
+        if sids.shape[0] != pxs.shape[0]:
+            raise InvalidInputError(f"symbols and prices differ in length: {sids.shape[0]} != {pxs.shape[0]}")
+        cdef Py_ssize_t i, bad = -1, n = sids.shape[0]
+        cdef i32 nsym = <i32>self._instruments.size()
+        cdef i64 now = self._clock.now() if time_ns is None else time_ns
+        cdef i64 ref
+        with nogil:
+            for i in range(n):
+                if sids[i] < 0 or sids[i] >= nsym or not (isfinite(pxs[i]) and pxs[i] > 0):
+                    bad = i
+                    break
+            if bad < 0:
+                for i in range(n):
+                    ref = round_half_away(pxs[i] / self._instruments[sids[i]].tick_size)
+                    self._set_reference(sids[i], ref if ref > 0 else 1, now)
+        if bad >= 0:
+            if sids[bad] < 0 or sids[bad] >= nsym:
+                raise UnknownSymbolError(f"row {bad}: unknown symbol id {sids[bad]}")
+            raise InvalidInputError(f"row {bad}: price must be finite and > 0, got {pxs[bad]!r}")
+
+    def reference_price(self, symbol):
+        """Return a symbol's reference price, or None."""
+        cdef Instrument_t* ins = &self._instruments[self.symbol_id(symbol)]
+        return ins.ref * ins.tick_size if ins.ref > 0 else None
+
+    def roll_day(self):
+        """Start a new trading day.
+
+        Takes each node's realized + unrealized P&L as the new baseline,
+        returns nodes put in REDUCING by their daily loss to ACTIVE, and
+        forgets finished orders (their ids stay used).
+        """
+        cdef Node_t* nd
+        cdef size_t j
+        cdef vector[Order_t] working
+        for j in range(self._nodes.size()):
+            nd = &self._nodes[j]
+            nd.sod_pnl = nd.realized + nd.unrealized
+            if nd.state_cause == R.DAILY_LOSS_LIMIT:
+                nd.state = TS.ACTIVE
+                nd.state_cause = 0
+        for j in range(self._orders.size()):
+            if self._orders[j].status == OS.WORKING:
+                self._order_index[self._orders[j].id] = <i32>working.size()
+                working.push_back(self._orders[j])
+            else:
+                self._order_index[self._orders[j].id] = -1
+        self._orders.swap(working)
+
+    # ------------------------------------------------------------ snapshots
+
+    def order(self, long long order_id):
+        """Return an order's state as an ``OrderInfo``."""
+        cdef unordered_map[i64, i32].iterator it = self._order_index.find(order_id)
+        if it == self._order_index.end() or deref(it).second < 0:
+            raise UnknownOrderError(f"unknown order {order_id}")
+        cdef Order_t o = self._orders[deref(it).second]
+        return OrderInfo(o.id, self._account_names[o.account], self._symbol_names[o.symbol], o.side,
+                         o.price * self._instruments[o.symbol].tick_size, o.remaining, o.filled,
+                         bool(o.market), OrderStatus(o.status))
+
+    def position(self, account, symbol):
+        """Return the position of a node (leaf or aggregate) in one symbol."""
+        cdef i32 nid = self.account_id(account)
+        cdef i32 sid = self.symbol_id(symbol)
+        cdef i64 key = _slot_key(nid, sid)
+        cdef Instrument_t* ins = &self._instruments[sid]
+        if not self._slot_index.count(key):
+            return Position(self._account_names[nid], self._symbol_names[sid], 0, 0.0, 0.0, 0.0)
+        cdef Slot_t* s = &self._slots[self._slot_index[key]]
+        return Position(self._account_names[nid], self._symbol_names[sid], s.pos,
+                        s.cost / s.pos * ins.tick_size if s.pos else 0.0, s.realized / 1e6,
+                        _unrealized(s.pos, s.cost, ins.ref, ins.tick_value) / 1e6)
+
+    def positions(self):
+        """Leaf positions (non-zero quantity or realized P&L) as a structured array.
+
+        Money fields are in currency; ``account`` and ``symbol`` are ids.
+        """
+        cdef size_t j, m = 0
+        cdef Slot_t* s
+        cdef Instrument_t* ins
+        for j in range(self._slots.size()):
+            s = &self._slots[j]
+            if self._nodes[s.node].n_children == 0 and s.node != 0 and (s.pos != 0 or s.realized != 0):
+                m += 1
+        out = np.zeros(m, dtype=POSITION_DTYPE)
+        m = 0
+        for j in range(self._slots.size()):
+            s = &self._slots[j]
+            if self._nodes[s.node].n_children == 0 and s.node != 0 and (s.pos != 0 or s.realized != 0):
+                ins = &self._instruments[s.symbol]
+                out[m] = (s.node, s.symbol, s.pos, s.cost / s.pos * ins.tick_size if s.pos else 0.0,
+                          s.realized / 1e6, _unrealized(s.pos, s.cost, ins.ref, ins.tick_value) / 1e6)
+                m += 1
+        return out
+
+    def open_orders(self):
+        """Working orders as a structured array (prices in price units)."""
+        cdef size_t j
+        cdef list rows = []
+        cdef Order_t* o
+        for j in range(self._orders.size()):
+            o = &self._orders[j]
+            if o.status == OS.WORKING:
+                rows.append((o.id, o.account, o.symbol, o.side, o.market,
+                             o.price * self._instruments[o.symbol].tick_size, o.remaining, o.filled))
+        return np.array(rows, dtype=ORDER_DTYPE)
+
+    def aggregate(self, account=None):
+        """Return the aggregate of a node (the firm by default); O(1).
+
+        Money in currency: long, short, net and gross notional at the
+        reference, working-order notional, realized, unrealized and daily P&L.
+        """
+        cdef i32 nid = 0 if account is None else self.account_id(account)
+        cdef Node_t* n = &self._nodes[nid]
+        return Aggregate(
+            self._account_names[nid], n.long_notional / 1e6, n.short_notional / 1e6,
+            (n.long_notional - n.short_notional) / 1e6,
+            (n.long_notional + n.short_notional + n.wbuy_notional + n.wsell_notional) / 1e6,
+            n.wbuy_notional / 1e6, n.wsell_notional / 1e6, n.realized / 1e6, n.unrealized / 1e6,
+            (n.realized + n.unrealized - n.sod_pnl) / 1e6, n.open_orders, TradingState(n.state))
+
+    def aggregates(self):
+        """Every node's incrementally kept aggregate, in integer micro-units."""
+        cdef size_t j
+        cdef Node_t* n
+        out = np.zeros(self._nodes.size(), dtype=AGGREGATE_DTYPE)
+        for j in range(self._nodes.size()):
+            n = &self._nodes[j]
+            out[j] = (j, n.parent, n.long_notional, n.short_notional, n.wbuy_notional, n.wsell_notional,
+                      n.realized, n.unrealized, n.realized + n.unrealized - n.sod_pnl, n.open_orders, n.state)
+        return out
+
+    def recompute(self):
+        """Rebuild every aggregate from the leaves and working orders, from scratch.
+
+        Returns the same structured array as :meth:`aggregates`; the engine's
+        incremental state is not touched. O(slots × depth + orders).
+        """
+        cdef size_t nn = self._nodes.size(), ns = self._slots.size(), j
+        cdef vector[i64] pos = vector[i64](ns, 0), cost = vector[i64](ns, 0)
+        cdef vector[i64] longv = vector[i64](nn, 0), shortv = vector[i64](nn, 0), unreal = vector[i64](nn, 0)
+        cdef vector[i64] real = vector[i64](nn, 0), wb = vector[i64](nn, 0), ws = vector[i64](nn, 0)
+        cdef vector[i64] opn = vector[i64](nn, 0)
+        cdef Slot_t* slot
+        cdef Order_t* o
+        cdef Instrument_t* ins
+        cdef i32 s
+        cdef i64 notional
+        with nogil:
+            for j in range(ns):
+                slot = &self._slots[j]
+                if self._nodes[slot.node].n_children != 0 or slot.node == 0:
+                    continue
+                s = <i32>j
+                while s >= 0:
+                    pos[s] += slot.pos
+                    cost[s] += slot.cost
+                    real[self._slots[s].node] += slot.realized
+                    s = self._slots[s].parent_slot
+            for j in range(ns):
+                slot = &self._slots[j]
+                ins = &self._instruments[slot.symbol]
+                longv[slot.node] += _long_value(pos[j], ins.ref, ins.tick_value)
+                shortv[slot.node] += _short_value(pos[j], ins.ref, ins.tick_value)
+                unreal[slot.node] += _unrealized(pos[j], cost[j], ins.ref, ins.tick_value)
+            for j in range(self._orders.size()):
+                o = &self._orders[j]
+                if o.status != OS.WORKING:
+                    continue
+                notional = o.remaining * o.price * self._instruments[o.symbol].tick_value
+                s = o.account
+                while s >= 0:
+                    if o.side > 0:
+                        wb[s] += notional
+                    else:
+                        ws[s] += notional
+                    opn[s] += 1
+                    s = self._nodes[s].parent
+        out = np.zeros(nn, dtype=AGGREGATE_DTYPE)
+        for j in range(nn):
+            out[j] = (j, self._nodes[j].parent, longv[j], shortv[j], wb[j], ws[j], real[j], unreal[j],
+                      real[j] + unreal[j] - self._nodes[j].sod_pnl, opn[j], self._nodes[j].state)
+        return out
+
+    def verify(self):
+        """Prove the incremental aggregates equal a full recompute.
+
+        Raises StateError naming the first node and field that differ.
+        """
+        kept, fresh = self.aggregates(), self.recompute()
+        for field in AGGREGATE_DTYPE.names:
+            diff = np.nonzero(kept[field] != fresh[field])[0]
+            if diff.size:
+                j = int(diff[0])
+                raise StateError(f"aggregate {field} of {self._account_names[j]!r}: kept "
+                                 f"{kept[field][j]} != recomputed {fresh[field][j]}")
+        return True
+
+    def utilisation(self, account=None):
+        """Return each set limit of a node with its current use and ratio.
+
+        Returns
+        -------
+        dict
+            limit name -> (value, limit, value / limit), money in currency.
+        """
+        cdef i32 nid = 0 if account is None else self.account_id(account)
+        cdef Node_t* n = &self._nodes[nid]
+        cdef Limits_t lim = n.limits
+        cdef i64 now = self._clock.now()
+        out = {}
+
+        def put(name, value, limit, scale):
+            if limit != INT64_MAX and limit >= 0:
+                out[name] = (value / scale, limit / scale, value / limit if limit else math.inf)
+
+        put("max_gross_notional", n.long_notional + n.short_notional + n.wbuy_notional + n.wsell_notional,
+            lim.max_gross, 1e6)
+        put("max_net_notional", max(n.long_notional - n.short_notional + n.wbuy_notional,
+                                    n.short_notional - n.long_notional + n.wsell_notional), lim.max_net, 1e6)
+        put("max_open_orders", n.open_orders, lim.max_open_orders, 1)
+        put("max_daily_loss", max(0, -(n.realized + n.unrealized - n.sod_pnl)), lim.max_daily_loss, 1e6)
+        if lim.new_rate_count >= 0:
+            put("new_order_rate", window_count(self._new_window[nid], now, lim.new_rate_window), lim.new_rate_count, 1)
+        if lim.modify_rate_count >= 0:
+            put("modify_rate", window_count(self._modify_window[nid], now, lim.modify_rate_window),
+                lim.modify_rate_count, 1)
+        if lim.cancel_rate_count >= 0:
+            put("cancel_rate", window_count(self._cancel_window[nid], now, lim.cancel_rate_window),
+                lim.cancel_rate_count, 1)
+        if lim.fill_count >= 0:
+            put("fill_throttle", window_count(self._fill_window[nid], now, lim.fill_window), lim.fill_count, 1)
+        return out
+
+    def drain_events(self):
+        """Return the breach events recorded since the last call, and clear them."""
+        cdef list out = []
+        cdef Event_t* e
+        cdef size_t j
+        for j in range(self._events.size()):
+            e = &self._events[j]
+            out.append(BreachEvent(e.time, self._account_names[e.node],
+                                   None if e.symbol < 0 else self._symbol_names[e.symbol],
+                                   Reason(e.reason), e.value, e.limit))
+        self._events.clear()
+        return out
+
+    # --------------------------------------------------- snapshot / restore
+
+    def to_state(self):
+        """Return the whole engine state as plain data (for snapshots).
+
+        Struct tables are raw bytes of a fixed layout, versioned by
+        ``STATE_VERSION``; everything else is lists, dicts and ints.
+        """
+        return {
+            "version": STATE_VERSION,
+            "layout": (sizeof(Instrument_t), sizeof(Node_t), sizeof(Slot_t), sizeof(Order_t), sizeof(Event_t)),
+            "instruments": _vector_bytes(self._instruments.data(), self._instruments.size(), sizeof(Instrument_t)),
+            "nodes": _vector_bytes(self._nodes.data(), self._nodes.size(), sizeof(Node_t)),
+            "slots": _vector_bytes(self._slots.data(), self._slots.size(), sizeof(Slot_t)),
+            "orders": _vector_bytes(self._orders.data(), self._orders.size(), sizeof(Order_t)),
+            "events": _vector_bytes(self._events.data(), self._events.size(), sizeof(Event_t)),
+            "order_index": dict(self._order_index),
+            "windows": [_windows_list(self._new_window), _windows_list(self._modify_window),
+                        _windows_list(self._cancel_window), _windows_list(self._fill_window)],
+            "resting": dict(self._resting),
+            "dup_last": dict(self._dup_last),
+            "dup_expiry": [(self._dup_expiry[j].first, self._dup_expiry[j].second)
+                           for j in range(self._dup_expiry.size())],
+            "dup_window": self._dup_window,
+            "accounts": list(self._account_names),
+            "symbols": list(self._symbol_names),
+            "exec_ids": list(self._exec_ids),
+        }
+
+    @classmethod
+    def from_state(cls, state, Clock clock=None):
+        """Rebuild an engine from :meth:`to_state` output.
+
+        Raises StateError when the state is from an incompatible version or
+        its tables are inconsistent.
+        """
+        cdef RiskEngine eng = cls.__new__(cls)
+        if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+            raise StateError(f"snapshot version {state.get('version') if isinstance(state, dict) else None!r} "
+                             f"is not the supported version {STATE_VERSION}")
+        if tuple(state["layout"]) != (sizeof(Instrument_t), sizeof(Node_t), sizeof(Slot_t), sizeof(Order_t),
+                                      sizeof(Event_t)):
+            raise StateError("snapshot struct layout does not match this build")
+        eng._clock = clock if clock is not None else SystemClock()
+        eng._dup_window = state["dup_window"]
+        eng._instruments.resize(_records(state["instruments"], sizeof(Instrument_t)))
+        _copy_into(eng._instruments.data(), state["instruments"])
+        eng._nodes.resize(_records(state["nodes"], sizeof(Node_t)))
+        _copy_into(eng._nodes.data(), state["nodes"])
+        eng._slots.resize(_records(state["slots"], sizeof(Slot_t)))
+        _copy_into(eng._slots.data(), state["slots"])
+        eng._orders.resize(_records(state["orders"], sizeof(Order_t)))
+        _copy_into(eng._orders.data(), state["orders"])
+        eng._events.resize(_records(state["events"], sizeof(Event_t)))
+        _copy_into(eng._events.data(), state["events"])
+        if (eng._nodes.size() != len(state["accounts"]) or eng._instruments.size() != len(state["symbols"])):
+            raise StateError("snapshot tables disagree with its account and symbol lists")
+        cdef size_t j
+        cdef pair[i64, i64] rkey
+        cdef DupKey dkey
+        eng._symbol_slots.resize(eng._instruments.size())
+        for j in range(eng._slots.size()):
+            if eng._slots[j].symbol < 0 or <size_t>eng._slots[j].symbol >= eng._instruments.size():
+                raise StateError(f"slot {j} names an unknown symbol")
+            eng._slot_index[_slot_key(eng._slots[j].node, eng._slots[j].symbol)] = <i32>j
+            eng._symbol_slots[eng._slots[j].symbol].push_back(<i32>j)
+        for k, v in state["order_index"].items():
+            eng._order_index[k] = v
+        new, modify, cancel, fills = state["windows"]
+        _load_windows(eng._new_window, new)
+        _load_windows(eng._modify_window, modify)
+        _load_windows(eng._cancel_window, cancel)
+        _load_windows(eng._fill_window, fills)
+        if eng._new_window.size() != eng._nodes.size():
+            raise StateError("snapshot windows disagree with its account table")
+        for (a, b), v in state["resting"].items():
+            rkey.first, rkey.second = a, b
+            eng._resting[rkey] = v
+        for ((a, b), c), v in state["dup_last"].items():
+            dkey.first.first, dkey.first.second, dkey.second = a, b, c
+            eng._dup_last[dkey] = v
+        for t, ((a, b), c) in state["dup_expiry"]:
+            dkey.first.first, dkey.first.second, dkey.second = a, b, c
+            eng._dup_expiry.push_back(pair[i64, DupKey](t, dkey))
+        eng._account_names = list(state["accounts"])
+        eng._account_ids = {name: i for i, name in enumerate(eng._account_names)}
+        eng._symbol_names = list(state["symbols"])
+        eng._symbol_ids = {name: i for i, name in enumerate(eng._symbol_names)}
+        eng._exec_ids = set(state["exec_ids"])
+        eng.verify()
+        return eng
+
+
+cdef bytes _vector_bytes(const void* data, size_t n, size_t item):
+    return (<const char*>data)[:n * item] if n else b""
+
+
+cdef size_t _records(bytes raw, size_t item) except? 0:
+    if len(raw) % item:
+        raise StateError(f"snapshot table of {len(raw)} bytes is not a whole number of {item}-byte records")
+    return len(raw) // item
+
+
+cdef void _copy_into(void* dst, bytes raw) noexcept:
+    if len(raw):
+        memcpy(dst, <const char*>raw, len(raw))
+
+
+cdef list _windows_list(vector[deque[i64]]& windows):
+    cdef size_t j, k
+    return [[windows[j][k] for k in range(windows[j].size())] for j in range(windows.size())]
+
+
+cdef void _load_windows(vector[deque[i64]]& windows, list lists) except *:
+    cdef deque[i64] window
+    for times in lists:
+        window.clear()
+        for t in times:
+            window.push_back(t)
+        windows.push_back(window)

@@ -1,0 +1,40 @@
+"""The exceptions raised at the kernel's Python boundary.
+
+A rejected order is a :class:`~riskcore.Decision`, never an exception; these
+are for calls that cannot be carried out (bad configuration, unknown ids,
+malformed events). Each also subclasses the builtin a caller would expect.
+"""
+
+
+class RiskError(Exception):
+    """Base class of every error the kernel raises."""
+
+
+class _KeyMessage:
+    # KeyError quotes its message in str(); keep the message readable.
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class InvalidInputError(RiskError, ValueError):
+    """A value is out of its domain: non-finite, non-positive, off-grid."""
+
+
+class InvalidConfigError(InvalidInputError):
+    """An instrument, account or limit definition is inconsistent."""
+
+
+class UnknownSymbolError(_KeyMessage, RiskError, KeyError):
+    """No instrument with that symbol."""
+
+
+class UnknownAccountError(_KeyMessage, RiskError, KeyError):
+    """No account with that name or id."""
+
+
+class UnknownOrderError(_KeyMessage, RiskError, KeyError):
+    """No order with that id."""
+
+
+class StateError(RiskError, RuntimeError):
+    """A snapshot cannot be restored, or the state failed its consistency check."""

@@ -1,0 +1,47 @@
+# Exact integer arithmetic helpers used on every hot path.
+from libc.math cimport fabs, llround, isfinite
+from riskcore._types cimport i64, i128, INT64_MAX
+
+
+cdef inline i64 tdiv_mul(i64 a, i64 b, i64 d) noexcept nogil:
+    """a * b / d truncated toward zero, with a 128-bit intermediate."""
+    cdef i128 prod = <i128>a * <i128>b
+    return <i64>(prod / <i128>d)
+
+
+cdef inline i64 sat_mul3(i64 a, i64 b, i64 c) noexcept nogil:
+    """a * b * c for non-negative operands, saturating at INT64_MAX."""
+    cdef i128 prod = <i128>a * <i128>b
+    if prod > <i128>INT64_MAX:
+        return INT64_MAX
+    prod = prod * <i128>c
+    if prod > <i128>INT64_MAX:
+        return INT64_MAX
+    return <i64>prod
+
+
+cdef inline i64 round_half_away(double x) noexcept nogil:
+    # llround rounds halfway cases away from zero, as the model specifies.
+    return llround(x)
+
+
+cdef inline i64 price_to_ticks(double price, double tick_size) noexcept nogil:
+    """Ticks of a price on the grid, or -1 when it is off the grid or absurd."""
+    cdef double ratio = price / tick_size
+    cdef i64 ticks
+    if not (ratio < 1e15):
+        return -1
+    ticks = llround(ratio)
+    if ticks <= 0:
+        return -1
+    if fabs(<double>ticks * tick_size - price) > 1e-9 * (fabs(price) if fabs(price) > 1.0 else 1.0):
+        return -1
+    return ticks
+
+
+cdef inline i64 sign(i64 x) noexcept nogil:
+    return (x > 0) - (x < 0)
+
+
+cdef inline i64 iabs(i64 x) noexcept nogil:
+    return -x if x < 0 else x

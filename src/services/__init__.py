@@ -1,0 +1,1 @@
+"""Services around the riskcore kernel (risk engine, control plane, ingestion, monitoring)."""
