@@ -10,7 +10,7 @@ class RiskError(Exception):
     """Base class of every error the kernel raises."""
 
 
-class _KeyMessage:
+class _LookupError(RiskError, KeyError):
     # KeyError quotes its message in str(); keep the message readable.
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
@@ -24,15 +24,15 @@ class InvalidConfigError(InvalidInputError):
     """An instrument, account or limit definition is inconsistent."""
 
 
-class UnknownSymbolError(_KeyMessage, RiskError, KeyError):
+class UnknownSymbolError(_LookupError):
     """No instrument with that symbol."""
 
 
-class UnknownAccountError(_KeyMessage, RiskError, KeyError):
+class UnknownAccountError(_LookupError):
     """No account with that name or id."""
 
 
-class UnknownOrderError(_KeyMessage, RiskError, KeyError):
+class UnknownOrderError(_LookupError):
     """No order with that id."""
 
 
