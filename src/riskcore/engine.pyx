@@ -464,15 +464,15 @@ cdef class RiskEngine:
     def set_allowed_symbols(self, account, symbols):
         """Restrict a node (and its subtree) to ``symbols``; None lifts the restriction."""
         cdef i32 nid = self.account_id(account)
-        cdef list sids = [] if symbols is None else [self.symbol_id(s) for s in symbols]
+        cdef list sids = [] if symbols is None else [self.symbol_id(symbol) for symbol in symbols]
         cdef Slot_t* slot
-        cdef i32 s
-        for s in range(<i32>self._slots.size()):
-            slot = &self._slots[s]
+        cdef size_t j
+        for j in range(self._slots.size()):
+            slot = &self._slots[j]
             if slot.node == nid:
                 slot.permitted = 0
         for sid in sids:
-            self._slots[self._slot_chain(nid, sid)].permitted = 1
+            self._slots[self._slot_chain(nid, <i32>sid)].permitted = 1
         self._nodes[nid].has_allowlist = symbols is not None
 
     def set_trading_state(self, state, account=None, symbol=None):

@@ -1,0 +1,2 @@
+"""Process concerns shared by every service: logging, HTTP ops endpoints,
+authentication, gRPC call handling, tracing, profiling and shutdown."""

@@ -1,0 +1,130 @@
+"""One place for what every gRPC call needs around its handler.
+
+Each handler is wrapped once: a request id bound into the log context,
+authentication and the admin role, the deadline, exceptions mapped to status
+codes (ValueError -> INVALID_ARGUMENT, KeyError -> NOT_FOUND, anything else ->
+INTERNAL with the traceback logged), the request metrics and one log line.
+"""
+import asyncio
+import contextlib
+import functools
+import time
+import uuid
+
+import grpc
+import structlog
+
+from services.common.auth import AuthError, TokenAuth
+from services.common.logging import get_logger
+from services.common.metrics import GrpcMetrics
+
+log = get_logger("grpc")
+
+
+def _status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    if isinstance(exc, AuthError):
+        return exc.code, str(exc)
+    if isinstance(exc, ValueError):
+        return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+    if isinstance(exc, KeyError):
+        return grpc.StatusCode.NOT_FOUND, str(exc.args[0]) if exc.args else "not found"
+    return grpc.StatusCode.INTERNAL, "internal error"
+
+
+class CallContext:
+    """What a handler learns about its call: who made it."""
+
+    __slots__ = ("identity",)
+
+    def __init__(self, identity):
+        self.identity = identity
+
+
+class CallHandling:
+    """Decorators for aio servicer methods.
+
+    Parameters
+    ----------
+    auth : TokenAuth
+    metrics : GrpcMetrics
+    log_requests : bool
+        Log one line per call (streams: one per stream).
+    """
+
+    def __init__(self, auth: TokenAuth, metrics: GrpcMetrics, log_requests: bool = True):
+        self.auth = auth
+        self.metrics = metrics
+        self.log_requests = log_requests
+
+    def _begin(self, method: str, context, admin: bool) -> CallContext:
+        metadata = context.invocation_metadata()
+        request_id = next((v for k, v in metadata or () if k == "x-request-id"), None) or uuid.uuid4().hex
+        structlog.contextvars.bind_contextvars(request_id=request_id, method=method)
+        remaining = context.time_remaining()
+        if remaining is not None and remaining <= 0:
+            raise _Expired()
+        return CallContext(self.auth.authenticate(metadata, admin))
+
+    def _end(self, method: str, code: grpc.StatusCode, started: int, exc: BaseException | None) -> None:
+        elapsed = (time.perf_counter_ns() - started) / 1e9
+        self.metrics.requests.labels(method, code.name).inc()
+        self.metrics.duration.labels(method).observe(elapsed)
+        if code is grpc.StatusCode.INTERNAL:
+            log.error("call failed", code=code.name, duration_us=round(elapsed * 1e6, 1), exc_info=exc)
+        elif self.log_requests or code is not grpc.StatusCode.OK:
+            log.info("call", code=code.name, duration_us=round(elapsed * 1e6, 1),
+                     error=None if exc is None else str(exc))
+
+    @contextlib.asynccontextmanager
+    async def _call(self, method: str, context, admin: bool):
+        started = time.perf_counter_ns()
+        code, exc = grpc.StatusCode.OK, None
+        try:
+            yield self._begin(method, context, admin)
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
+            raise
+        except grpc.aio.AbortError:
+            code = context.code() or grpc.StatusCode.UNKNOWN
+            raise
+        except _Expired:
+            code = grpc.StatusCode.DEADLINE_EXCEEDED
+            await context.abort(code, "deadline expired before the call was processed")
+        except Exception as error:  # noqa: BLE001 - every failure becomes a status
+            code, message = _status_of(error)
+            exc = error
+            await context.abort(code, message)
+        finally:
+            self._end(method, code, started, exc)
+            structlog.contextvars.clear_contextvars()
+
+    def unary(self, method: str, admin: bool = False):
+        """Wrap ``async def handler(self, request, call: CallContext)`` (unary response)."""
+
+        def decorate(handler):
+            @functools.wraps(handler)
+            async def wrapper(servicer, request, context):
+                async with self._call(method, context, admin) as call:
+                    return await handler(servicer, request, call)
+
+            return wrapper
+
+        return decorate
+
+    def stream(self, method: str, admin: bool = False):
+        """Wrap ``async def handler(self, request, context, call)``, an async generator of responses."""
+
+        def decorate(handler):
+            @functools.wraps(handler)
+            async def wrapper(servicer, request, context):
+                async with self._call(method, context, admin) as call:
+                    async for item in handler(servicer, request, context, call):
+                        yield item
+
+            return wrapper
+
+        return decorate
+
+
+class _Expired(Exception):
+    """The call's deadline passed before its handler started."""

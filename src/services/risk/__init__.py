@@ -1,0 +1,1 @@
+"""The firm-wide risk engine service: gRPC on :50051, operations HTTP on :8080."""

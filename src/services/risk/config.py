@@ -1,0 +1,224 @@
+"""The risk service's configuration: a TOML file, validated into frozen dataclasses.
+
+Unknown keys are errors (a typo must not silently drop a limit). See the
+README's "Configuration" section for the format; ``sample.toml`` is a
+complete example.
+"""
+from __future__ import annotations
+
+import importlib.resources
+import math
+import pathlib
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from riskcore import Instrument, Limits, RiskEngine, TradingState
+from services.common.auth import TokenEntry
+
+
+class ConfigError(ValueError):
+    """The configuration file is invalid; the message names the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 50051
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    grace_seconds: float = 10.0
+    max_message_bytes: int = 64 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        for name in ("port", "http_port"):
+            if not 0 <= getattr(self, name) <= 65535:
+                raise ConfigError(f"server.{name} must be a port number, got {getattr(self, name)!r}")
+        if not (math.isfinite(self.grace_seconds) and self.grace_seconds >= 0):
+            raise ConfigError(f"server.grace_seconds must be >= 0, got {self.grace_seconds!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """Server certificate and key; with ``client_ca``, clients must present a certificate (mTLS)."""
+
+    cert: pathlib.Path
+    key: pathlib.Path
+    client_ca: Optional[pathlib.Path] = None
+
+    def __post_init__(self) -> None:
+        for name in ("cert", "key", "client_ca"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ConfigError(f"tls.{name}: no such file {str(path)!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class PositionLimitConfig:
+    symbol: str
+    max_long: Optional[int] = None
+    max_short: Optional[int] = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountConfig:
+    name: str
+    parent: Optional[str] = None
+    limits: Limits = field(default_factory=Limits)
+    position_limits: tuple[PositionLimitConfig, ...] = ()
+    allowed_symbols: Optional[tuple[str, ...]] = None
+    state: TradingState = TradingState.ACTIVE
+
+
+@dataclass(frozen=True, slots=True)
+class RiskConfig:
+    """Everything the risk service needs to start."""
+
+    server: ServerConfig = field(default_factory=ServerConfig)
+    tls: Optional[TlsConfig] = None
+    tokens: tuple[TokenEntry, ...] = ()
+    firm: str = "FIRM"
+    default_account: str = "default"
+    duplicate_window: float = 0.0
+    instruments: tuple[Instrument, ...] = ()
+    accounts: tuple[AccountConfig, ...] = ()
+    log_level: str = "info"
+    log_requests: bool = True
+    tracing_endpoint: Optional[str] = None
+    service_name: str = "riskcore-risk"
+    profiling: bool = False
+
+    def __post_init__(self) -> None:
+        names = {self.firm} | {a.name for a in self.accounts}
+        if self.default_account and self.default_account not in names:
+            raise ConfigError(f"engine.default_account {self.default_account!r} is not a configured account")
+
+
+def _table(data: Any, where: str, allowed: set[str]) -> dict:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a table")
+    unknown = set(data) - allowed
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    return data
+
+
+def _window(value: Any, where: str):
+    if value is None:
+        return None
+    if not (isinstance(value, list) and len(value) == 2):
+        raise ConfigError(f"{where} must be [count, seconds]")
+    return (value[0], float(value[1]))
+
+
+def _build(where: str, factory, **kwargs):
+    try:
+        return factory(**kwargs)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{where}: {error}") from None
+
+
+_LIMIT_KEYS = {"max_order_quantity", "max_order_notional", "max_gross_notional", "max_net_notional",
+               "max_open_orders", "max_daily_loss", "new_order_rate", "modify_rate", "cancel_rate",
+               "fill_throttle"}
+_WINDOW_KEYS = {"new_order_rate", "modify_rate", "cancel_rate", "fill_throttle"}
+
+
+def limits_from_mapping(data: dict, where: str) -> Limits:
+    """Build :class:`Limits` from a TOML table (windows as ``[count, seconds]``)."""
+    data = _table(data, where, _LIMIT_KEYS)
+    kwargs = {k: (_window(v, f"{where}.{k}") if k in _WINDOW_KEYS else v) for k, v in data.items()}
+    return _build(where, Limits, **kwargs)
+
+
+def parse_config(data: dict, base: pathlib.Path) -> RiskConfig:
+    """Validate a parsed TOML document; relative paths are taken from ``base``."""
+    _table(data, "config", {"server", "tls", "auth", "engine", "logging", "tracing", "profiling",
+                            "instruments", "accounts"})
+    server = _build("server", ServerConfig, **_table(data.get("server", {}), "server",
+                                                      set(ServerConfig.__dataclass_fields__)))
+    tls = None
+    if "tls" in data:
+        t = _table(data["tls"], "tls", {"cert", "key", "client_ca"})
+        tls = _build("tls", TlsConfig, **{k: base / v for k, v in t.items()})
+    auth = _table(data.get("auth", {}), "auth", {"tokens"})
+    tokens = tuple(_build(f"auth.tokens[{i}]", TokenEntry, **_table(t, f"auth.tokens[{i}]", {"name", "sha256", "role"}))
+                   for i, t in enumerate(auth.get("tokens", [])))
+    engine = _table(data.get("engine", {}), "engine", {"firm", "default_account", "duplicate_window"})
+    logging_ = _table(data.get("logging", {}), "logging", {"level", "requests"})
+    tracing = _table(data.get("tracing", {}), "tracing", {"endpoint", "service_name"})
+    profiling = _table(data.get("profiling", {}), "profiling", {"enabled"})
+    instruments = tuple(
+        _build(f"instruments[{i}]", Instrument,
+               **_table(ins, f"instruments[{i}]", set(Instrument.__dataclass_fields__)))
+        for i, ins in enumerate(data.get("instruments", [])))
+    accounts = []
+    for i, acc in enumerate(data.get("accounts", [])):
+        where = f"accounts[{i}]"
+        acc = _table(acc, where, {"name", "parent", "limits", "position_limits", "allowed_symbols", "state"})
+        if "name" not in acc:
+            raise ConfigError(f"{where}: name is required")
+        position_limits = tuple(
+            _build(f"{where}.position_limits[{j}]", PositionLimitConfig,
+                   **_table(p, f"{where}.position_limits[{j}]", {"symbol", "max_long", "max_short"}))
+            for j, p in enumerate(acc.get("position_limits", [])))
+        state = acc.get("state", "ACTIVE")
+        if state not in TradingState.__members__:
+            raise ConfigError(f"{where}.state must be one of {', '.join(TradingState.__members__)}")
+        allowed = acc.get("allowed_symbols")
+        accounts.append(AccountConfig(
+            name=acc["name"], parent=acc.get("parent"),
+            limits=limits_from_mapping(acc.get("limits", {}), f"{where}.limits"),
+            position_limits=position_limits, allowed_symbols=None if allowed is None else tuple(allowed),
+            state=TradingState[state]))
+    return _build("config", RiskConfig, server=server, tls=tls, tokens=tokens,
+                  firm=engine.get("firm", "FIRM"), default_account=engine.get("default_account", "default"),
+                  duplicate_window=engine.get("duplicate_window", 0.0), instruments=instruments,
+                  accounts=tuple(accounts), log_level=logging_.get("level", "info"),
+                  log_requests=logging_.get("requests", True), tracing_endpoint=tracing.get("endpoint"),
+                  service_name=tracing.get("service_name", "riskcore-risk"),
+                  profiling=profiling.get("enabled", False))
+
+
+def load_config(path: str | pathlib.Path | None = None) -> RiskConfig:
+    """Load a TOML configuration file, or the shipped sample when ``path`` is None."""
+    if path is None:
+        text = importlib.resources.files("services.risk").joinpath("sample.toml").read_text()
+        base = pathlib.Path.cwd()
+    else:
+        path = pathlib.Path(path)
+        try:
+            text = path.read_text()
+        except OSError as error:
+            raise ConfigError(f"cannot read {str(path)!r}: {error.strerror}") from None
+        base = path.parent
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path or 'sample.toml'}: {error}") from None
+    return parse_config(data, base)
+
+
+def build_engine(config: RiskConfig, clock=None) -> RiskEngine:
+    """Create a kernel engine holding the configured instruments, accounts and limits."""
+    engine = RiskEngine(firm=config.firm, clock=clock, duplicate_window=config.duplicate_window)
+    for instrument in config.instruments:
+        engine.add_instrument(instrument)
+    for account in config.accounts:
+        if account.name != config.firm:
+            try:
+                engine.add_account(account.name, account.parent)
+            except KeyError as error:
+                raise ConfigError(f"account {account.name!r}: {error}") from None
+    for account in config.accounts:
+        where = f"account {account.name!r}"
+        try:
+            engine.set_limits(account.name, account.limits)
+            for p in account.position_limits:
+                engine.set_position_limit(account.name, p.symbol, p.max_long, p.max_short)
+            if account.allowed_symbols is not None:
+                engine.set_allowed_symbols(account.name, account.allowed_symbols)
+            engine.set_trading_state(account.state, account=account.name)
+        except (KeyError, ValueError) as error:
+            raise ConfigError(f"{where}: {error}") from None
+    return engine

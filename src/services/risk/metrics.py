@@ -1,0 +1,73 @@
+"""The risk service's own metrics: decisions, check latency, exposure and limit use.
+
+Exposure and utilisation are read from the engine at scrape time by a
+collector, so the check path pays nothing for them.
+"""
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from riskcore import Reason, RiskEngine
+from services.common.metrics import FAST_BUCKETS
+
+
+class EngineCollector(Collector):
+    """Exposure per account and limit utilisation per account and limit."""
+
+    def __init__(self, engine: RiskEngine):
+        self._engine = engine
+
+    def collect(self):
+        engine = self._engine
+        exposure = GaugeMetricFamily("riskcore_exposure_notional", "Notional exposure per account, in currency",
+                                     labels=["account", "kind"])
+        pnl = GaugeMetricFamily("riskcore_pnl", "P&L per account, in currency", labels=["account", "kind"])
+        utilisation = GaugeMetricFamily("riskcore_limit_utilisation_ratio",
+                                        "Use of each set limit as a fraction of the limit", labels=["account", "limit"])
+        names = engine.accounts
+        for row in engine.aggregates():
+            account = names[row["account"]]
+            for kind in ("long", "short", "working_buy", "working_sell"):
+                exposure.add_metric([account, kind], row[kind] / 1e6)
+            exposure.add_metric([account, "gross"], (row["long"] + row["short"] + row["working_buy"]
+                                                     + row["working_sell"]) / 1e6)
+            exposure.add_metric([account, "net"], (row["long"] - row["short"]) / 1e6)
+            for kind in ("realized", "unrealized", "daily_pnl"):
+                pnl.add_metric([account, kind.removesuffix("_pnl")], row[kind] / 1e6)
+            for limit, (_, _, ratio) in engine.utilisation(account).items():
+                utilisation.add_metric([account, limit], ratio)
+        yield exposure
+        yield pnl
+        yield utilisation
+
+
+class RiskMetrics:
+    """Counters and histograms the service updates on every decision."""
+
+    def __init__(self, registry: CollectorRegistry, engine: RiskEngine):
+        self.checks = Counter("riskcore_checks", "Pre-trade decisions by result and reason",
+                              ["result", "reason"], registry=registry)
+        self.check_duration = Histogram("riskcore_check_duration_seconds",
+                                        "Time the engine spends on one pre-trade check (single calls)",
+                                        buckets=FAST_BUCKETS, registry=registry)
+        self.batch_orders = Counter("riskcore_batch_orders", "Orders checked in batches", registry=registry)
+        self.fills = Counter("riskcore_fills", "Fills reported, by outcome", ["outcome"], registry=registry)
+        self.breaches_dropped = Counter("riskcore_breach_events_dropped",
+                                        "Breach events dropped for slow WatchBreaches subscribers", registry=registry)
+        self._by_code = [self.checks.labels("accepted" if r == Reason.OK else "rejected", r.name) for r in Reason]
+        for outcome in ("applied", "duplicate"):
+            self.fills.labels(outcome)
+        registry.register(EngineCollector(engine))
+
+    def decision(self, code: int, seconds: float) -> None:
+        self._by_code[code].inc()
+        self.check_duration.observe(seconds)
+
+    def batch(self, counts) -> None:
+        """Count a batch's decisions from ``numpy.bincount`` of its reason codes."""
+        total = 0
+        for code, n in enumerate(counts):
+            if n:
+                self._by_code[code].inc(int(n))
+                total += int(n)
+        self.batch_orders.inc(total)

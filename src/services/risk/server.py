@@ -1,0 +1,136 @@
+"""Assemble and run the risk service: gRPC server, health, reflection, ops HTTP.
+
+``RiskServer`` owns the process concerns: readiness, TLS, tracing, signal
+handling and graceful shutdown. Tests construct it with port 0 and read the
+bound ports back.
+"""
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from riskcore import __version__
+from services.common.auth import TokenAuth
+from services.common.calls import CallHandling
+from services.common.http import OpsServer
+from services.common.logging import get_logger
+from services.common.metrics import GrpcMetrics, new_registry
+from services.proto import risk_pb2, risk_pb2_grpc
+from services.risk.config import RiskConfig, build_engine
+from services.risk.metrics import RiskMetrics
+from services.risk.service import RiskService
+from services.risk.servicer import make_servicer
+
+log = get_logger("risk.server")
+
+SERVICE_NAME = risk_pb2.DESCRIPTOR.services_by_name["RiskEngine"].full_name
+METHODS = [m.name for m in risk_pb2.DESCRIPTOR.services_by_name["RiskEngine"].methods]
+
+
+def server_credentials(config: RiskConfig) -> grpc.ServerCredentials | None:
+    """TLS credentials from configuration (mutual TLS when a client CA is set), or None."""
+    tls = config.tls
+    if tls is None:
+        return None
+    pair = [(tls.key.read_bytes(), tls.cert.read_bytes())]
+    if tls.client_ca is None:
+        return grpc.ssl_server_credentials(pair)
+    return grpc.ssl_server_credentials(pair, root_certificates=tls.client_ca.read_bytes(),
+                                       require_client_auth=True)
+
+
+class RiskServer:
+    """The risk engine service, started and stopped on the running event loop.
+
+    Parameters
+    ----------
+    config : RiskConfig
+    engine : RiskEngine, optional
+        A prepared engine (tests); built from ``config`` when omitted.
+    """
+
+    def __init__(self, config: RiskConfig, engine=None):
+        self.config = config
+        self.registry = new_registry()
+        self.engine = engine if engine is not None else build_engine(config)
+        self.service = RiskService(self.engine, config.default_account, RiskMetrics(self.registry, self.engine))
+        self.grpc_metrics = GrpcMetrics(self.registry, METHODS, __version__)
+        self.calls = CallHandling(TokenAuth(list(config.tokens)), self.grpc_metrics, config.log_requests)
+        self.ready = False
+        self.port = 0
+        self.http_port = 0
+        self._server: grpc.aio.Server | None = None
+        self._health = health.aio.HealthServicer()
+        self._ops = OpsServer(config.server.http_host, config.server.http_port, self.registry,
+                              lambda: self.ready, profiling=config.profiling)
+        self._tracer_provider = None
+        self._stopped = asyncio.Event()
+
+    async def start(self) -> None:
+        """Bind and start serving; ready once gRPC accepts calls."""
+        interceptors = []
+        if self.config.tracing_endpoint:
+            from services.common.tracing import tracing_interceptors
+
+            interceptors, self._tracer_provider = tracing_interceptors(self.config.service_name,
+                                                                       self.config.tracing_endpoint)
+        limit = self.config.server.max_message_bytes
+        self._server = grpc.aio.server(interceptors=interceptors, options=[
+            ("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit),
+            ("grpc.so_reuseport", 0)])
+        risk_pb2_grpc.add_RiskEngineServicer_to_server(make_servicer(self.service, self.calls), self._server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        reflection.enable_server_reflection(
+            [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+            self._server)
+        address = f"{self.config.server.host}:{self.config.server.port}"
+        credentials = server_credentials(self.config)
+        if credentials is None:
+            self.port = self._server.add_insecure_port(address)
+        else:
+            self.port = self._server.add_secure_port(address, credentials)
+        self.http_port = await self._ops.start()
+        await self._server.start()
+        await self._set_serving(True)
+        self.ready = True
+        log.info("risk engine serving", grpc_port=self.port, http_port=self.http_port,
+                 tls=credentials is not None, auth=self.calls.auth.enabled,
+                 accounts=len(self.engine.accounts), instruments=len(self.engine.symbols))
+
+    async def _set_serving(self, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", SERVICE_NAME):
+            await self._health.set(name, status)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Graceful stop: not ready, refuse new calls, let in-flight calls finish within the grace."""
+        if self._server is None or self._stopped.is_set():
+            return
+        grace = self.config.server.grace_seconds if grace is None else grace
+        self.ready = False
+        await self._set_serving(False)
+        log.info("risk engine stopping", grace_seconds=grace)
+        await self._server.stop(grace)
+        await self._ops.stop()
+        if self._tracer_provider is not None:
+            self._tracer_provider.shutdown()
+        self._stopped.set()
+        log.info("risk engine stopped")
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    async def run_until_signal(self) -> None:
+        """Serve until SIGTERM or SIGINT, then stop gracefully."""
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        await stop.wait()
+        log.info("signal received")
+        await self.stop()
