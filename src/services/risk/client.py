@@ -1,0 +1,182 @@
+"""A client for strategy code: deadlines, retries, a circuit breaker, and fail-closed orders.
+
+Every call carries a deadline. Idempotent calls (checks, submits keyed by a
+client order id, fills keyed by an exec id, reads, admin setters) are retried
+on UNAVAILABLE with exponential backoff and jitter. A circuit breaker opens
+after repeated outages and then fails fast. While the engine cannot be
+reached, order calls return a rejection (``ENGINE_UNAVAILABLE``): the client
+never approves an order the engine did not see.
+"""
+from __future__ import annotations
+
+from typing import Iterator, Optional, Sequence
+
+import grpc
+import pybreaker
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from services.proto import risk_pb2, risk_pb2_grpc
+
+ENGINE_UNAVAILABLE = "ENGINE_UNAVAILABLE"
+UNAVAILABLE_CODE = 255
+_OUTAGE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+class EngineUnavailable(ConnectionError):
+    """The risk engine could not be reached (or the breaker is open)."""
+
+
+def _is_outage(error: BaseException) -> bool:
+    return isinstance(error, grpc.RpcError) and error.code() in _OUTAGE
+
+
+def _is_unavailable(error: BaseException) -> bool:
+    return isinstance(error, grpc.RpcError) and error.code() == grpc.StatusCode.UNAVAILABLE
+
+
+class RiskClient:
+    """Synchronous client of the risk engine service.
+
+    Parameters
+    ----------
+    target : str
+        ``host:port`` of the engine.
+    token : str, optional
+        Bearer token sent with every call.
+    root_certificates, private_key, certificate_chain : bytes, optional
+        TLS trust roots, and the client key/certificate for mutual TLS.
+    deadline : float
+        Seconds allowed for each attempt of each call.
+    retry_attempts : int
+        Attempts for idempotent calls on UNAVAILABLE.
+    breaker_failures, breaker_reset : int, float
+        Consecutive outages that open the breaker; seconds before it lets a
+        trial call through.
+    """
+
+    def __init__(self, target: str = "localhost:50051", *, token: Optional[str] = None,
+                 root_certificates: Optional[bytes] = None, private_key: Optional[bytes] = None,
+                 certificate_chain: Optional[bytes] = None, deadline: float = 1.0, retry_attempts: int = 4,
+                 retry_initial: float = 0.05, retry_max: float = 1.0, breaker_failures: int = 5,
+                 breaker_reset: float = 5.0, server_name: Optional[str] = None):
+        options = [("grpc.ssl_target_name_override", server_name)] if server_name else []
+        if root_certificates is not None:
+            credentials = grpc.ssl_channel_credentials(root_certificates, private_key, certificate_chain)
+            self._channel = grpc.secure_channel(target, credentials, options=options)
+        else:
+            self._channel = grpc.insecure_channel(target, options=options)
+        self._stub = risk_pb2_grpc.RiskEngineStub(self._channel)
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self.deadline = deadline
+        self.breaker = pybreaker.CircuitBreaker(fail_max=breaker_failures, reset_timeout=breaker_reset,
+                                                exclude=[lambda error: not _is_outage(error)])
+        self._retrying = Retrying(retry=retry_if_exception(_is_unavailable),
+                                  wait=wait_exponential_jitter(initial=retry_initial, max=retry_max),
+                                  stop=stop_after_attempt(retry_attempts), reraise=True)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> "RiskClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _call(self, method: str, request, idempotent: bool = True):
+        rpc = getattr(self._stub, method)
+
+        def attempt():
+            return self.breaker.call(rpc, request, timeout=self.deadline, metadata=self._metadata)
+
+        try:
+            return self._retrying(attempt) if idempotent else attempt()
+        except pybreaker.CircuitBreakerError as error:
+            raise EngineUnavailable(f"{method}: circuit breaker open ({error})") from None
+        except grpc.RpcError as error:
+            if _is_outage(error):
+                raise EngineUnavailable(f"{method}: {error.code().name}: {error.details()}") from error
+            raise
+
+    def _order_call(self, method: str, request, idempotent: bool = True) -> risk_pb2.CheckResponse:
+        try:
+            return self._call(method, request, idempotent)
+        except EngineUnavailable as error:
+            return risk_pb2.CheckResponse(accepted=False, reason=ENGINE_UNAVAILABLE, message=str(error),
+                                          client_order_id=getattr(request, "client_order_id", ""))
+
+    # ------------------------------------------------------------- orders
+
+    def check_position(self, symbol: str, quantity: int, side: str, account: str = "",
+                       price: Optional[float] = None) -> risk_pb2.CheckResponse:
+        """What-if check; a rejection (never an approval) when the engine is unreachable."""
+        return self._order_call("CheckPosition", risk_pb2.PositionRequest(
+            account=account, symbol=symbol, side=side, quantity=quantity, price=price))
+
+    def submit_order(self, client_order_id: str, symbol: str, quantity: int, side: str, account: str = "",
+                     price: Optional[float] = None) -> risk_pb2.CheckResponse:
+        """Check and reserve (idempotent on ``client_order_id``); fails closed."""
+        return self._order_call("SubmitOrder", risk_pb2.OrderRequest(
+            client_order_id=client_order_id, account=account, symbol=symbol, side=side,
+            quantity=quantity, price=price))
+
+    def submit_orders(self, batch: risk_pb2.OrderBatch) -> risk_pb2.BatchResponse:
+        """Submit a columnar batch; when unreachable every row is rejected."""
+        try:
+            return self._call("SubmitOrders", batch)
+        except EngineUnavailable:
+            response = risk_pb2.BatchResponse(accepted=0)
+            response.reason_codes.extend([UNAVAILABLE_CODE] * len(batch.client_order_ids))
+            response.reason_names[UNAVAILABLE_CODE] = ENGINE_UNAVAILABLE
+            return response
+
+    def modify_order(self, client_order_id: str, quantity: int,
+                     price: Optional[float] = None) -> risk_pb2.CheckResponse:
+        """Cancel/replace (not retried: a modify counts against rate limits); fails closed."""
+        return self._order_call("ModifyOrder", risk_pb2.ModifyRequest(
+            client_order_id=client_order_id, quantity=quantity, price=price), idempotent=False)
+
+    def request_cancel(self, client_order_id: str) -> risk_pb2.CheckResponse:
+        return self._order_call("RequestCancel", risk_pb2.CancelRequest(client_order_id=client_order_id),
+                                idempotent=False)
+
+    # ------------------------------------------------------------- events
+
+    def report_fill(self, client_order_id: str, exec_id: str, quantity: int, price: float, *,
+                    account: str = "", symbol: str = "", side: str = "SIDE_UNSPECIFIED") -> bool:
+        """Report a fill; True when applied, False when the exec id was already seen."""
+        return self._call("ReportFill", risk_pb2.Fill(
+            client_order_id=client_order_id, exec_id=exec_id, quantity=quantity, price=price,
+            account=account, symbol=symbol, side=side)).applied
+
+    def report_order_event(self, client_order_id: str, kind: str) -> bool:
+        """Report CANCELLED, EXPIRED or REJECTED; False when the order was no longer working."""
+        return self._call("ReportOrderEvent", risk_pb2.OrderEvent(client_order_id=client_order_id,
+                                                                  kind=kind)).applied
+
+    def update_prices(self, symbols: Sequence[str], prices: Sequence[float]) -> int:
+        return self._call("UpdatePrices", risk_pb2.PriceUpdates(symbols=symbols, prices=prices)).applied
+
+    # -------------------------------------------------------------- reads
+
+    def get_positions(self, account: str = "") -> list[risk_pb2.Position]:
+        return list(self._call("GetPositions", risk_pb2.PositionsRequest(account=account)).positions)
+
+    def get_exposure(self, account: str = "") -> list[risk_pb2.AccountExposure]:
+        return list(self._call("GetExposure", risk_pb2.ExposureRequest(account=account)).accounts)
+
+    def get_limits(self, account: str = "") -> risk_pb2.Limits:
+        return self._call("GetLimits", risk_pb2.LimitsRequest(account=account)).limits
+
+    # -------------------------------------------------------------- admin
+
+    def set_limits(self, account: str, limits: risk_pb2.Limits) -> risk_pb2.Limits:
+        return self._call("SetLimits", risk_pb2.SetLimitsRequest(account=account, limits=limits)).limits
+
+    def set_trading_state(self, state: str, account: str = "", symbol: str = "") -> risk_pb2.TradingStateResponse:
+        return self._call("SetTradingState", risk_pb2.TradingStateRequest(account=account, symbol=symbol,
+                                                                           state=state))
+
+    def watch_breaches(self) -> Iterator[risk_pb2.Breach]:
+        """Stream breach and state-change events until the caller stops iterating."""
+        return self._stub.WatchBreaches(risk_pb2.WatchRequest(), metadata=self._metadata)
