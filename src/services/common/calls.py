@@ -10,6 +10,7 @@ import contextlib
 import functools
 import time
 import uuid
+from typing import Callable
 
 import grpc
 import structlog
@@ -49,12 +50,16 @@ class CallHandling:
     metrics : GrpcMetrics
     log_requests : bool
         Log one line per call (streams: one per stream).
+    is_ready : callable returning bool
+        While it returns False (recovering, shutting down) calls get UNAVAILABLE.
     """
 
-    def __init__(self, auth: TokenAuth, metrics: GrpcMetrics, log_requests: bool = True):
+    def __init__(self, auth: TokenAuth, metrics: GrpcMetrics, log_requests: bool = True,
+                 is_ready: Callable[[], bool] = lambda: True):
         self.auth = auth
         self.metrics = metrics
         self.log_requests = log_requests
+        self.is_ready = is_ready
 
     def _begin(self, method: str, context, admin: bool) -> CallContext:
         metadata = context.invocation_metadata()
@@ -63,6 +68,8 @@ class CallHandling:
         remaining = context.time_remaining()
         if remaining is not None and remaining <= 0:
             raise _Expired()
+        if not self.is_ready():
+            raise _NotReady()
         return CallContext(self.auth.authenticate(metadata, admin))
 
     def _end(self, method: str, code: grpc.StatusCode, started: int, exc: BaseException | None) -> None:
@@ -90,6 +97,9 @@ class CallHandling:
         except _Expired:
             code = grpc.StatusCode.DEADLINE_EXCEEDED
             await context.abort(code, "deadline expired before the call was processed")
+        except _NotReady:
+            code = grpc.StatusCode.UNAVAILABLE
+            await context.abort(code, "not ready: recovering state or shutting down")
         except Exception as error:  # noqa: BLE001 - every failure becomes a status
             code, message = _status_of(error)
             exc = error
@@ -128,3 +138,7 @@ class CallHandling:
 
 class _Expired(Exception):
     """The call's deadline passed before its handler started."""
+
+
+class _NotReady(Exception):
+    """The service is not ready to take calls."""

@@ -144,6 +144,24 @@ class FillAck(_message.Message):
     applied: bool
     def __init__(self, applied: _Optional[bool] = ...) -> None: ...
 
+class FillBatch(_message.Message):
+    __slots__ = ("client_order_ids", "exec_ids", "quantities", "prices")
+    CLIENT_ORDER_IDS_FIELD_NUMBER: _ClassVar[int]
+    EXEC_IDS_FIELD_NUMBER: _ClassVar[int]
+    QUANTITIES_FIELD_NUMBER: _ClassVar[int]
+    PRICES_FIELD_NUMBER: _ClassVar[int]
+    client_order_ids: _containers.RepeatedScalarFieldContainer[str]
+    exec_ids: _containers.RepeatedScalarFieldContainer[str]
+    quantities: _containers.RepeatedScalarFieldContainer[int]
+    prices: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, client_order_ids: _Optional[_Iterable[str]] = ..., exec_ids: _Optional[_Iterable[str]] = ..., quantities: _Optional[_Iterable[int]] = ..., prices: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class FillBatchAck(_message.Message):
+    __slots__ = ("applied",)
+    APPLIED_FIELD_NUMBER: _ClassVar[int]
+    applied: _containers.RepeatedScalarFieldContainer[bool]
+    def __init__(self, applied: _Optional[_Iterable[bool]] = ...) -> None: ...
+
 class OrderEvent(_message.Message):
     __slots__ = ("client_order_id", "kind")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):

@@ -69,6 +69,11 @@ class RiskEngineStub:
                 request_serializer=riskcore_dot_v1_dot_risk__pb2.Fill.SerializeToString,
                 response_deserializer=riskcore_dot_v1_dot_risk__pb2.FillAck.FromString,
                 _registered_method=True)
+        self.ReportFills = channel.unary_unary(
+                '/riskcore.v1.RiskEngine/ReportFills',
+                request_serializer=riskcore_dot_v1_dot_risk__pb2.FillBatch.SerializeToString,
+                response_deserializer=riskcore_dot_v1_dot_risk__pb2.FillBatchAck.FromString,
+                _registered_method=True)
         self.ReportOrderEvent = channel.unary_unary(
                 '/riskcore.v1.RiskEngine/ReportOrderEvent',
                 request_serializer=riskcore_dot_v1_dot_risk__pb2.OrderEvent.SerializeToString,
@@ -151,6 +156,12 @@ class RiskEngineServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ReportFill(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportFills(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -241,6 +252,11 @@ def add_RiskEngineServicer_to_server(servicer, server):
                     servicer.ReportFill,
                     request_deserializer=riskcore_dot_v1_dot_risk__pb2.Fill.FromString,
                     response_serializer=riskcore_dot_v1_dot_risk__pb2.FillAck.SerializeToString,
+            ),
+            'ReportFills': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportFills,
+                    request_deserializer=riskcore_dot_v1_dot_risk__pb2.FillBatch.FromString,
+                    response_serializer=riskcore_dot_v1_dot_risk__pb2.FillBatchAck.SerializeToString,
             ),
             'ReportOrderEvent': grpc.unary_unary_rpc_method_handler(
                     servicer.ReportOrderEvent,
@@ -472,6 +488,33 @@ class RiskEngine:
             '/riskcore.v1.RiskEngine/ReportFill',
             riskcore_dot_v1_dot_risk__pb2.Fill.SerializeToString,
             riskcore_dot_v1_dot_risk__pb2.FillAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportFills(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/riskcore.v1.RiskEngine/ReportFills',
+            riskcore_dot_v1_dot_risk__pb2.FillBatch.SerializeToString,
+            riskcore_dot_v1_dot_risk__pb2.FillBatchAck.FromString,
             options,
             channel_credentials,
             insecure,

@@ -6,10 +6,12 @@ complete example.
 """
 from __future__ import annotations
 
+import datetime
 import importlib.resources
 import math
 import pathlib
 import tomllib
+import zoneinfo
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -54,6 +56,40 @@ class TlsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class StateConfig:
+    """Durable state: the SQLite journal file, snapshots and the start-of-day roll.
+
+    ``path`` None keeps state in memory only (lost on restart).
+    """
+
+    path: Optional[pathlib.Path] = None
+    snapshot_every: int = 1_000_000
+    synchronous: str = "FULL"
+    roll_time: Optional[str] = None
+    roll_timezone: str = "UTC"
+
+    def __post_init__(self) -> None:
+        if self.snapshot_every < 1:
+            raise ConfigError(f"state.snapshot_every must be >= 1, got {self.snapshot_every!r}")
+        if self.synchronous not in ("FULL", "NORMAL", "EXTRA"):
+            raise ConfigError(f"state.synchronous must be FULL, NORMAL or EXTRA, got {self.synchronous!r}")
+        if self.roll_time is not None:
+            roll_clock_time(self.roll_time)
+        try:
+            zoneinfo.ZoneInfo(self.roll_timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"state.roll_timezone: unknown time zone {self.roll_timezone!r}") from None
+
+
+def roll_clock_time(text: str) -> datetime.time:
+    """Parse ``HH:MM`` (24-hour) into a time of day."""
+    try:
+        return datetime.time.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"state.roll_time must be HH:MM, got {text!r}") from None
+
+
+@dataclass(frozen=True, slots=True)
 class PositionLimitConfig:
     symbol: str
     max_long: Optional[int] = None
@@ -87,6 +123,7 @@ class RiskConfig:
     tracing_endpoint: Optional[str] = None
     service_name: str = "riskcore-risk"
     profiling: bool = False
+    state: StateConfig = field(default_factory=StateConfig)
 
     def __post_init__(self) -> None:
         names = {self.firm} | {a.name for a in self.accounts}
@@ -134,7 +171,7 @@ def limits_from_mapping(data: dict, where: str) -> Limits:
 def parse_config(data: dict, base: pathlib.Path) -> RiskConfig:
     """Validate a parsed TOML document; relative paths are taken from ``base``."""
     _table(data, "config", {"server", "tls", "auth", "engine", "logging", "tracing", "profiling",
-                            "instruments", "accounts"})
+                            "state", "instruments", "accounts"})
     server = _build("server", ServerConfig, **_table(data.get("server", {}), "server",
                                                       set(ServerConfig.__dataclass_fields__)))
     tls = None
@@ -148,6 +185,10 @@ def parse_config(data: dict, base: pathlib.Path) -> RiskConfig:
     logging_ = _table(data.get("logging", {}), "logging", {"level", "requests"})
     tracing = _table(data.get("tracing", {}), "tracing", {"endpoint", "service_name"})
     profiling = _table(data.get("profiling", {}), "profiling", {"enabled"})
+    state = _table(data.get("state", {}), "state", set(StateConfig.__dataclass_fields__))
+    if "path" in state:
+        state["path"] = base / state["path"]
+    state = _build("state", StateConfig, **state)
     instruments = tuple(
         _build(f"instruments[{i}]", Instrument,
                **_table(ins, f"instruments[{i}]", set(Instrument.__dataclass_fields__)))
@@ -162,22 +203,22 @@ def parse_config(data: dict, base: pathlib.Path) -> RiskConfig:
             _build(f"{where}.position_limits[{j}]", PositionLimitConfig,
                    **_table(p, f"{where}.position_limits[{j}]", {"symbol", "max_long", "max_short"}))
             for j, p in enumerate(acc.get("position_limits", [])))
-        state = acc.get("state", "ACTIVE")
-        if state not in TradingState.__members__:
+        trading_state = acc.get("state", "ACTIVE")
+        if trading_state not in TradingState.__members__:
             raise ConfigError(f"{where}.state must be one of {', '.join(TradingState.__members__)}")
         allowed = acc.get("allowed_symbols")
         accounts.append(AccountConfig(
             name=acc["name"], parent=acc.get("parent"),
             limits=limits_from_mapping(acc.get("limits", {}), f"{where}.limits"),
             position_limits=position_limits, allowed_symbols=None if allowed is None else tuple(allowed),
-            state=TradingState[state]))
+            state=TradingState[trading_state]))
     return _build("config", RiskConfig, server=server, tls=tls, tokens=tokens,
                   firm=engine.get("firm", "FIRM"), default_account=engine.get("default_account", "default"),
                   duplicate_window=engine.get("duplicate_window", 0.0), instruments=instruments,
                   accounts=tuple(accounts), log_level=logging_.get("level", "info"),
                   log_requests=logging_.get("requests", True), tracing_endpoint=tracing.get("endpoint"),
                   service_name=tracing.get("service_name", "riskcore-risk"),
-                  profiling=profiling.get("enabled", False))
+                  profiling=profiling.get("enabled", False), state=state)
 
 
 def load_config(path: str | pathlib.Path | None = None) -> RiskConfig:

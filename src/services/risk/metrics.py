@@ -15,10 +15,10 @@ class EngineCollector(Collector):
     """Exposure per account and limit utilisation per account and limit."""
 
     def __init__(self, engine: RiskEngine):
-        self._engine = engine
+        self.engine = engine
 
     def collect(self):
-        engine = self._engine
+        engine = self.engine
         exposure = GaugeMetricFamily("riskcore_exposure_notional", "Notional exposure per account, in currency",
                                      labels=["account", "kind"])
         pnl = GaugeMetricFamily("riskcore_pnl", "P&L per account, in currency", labels=["account", "kind"])
@@ -57,7 +57,12 @@ class RiskMetrics:
         self._by_code = [self.checks.labels("accepted" if r == Reason.OK else "rejected", r.name) for r in Reason]
         for outcome in ("applied", "duplicate"):
             self.fills.labels(outcome)
-        registry.register(EngineCollector(engine))
+        self._collector = EngineCollector(engine)
+        registry.register(self._collector)
+
+    def bind_engine(self, engine: RiskEngine) -> None:
+        """Read exposure from ``engine`` from now on (after a restore replaced the engine)."""
+        self._collector.engine = engine
 
     def decision(self, code: int, seconds: float) -> None:
         self._by_code[code].inc()

@@ -7,20 +7,24 @@ bound ports back.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import signal
+import time
+import zoneinfo
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from riskcore import __version__
+from riskcore import ManualClock, __version__
 from services.common.auth import TokenAuth
 from services.common.calls import CallHandling
 from services.common.http import OpsServer
 from services.common.logging import get_logger
 from services.common.metrics import GrpcMetrics, new_registry
 from services.proto import risk_pb2, risk_pb2_grpc
-from services.risk.config import RiskConfig, build_engine
+from services.risk.config import RiskConfig, build_engine, roll_clock_time
+from services.risk.journal import SqliteJournal
 from services.risk.metrics import RiskMetrics
 from services.risk.service import RiskService
 from services.risk.servicer import make_servicer
@@ -56,18 +60,24 @@ class RiskServer:
     def __init__(self, config: RiskConfig, engine=None):
         self.config = config
         self.registry = new_registry()
-        self.engine = engine if engine is not None else build_engine(config)
-        self.service = RiskService(self.engine, config.default_account, RiskMetrics(self.registry, self.engine))
+        self.engine = engine if engine is not None else build_engine(config, clock=ManualClock(time.time_ns()))
+        state = config.state
+        self.journal = None if state.path is None else SqliteJournal(str(state.path), state.synchronous)
+        self.service = RiskService(self.engine, config.default_account, RiskMetrics(self.registry, self.engine),
+                                   self.journal, state.snapshot_every)
         self.grpc_metrics = GrpcMetrics(self.registry, METHODS, __version__)
-        self.calls = CallHandling(TokenAuth(list(config.tokens)), self.grpc_metrics, config.log_requests)
         self.ready = False
+        self.calls = CallHandling(TokenAuth(list(config.tokens)), self.grpc_metrics, config.log_requests,
+                                  is_ready=lambda: self.ready)
         self.port = 0
         self.http_port = 0
+        self.recovery: dict | None = None
         self._server: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()
         self._ops = OpsServer(config.server.http_host, config.server.http_port, self.registry,
                               lambda: self.ready, profiling=config.profiling)
         self._tracer_provider = None
+        self._roller: asyncio.Task | None = None
         self._stopped = asyncio.Event()
 
     async def start(self) -> None:
@@ -94,12 +104,39 @@ class RiskServer:
         else:
             self.port = self._server.add_secure_port(address, credentials)
         self.http_port = await self._ops.start()
+        await self._set_serving(False)
         await self._server.start()
+        if self.journal is not None:
+            # Not ready (health NOT_SERVING, calls UNAVAILABLE) until the state is back.
+            self.recovery = await asyncio.to_thread(self.service.recover)
+            self.engine = self.service.engine
+            log.info("state recovered", path=self.journal.path, **self.recovery)
+            self.journal.start(asyncio.get_running_loop())
+        if self.config.state.roll_time is not None:
+            self._roller = asyncio.create_task(self._roll_days())
         await self._set_serving(True)
         self.ready = True
         log.info("risk engine serving", grpc_port=self.port, http_port=self.http_port,
-                 tls=credentials is not None, auth=self.calls.auth.enabled,
+                 tls=credentials is not None, auth=self.calls.auth.enabled, durable=self.journal is not None,
                  accounts=len(self.engine.accounts), instruments=len(self.engine.symbols))
+
+    def _last_roll_instant(self, now: datetime.datetime) -> datetime.datetime:
+        state = self.config.state
+        zone = zoneinfo.ZoneInfo(state.roll_timezone)
+        local = now.astimezone(zone)
+        instant = datetime.datetime.combine(local.date(), roll_clock_time(state.roll_time), tzinfo=zone)
+        return instant if instant <= local else instant - datetime.timedelta(days=1)
+
+    async def _roll_days(self) -> None:
+        """Roll the trading day at the configured local time; catch up on a roll missed while down."""
+        while True:
+            now = datetime.datetime.now(datetime.timezone.utc)
+            last = self._last_roll_instant(now)
+            if self.service.last_roll_ns < last.timestamp() * 1e9:
+                self.service.roll_day()
+                await self.service.durable()
+            following = self._last_roll_instant(last + datetime.timedelta(days=1, hours=1))
+            await asyncio.sleep(max(0.0, (following - datetime.datetime.now(datetime.timezone.utc)).total_seconds()))
 
     async def _set_serving(self, serving: bool) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
@@ -115,6 +152,11 @@ class RiskServer:
         await self._set_serving(False)
         log.info("risk engine stopping", grace_seconds=grace)
         await self._server.stop(grace)
+        if self._roller is not None:
+            self._roller.cancel()
+        if self.journal is not None:
+            self.service.snapshot()
+            await asyncio.to_thread(self.journal.close)
         await self._ops.stop()
         if self._tracer_provider is not None:
             self._tracer_provider.shutdown()
