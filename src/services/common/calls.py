@@ -22,9 +22,21 @@ from services.common.metrics import GrpcMetrics
 log = get_logger("grpc")
 
 
+class Unavailable(RuntimeError):
+    """The service cannot take the call now (answered with UNAVAILABLE, which clients retry)."""
+
+
+class FailedPrecondition(RuntimeError):
+    """The call does not apply to this service's state (FAILED_PRECONDITION)."""
+
+
 def _status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     if isinstance(exc, AuthError):
         return exc.code, str(exc)
+    if isinstance(exc, Unavailable):
+        return grpc.StatusCode.UNAVAILABLE, str(exc)
+    if isinstance(exc, FailedPrecondition):
+        return grpc.StatusCode.FAILED_PRECONDITION, str(exc)
     if isinstance(exc, ValueError):
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
     if isinstance(exc, KeyError):
@@ -61,14 +73,14 @@ class CallHandling:
         self.log_requests = log_requests
         self.is_ready = is_ready
 
-    def _begin(self, method: str, context, admin: bool) -> CallContext:
+    def _begin(self, method: str, context, admin: bool, always: bool = False) -> CallContext:
         metadata = context.invocation_metadata()
         request_id = next((v for k, v in metadata or () if k == "x-request-id"), None) or uuid.uuid4().hex
         structlog.contextvars.bind_contextvars(request_id=request_id, method=method)
         remaining = context.time_remaining()
         if remaining is not None and remaining <= 0:
             raise _Expired()
-        if not self.is_ready():
+        if not always and not self.is_ready():
             raise _NotReady()
         return CallContext(self.auth.authenticate(metadata, admin))
 
@@ -83,11 +95,11 @@ class CallHandling:
                      error=None if exc is None else str(exc))
 
     @contextlib.asynccontextmanager
-    async def _call(self, method: str, context, admin: bool):
+    async def _call(self, method: str, context, admin: bool, always: bool = False):
         started = time.perf_counter_ns()
         code, exc = grpc.StatusCode.OK, None
         try:
-            yield self._begin(method, context, admin)
+            yield self._begin(method, context, admin, always)
         except asyncio.CancelledError:
             code = grpc.StatusCode.CANCELLED
             raise
@@ -108,13 +120,16 @@ class CallHandling:
             self._end(method, code, started, exc)
             structlog.contextvars.clear_contextvars()
 
-    def unary(self, method: str, admin: bool = False):
-        """Wrap ``async def handler(self, request, call: CallContext)`` (unary response)."""
+    def unary(self, method: str, admin: bool = False, always: bool = False):
+        """Wrap ``async def handler(self, request, call: CallContext)`` (unary response).
+
+        ``always`` lets the call through while the service is not ready (operator calls).
+        """
 
         def decorate(handler):
             @functools.wraps(handler)
             async def wrapper(servicer, request, context):
-                async with self._call(method, context, admin) as call:
+                async with self._call(method, context, admin, always) as call:
                     return await handler(servicer, request, call)
 
             return wrapper

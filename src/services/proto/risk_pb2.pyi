@@ -377,3 +377,15 @@ class Breach(_message.Message):
     state: TradingState
     actor: str
     def __init__(self, time_unix_nano: _Optional[int] = ..., account: _Optional[str] = ..., symbol: _Optional[str] = ..., reason: _Optional[str] = ..., value: _Optional[float] = ..., limit: _Optional[float] = ..., state: _Optional[_Union[TradingState, str]] = ..., actor: _Optional[str] = ...) -> None: ...
+
+class PromoteRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class PromoteResponse(_message.Message):
+    __slots__ = ("role", "last_seq")
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    role: str
+    last_seq: int
+    def __init__(self, role: _Optional[str] = ..., last_seq: _Optional[int] = ...) -> None: ...

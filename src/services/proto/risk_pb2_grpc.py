@@ -114,6 +114,11 @@ class RiskEngineStub:
                 request_serializer=riskcore_dot_v1_dot_risk__pb2.WatchRequest.SerializeToString,
                 response_deserializer=riskcore_dot_v1_dot_risk__pb2.Breach.FromString,
                 _registered_method=True)
+        self.Promote = channel.unary_unary(
+                '/riskcore.v1.RiskEngine/Promote',
+                request_serializer=riskcore_dot_v1_dot_risk__pb2.PromoteRequest.SerializeToString,
+                response_deserializer=riskcore_dot_v1_dot_risk__pb2.PromoteResponse.FromString,
+                _registered_method=True)
 
 
 class RiskEngineServicer:
@@ -215,6 +220,12 @@ class RiskEngineServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Promote(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RiskEngineServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -297,6 +308,11 @@ def add_RiskEngineServicer_to_server(servicer, server):
                     servicer.WatchBreaches,
                     request_deserializer=riskcore_dot_v1_dot_risk__pb2.WatchRequest.FromString,
                     response_serializer=riskcore_dot_v1_dot_risk__pb2.Breach.SerializeToString,
+            ),
+            'Promote': grpc.unary_unary_rpc_method_handler(
+                    servicer.Promote,
+                    request_deserializer=riskcore_dot_v1_dot_risk__pb2.PromoteRequest.FromString,
+                    response_serializer=riskcore_dot_v1_dot_risk__pb2.PromoteResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -731,6 +747,33 @@ class RiskEngine:
             '/riskcore.v1.RiskEngine/WatchBreaches',
             riskcore_dot_v1_dot_risk__pb2.WatchRequest.SerializeToString,
             riskcore_dot_v1_dot_risk__pb2.Breach.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Promote(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/riskcore.v1.RiskEngine/Promote',
+            riskcore_dot_v1_dot_risk__pb2.PromoteRequest.SerializeToString,
+            riskcore_dot_v1_dot_risk__pb2.PromoteResponse.FromString,
             options,
             channel_credentials,
             insecure,

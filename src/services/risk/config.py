@@ -57,18 +57,30 @@ class TlsConfig:
 
 @dataclass(frozen=True, slots=True)
 class StateConfig:
-    """Durable state: the SQLite journal file, snapshots and the start-of-day roll.
+    """Durable state: the journal (SQLite file or JetStream stream), snapshots, the day roll.
 
-    ``path`` None keeps state in memory only (lost on restart).
+    With ``backend = "sqlite"``, ``path`` None keeps state in memory only (lost
+    on restart). With ``backend = "jetstream"`` the journal is the stream of
+    engine ``name`` on ``nats_servers``; the engine that holds the lease is the
+    primary, the others follow as hot standbys.
     """
 
+    backend: str = "sqlite"
     path: Optional[pathlib.Path] = None
     snapshot_every: int = 1_000_000
     synchronous: str = "FULL"
     roll_time: Optional[str] = None
     roll_timezone: str = "UTC"
+    nats_servers: tuple[str, ...] = ("nats://127.0.0.1:4222",)
+    name: str = "risk"
+    replicas: int = 1
+    lease_seconds: float = 2.0
 
     def __post_init__(self) -> None:
+        if self.backend not in ("sqlite", "jetstream"):
+            raise ConfigError(f"state.backend must be sqlite or jetstream, got {self.backend!r}")
+        if not (self.replicas >= 1 and self.lease_seconds > 0 and self.name.isidentifier()):
+            raise ConfigError("state.replicas must be >= 1, state.lease_seconds > 0, state.name an identifier")
         if self.snapshot_every < 1:
             raise ConfigError(f"state.snapshot_every must be >= 1, got {self.snapshot_every!r}")
         if self.synchronous not in ("FULL", "NORMAL", "EXTRA"):
@@ -188,6 +200,8 @@ def parse_config(data: dict, base: pathlib.Path) -> RiskConfig:
     state = _table(data.get("state", {}), "state", set(StateConfig.__dataclass_fields__))
     if "path" in state:
         state["path"] = base / state["path"]
+    if "nats_servers" in state:
+        state["nats_servers"] = tuple(state["nats_servers"])
     state = _build("state", StateConfig, **state)
     instruments = tuple(
         _build(f"instruments[{i}]", Instrument,

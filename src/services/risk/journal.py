@@ -22,10 +22,12 @@ import zlib
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+from services.common.calls import Unavailable
+
 FORMAT_VERSION = 1
 
 
-class JournalError(RuntimeError):
+class JournalError(Unavailable):
     """The journal or snapshot cannot be used as it is; the message says why and where."""
 
 
@@ -177,6 +179,10 @@ class SqliteJournal:
     def snapshot(self, seq: int, state: dict[str, Any]) -> None:
         """Queue a snapshot of the state after record ``seq``; older records are then deleted."""
         self._queue.put(("snapshot", seq, state))
+
+    async def aclose(self) -> None:
+        """Write everything queued and close, off the event loop."""
+        await asyncio.to_thread(self.close)
 
     def close(self) -> None:
         """Write everything queued, stop the writer and close the database."""

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import os
 import signal
+import socket
 import time
 import zoneinfo
 
@@ -25,6 +27,7 @@ from services.common.metrics import GrpcMetrics, new_registry
 from services.proto import risk_pb2, risk_pb2_grpc
 from services.risk.config import RiskConfig, build_engine, roll_clock_time
 from services.risk.journal import SqliteJournal
+from services.risk.replication import Lease, NatsJournal
 from services.risk.metrics import RiskMetrics
 from services.risk.service import RiskService
 from services.risk.servicer import make_servicer
@@ -62,7 +65,15 @@ class RiskServer:
         self.registry = new_registry()
         self.engine = engine if engine is not None else build_engine(config, clock=ManualClock(time.time_ns()))
         state = config.state
-        self.journal = None if state.path is None else SqliteJournal(str(state.path), state.synchronous)
+        if state.backend == "jetstream":
+            self.journal = NatsJournal(list(state.nats_servers), state.name, state.replicas)
+        elif state.path is not None:
+            self.journal = SqliteJournal(str(state.path), state.synchronous)
+        else:
+            self.journal = None
+        self.role = "standalone" if state.backend == "sqlite" else "starting"
+        self._lease: Lease | None = None
+        self._tasks: list[asyncio.Task] = []
         self.service = RiskService(self.engine, config.default_account, RiskMetrics(self.registry, self.engine),
                                    self.journal, state.snapshot_every)
         self.grpc_metrics = GrpcMetrics(self.registry, METHODS, __version__)
@@ -77,7 +88,6 @@ class RiskServer:
         self._ops = OpsServer(config.server.http_host, config.server.http_port, self.registry,
                               lambda: self.ready, profiling=config.profiling)
         self._tracer_provider = None
-        self._roller: asyncio.Task | None = None
         self._stopped = asyncio.Event()
 
     async def start(self) -> None:
@@ -92,7 +102,7 @@ class RiskServer:
         self._server = grpc.aio.server(interceptors=interceptors, options=[
             ("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit),
             ("grpc.so_reuseport", 0)])
-        risk_pb2_grpc.add_RiskEngineServicer_to_server(make_servicer(self.service, self.calls), self._server)
+        risk_pb2_grpc.add_RiskEngineServicer_to_server(make_servicer(self.service, self.calls, self), self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(
             [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
@@ -106,19 +116,91 @@ class RiskServer:
         self.http_port = await self._ops.start()
         await self._set_serving(False)
         await self._server.start()
-        if self.journal is not None:
+        if isinstance(self.journal, SqliteJournal):
             # Not ready (health NOT_SERVING, calls UNAVAILABLE) until the state is back.
-            self.recovery = await asyncio.to_thread(self.service.recover)
-            self.engine = self.service.engine
-            log.info("state recovered", path=self.journal.path, **self.recovery)
+            self.recovery = await self.service.recover(*self.journal.load())
+            self._recovered()
             self.journal.start(asyncio.get_running_loop())
+            await self._serve()
+        elif isinstance(self.journal, NatsJournal):
+            await self.journal.connect()
+            base, state, records = await self.journal.load()
+            self.recovery = await self.service.recover(base, state, records)
+            self._recovered()
+            self._lease = Lease(self.journal, f"{socket.gethostname()}:{os.getpid()}:{self.port}",
+                                self.config.state.lease_seconds)
+            if await self._lease.try_acquire():
+                await self._become_primary()
+            else:
+                self._follow()
+        else:
+            await self._serve()
+        log.info("risk engine started", grpc_port=self.port, http_port=self.http_port, role=self.role,
+                 tls=credentials is not None, auth=self.calls.auth.enabled, journal=getattr(self.journal, "path", None),
+                 accounts=len(self.engine.accounts), instruments=len(self.engine.symbols))
+
+    def _recovered(self) -> None:
+        self.engine = self.service.engine
+        log.info("state recovered", journal=self.journal.path, **self.recovery)
+
+    async def _serve(self) -> None:
+        """Take calls: start the day roller, go SERVING and ready."""
+        if self.journal is not None and self.recovery and self.recovery["replayed"]:
+            self.service.snapshot()  # the next recovery starts here
         if self.config.state.roll_time is not None:
-            self._roller = asyncio.create_task(self._roll_days())
+            self._tasks.append(asyncio.create_task(self._roll_days()))
         await self._set_serving(True)
         self.ready = True
-        log.info("risk engine serving", grpc_port=self.port, http_port=self.http_port,
-                 tls=credentials is not None, auth=self.calls.auth.enabled, durable=self.journal is not None,
-                 accounts=len(self.engine.accounts), instruments=len(self.engine.symbols))
+
+    def _follow(self) -> None:
+        """Run as a hot standby: apply the primary's records; take over when its lease expires."""
+        self.role = "standby"
+        service = self.service
+
+        def apply(record) -> None:
+            service.replay(record.seq, record.time_ns, record.kind, record.payload)
+
+        self._follower = asyncio.create_task(self.journal.follow(self.journal.last_seq, apply))
+        self._tasks.append(self._follower)
+        self._tasks.append(asyncio.create_task(self._take_over_when_free()))
+        log.info("standby following the primary", holder_seq=self.journal.last_seq)
+
+    async def _take_over_when_free(self) -> None:
+        while True:
+            await self._lease.wait_free()
+            if await self._lease.try_acquire():
+                await self._become_primary()
+                return
+
+    async def promote(self) -> str:
+        """Operator failover: take the lease now and serve as the primary."""
+        if self.role == "standby":
+            await self._lease.try_acquire(force=True)
+            # Give the old primary a renewal period to see it lost the lease and stop.
+            await asyncio.sleep(self._lease.ttl / 2)
+            await self._become_primary()
+        return self.role
+
+    async def _become_primary(self) -> None:
+        if self.role == "standby":
+            # Drain: every record the old primary had acknowledged is applied before we write.
+            end = await self.journal.stream_last_seq()
+            while self.service.last_seq < end:
+                await asyncio.sleep(0.002)
+            self._follower.cancel()
+            self.journal.last_seq = self.journal.durable_seq = self.service.last_seq
+        self.role = "primary"
+        self.journal.start(asyncio.get_running_loop())
+        self._tasks.append(asyncio.create_task(self._lease.hold(self._lost_lease)))
+        await self._serve()
+        log.warning("serving as the primary", last_seq=self.service.last_seq)
+
+    async def _lost_lease(self, reason: str) -> None:
+        """Fence: another engine is (or may be) the primary; stop taking calls at once."""
+        self.ready = False
+        self.role = "fenced"
+        await self._set_serving(False)
+        log.error("lost the primary lease; no longer serving", reason=reason)
 
     def _last_roll_instant(self, now: datetime.datetime) -> datetime.datetime:
         state = self.config.state
@@ -152,11 +234,12 @@ class RiskServer:
         await self._set_serving(False)
         log.info("risk engine stopping", grace_seconds=grace)
         await self._server.stop(grace)
-        if self._roller is not None:
-            self._roller.cancel()
+        for task in self._tasks:
+            task.cancel()
         if self.journal is not None:
-            self.service.snapshot()
-            await asyncio.to_thread(self.journal.close)
+            if self.role in ("standalone", "primary"):
+                self.service.snapshot()
+            await self.journal.aclose()
         await self._ops.stop()
         if self._tracer_provider is not None:
             self._tracer_provider.shutdown()

@@ -2,13 +2,16 @@
 call changed state, answers only once that change is durable in the journal."""
 from __future__ import annotations
 
-from services.common.calls import CallHandling
-from services.proto import risk_pb2_grpc
+from services.common.calls import CallHandling, FailedPrecondition
+from services.proto import risk_pb2, risk_pb2_grpc
 from services.risk.service import RiskService
 
 
-def make_servicer(service: RiskService, calls: CallHandling) -> risk_pb2_grpc.RiskEngineServicer:
-    """Return the RiskEngine servicer bound to ``service``, each method wrapped by ``calls``."""
+def make_servicer(service: RiskService, calls: CallHandling, server) -> risk_pb2_grpc.RiskEngineServicer:
+    """Return the RiskEngine servicer bound to ``service``, each method wrapped by ``calls``.
+
+    ``server`` (a RiskServer) answers Promote.
+    """
 
     def query(name, apply):
         @calls.unary(name)
@@ -48,6 +51,13 @@ def make_servicer(service: RiskService, calls: CallHandling) -> risk_pb2_grpc.Ri
                 response = service.submit_order(request)
                 await service.durable()
                 yield response
+
+        @calls.unary("Promote", admin=True, always=True)
+        async def Promote(self, request, call):
+            if server.role == "standalone":
+                raise FailedPrecondition("this engine has no replicated journal to take over")
+            role = await server.promote()
+            return risk_pb2.PromoteResponse(role=role, last_seq=service.last_seq)
 
         @calls.stream("WatchBreaches")
         async def WatchBreaches(self, request, context, call):

@@ -1,0 +1,291 @@
+"""The journal on NATS JetStream, and the lease that makes one engine the primary.
+
+The primary publishes every command to a JetStream stream and answers its
+caller once the stream has acknowledged it (JetStream stores it, on as many
+replicas as the stream has, before it acks). Publishes are pipelined, so many
+records are in flight per round trip under load. Each publish carries
+``Nats-Expected-Last-Sequence``: a second writer can never interleave, it
+fails loudly instead. Snapshots go to a JetStream object store and the
+stream is purged up to them.
+
+A standby replays the same stream as it grows and so holds the same state.
+The primary holds a lease (a key in a JetStream key-value bucket whose
+entries expire); when the key expires the primary is gone, and a standby
+takes the lease, drains the stream to its end and starts serving. An
+operator can force the same promotion; the old primary then loses its lease
+at its next renewal and stops serving.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import struct
+from typing import Awaitable, Callable, Optional
+
+import nats
+from nats.js import api
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError, ObjectNotFoundError
+
+from services.common.logging import get_logger
+from services.risk.journal import (FORMAT_VERSION, JournalError, Record, decode_snapshot, encode_snapshot,
+                                   record_crc)
+
+log = get_logger("risk.replication")
+
+_HEADER = struct.Struct("<qBI")  # time_ns, kind, crc
+
+
+class NatsJournal:
+    """Command journal on a JetStream stream, with snapshots in an object store.
+
+    Parameters
+    ----------
+    servers : list of str
+        NATS URLs.
+    name : str
+        Engine name: the stream is ``RISKCORE_<NAME>``, the subject
+        ``riskcore.journal.<name>``.
+    replicas : int
+        Stream replicas (3 on a real cluster; 1 on a single server).
+    """
+
+    def __init__(self, servers: list[str], name: str = "risk", replicas: int = 1):
+        self.servers = servers
+        self.name = name
+        self.stream = f"RISKCORE_{name.upper()}"
+        self.subject = f"riskcore.journal.{name}"
+        self.replicas = replicas
+        self.path = f"jetstream:{self.stream}"
+        self.last_seq = 0
+        self.durable_seq = 0
+        self._nc = None
+        self._js = None
+        self._queue: asyncio.Queue | None = None
+        self._publisher: asyncio.Task | None = None
+        self._waiters: list[tuple[int, asyncio.Future]] = []
+        self._acks: set[int] = set()
+        self._failure: BaseException | None = None
+
+    async def connect(self) -> None:
+        self._nc = await nats.connect(self.servers, name=f"riskcore-{self.name}", max_reconnect_attempts=-1)
+        self._js = self._nc.jetstream()
+        config = api.StreamConfig(name=self.stream, subjects=[self.subject], storage=api.StorageType.FILE,
+                                  num_replicas=self.replicas, duplicate_window=120.0)
+        try:
+            await self._js.stream_info(self.stream)
+        except NotFoundError:
+            await self._js.add_stream(config)
+        self._objects = await self._js.create_object_store(f"riskcore_snapshots_{self.name}")
+        info = await self._js.stream_info(self.stream)
+        self.last_seq = self.durable_seq = info.state.last_seq
+
+    @property
+    def jetstream(self):
+        return self._js
+
+    async def stream_last_seq(self) -> int:
+        return (await self._js.stream_info(self.stream)).state.last_seq
+
+    # ---------------------------------------------------------- recovery
+
+    async def load(self) -> tuple[int, dict | None, list[Record]]:
+        """Return ``(snapshot seq, snapshot state or None, records after it up to the stream's end)``."""
+        base, state = 0, None
+        try:
+            blob = (await self._objects.get(self.name)).data
+        except (ObjectNotFoundError, NotFoundError):
+            blob = None
+        if blob:
+            header, _, body = blob.partition(b"\n")
+            meta = json.loads(header)
+            if meta.get("version") != FORMAT_VERSION:
+                raise JournalError(f"{self.path}: snapshot version {meta.get('version')} is not {FORMAT_VERSION}")
+            if hashlib.sha256(body).hexdigest() != meta.get("sha256"):
+                raise JournalError(f"{self.path}: snapshot at seq {meta.get('seq')} fails its checksum")
+            base, state = meta["seq"], decode_snapshot(body)
+        end = await self.stream_last_seq()
+        records = []
+        if end > base:
+            subscription = await self._js.subscribe(
+                self.subject, ordered_consumer=True,
+                config=api.ConsumerConfig(deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+                                          opt_start_seq=base + 1))
+            try:
+                while not records or records[-1].seq < end:
+                    records.append(self._decode(await subscription.next_msg(timeout=10)))
+            finally:
+                await subscription.unsubscribe()
+        self.last_seq = self.durable_seq = max(end, base)
+        return base, state, records
+
+    def _decode(self, msg) -> Record:
+        seq = msg.metadata.sequence.stream
+        if len(msg.data) < _HEADER.size:
+            raise JournalError(f"{self.path}: record {seq} is truncated ({len(msg.data)} bytes)")
+        time_ns, kind, crc = _HEADER.unpack_from(msg.data)
+        payload = msg.data[_HEADER.size:]
+        if record_crc(time_ns, kind, payload) != crc:
+            raise JournalError(f"{self.path}: record {seq} fails its checksum")
+        return Record(seq, time_ns, kind, payload)
+
+    async def follow(self, after: int, apply: Callable[[Record], None]) -> None:
+        """Apply every record after ``after`` as it is published, until cancelled (standby)."""
+        subscription = await self._js.subscribe(
+            self.subject, ordered_consumer=True,
+            config=api.ConsumerConfig(deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after + 1))
+        try:
+            async for msg in subscription.messages:
+                record = self._decode(msg)
+                apply(record)
+                self.last_seq = self.durable_seq = record.seq
+        finally:
+            await subscription.unsubscribe()
+
+    # ------------------------------------------------------------ writing
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start publishing (as the primary) after ``last_seq``."""
+        self._queue = asyncio.Queue()
+        self._publisher = loop.create_task(self._publish_loop())
+
+    def append(self, time_ns: int, kind: int, payload: bytes) -> int:
+        if self._failure is not None:
+            raise JournalError(f"journal publish failed: {self._failure}")
+        self.last_seq += 1
+        data = _HEADER.pack(time_ns, kind, record_crc(time_ns, kind, payload)) + payload
+        self._queue.put_nowait((self.last_seq, data))
+        return self.last_seq
+
+    async def _publish_loop(self) -> None:
+        try:
+            while True:
+                seq, data = await self._queue.get()
+                future = await self._js.publish_async(
+                    self.subject, data, headers={"Nats-Expected-Last-Sequence": str(seq - 1),
+                                                 "Nats-Msg-Id": f"{self.name}-{seq}"})
+                future.add_done_callback(lambda done, seq=seq: self._acked(seq, done))
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # noqa: BLE001 - stop acknowledging anything
+            self._fail(error)
+
+    def _acked(self, seq: int, done: asyncio.Future) -> None:
+        if done.cancelled() or done.exception() is not None:
+            self._fail(done.exception() or asyncio.CancelledError())
+            return
+        self._acks.add(seq)
+        while self.durable_seq + 1 in self._acks:
+            self.durable_seq += 1
+            self._acks.discard(self.durable_seq)
+        self._waiters = [(target, f) for target, f in self._waiters if not _release(target, f, self.durable_seq)]
+
+    def _fail(self, error: BaseException) -> None:
+        if self._failure is None:
+            log.error("journal publish failed; no further acknowledgements", error=str(error))
+        self._failure = error
+        for _, future in self._waiters:
+            if not future.done():
+                future.set_exception(JournalError(f"journal publish failed: {error}"))
+        self._waiters = []
+
+    async def wait(self, seq: int) -> None:
+        if seq <= self.durable_seq:
+            return
+        if self._failure is not None:
+            raise JournalError(f"journal publish failed: {self._failure}")
+        future = asyncio.get_running_loop().create_future()
+        self._waiters.append((seq, future))
+        await future
+
+    def snapshot(self, seq: int, state: dict) -> None:
+        asyncio.get_running_loop().create_task(self._store_snapshot(seq, state))
+
+    async def _store_snapshot(self, seq: int, state: dict) -> None:
+        body = await asyncio.to_thread(encode_snapshot, state)
+        header = json.dumps({"version": FORMAT_VERSION, "seq": seq, "sha256": hashlib.sha256(body).hexdigest()})
+        await self.wait(seq)
+        await self._objects.put(self.name, header.encode() + b"\n" + body)
+        await self._js.purge_stream(self.stream, seq=seq + 1)
+        log.info("snapshot stored", seq=seq, bytes=len(body))
+
+    async def aclose(self) -> None:
+        """Wait for what is in flight to be acknowledged, then disconnect."""
+        if self._publisher is not None:
+            while self._queue is not None and not self._queue.empty() and self._failure is None:
+                await asyncio.sleep(0.01)
+            if self._failure is None and self.last_seq > self.durable_seq:
+                await asyncio.wait_for(self.wait(self.last_seq), timeout=10)
+            self._publisher.cancel()
+        await self._nc.drain()
+
+
+def _release(target: int, future: asyncio.Future, durable: int) -> bool:
+    if target <= durable:
+        if not future.done():
+            future.set_result(None)
+        return True
+    return False
+
+
+class Lease:
+    """Leadership: a key in a JetStream key-value bucket whose entries expire after ``ttl``.
+
+    The holder renews it every ``ttl / 4``; if a renewal fails (someone else
+    took it, or NATS is unreachable for half the ttl) the holder is told to
+    stop serving.
+    """
+
+    def __init__(self, journal: NatsJournal, owner: str, ttl: float = 2.0):
+        self._journal = journal
+        self.owner = owner
+        self.ttl = ttl
+        self._kv = None
+        self._revision: Optional[int] = None
+
+    async def _bucket(self):
+        if self._kv is None:
+            self._kv = await self._journal.jetstream.create_key_value(
+                bucket=f"riskcore_lease_{self._journal.name}", ttl=self.ttl, history=1)
+        return self._kv
+
+    async def holder(self) -> Optional[str]:
+        try:
+            return (await (await self._bucket()).get("primary")).value.decode()
+        except KeyNotFoundError:
+            return None
+
+    async def try_acquire(self, force: bool = False) -> bool:
+        """Take the lease if it is free (or unconditionally with ``force``)."""
+        kv = await self._bucket()
+        try:
+            if force:
+                self._revision = await kv.put("primary", self.owner.encode())
+            else:
+                self._revision = await kv.create("primary", self.owner.encode())
+        except KeyWrongLastSequenceError:
+            return False
+        return True
+
+    async def hold(self, on_lost: Callable[[str], Awaitable[None]]) -> None:
+        """Renew until cancelled; call ``on_lost`` once the lease is gone."""
+        kv = await self._bucket()
+        deadline = asyncio.get_running_loop().time() + self.ttl / 2
+        while True:
+            await asyncio.sleep(self.ttl / 4)
+            try:
+                self._revision = await asyncio.wait_for(kv.update("primary", self.owner.encode(), last=self._revision),
+                                                        timeout=self.ttl / 4)
+                deadline = asyncio.get_running_loop().time() + self.ttl / 2
+            except KeyWrongLastSequenceError:
+                await on_lost("another engine took the lease")
+                return
+            except (asyncio.TimeoutError, nats.errors.Error) as error:
+                if asyncio.get_running_loop().time() > deadline:
+                    await on_lost(f"lease not renewed in time: {error}")
+                    return
+
+    async def wait_free(self) -> None:
+        """Return once the lease has expired (the primary is gone)."""
+        while await self.holder() is not None:
+            await asyncio.sleep(self.ttl / 4)
