@@ -82,7 +82,7 @@ class Instrument:
         if isinstance(self.lot_size, bool) or not isinstance(self.lot_size, int) or self.lot_size <= 0:
             raise InvalidConfigError(f"lot_size must be a positive integer, got {self.lot_size!r}")
         micros = self.tick_size * self.multiplier * 1e6
-        if round(micros) < 1 or abs(micros - round(micros)) > 1e-6 * max(1.0, micros):
+        if round(micros) < 1 or abs(micros - round(micros)) > 1e-9 * max(1.0, micros):
             raise InvalidConfigError(
                 f"tick_size * multiplier must be a whole number of micro-units, "
                 f"got {self.tick_size!r} * {self.multiplier!r}"

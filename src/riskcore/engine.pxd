@@ -63,4 +63,4 @@ cdef class RiskEngine:
     cdef bint _finish(self, i64 order_id, int8_t status) except -1
     cdef void _set_reference(self, i32 sym, i64 ref, i64 now) noexcept nogil
     cdef void _after_pnl_change(self, i32 node, i64 now) noexcept nogil
-    cdef Decision _decision(self, uint8_t code)
+    cdef Decision _decision(self, uint8_t code, object quantity=*)

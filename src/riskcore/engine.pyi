@@ -58,8 +58,8 @@ class BreachEvent(NamedTuple):
     account: str
     symbol: str | None
     reason: Reason
-    value: int
-    limit: int
+    value: float
+    limit: float
 
 @disjoint_base
 class RiskEngine:

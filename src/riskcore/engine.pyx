@@ -269,8 +269,9 @@ cdef class RiskEngine:
         ins.collar_bps_sell = -1 if instrument.collar_bps_sell is None else instrument.collar_bps_sell
         ins.collar_ticks_buy = -1 if instrument.collar_ticks_buy is None else instrument.collar_ticks_buy
         ins.collar_ticks_sell = -1 if instrument.collar_ticks_sell is None else instrument.collar_ticks_sell
-        ins.min_price = 0 if instrument.min_price is None else round_half_away(instrument.min_price / instrument.tick_size)
-        ins.max_price = INT64_MAX if instrument.max_price is None else round_half_away(instrument.max_price / instrument.tick_size)
+        # Band edges off the grid round inward: the band never admits a price outside it.
+        ins.min_price = 0 if instrument.min_price is None else math.ceil(instrument.min_price / instrument.tick_size - 1e-9)
+        ins.max_price = INT64_MAX if instrument.max_price is None else math.floor(instrument.max_price / instrument.tick_size + 1e-9)
         ins.require_ref = instrument.require_reference
         ins.tradable = instrument.tradable
         if sid is None:
@@ -740,7 +741,8 @@ cdef class RiskEngine:
         cdef Order_t order
         cdef DupKey dkey
         cdef cmap[DupKey, i64].iterator dit
-        self._nodes[acct].active = 1
+        if record:
+            self._nodes[acct].active = 1
         while s >= 0:
             slot = &self._slots[s]
             nd = &self._nodes[slot.node]
@@ -914,7 +916,13 @@ cdef class RiskEngine:
 
     # ----------------------------------------------------------- public API
 
-    cdef Decision _decision(self, uint8_t code):
+    cdef Decision _decision(self, uint8_t code, object quantity=None):
+        if code == R.INVALID_QUANTITY and quantity is not None:
+            # The core saw 0 for values that are not whole numbers; report what the caller sent.
+            try:
+                self._fail_value = float(quantity)
+            except (TypeError, ValueError, OverflowError):
+                pass
         return make_decision(code, self._util,
                              None if self._fail_node < 0 else self._account_names[self._fail_node],
                              self._fail_value, self._fail_limit)
@@ -943,7 +951,7 @@ cdef class RiskEngine:
         cdef uint8_t code = self._evaluate(
             self._lookup_account(account), self._lookup_symbol(symbol), _side(side), _quantity(quantity),
             0.0 if market else _price(price), market, self._clock.now(), -1, False, 0)
-        return self._decision(code)
+        return self._decision(code, quantity)
 
     def submit(self, long long order_id, account, symbol, side, quantity, price=None):
         """Check an order and, when accepted, book it as working.
@@ -958,7 +966,7 @@ cdef class RiskEngine:
                                            now, -1, True, order_id)
         if code == R.OK:
             self._reserve(order_id, acct, sym, sd, q, market, now, True, False)
-        return self._decision(code)
+        return self._decision(code, quantity)
 
     cdef i32 _working(self, i64 order_id) noexcept nogil:
         cdef unordered_map[i64, i32].iterator it = self._order_index.find(order_id)
@@ -993,7 +1001,7 @@ cdef class RiskEngine:
             px = _price(price)
         code = self._evaluate(order.account, order.symbol, order.side, q, px, market, now, oidx, False, 0)
         if code != R.OK:
-            return self._decision(code)
+            return self._decision(code, quantity)
         order = &self._orders[oidx]
         self._release(order.slot, order.side, order.remaining, order.price,
                       _price_key(order.side, order.price, order.market), True)
@@ -1164,6 +1172,8 @@ cdef class RiskEngine:
             order.remaining -= worked
             if order.remaining == 0:
                 order.status = OS.FILLED
+        else:
+            order.remaining = 0
         order.filled += q
         self._apply_fill(order.slot, order.side * q, p, now)
         self._exec_ids.add(exec_id)
@@ -1318,7 +1328,7 @@ cdef class RiskEngine:
             return Position(self._account_names[nid], self._symbol_names[sid], 0, 0.0, 0.0, 0.0)
         cdef Slot_t* s = &self._slots[self._slot_index[key]]
         return Position(self._account_names[nid], self._symbol_names[sid], s.pos,
-                        s.cost / s.pos * ins.tick_size if s.pos else 0.0, s.realized / 1e6,
+                        <double>s.cost / s.pos * ins.tick_size if s.pos else 0.0, s.realized / 1e6,
                         _unrealized(s.pos, s.cost, ins.ref, ins.tick_value) / 1e6)
 
     def positions(self):
@@ -1339,7 +1349,7 @@ cdef class RiskEngine:
             s = &self._slots[j]
             if self._nodes[s.node].n_children == 0 and s.node != 0 and (s.pos != 0 or s.realized != 0):
                 ins = &self._instruments[s.symbol]
-                out[m] = (s.node, s.symbol, s.pos, s.cost / s.pos * ins.tick_size if s.pos else 0.0,
+                out[m] = (s.node, s.symbol, s.pos, <double>s.cost / s.pos * ins.tick_size if s.pos else 0.0,
                           s.realized / 1e6, _unrealized(s.pos, s.cost, ins.ref, ins.tick_value) / 1e6)
                 m += 1
         return out
@@ -1491,9 +1501,11 @@ cdef class RiskEngine:
         cdef size_t j
         for j in range(self._events.size()):
             e = &self._events[j]
+            # Daily-loss figures are money (currency); throttle figures are fill counts.
+            scale = 1e6 if e.reason == R.DAILY_LOSS_LIMIT else 1
             out.append(BreachEvent(e.time, self._account_names[e.node],
                                    None if e.symbol < 0 else self._symbol_names[e.symbol],
-                                   Reason(e.reason), e.value, e.limit))
+                                   Reason(e.reason), e.value / scale, e.limit / scale))
         self._events.clear()
         return out
 
@@ -1564,7 +1576,10 @@ cdef class RiskEngine:
             eng._slot_index[_slot_key(eng._slots[j].node, eng._slots[j].symbol)] = <i32>j
             eng._symbol_slots[eng._slots[j].symbol].push_back(<i32>j)
         for k, v in state["order_index"].items():
+            if not -1 <= v < <i64>eng._orders.size():
+                raise StateError(f"order index of order {k} points outside the order table")
             eng._order_index[k] = v
+        _check_references(eng)
         new, modify, cancel, fills = state["windows"]
         _load_windows(eng._new_window, new)
         _load_windows(eng._modify_window, modify)
@@ -1592,6 +1607,36 @@ cdef class RiskEngine:
 
 cdef bytes _vector_bytes(const void* data, size_t n, size_t item):
     return (<const char*>data)[:n * item] if n else b""
+
+
+cdef int _check_references(RiskEngine eng) except -1:
+    # Every index stored in one table must point inside the table it names:
+    # a snapshot that fails this would read outside memory, not just be wrong.
+    cdef size_t j
+    cdef i32 nn = <i32>eng._nodes.size(), ns = <i32>eng._slots.size(), nsym = <i32>eng._instruments.size()
+    cdef Slot_t* slot
+    cdef Order_t* o
+    cdef Node_t* nd
+    cdef i32 k
+    for j in range(eng._nodes.size()):
+        nd = &eng._nodes[j]
+        if not (-1 <= nd.parent < nn and 1 <= nd.depth <= MAX_DEPTH):
+            raise StateError(f"account {j} has an invalid parent or depth")
+        for k in range(nd.depth):
+            if not 0 <= nd.path[k] < nn:
+                raise StateError(f"account {j} has an invalid path")
+    for j in range(eng._slots.size()):
+        slot = &eng._slots[j]
+        if not (0 <= slot.node < nn and -1 <= slot.parent_slot < ns):
+            raise StateError(f"position slot {j} points outside the tables")
+    for j in range(eng._orders.size()):
+        o = &eng._orders[j]
+        if not (0 <= o.account < nn and 0 <= o.symbol < nsym and 0 <= o.slot < ns):
+            raise StateError(f"order record {j} points outside the tables")
+    for j in range(eng._events.size()):
+        if not 0 <= eng._events[j].node < nn:
+            raise StateError(f"event {j} names an unknown account")
+    return 0
 
 
 cdef size_t _records(bytes raw, size_t item) except? 0:

@@ -526,13 +526,11 @@ class RiskService:
         for event in self.engine.drain_events():
             if self._replay_time is not None:
                 continue
-            # Daily-loss figures are money (micro-units in the kernel); throttle figures are fill counts.
-            scale = 1e6 if event.reason == Reason.DAILY_LOSS_LIMIT else 1.0
-            value, limit = event.value / scale, event.limit / scale
-            log.warning("limit breach", account=event.account, reason=event.reason.name, value=value, limit=limit)
+            log.warning("limit breach", account=event.account, reason=event.reason.name, value=event.value,
+                        limit=event.limit)
             self.breaches.publish(risk_pb2.Breach(
                 time_unix_nano=event.time, account=event.account, symbol=event.symbol or "",
-                reason=event.reason.name, value=value, limit=limit,
+                reason=event.reason.name, value=event.value, limit=event.limit,
                 state=int(self.engine.trading_state(event.account))))
 
     # ------------------------------------------------ snapshot and replay
