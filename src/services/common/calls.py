@@ -8,8 +8,9 @@ INTERNAL with the traceback logged), the request metrics and one log line.
 import asyncio
 import contextlib
 import functools
+import itertools
+import os
 import time
-import uuid
 from typing import Callable
 
 import grpc
@@ -72,10 +73,21 @@ class CallHandling:
         self.metrics = metrics
         self.log_requests = log_requests
         self.is_ready = is_ready
+        # Request ids: a random per-process prefix and a counter, unique and cheap.
+        self._ids = map(f"{os.urandom(6).hex()}-{{:x}}".format, itertools.count(1))
+        self._children: dict = {}
+
+    def _observe(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
+        children = self._children.get((method, code))
+        if children is None:
+            children = (self.metrics.requests.labels(method, code.name), self.metrics.duration.labels(method))
+            self._children[(method, code)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def _begin(self, method: str, context, admin: bool, always: bool = False) -> CallContext:
         metadata = context.invocation_metadata()
-        request_id = next((v for k, v in metadata or () if k == "x-request-id"), None) or uuid.uuid4().hex
+        request_id = next((v for k, v in metadata or () if k == "x-request-id"), None) or next(self._ids)
         structlog.contextvars.bind_contextvars(request_id=request_id, method=method)
         remaining = context.time_remaining()
         if remaining is not None and remaining <= 0:
@@ -86,8 +98,7 @@ class CallHandling:
 
     def _end(self, method: str, code: grpc.StatusCode, started: int, exc: BaseException | None) -> None:
         elapsed = (time.perf_counter_ns() - started) / 1e9
-        self.metrics.requests.labels(method, code.name).inc()
-        self.metrics.duration.labels(method).observe(elapsed)
+        self._observe(method, code, elapsed)
         if code is grpc.StatusCode.INTERNAL:
             log.error("call failed", code=code.name, duration_us=round(elapsed * 1e6, 1), exc_info=exc)
         elif self.log_requests or code is not grpc.StatusCode.OK:

@@ -7,6 +7,7 @@ contextvars, so every line logged during a call carries the call's id.
 import logging
 import sys
 
+import orjson
 import structlog
 
 
@@ -30,10 +31,11 @@ def configure_logging(level: str = "info", cache: bool = True) -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(),
+            # orjson renders bytes about four times faster than json: logs sit on every call.
+            structlog.processors.JSONRenderer(serializer=orjson.dumps, default=str),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.WriteLoggerFactory(file=sys.stdout),
+        logger_factory=structlog.BytesLoggerFactory(file=sys.stdout.buffer),
         cache_logger_on_first_use=cache,
     )
 
