@@ -25,7 +25,8 @@ cdef class RiskEngine:
     cdef vector[deque[i64]] _modify_window
     cdef vector[deque[i64]] _cancel_window
     cdef vector[deque[i64]] _fill_window
-    cdef cmap[pair[i64, i64], i64] _resting            # (leaf slot * 2 + is_buy, price) -> count
+    cdef vector[cmap[i64, i64]] _rest_buy              # per slot: working buy price key -> count
+    cdef vector[cmap[i64, i64]] _rest_sell
     cdef cmap[DupKey, i64] _dup_last
     cdef deque[pair[i64, DupKey]] _dup_expiry
     cdef i64 _dup_window
@@ -34,7 +35,8 @@ cdef class RiskEngine:
     cdef list _account_names
     cdef dict _symbol_ids
     cdef list _symbol_names
-    cdef set _exec_ids
+    cdef set _exec_ids                                 # today's execution ids
+    cdef set _exec_ids_before                          # the previous day's
     # What the last evaluation found: the reason's details and the order's terms.
     cdef i32 _fail_node
     cdef double _fail_value
@@ -53,14 +55,17 @@ cdef class RiskEngine:
                            i64 now, i32 oidx, bint check_id, i64 order_id) noexcept nogil
     cdef void _reserve(self, i64 order_id, i32 acct, i32 sym, i64 side, i64 q, bint market,
                        i64 now, bint record, bint is_modify) noexcept nogil
+    cdef cmap[i64, i64]* _resting_side(self, i32 slot, i64 side) noexcept nogil
     cdef void _release(self, i32 leaf_slot, i64 side, i64 qty, i64 price, i64 price_key,
                        bint close) noexcept nogil
-    cdef void _unbook(self, i32 acct, i32 sym, i64 side, i64 q, double price, bint market,
-                      i64 now) noexcept nogil
+    cdef void _unbook(self, i32 acct, i32 sym, i32 leaf_slot, i64 side, i64 q, i64 p,
+                      bint market) noexcept nogil
     cdef i32 _working(self, i64 order_id) noexcept nogil
     cdef void _apply_fill(self, i32 leaf_slot, i64 signed_qty, i64 price, i64 now) noexcept nogil
+    cdef bint _seen_exec_id(self, object exec_id) except -1
     cdef i64 _fill_price(self, i32 sym, object price) except -1
     cdef bint _finish(self, i64 order_id, int8_t status) except -1
     cdef void _set_reference(self, i32 sym, i64 ref, i64 now) noexcept nogil
     cdef void _after_pnl_change(self, i32 node, i64 now) noexcept nogil
+    cdef object _fill_aggregates(self, out, dict columns)
     cdef Decision _decision(self, uint8_t code, object quantity=*)

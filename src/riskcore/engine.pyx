@@ -28,7 +28,7 @@ from riskcore._types cimport Reason as R
 from riskcore._types cimport TradingState as TS
 from riskcore._types cimport OrderStatus as OS
 from riskcore.checks cimport reduces_position, collar_band, worst_position, window_count, ratio
-from riskcore.fixedpoint cimport tdiv_mul, sat_mul3, price_to_ticks, round_half_away, sign, iabs
+from riskcore.fixedpoint cimport tdiv_mul, sat_mul3, price_to_ticks, round_half_away, sign, iabs, positive_part
 from riskcore.clock cimport Clock, SystemClock
 from riskcore.decision cimport Decision, make_decision
 
@@ -45,6 +45,7 @@ STATE_VERSION = 1
 
 BUY = 1
 SELL = -1
+_AGGREGATE_SUMS = ("long", "short", "working_buy", "working_sell", "realized", "unrealized", "open_orders")
 _SIDES = {"BUY": 1, "SELL": -1, "buy": 1, "sell": -1, "B": 1, "S": -1}
 
 Position = namedtuple("Position", "account symbol quantity average_price realized unrealized")
@@ -77,6 +78,20 @@ cdef Limits_t _NO_LIMITS = Limits_t(
 )
 
 
+ctypedef struct SlotSum:
+    # A slot's totals while recompute() carries leaves up the tree.
+    i64 pos
+    i64 cost
+    i64 realized
+
+
+ctypedef struct Booked:
+    # An order a what-if batch booked, to take back: its row, leaf slot and price in ticks.
+    Py_ssize_t row
+    i32 slot
+    i64 price
+
+
 cdef inline i64 _seconds_to_ns(object seconds):
     return round(seconds * 1e9)
 
@@ -98,11 +113,11 @@ cdef inline i64 _price_key(i64 side, i64 price, bint market) noexcept nogil:
 
 
 cdef inline i64 _long_value(i64 pos, i64 ref, i64 tv) noexcept nogil:
-    return pos * ref * tv if pos > 0 else 0
+    return positive_part(pos) * ref * tv
 
 
 cdef inline i64 _short_value(i64 pos, i64 ref, i64 tv) noexcept nogil:
-    return -pos * ref * tv if pos < 0 else 0
+    return positive_part(-pos) * ref * tv
 
 
 cdef inline i64 _unrealized(i64 pos, i64 cost, i64 ref, i64 tv) noexcept nogil:
@@ -167,6 +182,7 @@ cdef class RiskEngine:
         self._symbol_ids = {}
         self._symbol_names = []
         self._exec_ids = set()
+        self._exec_ids_before = set()
 
     def __init__(self, str firm="FIRM", Clock clock=None, duplicate_window=0.0):
         if not firm:
@@ -385,6 +401,8 @@ cdef class RiskEngine:
         self._slots.push_back(slot)
         self._slot_index[key] = sid
         self._symbol_slots[symbol].push_back(sid)
+        self._rest_buy.push_back(cmap[i64, i64]())
+        self._rest_sell.push_back(cmap[i64, i64]())
         return sid
 
     # --------------------------------------------------------------- limits
@@ -513,13 +531,11 @@ cdef class RiskEngine:
         cdef Slot_t* leaf
         cdef Order_t* order
         cdef i64 p, ref, tv, notional, dq, dn, v, lim, band, old_q = 0, old_n = 0, count, length
-        cdef i64 lo, hi
-        cdef cmap[pair[i64, i64], i64].iterator it
+        cdef cmap[i64, i64]* book
         cdef i32 leaf_slot, s, k, n
         cdef bint stale, has_ref, is_modify = oidx >= 0, reducing
         cdef double util = 0.0
         cdef DupKey dkey
-        cdef pair[i64, i64] rkey
         self._fail_node = -1
         self._fail_value = 0.0
         self._fail_limit = 0.0
@@ -704,23 +720,15 @@ cdef class RiskEngine:
         # 12. self-match against the account's own working orders
         v = _price_key(side, p, market)
         if side > 0:
-            rkey.first, rkey.second = <i64>leaf_slot * 2, INT64_MIN
-            it = self._resting.lower_bound(rkey)
-            if it != self._resting.end() and deref(it).first.first == rkey.first:
-                lo = deref(it).first.second
-                if v >= lo:
-                    self._fail_limit = lo * ins.tick_size
-                    return R.SELF_MATCH
+            book = &self._rest_sell[leaf_slot]
+            if not book.empty() and v >= deref(book.begin()).first:
+                self._fail_limit = deref(book.begin()).first * ins.tick_size
+                return R.SELF_MATCH
         else:
-            rkey.first, rkey.second = <i64>leaf_slot * 2 + 2, INT64_MIN
-            it = self._resting.lower_bound(rkey)
-            if it != self._resting.begin():
-                dec(it)
-                if deref(it).first.first == <i64>leaf_slot * 2 + 1:
-                    hi = deref(it).first.second
-                    if v <= hi:
-                        self._fail_limit = hi * ins.tick_size
-                        return R.SELF_MATCH
+            book = &self._rest_buy[leaf_slot]
+            if not book.empty() and v <= deref(book.rbegin()).first:
+                self._fail_limit = deref(book.rbegin()).first * ins.tick_size
+                return R.SELF_MATCH
         self._util = util
         self._eval_price = p
         self._eval_notional = notional
@@ -741,6 +749,7 @@ cdef class RiskEngine:
         cdef Order_t order
         cdef DupKey dkey
         cdef cmap[DupKey, i64].iterator dit
+        cdef cmap[i64, i64]* book
         if record:
             self._nodes[acct].active = 1
         while s >= 0:
@@ -759,7 +768,8 @@ cdef class RiskEngine:
             elif nd.limits.new_rate_count >= 0:
                 self._new_window[slot.node].push_back(now)
             s = slot.parent_slot
-        self._resting[pair[i64, i64](<i64>self._eval_slot * 2 + (side > 0), _price_key(side, p, market))] += 1
+        book = self._resting_side(self._eval_slot, side)
+        book[0][_price_key(side, p, market)] += 1
         if self._dup_window > 0 and not is_modify:
             dkey.first.first = _slot_key(acct, sym)
             dkey.first.second = q * 2 + (side > 0)
@@ -794,7 +804,7 @@ cdef class RiskEngine:
         cdef Slot_t* slot
         cdef Node_t* nd
         cdef i64 notional = qty * price * self._instruments[self._slots[leaf_slot].symbol].tick_value
-        cdef pair[i64, i64] rkey
+        cdef cmap[i64, i64]* book
         while s >= 0:
             slot = &self._slots[s]
             nd = &self._nodes[slot.node]
@@ -808,10 +818,14 @@ cdef class RiskEngine:
                 nd.open_orders -= 1
             s = slot.parent_slot
         if close:
-            rkey.first, rkey.second = <i64>leaf_slot * 2 + (side > 0), price_key
-            self._resting[rkey] -= 1
-            if self._resting[rkey] == 0:
-                self._resting.erase(rkey)
+            book = self._resting_side(leaf_slot, side)
+            book[0][price_key] -= 1
+            if book[0][price_key] == 0:
+                book.erase(price_key)
+
+    cdef cmap[i64, i64]* _resting_side(self, i32 slot, i64 side) noexcept nogil:
+        """The slot's working orders of one side: price key -> count."""
+        return &self._rest_buy[slot] if side > 0 else &self._rest_sell[slot]
 
     # ------------------------------------------------------------ positions
 
@@ -1091,7 +1105,11 @@ cdef class RiskEngine:
         cdef uint8_t[::1] reasons = out
         cdef i64 now = self._clock.now(), oid = 0
         cdef uint8_t code
-        cdef vector[Py_ssize_t] booked
+        cdef vector[Booked] booked
+        cdef Booked b
+        if record:
+            self._order_index.reserve(self._order_index.size() + n)
+            self._orders.reserve(self._orders.size() + n)
         with nogil:
             for i in range(n):
                 if record:
@@ -1103,19 +1121,17 @@ cdef class RiskEngine:
                     self._reserve(oid, accounts[i], symbols[i], sides[i], quantities[i], market[i] != 0,
                                   now, record, False)
                     if not record:
-                        booked.push_back(i)
+                        booked.push_back(Booked(row=i, slot=self._eval_slot, price=self._eval_price))
             # A what-if batch takes back what it booked, newest first.
             while not booked.empty():
-                i = booked.back()
+                b = booked.back()
                 booked.pop_back()
-                self._unbook(accounts[i], symbols[i], sides[i], quantities[i], prices[i], market[i] != 0, now)
+                i = b.row
+                self._unbook(accounts[i], symbols[i], b.slot, sides[i], quantities[i], b.price, market[i] != 0)
         return out
 
-    cdef void _unbook(self, i32 acct, i32 sym, i64 side, i64 q, double price, bint market, i64 now) noexcept nogil:
+    cdef void _unbook(self, i32 acct, i32 sym, i32 leaf_slot, i64 side, i64 q, i64 p, bint market) noexcept nogil:
         # Exact inverse of _reserve for an unrecorded order (integers make it exact).
-        cdef i32 leaf_slot = self._slot_chain(acct, sym)
-        cdef Instrument_t* ins = &self._instruments[sym]
-        cdef i64 p = ins.ref if market else price_to_ticks(price, ins.tick_size)
         cdef i32 s = leaf_slot
         cdef DupKey dkey
         self._release(leaf_slot, side, q, p, _price_key(side, p, market), True)
@@ -1161,7 +1177,7 @@ cdef class RiskEngine:
         cdef i64 p = self._fill_price(order.symbol, price)
         if q == 0:
             raise InvalidInputError(f"fill quantity must be a whole number > 0, got {quantity!r}")
-        if exec_id in self._exec_ids:
+        if self._seen_exec_id(exec_id):
             return False
         cdef i64 now = self._clock.now()
         cdef i64 worked
@@ -1178,6 +1194,9 @@ cdef class RiskEngine:
         self._apply_fill(order.slot, order.side * q, p, now)
         self._exec_ids.add(exec_id)
         return True
+
+    cdef bint _seen_exec_id(self, object exec_id) except -1:
+        return exec_id in self._exec_ids or exec_id in self._exec_ids_before
 
     cdef i64 _fill_price(self, i32 sym, object price) except -1:
         cdef double px = _price(price)
@@ -1203,7 +1222,7 @@ cdef class RiskEngine:
             raise InvalidInputError(f"positions live on leaf accounts; {self._account_names[acct]!r} is not one")
         cdef i64 p = self._fill_price(sym, price)
         if exec_id is not None:
-            if exec_id in self._exec_ids:
+            if self._seen_exec_id(exec_id):
                 return False
             self._exec_ids.add(exec_id)
         self._apply_fill(self._slot_chain(acct, sym), sd * q, p, self._clock.now())
@@ -1287,8 +1306,12 @@ cdef class RiskEngine:
 
         Takes each node's realized + unrealized P&L as the new baseline,
         returns nodes put in REDUCING by their daily loss to ACTIVE, and
-        forgets finished orders (their ids stay used).
+        forgets finished orders (their ids stay used). Execution ids are
+        remembered for the day they arrived and the day after, so a late
+        duplicate across the roll is still ignored while memory stays bounded.
         """
+        self._exec_ids_before = self._exec_ids
+        self._exec_ids = set()
         cdef Node_t* nd
         cdef size_t j
         cdef vector[Order_t] working
@@ -1383,66 +1406,91 @@ cdef class RiskEngine:
 
     def aggregates(self):
         """Every node's incrementally kept aggregate, in integer micro-units."""
-        cdef size_t j
+        cdef size_t j, nn = self._nodes.size()
         cdef Node_t* n
-        out = np.zeros(self._nodes.size(), dtype=AGGREGATE_DTYPE)
-        for j in range(self._nodes.size()):
+        out = np.zeros(nn, dtype=AGGREGATE_DTYPE)
+        columns = {name: np.empty(nn, dtype=np.int64) for name in _AGGREGATE_SUMS}
+        cdef i64[::1] longv = columns["long"], shortv = columns["short"], wb = columns["working_buy"]
+        cdef i64[::1] ws = columns["working_sell"], real = columns["realized"], unreal = columns["unrealized"]
+        cdef i64[::1] opn = columns["open_orders"]
+        for j in range(nn):
             n = &self._nodes[j]
-            out[j] = (j, n.parent, n.long_notional, n.short_notional, n.wbuy_notional, n.wsell_notional,
-                      n.realized, n.unrealized, n.realized + n.unrealized - n.sod_pnl, n.open_orders, n.state)
+            longv[j], shortv[j], wb[j], ws[j] = n.long_notional, n.short_notional, n.wbuy_notional, n.wsell_notional
+            real[j], unreal[j], opn[j] = n.realized, n.unrealized, n.open_orders
+        return self._fill_aggregates(out, columns)
+
+    cdef object _fill_aggregates(self, out, dict columns):
+        cdef size_t j, nn = self._nodes.size()
+        for name, column in columns.items():
+            out[name] = column
+        out["account"] = np.arange(nn, dtype=np.int32)
+        out["parent"] = [self._nodes[j].parent for j in range(nn)]
+        out["state"] = [self._nodes[j].state for j in range(nn)]
+        out["daily_pnl"] = out["realized"] + out["unrealized"] - np.array(
+            [self._nodes[j].sod_pnl for j in range(nn)], dtype=np.int64)
         return out
 
     def recompute(self):
         """Rebuild every aggregate from the leaves and working orders, from scratch.
 
         Returns the same structured array as :meth:`aggregates`; the engine's
-        incremental state is not touched. O(slots × depth + orders).
+        incremental state is not touched. O(slots + orders + nodes): a parent
+        slot is always created before its children, so one pass from the
+        newest slot to the oldest carries every leaf up its chain.
         """
         cdef size_t nn = self._nodes.size(), ns = self._slots.size(), j
-        cdef vector[i64] pos = vector[i64](ns, 0), cost = vector[i64](ns, 0)
-        cdef vector[i64] longv = vector[i64](nn, 0), shortv = vector[i64](nn, 0), unreal = vector[i64](nn, 0)
-        cdef vector[i64] real = vector[i64](nn, 0), wb = vector[i64](nn, 0), ws = vector[i64](nn, 0)
-        cdef vector[i64] opn = vector[i64](nn, 0)
+        cdef vector[SlotSum] sums = vector[SlotSum](ns)
+        cdef vector[uint8_t] leaf = vector[uint8_t](nn, 0)
+        columns = {name: np.zeros(nn, dtype=np.int64) for name in _AGGREGATE_SUMS}
+        cdef i64[::1] longv = columns["long"], shortv = columns["short"], wb = columns["working_buy"]
+        cdef i64[::1] ws = columns["working_sell"], real = columns["realized"], unreal = columns["unrealized"]
+        cdef i64[::1] opn = columns["open_orders"]
         cdef Slot_t* slot
+        cdef SlotSum* sum
         cdef Order_t* o
         cdef Instrument_t* ins
-        cdef i32 s
-        cdef i64 notional
+        cdef Py_ssize_t k
+        cdef i32 parent
+        cdef i64 notional, tv
         with nogil:
-            for j in range(ns):
-                slot = &self._slots[j]
-                if self._nodes[slot.node].n_children != 0 or slot.node == 0:
-                    continue
-                s = <i32>j
-                while s >= 0:
-                    pos[s] += slot.pos
-                    cost[s] += slot.cost
-                    real[self._slots[s].node] += slot.realized
-                    s = self._slots[s].parent_slot
-            for j in range(ns):
-                slot = &self._slots[j]
+            for j in range(1, nn):
+                leaf[j] = self._nodes[j].n_children == 0
+            # One read of each slot: by the time a slot is visited, all its children
+            # (created after it) have added themselves to it.
+            for k in range(<Py_ssize_t>ns - 1, -1, -1):
+                slot = &self._slots[k]
+                sum = &sums[k]
+                if leaf[slot.node]:
+                    sum.pos += slot.pos
+                    sum.cost += slot.cost
+                    sum.realized += slot.realized
+                parent = slot.parent_slot
+                if parent >= 0:
+                    sums[parent].pos += sum.pos
+                    sums[parent].cost += sum.cost
+                    sums[parent].realized += sum.realized
                 ins = &self._instruments[slot.symbol]
-                longv[slot.node] += _long_value(pos[j], ins.ref, ins.tick_value)
-                shortv[slot.node] += _short_value(pos[j], ins.ref, ins.tick_value)
-                unreal[slot.node] += _unrealized(pos[j], cost[j], ins.ref, ins.tick_value)
+                tv = ins.tick_value
+                longv[slot.node] += _long_value(sum.pos, ins.ref, tv)
+                shortv[slot.node] += _short_value(sum.pos, ins.ref, tv)
+                unreal[slot.node] += _unrealized(sum.pos, sum.cost, ins.ref, tv)
+                real[slot.node] += sum.realized
             for j in range(self._orders.size()):
                 o = &self._orders[j]
-                if o.status != OS.WORKING:
-                    continue
-                notional = o.remaining * o.price * self._instruments[o.symbol].tick_value
-                s = o.account
-                while s >= 0:
+                if o.status == OS.WORKING:
+                    notional = o.remaining * o.price * self._instruments[o.symbol].tick_value
                     if o.side > 0:
-                        wb[s] += notional
+                        wb[o.account] += notional
                     else:
-                        ws[s] += notional
-                    opn[s] += 1
-                    s = self._nodes[s].parent
-        out = np.zeros(nn, dtype=AGGREGATE_DTYPE)
-        for j in range(nn):
-            out[j] = (j, self._nodes[j].parent, longv[j], shortv[j], wb[j], ws[j], real[j], unreal[j],
-                      real[j] + unreal[j] - self._nodes[j].sod_pnl, opn[j], self._nodes[j].state)
-        return out
+                        ws[o.account] += notional
+                    opn[o.account] += 1
+            # A parent node is created before its children: the same newest-first pass.
+            for k in range(<Py_ssize_t>nn - 1, 0, -1):
+                parent = self._nodes[k].parent
+                wb[parent] += wb[k]
+                ws[parent] += ws[k]
+                opn[parent] += opn[k]
+        return self._fill_aggregates(np.zeros(nn, dtype=AGGREGATE_DTYPE), columns)
 
     def verify(self):
         """Prove the incremental aggregates equal a full recompute.
@@ -1528,7 +1576,8 @@ cdef class RiskEngine:
             "order_index": dict(self._order_index),
             "windows": [_windows_list(self._new_window), _windows_list(self._modify_window),
                         _windows_list(self._cancel_window), _windows_list(self._fill_window)],
-            "resting": dict(self._resting),
+            "resting": [(j, dict(self._rest_buy[j]), dict(self._rest_sell[j])) for j in range(self._slots.size())
+                        if not (self._rest_buy[j].empty() and self._rest_sell[j].empty())],
             "dup_last": dict(self._dup_last),
             "dup_expiry": [(self._dup_expiry[j].first, self._dup_expiry[j].second)
                            for j in range(self._dup_expiry.size())],
@@ -1536,6 +1585,7 @@ cdef class RiskEngine:
             "accounts": list(self._account_names),
             "symbols": list(self._symbol_names),
             "exec_ids": list(self._exec_ids),
+            "exec_ids_before": list(self._exec_ids_before),
         }
 
     @classmethod
@@ -1567,7 +1617,6 @@ cdef class RiskEngine:
         if (eng._nodes.size() != len(state["accounts"]) or eng._instruments.size() != len(state["symbols"])):
             raise StateError("snapshot tables disagree with its account and symbol lists")
         cdef size_t j
-        cdef pair[i64, i64] rkey
         cdef DupKey dkey
         eng._symbol_slots.resize(eng._instruments.size())
         for j in range(eng._slots.size()):
@@ -1587,9 +1636,13 @@ cdef class RiskEngine:
         _load_windows(eng._fill_window, fills)
         if eng._new_window.size() != eng._nodes.size():
             raise StateError("snapshot windows disagree with its account table")
-        for (a, b), v in state["resting"].items():
-            rkey.first, rkey.second = a, b
-            eng._resting[rkey] = v
+        eng._rest_buy.resize(eng._slots.size())
+        eng._rest_sell.resize(eng._slots.size())
+        for j, buys, sells in state["resting"]:
+            if not 0 <= j < <i64>eng._slots.size():
+                raise StateError(f"working orders recorded for unknown slot {j}")
+            eng._rest_buy[j] = buys
+            eng._rest_sell[j] = sells
         for ((a, b), c), v in state["dup_last"].items():
             dkey.first.first, dkey.first.second, dkey.second = a, b, c
             eng._dup_last[dkey] = v
@@ -1601,6 +1654,7 @@ cdef class RiskEngine:
         eng._symbol_names = list(state["symbols"])
         eng._symbol_ids = {name: i for i, name in enumerate(eng._symbol_names)}
         eng._exec_ids = set(state["exec_ids"])
+        eng._exec_ids_before = set(state["exec_ids_before"])
         eng.verify()
         return eng
 

@@ -45,3 +45,8 @@ cdef inline i64 sign(i64 x) noexcept nogil:
 
 cdef inline i64 iabs(i64 x) noexcept nogil:
     return -x if x < 0 else x
+
+
+cdef inline i64 positive_part(i64 x) noexcept nogil:
+    """max(x, 0) without a branch: position signs are unpredictable in a book."""
+    return x & ~(x >> 63)
