@@ -1,0 +1,579 @@
+"""Run the kernel benchmarks and print them against the targets.
+
+    python -m benchmarks              full run: 1M single checks, 1M-order batches, 100k-position books
+    python -m benchmarks --quick      smoke mode for CI (small sizes, well under a minute)
+    python -m benchmarks --json PATH  also write every figure to PATH
+
+Single calls are timed one by one with ``time.perf_counter_ns`` around each
+call, so the table can give percentiles. Reading the clock twice costs
+something; that cost (the median of back-to-back reads, printed in the header)
+is subtracted from every per-call figure, and the raw figures are in the JSON.
+Throughput comes from a separate loop of the same calls with no timer inside.
+
+The exit status is 1 when a case raised (a benchmark that no longer runs, or
+an engine that no longer does what the case measures), never because a speed
+target was missed: shared machines are too noisy for that to be a gate. The
+verdicts are printed for a person to read.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import traceback
+from array import array
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+import riskcore
+from benchmarks.workload import (
+    CHECK_PRICE, CHECK_QUANTITY, CHECK_SYMBOL, REJECT_QUANTITY,
+    Book, ReferenceMissing, build_book, check_batches_in_threads, hot_slot_stream, order_stream,
+    python_progress_during, random_checks, reason_code, reference_engine_factory, returns_matrix,
+)
+from riskcore import BUY, SELL, Reason, historical_var, parametric_var
+
+clock_ns = time.perf_counter_ns
+US, MS = 1_000, 1_000_000
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How much of everything one mode runs."""
+
+    checks: int                 # per-call samples of each single-check case (and its timer-free loop)
+    lifecycles: int             # submit + fill cycles
+    book_symbols: tuple[int, ...]   # books for aggregate/recompute (x 100 positions)
+    check_symbols: int          # the book of the single-check, lifecycle, price and batch cases
+    batch: int                  # orders per batch
+    batch_runs: int
+    thread_batch: int           # orders per thread in the GIL case
+    fast_calls: int             # samples of microsecond cases
+    slow_calls: int             # samples of millisecond cases
+    reference_calls: int        # samples of the reference model's check
+    var_shapes: tuple[tuple[int, int], ...]
+
+
+FULL = Scale(checks=1_000_000, lifecycles=500_000, book_symbols=(10, 100, 1_000), check_symbols=1_000,
+             batch=1_000_000, batch_runs=3, thread_batch=200_000, fast_calls=100_000, slow_calls=1_000,
+             reference_calls=500, var_shapes=((250, 500), (1_000, 2_000)))
+QUICK = Scale(checks=20_000, lifecycles=20_000, book_symbols=(10, 100), check_symbols=100,
+              batch=100_000, batch_runs=2, thread_batch=50_000, fast_calls=5_000, slow_calls=100,
+              reference_calls=30, var_shapes=((250, 500), (1_000, 2_000)))
+
+
+# ------------------------------------------------------------------ results
+
+@dataclass(frozen=True)
+class Target:
+    label: str          # as printed: "p99<=5µs"
+    metric: str         # a Row field: median_ns, p99_ns, p999_ns, throughput, value
+    limit: float
+    at_most: bool = True
+    published: bool = False
+
+    def met(self, row: "Row") -> bool | None:
+        value = getattr(row, self.metric)
+        if value is None:
+            return None
+        return value <= self.limit if self.at_most else value >= self.limit
+
+
+@dataclass
+class Row:
+    case: str
+    samples: int = 0
+    median_ns: float | None = None
+    p99_ns: float | None = None
+    p999_ns: float | None = None
+    throughput: float | None = None
+    unit: str = "calls/s"
+    value: float | None = None          # ratios and counts
+    value_text: str = ""
+    targets: list[Target] = field(default_factory=list)
+    note: str = ""
+    error: str | None = None
+    skipped: str | None = None
+    raw_ns: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> str:
+        if self.error:
+            return "ERROR"
+        if self.skipped:
+            return "SKIP"
+        if not self.targets:
+            return "info"
+        missed = [t.label for t in self.targets if t.met(self) is False]
+        return "FAIL " + ", ".join(missed) if missed else "PASS"
+
+
+SINGLE_CHECK_TARGETS = [
+    Target("p50<=1µs", "median_ns", 1 * US), Target("p99<=5µs", "p99_ns", 5 * US),
+    Target("p99.9<=20µs", "p999_ns", 20 * US), Target("pub <100µs", "p999_ns", 100 * US, published=True),
+]
+BATCH_TARGETS = [Target(">=10M/s", "throughput", 10e6, at_most=False)]
+
+
+# ------------------------------------------------------------------ timing
+
+def timer_overhead(n: int = 200_000) -> dict[str, float]:
+    """What two back-to-back ``perf_counter_ns`` reads measure when nothing runs between them."""
+    samples = array("q", bytes(8 * n))
+    for i in range(n):
+        t0 = clock_ns()
+        t1 = clock_ns()
+        samples[i] = t1 - t0
+    data = np.frombuffer(samples, dtype=np.int64)
+    return {"median": float(np.median(data)), "p99": float(np.percentile(data, 99)),
+            "min": float(data.min())}
+
+
+class Timing:
+    """Per-call samples turned into table figures, net of the timer's own cost."""
+
+    def __init__(self, overhead_ns: float) -> None:
+        self.overhead = overhead_ns
+
+    def row(self, case: str, samples: array, elapsed_ns: int | None = None, calls: int | None = None,
+            unit: str = "calls/s", targets: list[Target] | None = None, note: str = "") -> Row:
+        data = np.frombuffer(samples, dtype=np.int64)
+        n = data.size
+        # A percentile needs at least ten samples beyond it to mean anything.
+        qs = {"median": 50.0, "p99": 99.0 if n >= 1_000 else None, "p999": 99.9 if n >= 10_000 else None}
+        raw = {k: float(np.percentile(data, q)) for k, q in qs.items() if q is not None}
+        net = {k: max(0.0, v - self.overhead) for k, v in raw.items()}
+        raw["max"] = float(data.max())
+        return Row(case, samples=n, median_ns=net["median"], p99_ns=net.get("p99"), p999_ns=net.get("p999"),
+                   throughput=None if elapsed_ns is None else (calls or n) / (elapsed_ns / 1e9), unit=unit,
+                   targets=targets or [], note=note, raw_ns=raw)
+
+
+def sample_calls(fn: Callable[..., Any], args: tuple, n: int) -> array:
+    """Time ``n`` calls of ``fn(*args)`` one by one (for calls of a microsecond and more)."""
+    samples = array("q", bytes(8 * n))
+    for i in range(n):
+        t0 = clock_ns()
+        fn(*args)
+        t1 = clock_ns()
+        samples[i] = t1 - t0
+    return samples
+
+
+def loop_calls(fn: Callable[..., Any], args: tuple, n: int) -> int:
+    """Elapsed ns of ``n`` calls with no timer inside the loop."""
+    start = clock_ns()
+    for _ in range(n):
+        fn(*args)
+    return clock_ns() - start
+
+
+def sample_checks(engine: Any, account: Any, symbol: Any, quantity: int, n: int) -> array:
+    # Written out rather than through sample_calls: the call is exactly the one
+    # a strategy writes, with no *args unpacking inside the timed window.
+    samples = array("q", bytes(8 * n))
+    for i in range(n):
+        t0 = clock_ns()
+        engine.check(account, symbol, BUY, quantity, CHECK_PRICE)
+        t1 = clock_ns()
+        samples[i] = t1 - t0
+    return samples
+
+
+def loop_checks(engine: Any, account: Any, symbol: Any, quantity: int, n: int) -> int:
+    start = clock_ns()
+    for _ in range(n):
+        engine.check(account, symbol, BUY, quantity, CHECK_PRICE)
+    return clock_ns() - start
+
+
+class GcWatch:
+    """Count garbage collections (via ``gc.callbacks``) and the gen-0 allocation counter."""
+
+    def __enter__(self) -> "GcWatch":
+        self.collections = [0, 0, 0]
+        gc.callbacks.append(self._callback)
+        self.before = gc.get_count()
+        return self
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self.collections[info["generation"]] += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self.after = gc.get_count()
+        gc.callbacks.remove(self._callback)
+
+
+def expect(condition: bool, message: str) -> None:
+    """A case that no longer measures what it says is an error, not a slow result."""
+    if not condition:
+        raise AssertionError(message)
+
+
+def reasons(codes: np.ndarray) -> str:
+    counts = np.bincount(codes)
+    return ", ".join(f"{Reason(k).name} {c / codes.size:.1%}" for k, c in enumerate(counts) if c)
+
+
+# ------------------------------------------------------------------- cases
+
+class Suite:
+    """The cases, in the order they run; each yields its rows."""
+
+    def __init__(self, scale: Scale, timing: Timing) -> None:
+        self.scale = scale
+        self.timing = timing
+        self._books: dict[int, Book] = {}
+
+    def book(self, n_symbols: int) -> Book:
+        """A shared book, for cases that leave it as they found it."""
+        if n_symbols not in self._books:
+            self._books[n_symbols] = build_book(n_symbols)
+        return self._books[n_symbols]
+
+    def cases(self) -> list[tuple[str, Callable[[], Iterator[Row]]]]:
+        return [
+            ("single check", self.single_check),
+            ("compiled vs reference model", self.reference),
+            ("order lifecycle", self.lifecycle),
+            ("batches", self.batches),
+            ("GIL release", self.gil),
+            ("price updates", self.prices),
+            ("aggregates", self.aggregates),
+            ("VaR", self.var),
+        ]
+
+    def single_check(self) -> Iterator[Row]:
+        s, t = self.scale, self.timing
+        book = self.book(s.check_symbols)
+        engine, account, desk = book.engine, book.check_account, book.check_desk
+        size = f"{book.n_positions // 1000}k"
+        expect(engine.check(account, CHECK_SYMBOL, BUY, CHECK_QUANTITY, CHECK_PRICE).accepted, "check not accepted")
+        rejected = engine.check(account, CHECK_SYMBOL, BUY, REJECT_QUANTITY, CHECK_PRICE)
+        expect(rejected.reason == Reason.POSITION_LIMIT and rejected.node == desk, f"unexpected {rejected!r}")
+
+        sample_checks(engine, account, CHECK_SYMBOL, CHECK_QUANTITY, min(s.checks, 50_000))   # warm up
+        gc.collect()
+        with GcWatch() as watch:
+            samples = sample_checks(engine, account, CHECK_SYMBOL, CHECK_QUANTITY, s.checks)
+        elapsed = loop_checks(engine, account, CHECK_SYMBOL, CHECK_QUANTITY, s.checks)
+        yield t.row(f"check, accepted ({size} book, names)", samples, elapsed, targets=SINGLE_CHECK_TARGETS)
+        collections = sum(watch.collections)
+        yield Row(f"GC collections in {s.checks:,} checks", samples=s.checks, value=collections,
+                  value_text=f"{collections} (gen0 count {watch.before[0]}->{watch.after[0]})",
+                  targets=[Target("=0", "value", 0)])
+
+        samples = sample_checks(engine, account, CHECK_SYMBOL, REJECT_QUANTITY, s.checks)
+        elapsed = loop_checks(engine, account, CHECK_SYMBOL, REJECT_QUANTITY, s.checks)
+        yield t.row("check, rejected at step 8 (desk)", samples, elapsed, targets=SINGLE_CHECK_TARGETS)
+
+        aid, sid = engine.account_id(account), engine.symbol_id(CHECK_SYMBOL)
+        samples = sample_checks(engine, aid, sid, CHECK_QUANTITY, s.checks)
+        elapsed = loop_checks(engine, aid, sid, CHECK_QUANTITY, s.checks)
+        yield t.row("check, accepted (integer ids)", samples, elapsed, targets=SINGLE_CHECK_TARGETS)
+
+        # A different (strategy, symbol) every call: the cache misses of a real flow.
+        orders = random_checks(book, 65_536)
+        expect(all(engine.check(a, sym, BUY, CHECK_QUANTITY, px).accepted for a, sym, px in orders[:1000]),
+               "spread checks not accepted")
+        check, n, mask = engine.check, s.checks, len(orders) - 1
+        samples = array("q", bytes(8 * n))
+        for i in range(n):
+            a, sym, px = orders[i & mask]
+            t0 = clock_ns()
+            check(a, sym, BUY, CHECK_QUANTITY, px)
+            t1 = clock_ns()
+            samples[i] = t1 - t0
+        start = clock_ns()
+        for i in range(n):
+            a, sym, px = orders[i & mask]
+            check(a, sym, BUY, CHECK_QUANTITY, px)
+        elapsed = clock_ns() - start
+        yield t.row("check, spread over the book", samples, elapsed, targets=SINGLE_CHECK_TARGETS,
+                    note="65,536 (strategy, symbol) pairs in turn; timer-free loop includes the tuple unpacking")
+
+    def reference(self) -> Iterator[Row]:
+        s, t = self.scale, self.timing
+        try:
+            factory = reference_engine_factory()
+        except ReferenceMissing as missing:
+            yield Row("reference model check", skipped=str(missing))
+            return
+        # The model recomputes every aggregate from the leaves on each check and
+        # loads positions in O(n^2): the comparison runs on the smallest book.
+        compiled, model = self.book(10), build_book(10, engine_factory=factory)
+        account = compiled.check_account
+        expect(compiled.engine.check(account, CHECK_SYMBOL, BUY, CHECK_QUANTITY, CHECK_PRICE).accepted,
+               "compiled check not accepted")
+        expect(reason_code(model.engine.check(account, CHECK_SYMBOL, BUY, CHECK_QUANTITY, CHECK_PRICE)) == 0,
+               "reference check not accepted")
+        fast = sample_checks(compiled.engine, account, CHECK_SYMBOL, CHECK_QUANTITY, min(s.checks, 100_000))
+        slow = sample_checks(model.engine, account, CHECK_SYMBOL, CHECK_QUANTITY, s.reference_calls)
+        fast_row = t.row("check, compiled (1k book)", fast)
+        slow_row = t.row("check, reference model (1k book)", slow)
+        yield fast_row
+        yield slow_row
+        # Raw medians (timer cost included on both sides) make the ratio conservative.
+        ratio = slow_row.raw_ns["median"] / fast_row.raw_ns["median"]
+        yield Row("compiled speed-up over reference", value=ratio, value_text=f"{ratio:,.0f}x",
+                  targets=[Target(">=50x", "value", 50, at_most=False)],
+                  note="ratio of raw medians from this run; the model is O(positions) per check")
+
+    def lifecycle(self) -> Iterator[Row]:
+        s, t = self.scale, self.timing
+        book = build_book(s.check_symbols)      # its own: fills and orders stay in the engine
+        engine, account = book.engine, book.check_account
+        submit, on_fill, n = engine.submit, engine.on_fill, s.lifecycles
+        sides = (BUY, SELL)                     # alternate: the position and the limits' use stay put
+        samples = array("q", bytes(8 * n))
+        rejected = 0
+        for i in range(n):
+            side = sides[i & 1]
+            t0 = clock_ns()
+            decision = submit(i, account, CHECK_SYMBOL, side, CHECK_QUANTITY, CHECK_PRICE)
+            on_fill(i, CHECK_QUANTITY, CHECK_PRICE, i)
+            t1 = clock_ns()
+            samples[i] = t1 - t0
+            rejected += decision.code
+        start = clock_ns()
+        for i in range(n, 2 * n, 2):
+            submit(i, account, CHECK_SYMBOL, BUY, CHECK_QUANTITY, CHECK_PRICE)
+            on_fill(i, CHECK_QUANTITY, CHECK_PRICE, i)
+            submit(i + 1, account, CHECK_SYMBOL, SELL, CHECK_QUANTITY, CHECK_PRICE)
+            on_fill(i + 1, CHECK_QUANTITY, CHECK_PRICE, i + 1)
+        elapsed = clock_ns() - start
+        expect(rejected == 0 and engine.aggregate(account).open_orders == 0, "lifecycle orders rejected")
+        engine.verify()
+        yield t.row("submit + full fill of one order", samples, elapsed, unit="orders/s")
+
+    def batches(self) -> Iterator[Row]:
+        s, t = self.scale, self.timing
+        book = self.book(s.check_symbols)
+        engine = book.engine
+        label = f"{s.batch // 1000}k" if s.batch < 1_000_000 else f"{s.batch // 1_000_000}M"
+
+        def batch_row(case: str, runs: list[int], codes: np.ndarray) -> Row:
+            expect(np.mean(codes == 0) > 0.9, f"{case}: {reasons(codes)}")
+            median = statistics.median(runs)
+            return Row(case, samples=len(runs), median_ns=median, throughput=s.batch / (median / 1e9),
+                       unit="orders/s", targets=BATCH_TARGETS,
+                       note=f"median of {len(runs)} runs; {reasons(codes)}")
+
+        for case, stream in ((f"check_batch {label}, spread over book", order_stream(book, s.batch)),
+                             (f"check_batch {label}, one hot slot", hot_slot_stream(book, s.batch))):
+            runs = []
+            for _ in range(s.batch_runs):
+                start = clock_ns()
+                codes = engine.check_batch(*stream.columns)
+                runs.append(clock_ns() - start)
+            yield batch_row(case, runs, codes)
+        engine.verify()                 # the what-if batches took back all they booked
+
+        stream, ids = order_stream(book, s.batch), np.arange(1, s.batch + 1, dtype=np.int64)
+        runs = []
+        for _ in range(s.batch_runs):
+            fresh = build_book(s.check_symbols).engine       # submitted orders stay: a new book per run
+            start = clock_ns()
+            codes = fresh.submit_batch(ids, *stream.columns)
+            runs.append(clock_ns() - start)
+        yield batch_row(f"submit_batch {label}, spread over book", runs, codes)
+
+    def gil(self) -> Iterator[Row]:
+        s = self.scale
+        books = [build_book(100), build_book(100)]
+        streams = [order_stream(b, s.thread_batch) for b in books]
+        expected = books[0].engine.check_batch(*streams[0].columns)
+        one, two = [], []
+        for _ in range(3):
+            start = clock_ns()
+            books[0].engine.check_batch(*streams[0].columns)
+            one.append(clock_ns() - start)
+            start = clock_ns()
+            results = check_batches_in_threads(books, streams)
+            two.append(clock_ns() - start)
+            expect(all(np.array_equal(r, expected) for r in results), "threaded batches disagree")
+        ratio = statistics.median(two) / statistics.median(one)
+        yield Row(f"2 threads / 1 thread, check_batch {s.thread_batch // 1000}k", value=ratio,
+                  value_text=f"{ratio:.2f}", median_ns=statistics.median(two),
+                  note="1.0 = parallel, 2.0 = serialised; needs 2 free cores")
+        progress = python_progress_during(lambda: books[0].engine.check_batch(*streams[0].columns))
+        yield Row("Python thread speed during check_batch", value=progress, value_text=f"{progress:.0%}",
+                  targets=[Target(">=10%", "value", 0.10, at_most=False)],
+                  note="share of its free-running speed a counting thread keeps; ~2% if the GIL were held")
+
+    def prices(self) -> Iterator[Row]:
+        s, t = self.scale, self.timing
+        book = build_book(s.check_symbols)      # its own: the references move
+        engine = book.engine
+        # Two prices in turn: the same price again is a no-op in the engine.
+        prices = (CHECK_PRICE + 0.01, CHECK_PRICE)
+        update, n = engine.update_price, s.fast_calls
+        samples = array("q", bytes(8 * n))
+        for i in range(n):
+            price = prices[i & 1]
+            t0 = clock_ns()
+            update(CHECK_SYMBOL, price)
+            t1 = clock_ns()
+            samples[i] = t1 - t0
+        start = clock_ns()
+        for i in range(n):
+            update(CHECK_SYMBOL, prices[i & 1])
+        elapsed = clock_ns() - start
+        holders = len(book.strategies) + len(book.desks) + 1
+        yield t.row(f"update_price, 1 symbol x {holders} holders", samples, elapsed)
+
+        symbols = np.arange(len(book.symbols), dtype=np.int32)
+        vectors = (book.prices(1), book.prices(0))
+        update_all, n = engine.update_prices, s.slow_calls
+        samples = array("q", bytes(8 * n))
+        for i in range(n):
+            vector = vectors[i & 1]
+            t0 = clock_ns()
+            update_all(symbols, vector)
+            t1 = clock_ns()
+            samples[i] = t1 - t0
+        engine.verify()
+        yield t.row(f"update_prices, all {len(book.symbols)} symbols", samples,
+                    note=f"{book.n_positions:,} positions revalued per call")
+
+    def aggregates(self) -> Iterator[Row]:
+        s, t = self.scale, self.timing
+        for n_symbols in s.book_symbols:
+            book = self.book(n_symbols)
+            engine, size = book.engine, f"{book.n_positions // 1000}k"
+            expect(engine.aggregate().gross > 0, "empty firm aggregate")
+            yield t.row(f"firm aggregate(), {size} positions", sample_calls(engine.aggregate, (), s.fast_calls),
+                        loop_calls(engine.aggregate, (), s.fast_calls),
+                        targets=[Target("p50<=10µs", "median_ns", 10 * US),
+                                 Target("pub p99<1ms", "p99_ns", 1 * MS, published=True)])
+            expect(bool((engine.recompute() == engine.aggregates()).all()), "recompute disagrees")
+            yield t.row(f"recompute(), {size} positions", sample_calls(engine.recompute, (), s.slow_calls),
+                        targets=[Target("p50<=1ms", "median_ns", 1 * MS),
+                                 Target("pub p99<1ms", "p99_ns", 1 * MS, published=True)])
+
+    def var(self) -> Iterator[Row]:
+        s, t = self.scale, self.timing
+        for days, instruments in s.var_shapes:
+            returns, exposures = returns_matrix(days, instruments)
+            shape = f"{days}x{instruments}"
+            for name, fn in (("historical_var", historical_var), ("parametric_var", parametric_var)):
+                result = fn(returns, exposures, 0.99)
+                expect(result.es >= result.var > 0, f"{name}: {result}")
+                yield t.row(f"{name} {shape}", sample_calls(fn, (returns, exposures, 0.99), s.slow_calls))
+            yield t.row(f"numpy returns @ exposures {shape}", sample_calls(np.matmul, (returns, exposures),
+                                                                           s.slow_calls),
+                        note="context: the P&L step both VaR methods start with, through BLAS")
+
+
+# ------------------------------------------------------------------- output
+
+def fmt_ns(ns: float | None) -> str:
+    if ns is None:
+        return "-"
+    if ns < US:
+        return f"{ns:.0f} ns"
+    if ns < MS:
+        return f"{ns / US:.2f} µs"
+    if ns < 1e9:
+        return f"{ns / MS:.2f} ms"
+    return f"{ns / 1e9:.2f} s"
+
+
+def fmt_rate(rate: float | None, unit: str) -> str:
+    if rate is None:
+        return "-"
+    for scale, prefix in ((1e6, "M"), (1e3, "k")):
+        if rate >= scale:
+            return f"{rate / scale:.2f} {prefix} {unit}"
+    return f"{rate:.0f} {unit}"
+
+
+def print_table(rows: list[Row]) -> None:
+    header = ("case", "median", "p99", "p99.9", "throughput", "target", "verdict")
+    lines = []
+    for r in rows:
+        middle = (r.value_text, "", "") if r.value is not None else (fmt_ns(r.median_ns), fmt_ns(r.p99_ns),
+                                                                      fmt_ns(r.p999_ns))
+        if r.error or r.skipped:
+            middle = ("", "", "")
+        lines.append((r.case, *middle, fmt_rate(r.throughput, r.unit), " ".join(t.label for t in r.targets) or "-",
+                      r.verdict))
+    widths = [max(len(x[i]) for x in [header, *lines]) for i in range(len(header))]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+    print("  ".join("-" * w for w in widths))
+    for line in lines:
+        print("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip())
+    notes = [(r.case, r.error or r.skipped or r.note) for r in rows if r.error or r.skipped or r.note]
+    if notes:
+        print()
+        for case, note in notes:
+            print(f"  {case}: {note}")
+
+
+def environment(args: argparse.Namespace, overhead: dict[str, float]) -> dict[str, Any]:
+    return {
+        "mode": "quick" if args.quick else "full",
+        "python": platform.python_version(),
+        "riskcore": riskcore.__version__,
+        "numpy": np.__version__,
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.platform(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "timer_overhead_ns": overhead,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smoke mode: small sizes, for CI")
+    parser.add_argument("--json", metavar="PATH", help="write every figure to PATH")
+    args = parser.parse_args(argv)
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="backslashreplace")
+
+    overhead = timer_overhead()
+    env = environment(args, overhead)
+    suite = Suite(QUICK if args.quick else FULL, Timing(overhead["median"]))
+    rows: list[Row] = []
+    started = time.perf_counter()
+    for name, case in suite.cases():
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        try:
+            rows.extend(case())
+        except Exception as exc:            # noqa: BLE001 - every case runs; the failure is reported
+            traceback.print_exc()
+            rows.append(Row(name, error=f"{type(exc).__name__}: {exc}"))
+    env["seconds"] = round(time.perf_counter() - started, 1)
+    env["load_average_at_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+
+    load = env["load_average_at_start"]
+    print(f"riskcore {env['riskcore']} benchmarks, {env['mode']} mode: Python {env['python']}, numpy {env['numpy']}, "
+          f"{env['cpus_usable']} usable CPUs, {env['seconds']} s")
+    if load:
+        end = env["load_average_at_end"]
+        print(f"1-minute load average {load[0]:.2f} at start, {end[0]:.2f} at end (other work on the machine "
+              f"shows up in the tails and the thread ratio)")
+    print(f"Per-call figures are net of the timer: {overhead['median']:.0f} ns (median of back-to-back "
+          f"perf_counter_ns reads) subtracted; throughput is from loops with no timer inside.")
+    print("Targets: published (pub) risk check < 100 µs, aggregation < 1 ms; the rest are our goals. "
+          "Missed targets do not change the exit status.\n")
+    print_table(rows)
+
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump({"environment": env,
+                       "rows": [{**asdict(r), "verdict": r.verdict} for r in rows]}, out, indent=2)
+    return 1 if any(r.error for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
