@@ -12,6 +12,8 @@ from typing import Optional
 from riskcore.errors import InvalidConfigError
 
 Window = tuple[int, float]
+# Money is held in signed 64-bit micro-units: 9.2e12 currency units at most.
+MAX_MONEY = 9.0e12
 
 
 def _positive(name: str, value: float | None, allow_zero: bool = False) -> None:
@@ -129,6 +131,8 @@ class Limits:
                 raise InvalidConfigError(f"{name} must be an integer >= 0, got {value!r}")
         for name in ("max_order_notional", "max_gross_notional", "max_net_notional", "max_daily_loss"):
             _positive(name, getattr(self, name), allow_zero=True)
+            if getattr(self, name) is not None and getattr(self, name) > MAX_MONEY:
+                raise InvalidConfigError(f"{name} must be at most {MAX_MONEY:g}, got {getattr(self, name)!r}")
         for name in ("new_order_rate", "modify_rate", "cancel_rate", "fill_throttle"):
             _window(name, getattr(self, name))
 

@@ -71,7 +71,7 @@ class RiskClient:
         self.breaker = pybreaker.CircuitBreaker(fail_max=breaker_failures, reset_timeout=breaker_reset,
                                                 exclude=[lambda error: not _is_outage(error)])
         self._retrying = Retrying(retry=retry_if_exception(_is_unavailable),
-                                  wait=wait_exponential_jitter(initial=retry_initial, max=retry_max),
+                                  wait=wait_exponential_jitter(multiplier=retry_initial, max=retry_max, jitter=retry_initial),
                                   stop=stop_after_attempt(retry_attempts), reraise=True)
 
     def close(self) -> None:

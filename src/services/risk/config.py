@@ -98,7 +98,7 @@ def roll_clock_time(text: str) -> datetime.time:
     try:
         return datetime.time.fromisoformat(text)
     except ValueError:
-        raise ConfigError(f"state.roll_time must be HH:MM, got {text!r}") from None
+        raise ConfigError(f"state.roll_time must be HH:MM or HH:MM:SS, got {text!r}") from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ import threading
 import time
 import zlib
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from services.common.calls import Unavailable
 
@@ -89,7 +89,9 @@ class SqliteJournal:
                 self._db.execute("INSERT INTO meta VALUES ('format', ?)", (FORMAT_VERSION,))
             elif row[0] != FORMAT_VERSION:
                 raise JournalError(f"{path}: journal format {row[0]} is not the supported {FORMAT_VERSION}")
-            self._db.execute("PRAGMA quick_check").fetchone()
+            problems = [row[0] for row in self._db.execute("PRAGMA quick_check")]
+            if problems != ["ok"]:
+                raise JournalError(f"{path}: the database fails SQLite's integrity check: {'; '.join(problems[:3])}")
         except sqlite3.DatabaseError as error:
             raise JournalError(f"{path}: {error}") from None
         last = self._db.execute("SELECT MAX(seq) FROM journal").fetchone()[0]
@@ -101,6 +103,7 @@ class SqliteJournal:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._writer: threading.Thread | None = None
         self._failure: BaseException | None = None
+        self.on_failure: Callable[[BaseException], None] = lambda error: None
         self.commits = 0
         self.records_written = 0
 
@@ -245,6 +248,7 @@ class SqliteJournal:
         self._waiters = still
 
     def _fail_waiters(self, error: BaseException) -> None:
+        self.on_failure(error)
         for _, future in self._waiters:
             if not future.done():
                 future.set_exception(JournalError(f"journal write failed: {error}"))

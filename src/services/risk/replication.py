@@ -36,6 +36,10 @@ log = get_logger("risk.replication")
 _HEADER = struct.Struct("<qBI")  # time_ns, kind, crc
 
 
+class JournalGap(JournalError):
+    """Records this engine has not applied were purged: reload from the newest snapshot."""
+
+
 class NatsJournal:
     """Command journal on a JetStream stream, with snapshots in an object store.
 
@@ -66,6 +70,7 @@ class NatsJournal:
         self._waiters: list[tuple[int, asyncio.Future]] = []
         self._acks: set[int] = set()
         self._failure: BaseException | None = None
+        self.on_failure: Callable[[BaseException], None] = lambda error: None
 
     async def connect(self) -> None:
         self._nc = await nats.connect(self.servers, name=f"riskcore-{self.name}", max_reconnect_attempts=-1)
@@ -93,9 +98,11 @@ class NatsJournal:
         """Return ``(snapshot seq, snapshot state or None, records after it up to the stream's end)``."""
         base, state = 0, None
         try:
-            blob = (await self._objects.get(self.name)).data
+            blob = (await asyncio.wait_for(self._objects.get(self.name), timeout=30)).data
         except (ObjectNotFoundError, NotFoundError):
             blob = None
+        except asyncio.TimeoutError:
+            raise JournalError(f"{self.path}: reading the snapshot timed out") from None
         if blob:
             header, _, body = blob.partition(b"\n")
             meta = json.loads(header)
@@ -113,7 +120,12 @@ class NatsJournal:
                                           opt_start_seq=base + 1))
             try:
                 while not records or records[-1].seq < end:
-                    records.append(self._decode(await subscription.next_msg(timeout=10)))
+                    record = self._decode(await subscription.next_msg(timeout=10))
+                    expected = records[-1].seq + 1 if records else base + 1
+                    if record.seq != expected:
+                        raise JournalGap(f"{self.path}: expected record {expected}, the stream starts at "
+                                         f"{record.seq} (purged by a newer snapshot)")
+                    records.append(record)
             finally:
                 await subscription.unsubscribe()
         self.last_seq = self.durable_seq = max(end, base)
@@ -129,14 +141,27 @@ class NatsJournal:
             raise JournalError(f"{self.path}: record {seq} fails its checksum")
         return Record(seq, time_ns, kind, payload)
 
+    async def has_snapshot(self) -> bool:
+        try:
+            await asyncio.wait_for(self._objects.get_info(self.name), timeout=10)
+        except (ObjectNotFoundError, NotFoundError):
+            return False
+        return True
+
     async def follow(self, after: int, apply: Callable[[Record], None]) -> None:
-        """Apply every record after ``after`` as it is published, until cancelled (standby)."""
+        """Apply every record after ``after`` as it is published, until cancelled (standby).
+
+        Raises JournalGap when the next record is gone (purged by a snapshot
+        the follower has not loaded): the caller reloads and follows again.
+        """
         subscription = await self._js.subscribe(
             self.subject, ordered_consumer=True,
             config=api.ConsumerConfig(deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after + 1))
         try:
             async for msg in subscription.messages:
                 record = self._decode(msg)
+                if record.seq != self.last_seq + 1:
+                    raise JournalGap(f"{self.path}: expected record {self.last_seq + 1}, got {record.seq}")
                 apply(record)
                 self.last_seq = self.durable_seq = record.seq
         finally:
@@ -182,7 +207,8 @@ class NatsJournal:
 
     def _fail(self, error: BaseException) -> None:
         if self._failure is None:
-            log.error("journal publish failed; no further acknowledgements", error=str(error))
+            self._failure = error
+            self.on_failure(error)
         self._failure = error
         for _, future in self._waiters:
             if not future.done():

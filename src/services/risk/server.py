@@ -27,7 +27,8 @@ from services.common.metrics import GrpcMetrics, new_registry
 from services.proto import risk_pb2, risk_pb2_grpc
 from services.risk.config import RiskConfig, build_engine, roll_clock_time
 from services.risk.journal import SqliteJournal
-from services.risk.replication import Lease, NatsJournal
+from services.risk.journal import JournalError
+from services.risk.replication import JournalGap, Lease, NatsJournal
 from services.risk.metrics import RiskMetrics
 from services.risk.service import RiskService
 from services.risk.servicer import make_servicer
@@ -116,28 +117,54 @@ class RiskServer:
         self.http_port = await self._ops.start()
         await self._set_serving(False)
         await self._server.start()
+        if self.journal is not None:
+            self.journal.on_failure = self._journal_failed
         if isinstance(self.journal, SqliteJournal):
             # Not ready (health NOT_SERVING, calls UNAVAILABLE) until the state is back.
-            self.recovery = await self.service.recover(*self.journal.load())
+            base, state, records = self.journal.load()
+            self.recovery = await self.service.recover(base, state, records)
             self._recovered()
             self.journal.start(asyncio.get_running_loop())
+            if state is None and not self.recovery["replayed"]:
+                self.service.snapshot()  # the configuration's state is the base every replay starts from
             await self._serve()
         elif isinstance(self.journal, NatsJournal):
             await self.journal.connect()
-            base, state, records = await self.journal.load()
-            self.recovery = await self.service.recover(base, state, records)
-            self._recovered()
             self._lease = Lease(self.journal, f"{socket.gethostname()}:{os.getpid()}:{self.port}",
                                 self.config.state.lease_seconds)
             if await self._lease.try_acquire():
+                await self._reload()
                 await self._become_primary()
             else:
+                # A standby starts from the primary's snapshot, never from its own configuration.
+                while not await self.journal.has_snapshot():
+                    await asyncio.sleep(0.05)
+                await self._reload()
                 self._follow()
         else:
             await self._serve()
         log.info("risk engine started", grpc_port=self.port, http_port=self.http_port, role=self.role,
                  tls=credentials is not None, auth=self.calls.auth.enabled, journal=getattr(self.journal, "path", None),
                  accounts=len(self.engine.accounts), instruments=len(self.engine.symbols))
+
+    async def _reload(self) -> None:
+        """Recover from the newest snapshot and the stream after it (again if a purge races us)."""
+        for attempt in range(5):
+            try:
+                base, state, records = await self.journal.load()
+            except JournalGap as gap:
+                log.warning("snapshot replaced while loading; loading again", error=str(gap))
+                continue
+            self.recovery = await self.service.recover(base, state, records)
+            self._recovered()
+            return
+        raise JournalError(f"{self.journal.path}: could not load a consistent snapshot and stream")
+
+    def _journal_failed(self, error: BaseException) -> None:
+        """The journal cannot make writes durable: stop taking calls rather than answer without it."""
+        log.error("journal failed; no longer serving", journal=self.journal.path, error=str(error))
+        self.ready = False
+        asyncio.get_running_loop().create_task(self._set_serving(False))
 
     def _recovered(self) -> None:
         self.engine = self.service.engine
@@ -160,7 +187,15 @@ class RiskServer:
         def apply(record) -> None:
             service.replay(record.seq, record.time_ns, record.kind, record.payload)
 
-        self._follower = asyncio.create_task(self.journal.follow(self.journal.last_seq, apply))
+        async def follow_forever() -> None:
+            while True:
+                try:
+                    await self.journal.follow(self.journal.last_seq, apply)
+                except JournalGap as gap:
+                    log.warning("standby fell behind a snapshot; reloading", error=str(gap))
+                    await self._reload()
+
+        self._follower = asyncio.create_task(follow_forever())
         self._tasks.append(self._follower)
         self._tasks.append(asyncio.create_task(self._take_over_when_free()))
         log.info("standby following the primary", holder_seq=self.journal.last_seq)
@@ -186,11 +221,16 @@ class RiskServer:
             # Drain: every record the old primary had acknowledged is applied before we write.
             end = await self.journal.stream_last_seq()
             while self.service.last_seq < end:
+                if self._follower.done():
+                    raise JournalError(f"standby stopped following: {self._follower.exception()}")
                 await asyncio.sleep(0.002)
             self._follower.cancel()
             self.journal.last_seq = self.journal.durable_seq = self.service.last_seq
+        first_start = self.role == "starting" and self.recovery["snapshot_seq"] == 0 and not self.recovery["replayed"]
         self.role = "primary"
         self.journal.start(asyncio.get_running_loop())
+        if first_start and not await self.journal.has_snapshot():
+            self.service.snapshot()  # standbys start from this, not from their own configuration
         self._tasks.append(asyncio.create_task(self._lease.hold(self._lost_lease)))
         await self._serve()
         log.warning("serving as the primary", last_seq=self.service.last_seq)
@@ -202,23 +242,40 @@ class RiskServer:
         await self._set_serving(False)
         log.error("lost the primary lease; no longer serving", reason=reason)
 
-    def _last_roll_instant(self, now: datetime.datetime) -> datetime.datetime:
+    def _roll_instant(self, day: datetime.date) -> datetime.datetime:
+        """The roll of local ``day`` as an instant in UTC (a wall time in a DST gap maps forward)."""
         state = self.config.state
-        zone = zoneinfo.ZoneInfo(state.roll_timezone)
-        local = now.astimezone(zone)
-        instant = datetime.datetime.combine(local.date(), roll_clock_time(state.roll_time), tzinfo=zone)
-        return instant if instant <= local else instant - datetime.timedelta(days=1)
+        local = datetime.datetime.combine(day, roll_clock_time(state.roll_time),
+                                          tzinfo=zoneinfo.ZoneInfo(state.roll_timezone))
+        return local.astimezone(datetime.timezone.utc)
+
+    def _last_roll_instant(self, now: datetime.datetime) -> datetime.datetime:
+        """The most recent roll at or before ``now`` (compared as instants, not wall times)."""
+        today = now.astimezone(zoneinfo.ZoneInfo(self.config.state.roll_timezone)).date()
+        for back in range(3):
+            instant = self._roll_instant(today - datetime.timedelta(days=back))
+            if instant <= now:
+                return instant
+        raise AssertionError("a roll happens every day")
+
+    def _next_roll_instant(self, now: datetime.datetime) -> datetime.datetime:
+        """The first roll strictly after ``now``."""
+        today = now.astimezone(zoneinfo.ZoneInfo(self.config.state.roll_timezone)).date()
+        for ahead in range(-1, 3):
+            instant = self._roll_instant(today + datetime.timedelta(days=ahead))
+            if instant > now:
+                return instant
+        raise AssertionError("a roll happens every day")
 
     async def _roll_days(self) -> None:
         """Roll the trading day at the configured local time; catch up on a roll missed while down."""
         while True:
             now = datetime.datetime.now(datetime.timezone.utc)
-            last = self._last_roll_instant(now)
-            if self.service.last_roll_ns < last.timestamp() * 1e9:
+            if self.service.last_roll_ns < self._last_roll_instant(now).timestamp() * 1e9:
                 self.service.roll_day()
                 await self.service.durable()
-            following = self._last_roll_instant(last + datetime.timedelta(days=1, hours=1))
-            await asyncio.sleep(max(0.0, (following - datetime.datetime.now(datetime.timezone.utc)).total_seconds()))
+            wait = (self._next_roll_instant(now) - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
+            await asyncio.sleep(max(wait, 0.001))
 
     async def _set_serving(self, serving: bool) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING

@@ -563,12 +563,15 @@ class RiskService:
         started = time.perf_counter()
         if state is not None:
             self.restore(state)
+        else:
+            # No base snapshot: replay at the recorded times from the start.
+            self.clock.time_ns = 0
         loaded = time.perf_counter()
         replayed = 0
         for record in records:
             self.replay(record.seq, record.time_ns, record.kind, record.payload)
             replayed += 1
-            if replayed % 4096 == 0:
+            if replayed % 512 == 0:
                 await asyncio.sleep(0)
         self.last_seq = max(self.last_seq, base)
         self._snapshot_seq = base
