@@ -21,7 +21,7 @@ from libcpp.map cimport map as cmap
 from libcpp.unordered_map cimport unordered_map
 
 from riskcore._types cimport (
-    i64, i32, uint8_t, int8_t, INT64_MAX, INT64_MIN, MAX_DEPTH,
+    i64, i32, i128, uint8_t, int8_t, INT64_MAX, INT64_MIN, MAX_DEPTH,
     Instrument_t, Limits_t, Node_t, Slot_t, Order_t, Event_t,
 )
 from riskcore._types cimport Reason as R
@@ -642,6 +642,14 @@ cdef class RiskEngine:
             self._fail_value = <double>notional / 1e6
             return R.NOTIONAL_OVERFLOW
         dn = notional - old_n
+        # Keep every node's gross notional within range, so no aggregate can wrap.
+        for k in range(node.depth):
+            nd = &self._nodes[node.path[k]]
+            if (<i128>nd.long_notional + nd.short_notional + nd.wbuy_notional + nd.wsell_notional + dn
+                    > <i128>NOTIONAL_CAP):
+                self._fail_node = node.path[k]
+                self._fail_value = <double>notional / 1e6
+                return R.NOTIONAL_OVERFLOW
         # 7. order size along the path
         for k in range(node.depth):
             n = node.path[k]
@@ -916,8 +924,8 @@ cdef class RiskEngine:
             return
         for j in range(holders.size()):
             slot = &self._slots[deref(holders)[j]]
-            if slot.pos == 0:
-                continue
+            if slot.pos == 0 and slot.cost == 0:
+                continue  # nothing to revalue (a node netting to flat still has a cost)
             nd = &self._nodes[slot.node]
             nd.long_notional += _long_value(slot.pos, ref, tv) - _long_value(slot.pos, old, tv)
             nd.short_notional += _short_value(slot.pos, ref, tv) - _short_value(slot.pos, old, tv)
@@ -1584,8 +1592,8 @@ cdef class RiskEngine:
             "dup_window": self._dup_window,
             "accounts": list(self._account_names),
             "symbols": list(self._symbol_names),
-            "exec_ids": list(self._exec_ids),
-            "exec_ids_before": list(self._exec_ids_before),
+            "exec_ids": sorted(self._exec_ids, key=_canonical),
+            "exec_ids_before": sorted(self._exec_ids_before, key=_canonical),
         }
 
     @classmethod
@@ -1661,6 +1669,11 @@ cdef class RiskEngine:
 
 cdef bytes _vector_bytes(const void* data, size_t n, size_t item):
     return (<const char*>data)[:n * item] if n else b""
+
+
+def _canonical(value):
+    # Exec ids may mix types; order them the same way every time (canonical snapshots).
+    return (type(value).__name__, repr(value))
 
 
 cdef int _check_references(RiskEngine eng) except -1:
