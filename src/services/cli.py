@@ -13,6 +13,7 @@ from riskcore import __version__
 def _serve_risk(args: argparse.Namespace) -> int:
     from services.common.logging import configure_logging
     from services.risk.config import ConfigError, load_config
+    from services.risk.journal import JournalError
     from services.risk.server import RiskServer
 
     try:
@@ -22,15 +23,23 @@ def _serve_risk(args: argparse.Namespace) -> int:
         if overrides:
             config = dataclasses.replace(config, server=dataclasses.replace(config.server, **overrides))
         configure_logging(args.log_level or config.log_level)
+        server = RiskServer(config)
     except (ConfigError, ValueError) as error:
         print(f"riskcore: configuration error: {error}", file=sys.stderr)
+        return 2
+    except JournalError as error:
+        print(f"riskcore: cannot open the journal: {type(error).__name__}: {error}", file=sys.stderr)
         return 2
     try:
         import uvloop
     except ImportError:  # optional: the standard loop works, a little slower
         uvloop = None
     runner = asyncio.run if uvloop is None else uvloop.run
-    runner(RiskServer(config).run_until_signal())
+    try:
+        runner(server.run_until_signal())
+    except JournalError as error:
+        print(f"riskcore: cannot recover state: {type(error).__name__}: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -15,6 +15,7 @@ from typing import Callable
 
 import grpc
 import structlog
+from google.protobuf import message_factory
 
 from services.common.auth import AuthError, TokenAuth
 from services.common.logging import get_logger
@@ -141,7 +142,7 @@ class CallHandling:
             @functools.wraps(handler)
             async def wrapper(servicer, request, context):
                 async with self._call(method, context, admin, always) as call:
-                    return await handler(servicer, request, call)
+                    return await handler(servicer, _checked(request), call)
 
             return wrapper
 
@@ -154,12 +155,62 @@ class CallHandling:
             @functools.wraps(handler)
             async def wrapper(servicer, request, context):
                 async with self._call(method, context, admin) as call:
-                    async for item in handler(servicer, request, context, call):
+                    requests = _checked_stream(request) if hasattr(request, "__aiter__") else _checked(request)
+                    async for item in handler(servicer, requests, context, call):
                         yield item
 
             return wrapper
 
         return decorate
+
+
+class MalformedRequest:
+    """Stands for a request whose bytes did not parse; the handler answers INVALID_ARGUMENT."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: str):
+        self.error = error
+
+
+def _tolerant(parse):
+    def deserialize(data: bytes):
+        try:
+            return parse(data)
+        except Exception as error:  # noqa: BLE001 - DecodeError and friends
+            return MalformedRequest(f"malformed request message: {error}")
+
+    return deserialize
+
+
+def _checked(request):
+    if isinstance(request, MalformedRequest):
+        raise ValueError(request.error)
+    return request
+
+
+async def _checked_stream(requests):
+    async for request in requests:
+        yield _checked(request)
+
+
+def add_servicer(server, service_descriptor, servicer) -> None:
+    """Register ``servicer`` like the generated ``add_*_to_server``, except that a
+    request that fails to parse reaches the handler (and becomes INVALID_ARGUMENT)
+    instead of failing inside grpc with UNKNOWN."""
+    kinds = {(False, False): grpc.unary_unary_rpc_method_handler,
+             (False, True): grpc.unary_stream_rpc_method_handler,
+             (True, False): grpc.stream_unary_rpc_method_handler,
+             (True, True): grpc.stream_stream_rpc_method_handler}
+    handlers = {}
+    for method in service_descriptor.methods:
+        request_type = message_factory.GetMessageClass(method.input_type)
+        response_type = message_factory.GetMessageClass(method.output_type)
+        make = kinds[(method.client_streaming, method.server_streaming)]
+        handlers[method.name] = make(getattr(servicer, method.name),
+                                     request_deserializer=_tolerant(request_type.FromString),
+                                     response_serializer=response_type.SerializeToString)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service_descriptor.full_name, handlers),))
 
 
 class _Expired(Exception):

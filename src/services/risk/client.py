@@ -19,7 +19,10 @@ from services.proto import risk_pb2, risk_pb2_grpc
 
 ENGINE_UNAVAILABLE = "ENGINE_UNAVAILABLE"
 UNAVAILABLE_CODE = 255
-_OUTAGE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+# CANCELLED reaches this client only from the server side (it never cancels its
+# own calls): a server shutting down cancels calls it had not started.
+_OUTAGE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)
+_RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
 
 
 class EngineUnavailable(ConnectionError):
@@ -31,7 +34,7 @@ def _is_outage(error: BaseException) -> bool:
 
 
 def _is_unavailable(error: BaseException) -> bool:
-    return isinstance(error, grpc.RpcError) and error.code() == grpc.StatusCode.UNAVAILABLE
+    return isinstance(error, grpc.RpcError) and error.code() in _RETRYABLE
 
 
 class RiskClient:

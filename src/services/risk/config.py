@@ -12,7 +12,7 @@ import math
 import pathlib
 import tomllib
 import zoneinfo
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
 from riskcore import Instrument, Limits, RiskEngine, TradingState
@@ -30,6 +30,7 @@ class ServerConfig:
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     grace_seconds: float = 10.0
+    drain_seconds: float = 0.5
     max_message_bytes: int = 64 * 1024 * 1024
 
     def __post_init__(self) -> None:
@@ -160,7 +161,17 @@ def _window(value: Any, where: str):
     return (value[0], float(value[1]))
 
 
+_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
+
+
 def _build(where: str, factory, **kwargs):
+    # Name the key of a wrongly typed value before the dataclass trips over it.
+    for f in fields(factory):
+        expected = _TYPES.get(f.type if isinstance(f.type, str) else getattr(f.type, "__name__", ""))
+        value = kwargs.get(f.name)
+        if expected and f.name in kwargs and (not isinstance(value, expected)
+                                              or (isinstance(value, bool) and bool not in expected)):
+            raise ConfigError(f"{where}.{f.name} must be {f.type}, got {value!r}")
     try:
         return factory(**kwargs)
     except (TypeError, ValueError) as error:
@@ -207,6 +218,11 @@ def parse_config(data: dict, base: pathlib.Path) -> RiskConfig:
         _build(f"instruments[{i}]", Instrument,
                **_table(ins, f"instruments[{i}]", set(Instrument.__dataclass_fields__)))
         for i, ins in enumerate(data.get("instruments", [])))
+    symbols = [ins.symbol for ins in instruments]
+    if len(set(symbols)) != len(symbols):
+        raise ConfigError(f"instruments: symbol {next(s for s in symbols if symbols.count(s) > 1)!r} is defined twice")
+    if logging_.get("level", "info") not in ("debug", "info", "warning", "error"):
+        raise ConfigError(f"logging.level must be debug, info, warning or error, got {logging_['level']!r}")
     accounts = []
     for i, acc in enumerate(data.get("accounts", [])):
         where = f"accounts[{i}]"
@@ -256,14 +272,17 @@ def load_config(path: str | pathlib.Path | None = None) -> RiskConfig:
 
 def build_engine(config: RiskConfig, clock=None) -> RiskEngine:
     """Create a kernel engine holding the configured instruments, accounts and limits."""
-    engine = RiskEngine(firm=config.firm, clock=clock, duplicate_window=config.duplicate_window)
-    for instrument in config.instruments:
-        engine.add_instrument(instrument)
+    try:
+        engine = RiskEngine(firm=config.firm, clock=clock, duplicate_window=config.duplicate_window)
+        for instrument in config.instruments:
+            engine.add_instrument(instrument)
+    except ValueError as error:
+        raise ConfigError(f"engine: {error}") from None
     for account in config.accounts:
         if account.name != config.firm:
             try:
                 engine.add_account(account.name, account.parent)
-            except KeyError as error:
+            except (KeyError, ValueError) as error:
                 raise ConfigError(f"account {account.name!r}: {error}") from None
     for account in config.accounts:
         where = f"account {account.name!r}"

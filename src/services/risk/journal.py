@@ -91,7 +91,8 @@ class SqliteJournal:
                 raise JournalError(f"{path}: journal format {row[0]} is not the supported {FORMAT_VERSION}")
             problems = [row[0] for row in self._db.execute("PRAGMA quick_check")]
             if problems != ["ok"]:
-                raise JournalError(f"{path}: the database fails SQLite's integrity check: {'; '.join(problems[:3])}")
+                summary = "; ".join(problems[:3]).replace("\n", "; ")
+                raise JournalError(f"{path}: the database fails SQLite's integrity check: {summary[:300]}")
         except sqlite3.DatabaseError as error:
             raise JournalError(f"{path}: {error}") from None
         last = self._db.execute("SELECT MAX(seq) FROM journal").fetchone()[0]

@@ -20,11 +20,11 @@ from grpc_reflection.v1alpha import reflection
 
 from riskcore import ManualClock, __version__
 from services.common.auth import TokenAuth
-from services.common.calls import CallHandling
+from services.common.calls import CallHandling, add_servicer
 from services.common.http import OpsServer
 from services.common.logging import get_logger
 from services.common.metrics import GrpcMetrics, new_registry
-from services.proto import risk_pb2, risk_pb2_grpc
+from services.proto import risk_pb2
 from services.risk.config import RiskConfig, build_engine, roll_clock_time
 from services.risk.journal import SqliteJournal
 from services.risk.journal import JournalError
@@ -103,7 +103,8 @@ class RiskServer:
         self._server = grpc.aio.server(interceptors=interceptors, options=[
             ("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit),
             ("grpc.so_reuseport", 0)])
-        risk_pb2_grpc.add_RiskEngineServicer_to_server(make_servicer(self.service, self.calls, self), self._server)
+        add_servicer(self._server, risk_pb2.DESCRIPTOR.services_by_name["RiskEngine"],
+                     make_servicer(self.service, self.calls, self))
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(
             [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
@@ -290,6 +291,9 @@ class RiskServer:
         self.ready = False
         await self._set_serving(False)
         log.info("risk engine stopping", grace_seconds=grace)
+        # Drain: for a moment new calls are answered UNAVAILABLE (clients retry
+        # elsewhere, load balancers see NOT_SERVING) before the server closes.
+        await asyncio.sleep(min(grace, self.config.server.drain_seconds))
         await self._server.stop(grace)
         for task in self._tasks:
             task.cancel()

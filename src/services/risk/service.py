@@ -404,6 +404,8 @@ class RiskService:
         prices = np.asarray(request.prices, dtype=np.float64)
         if (bad := _first(~np.isfinite(prices) | (prices <= 0))) >= 0:
             raise InvalidRequest(f"prices[{bad}] must be finite and > 0, got {prices[bad]}")
+        if not all(request.symbols):
+            raise InvalidRequest(f"symbols[{list(request.symbols).index('')}] is required")
         engine = self.engine
         ids = np.fromiter((engine.symbol_id(s) for s in request.symbols), dtype=np.int32,
                           count=len(request.symbols))

@@ -1,0 +1,123 @@
+"""What every call gets around its handler: status mapping, request ids, one log line, metrics."""
+import time
+
+import grpc
+import pytest
+import structlog
+
+from services.proto import risk_pb2
+
+DEADLINE = 5.0  # seconds for every call
+CHECK = risk_pb2.PositionRequest(symbol="AAPL", side=risk_pb2.BUY, quantity=10)
+
+
+def logged(logs: list, event: str, count: int) -> list:
+    """The captured lines named ``event``, once there are ``count`` of them.
+
+    A call's own line is written just after its answer is sent, so the client can be a moment ahead.
+    """
+    end = time.monotonic() + DEADLINE
+    while len(lines := [e for e in logs if e["event"] == event]) < count and time.monotonic() < end:
+        time.sleep(0.01)
+    return lines
+
+
+class ExplodingEngine:
+    """The server's engine, except that ``check`` fails the way a bug would."""
+
+    def __init__(self, engine):
+        self._engine = engine
+
+    def check(self, *args):
+        raise RuntimeError("kaboom: a bug in the check path")
+
+    def __getattr__(self, name):
+        return getattr(self._engine, name)
+
+
+@pytest.fixture
+def broken_check(server):
+    service = server.server.service
+    original = service.engine
+
+    def swap(engine):
+        service.engine = engine
+
+    server.run_on_loop(swap, ExplodingEngine(original))
+    yield server
+    server.run_on_loop(swap, original)
+
+
+def test_unexpected_exception_is_internal_without_leaking_its_message(broken_check):
+    with pytest.raises(grpc.RpcError) as error:
+        broken_check.stub().CheckPosition(CHECK, timeout=DEADLINE)
+
+    assert error.value.code() == grpc.StatusCode.INTERNAL
+    assert "kaboom" not in error.value.details()
+
+
+def test_unexpected_exception_is_logged_as_an_error_with_its_traceback(broken_check):
+    with structlog.testing.capture_logs() as logs:
+        with pytest.raises(grpc.RpcError):
+            broken_check.stub().CheckPosition(CHECK, timeout=DEADLINE)
+        errors = logged(logs, "call failed", 1)
+
+    assert [e["log_level"] for e in errors] == ["error"]
+    assert errors[0]["code"] == "INTERNAL"
+    assert isinstance(errors[0]["exc_info"], RuntimeError) and "kaboom" in str(errors[0]["exc_info"])
+
+
+def test_server_keeps_serving_after_an_internal_error(broken_check):
+    stub = broken_check.stub()
+    with pytest.raises(grpc.RpcError):
+        stub.CheckPosition(CHECK, timeout=DEADLINE)
+
+    assert stub.SubmitOrder(risk_pb2.OrderRequest(client_order_id="o-1", symbol="AAPL", side=risk_pb2.BUY,
+                                                  quantity=10), timeout=DEADLINE).accepted
+    metrics = broken_check.metrics_when(
+        lambda m: m.value("riskcore_grpc_requests_total", method="CheckPosition", code="INTERNAL") > 0)
+    assert metrics.value("riskcore_grpc_requests_total", method="CheckPosition", code="INTERNAL") == 1
+
+
+def test_each_call_logs_one_line_with_the_request_id_it_was_given(stub):
+    with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+        stub.CheckPosition(CHECK, timeout=DEADLINE, metadata=(("x-request-id", "req-check-1"),))
+        with pytest.raises(grpc.RpcError):
+            stub.CheckPosition(risk_pb2.PositionRequest(symbol="AAPL", side=risk_pb2.BUY), timeout=DEADLINE,
+                               metadata=(("x-request-id", "req-check-2"),))
+        calls = logged(logs, "call", 2)
+
+    assert [(e["request_id"], e["method"], e["code"]) for e in calls] == [
+        ("req-check-1", "CheckPosition", "OK"), ("req-check-2", "CheckPosition", "INVALID_ARGUMENT")]
+    assert calls[0]["duration_us"] > 0
+    assert "quantity" in calls[1]["error"]
+
+
+def test_every_line_logged_during_a_call_carries_its_request_id(stub):
+    with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+        stub.SetTradingState(risk_pb2.TradingStateRequest(account="momentum", state=risk_pb2.HALTED),
+                             timeout=DEADLINE, metadata=(("x-request-id", "req-halt"),))
+        logged(logs, "call", 1)
+
+    assert [(e["event"], e["request_id"]) for e in logs] == [("trading state changed", "req-halt"),
+                                                             ("call", "req-halt")]
+
+
+def test_a_call_without_a_request_id_gets_a_fresh_one(stub):
+    with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+        for _ in range(2):
+            stub.CheckPosition(CHECK, timeout=DEADLINE)
+        ids = [e["request_id"] for e in logged(logs, "call", 2)]
+
+    assert len(ids) == 2 and len(set(ids)) == 2 and all(ids)
+
+
+def test_request_ids_do_not_leak_into_lines_logged_outside_calls(server, stub):
+    with structlog.testing.capture_logs() as logs:
+        stub.CheckPosition(CHECK, timeout=DEADLINE, metadata=(("x-request-id", "req-before-stop"),))
+        logged(logs, "call", 1)
+
+    with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+        server.stop()
+
+    assert logs and all("request_id" not in e for e in logs), logs
