@@ -1,10 +1,13 @@
-"""Benchmarks of the riskcore kernel.
+"""Benchmarks of the riskcore kernel, the risk service and its durable state.
 
-Two ways in, measuring the same cases on the same books (``workload.py``):
+Two ways in:
 
 - ``python -m pytest benchmarks --benchmark-only``: pytest-benchmark cases in
   ``bench_*.py`` (``benchmarks/pytest.ini`` collects them; ``benchmarks/`` is
-  outside the project's ``testpaths``).
-- ``python -m benchmarks [--quick] [--json PATH]``: per-call percentiles from
-  ``perf_counter_ns`` loops, throughput, and a verdict against the targets.
+  outside the project's ``testpaths``): the kernel on the books of
+  ``workload.py``, and the service over gRPC (``bench_service.py``).
+- ``python -m benchmarks [--suite kernel|service|durability|all] [--quick] [--json PATH]``:
+  per-call percentiles, throughput, and a verdict against the targets; the
+  service and durability suites run servers, clients and nats-server as child
+  processes (``processes.py``, ``service_client.py``, ``echo_server.py``).
 """

@@ -1,19 +1,39 @@
-"""Run the kernel benchmarks and print them against the targets.
+"""Run the benchmarks and print them against the targets.
 
-    python -m benchmarks              full run: 1M single checks, 1M-order batches, 100k-position books
-    python -m benchmarks --quick      smoke mode for CI (small sizes, well under a minute)
-    python -m benchmarks --json PATH  also write every figure to PATH
+    python -m benchmarks                      every suite, full sizes (several minutes)
+    python -m benchmarks --suite kernel       one suite: kernel, service, durability or all (the default)
+    python -m benchmarks --quick              smoke mode for CI: every case at small size, no verdicts
+    python -m benchmarks --json PATH          also write every figure to PATH
 
-Single calls are timed one by one with ``time.perf_counter_ns`` around each
-call, so the table can give percentiles. Reading the clock twice costs
-something; that cost (the median of back-to-back reads, printed in the header)
-is subtracted from every per-call figure, and the raw figures are in the JSON.
-Throughput comes from a separate loop of the same calls with no timer inside.
+Suites:
+
+- **kernel**: the compiled engine in this process: 1M single checks,
+  1M-order batches, 100k-position books (this module).
+- **service**: the risk engine over gRPC on loopback, next to a bare gRPC
+  server, with grpcio's defaults and with its event-engine experiments off
+  (``benchmarks/service.py``).
+- **durability**: journaled fills per second and their acknowledgement
+  latency on SQLite and JetStream, recovery of a large journal, snapshots of a
+  100k-position book (``benchmarks/durability.py``).
+
+Servers, clients and nats-server run as child processes on 127.0.0.1 in a
+scratch folder that is removed at the end; every child is killed when its
+case ends, and every wait is bounded.
+
+In the kernel suite single calls are timed one by one with
+``time.perf_counter_ns`` around each call, so the table can give percentiles.
+Reading the clock twice costs something; that cost (the median of
+back-to-back reads, printed in the header) is subtracted from every per-call
+figure, and the raw figures are in the JSON. Throughput comes from a separate
+loop of the same calls with no timer inside. The service and durability
+suites time each gRPC call in the client the same way (the timer's cost is
+nothing next to a call and is not subtracted).
 
 The exit status is 1 when a case raised (a benchmark that no longer runs, or
-an engine that no longer does what the case measures), never because a speed
+a service that no longer does what the case measures), never because a speed
 target was missed: shared machines are too noisy for that to be a gate. The
-verdicts are printed for a person to read.
+verdicts are printed for a person to read, in the full mode only: quick sizes
+are too small for the figures to be judged.
 """
 from __future__ import annotations
 
@@ -21,18 +41,21 @@ import argparse
 import gc
 import json
 import os
+import pathlib
 import platform
 import statistics
 import sys
+import tempfile
 import time
 import traceback
 from array import array
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
 import riskcore
+from benchmarks.results import MS, US, Row, Target, Timing, expect, print_table
 from benchmarks.workload import (
     CHECK_PRICE, CHECK_QUANTITY, CHECK_SYMBOL, REJECT_QUANTITY,
     Book, ReferenceMissing, build_book, check_batches_in_threads, hot_slot_stream, order_stream,
@@ -41,7 +64,6 @@ from benchmarks.workload import (
 from riskcore import BUY, SELL, Reason, historical_var, parametric_var
 
 clock_ns = time.perf_counter_ns
-US, MS = 1_000, 1_000_000
 
 
 @dataclass(frozen=True)
@@ -69,52 +91,6 @@ QUICK = Scale(checks=20_000, lifecycles=20_000, book_symbols=(10, 100), check_sy
               reference_calls=30, var_shapes=((250, 500), (1_000, 2_000)))
 
 
-# ------------------------------------------------------------------ results
-
-@dataclass(frozen=True)
-class Target:
-    label: str          # as printed: "p99<=5µs"
-    metric: str         # a Row field: median_ns, p99_ns, p999_ns, throughput, value
-    limit: float
-    at_most: bool = True
-    published: bool = False
-
-    def met(self, row: "Row") -> bool | None:
-        value = getattr(row, self.metric)
-        if value is None:
-            return None
-        return value <= self.limit if self.at_most else value >= self.limit
-
-
-@dataclass
-class Row:
-    case: str
-    samples: int = 0
-    median_ns: float | None = None
-    p99_ns: float | None = None
-    p999_ns: float | None = None
-    throughput: float | None = None
-    unit: str = "calls/s"
-    value: float | None = None          # ratios and counts
-    value_text: str = ""
-    targets: list[Target] = field(default_factory=list)
-    note: str = ""
-    error: str | None = None
-    skipped: str | None = None
-    raw_ns: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def verdict(self) -> str:
-        if self.error:
-            return "ERROR"
-        if self.skipped:
-            return "SKIP"
-        if not self.targets:
-            return "info"
-        missed = [t.label for t in self.targets if t.met(self) is False]
-        return "FAIL " + ", ".join(missed) if missed else "PASS"
-
-
 SINGLE_CHECK_TARGETS = [
     Target("p50<=1µs", "median_ns", 1 * US), Target("p99<=5µs", "p99_ns", 5 * US),
     Target("p99.9<=20µs", "p999_ns", 20 * US), Target("pub <100µs", "p999_ns", 100 * US, published=True),
@@ -134,26 +110,6 @@ def timer_overhead(n: int = 200_000) -> dict[str, float]:
     data = np.frombuffer(samples, dtype=np.int64)
     return {"median": float(np.median(data)), "p99": float(np.percentile(data, 99)),
             "min": float(data.min())}
-
-
-class Timing:
-    """Per-call samples turned into table figures, net of the timer's own cost."""
-
-    def __init__(self, overhead_ns: float) -> None:
-        self.overhead = overhead_ns
-
-    def row(self, case: str, samples: array, elapsed_ns: int | None = None, calls: int | None = None,
-            unit: str = "calls/s", targets: list[Target] | None = None, note: str = "") -> Row:
-        data = np.frombuffer(samples, dtype=np.int64)
-        n = data.size
-        # A percentile needs at least ten samples beyond it to mean anything.
-        qs = {"median": 50.0, "p99": 99.0 if n >= 1_000 else None, "p999": 99.9 if n >= 10_000 else None}
-        raw = {k: float(np.percentile(data, q)) for k, q in qs.items() if q is not None}
-        net = {k: max(0.0, v - self.overhead) for k, v in raw.items()}
-        raw["max"] = float(data.max())
-        return Row(case, samples=n, median_ns=net["median"], p99_ns=net.get("p99"), p999_ns=net.get("p999"),
-                   throughput=None if elapsed_ns is None else (calls or n) / (elapsed_ns / 1e9), unit=unit,
-                   targets=targets or [], note=note, raw_ns=raw)
 
 
 def sample_calls(fn: Callable[..., Any], args: tuple, n: int) -> array:
@@ -210,12 +166,6 @@ class GcWatch:
     def __exit__(self, *exc: object) -> None:
         self.after = gc.get_count()
         gc.callbacks.remove(self._callback)
-
-
-def expect(condition: bool, message: str) -> None:
-    """A case that no longer measures what it says is an error, not a slow result."""
-    if not condition:
-        raise AssertionError(message)
 
 
 def reasons(codes: np.ndarray) -> str:
@@ -475,55 +425,16 @@ class Suite:
 
 # ------------------------------------------------------------------- output
 
-def fmt_ns(ns: float | None) -> str:
-    if ns is None:
-        return "-"
-    if ns < US:
-        return f"{ns:.0f} ns"
-    if ns < MS:
-        return f"{ns / US:.2f} µs"
-    if ns < 1e9:
-        return f"{ns / MS:.2f} ms"
-    return f"{ns / 1e9:.2f} s"
-
-
-def fmt_rate(rate: float | None, unit: str) -> str:
-    if rate is None:
-        return "-"
-    for scale, prefix in ((1e6, "M"), (1e3, "k")):
-        if rate >= scale:
-            return f"{rate / scale:.2f} {prefix} {unit}"
-    return f"{rate:.0f} {unit}"
-
-
-def print_table(rows: list[Row]) -> None:
-    header = ("case", "median", "p99", "p99.9", "throughput", "target", "verdict")
-    lines = []
-    for r in rows:
-        middle = (r.value_text, "", "") if r.value is not None else (fmt_ns(r.median_ns), fmt_ns(r.p99_ns),
-                                                                      fmt_ns(r.p999_ns))
-        if r.error or r.skipped:
-            middle = ("", "", "")
-        lines.append((r.case, *middle, fmt_rate(r.throughput, r.unit), " ".join(t.label for t in r.targets) or "-",
-                      r.verdict))
-    widths = [max(len(x[i]) for x in [header, *lines]) for i in range(len(header))]
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
-    print("  ".join("-" * w for w in widths))
-    for line in lines:
-        print("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip())
-    notes = [(r.case, r.error or r.skipped or r.note) for r in rows if r.error or r.skipped or r.note]
-    if notes:
-        print()
-        for case, note in notes:
-            print(f"  {case}: {note}")
-
-
 def environment(args: argparse.Namespace, overhead: dict[str, float]) -> dict[str, Any]:
+    import grpc
+
     return {
         "mode": "quick" if args.quick else "full",
+        "suites": SUITES[args.suite],
         "python": platform.python_version(),
         "riskcore": riskcore.__version__,
         "numpy": np.__version__,
+        "grpcio": grpc.__version__,
         "machine": platform.machine(),
         "processor": platform.processor() or platform.platform(),
         "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
@@ -532,9 +443,49 @@ def environment(args: argparse.Namespace, overhead: dict[str, float]) -> dict[st
     }
 
 
+SUITES = {"kernel": ["kernel"], "service": ["service"], "durability": ["durability"],
+          "all": ["kernel", "service", "durability"]}
+TITLES = {
+    "kernel": "Kernel (in process)",
+    "service": "Service: gRPC on loopback, server and each client in its own process, state in memory",
+    "durability": "Durability: journaled fills, recovery, snapshots",
+}
+
+
+def suite_cases(name: str, quick: bool, overhead: dict[str, float], scratch: pathlib.Path
+                ) -> list[tuple[str, Callable[[], Iterator[Row]]]]:
+    if name == "kernel":
+        return Suite(QUICK if quick else FULL, Timing(overhead["median"])).cases()
+    if name == "service":
+        from benchmarks import service
+
+        return service.ServiceSuite(service.QUICK if quick else service.FULL, scratch).cases()
+    from benchmarks import durability
+
+    return durability.DurabilitySuite(durability.QUICK if quick else durability.FULL, scratch).cases()
+
+
+def preamble(name: str, overhead: dict[str, float]) -> list[str]:
+    if name == "kernel":
+        return [f"Per-call figures are net of the timer: {overhead['median']:.0f} ns (median of back-to-back "
+                f"perf_counter_ns reads) subtracted; throughput is from loops with no timer inside.",
+                "Targets: published (pub) risk check < 100 µs, aggregation < 1 ms; the rest are our goals."]
+    if name == "service":
+        from benchmarks.processes import LEGACY_IO_EXPERIMENTS
+
+        return ["Rows marked 'defaults' run with grpcio's defaults; 'EE off' with "
+                f"GRPC_EXPERIMENTS={LEGACY_IO_EXPERIMENTS}",
+                "set in the servers' and the clients' environment (a measurement, not a default of the service).",
+                "Latency is per call in the client (perf_counter_ns around the call), from call to answer."]
+    return ["SQLite with synchronous=FULL on this machine's disk; JetStream on a local nats-server (file storage, "
+            "1 replica).",
+            "Goals on 2 cores: >= 50k durable fills/s with group commit; recovery of 1M events <= 5 s."]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smoke mode: small sizes, for CI")
+    parser.add_argument("--quick", action="store_true", help="smoke mode: every case at small size, for CI")
+    parser.add_argument("--suite", choices=list(SUITES), default="all", help="which benchmarks to run (default: all)")
     parser.add_argument("--json", metavar="PATH", help="write every figure to PATH")
     args = parser.parse_args(argv)
     if hasattr(sys.stdout, "reconfigure"):
@@ -542,37 +493,47 @@ def main(argv: list[str] | None = None) -> int:
 
     overhead = timer_overhead()
     env = environment(args, overhead)
-    suite = Suite(QUICK if args.quick else FULL, Timing(overhead["median"]))
-    rows: list[Row] = []
+    results: dict[str, list[Row]] = {}
+    seconds: dict[str, float] = {}
     started = time.perf_counter()
-    for name, case in suite.cases():
-        print(f"running {name} ...", file=sys.stderr, flush=True)
-        try:
-            rows.extend(case())
-        except Exception as exc:            # noqa: BLE001 - every case runs; the failure is reported
-            traceback.print_exc()
-            rows.append(Row(name, error=f"{type(exc).__name__}: {exc}"))
+    with tempfile.TemporaryDirectory(prefix="riskcore-bench-") as scratch:
+        for suite in SUITES[args.suite]:
+            rows = results[suite] = []
+            suite_started = time.perf_counter()
+            for name, case in suite_cases(suite, args.quick, overhead, pathlib.Path(scratch)):
+                print(f"running {suite}: {name} ...", file=sys.stderr, flush=True)
+                try:
+                    rows.extend(case())
+                except Exception as exc:            # noqa: BLE001 - every case runs; the failure is reported
+                    traceback.print_exc()
+                    rows.append(Row(name, error=f"{type(exc).__name__}: {exc}"))
+            seconds[suite] = round(time.perf_counter() - suite_started, 1)
     env["seconds"] = round(time.perf_counter() - started, 1)
+    env["suite_seconds"] = seconds
     env["load_average_at_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
 
     load = env["load_average_at_start"]
     print(f"riskcore {env['riskcore']} benchmarks, {env['mode']} mode: Python {env['python']}, numpy {env['numpy']}, "
-          f"{env['cpus_usable']} usable CPUs, {env['seconds']} s")
+          f"grpcio {env['grpcio']}, {env['cpus_usable']} usable CPUs, {env['seconds']} s")
     if load:
         end = env["load_average_at_end"]
         print(f"1-minute load average {load[0]:.2f} at start, {end[0]:.2f} at end (other work on the machine "
               f"shows up in the tails and the thread ratio)")
-    print(f"Per-call figures are net of the timer: {overhead['median']:.0f} ns (median of back-to-back "
-          f"perf_counter_ns reads) subtracted; throughput is from loops with no timer inside.")
-    print("Targets: published (pub) risk check < 100 µs, aggregation < 1 ms; the rest are our goals. "
-          "Missed targets do not change the exit status.\n")
-    print_table(rows)
+    print("Missed targets do not change the exit status." if not args.quick else
+          "Quick mode: every case at small size; sizes too small to judge, so no verdicts; only errors fail.")
+    for suite, rows in results.items():
+        print(f"\n== {TITLES[suite]} ({seconds[suite]} s)")
+        for line in preamble(suite, overhead):
+            print(line)
+        print()
+        print_table(rows, verdicts=not args.quick)
 
     if args.json:
         with open(args.json, "w") as out:
             json.dump({"environment": env,
-                       "rows": [{**asdict(r), "verdict": r.verdict} for r in rows]}, out, indent=2)
-    return 1 if any(r.error for r in rows) else 0
+                       "rows": [{**asdict(r), "suite": suite, "verdict": r.verdict}
+                                for suite, rows in results.items() for r in rows]}, out, indent=2)
+    return 1 if any(r.error for rows in results.values() for r in rows) else 0
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@ from typing import final
 
 from riskcore._types import Reason
 
+def describe(code: int, node: str | None, value: float, limit: float) -> str: ...
+
 @final
 class Decision:
     @property

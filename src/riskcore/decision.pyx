@@ -78,7 +78,7 @@ cdef class Decision:
     @property
     def message(self):
         """A human-readable explanation naming the limit and the values."""
-        return _TEMPLATES[_REASONS[self.code]].format(node=self.node, value=self.value, limit=self.limit)
+        return describe(self.code, self.node, self.value, self.limit)
 
     def __bool__(self):
         return self.code == 0
@@ -94,6 +94,11 @@ cdef class Decision:
 
     def __hash__(self):
         return hash((self.code, self.node))
+
+
+def describe(int code, node, double value, double limit):
+    """The message of a decision from its fields (code, deciding node, value, limit)."""
+    return _TEMPLATES[_REASONS[code]].format(node=node, value=value, limit=limit)
 
 
 cdef Decision make_decision(uint8_t code, double utilisation, str node, double value, double limit):

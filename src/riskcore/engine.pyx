@@ -1115,9 +1115,6 @@ cdef class RiskEngine:
         cdef uint8_t code
         cdef vector[Booked] booked
         cdef Booked b
-        if record:
-            self._order_index.reserve(self._order_index.size() + n)
-            self._orders.reserve(self._orders.size() + n)
         with nogil:
             for i in range(n):
                 if record:

@@ -68,7 +68,7 @@ class StateConfig:
 
     backend: str = "sqlite"
     path: Optional[pathlib.Path] = None
-    snapshot_every: int = 1_000_000
+    snapshot_every: int = 200_000
     synchronous: str = "FULL"
     roll_time: Optional[str] = None
     roll_timezone: str = "UTC"

@@ -16,11 +16,11 @@ import io
 import pickle
 import queue
 import sqlite3
+import struct
 import threading
 import time
 import zlib
-from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NamedTuple
 
 from services.common.calls import Unavailable
 
@@ -31,16 +31,21 @@ class JournalError(Unavailable):
     """The journal or snapshot cannot be used as it is; the message says why and where."""
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):
+    """One journaled command."""
+
     seq: int
     time_ns: int
     kind: int
     payload: bytes
 
 
+_KEY = struct.Struct("<qB")
+
+
 def record_crc(time_ns: int, kind: int, payload: bytes) -> int:
-    return zlib.crc32(payload, zlib.crc32(time_ns.to_bytes(8, "little", signed=True) + bytes([kind])))
+    """CRC-32 over the time, the kind and the payload."""
+    return zlib.crc32(payload, zlib.crc32(_KEY.pack(time_ns, kind)))
 
 
 class _PlainData(pickle.Unpickler):

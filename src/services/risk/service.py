@@ -23,9 +23,11 @@ from typing import Optional
 import numpy as np
 
 from riskcore import Decision, Limits, ManualClock, Reason, RiskEngine, TradingState
+from riskcore.decision import describe
 from services.common.logging import get_logger
 from services.proto import risk_pb2
 from services.risk.breaches import BreachHub
+from services.risk.journal import JournalError
 from services.risk.metrics import RiskMetrics
 
 log = get_logger("risk")
@@ -157,7 +159,7 @@ class RiskService:
     """
 
     def __init__(self, engine: RiskEngine, default_account: str, metrics: RiskMetrics, journal=None,
-                 snapshot_every: int = 1_000_000):
+                 snapshot_every: int = 200_000):
         if not isinstance(engine.clock, ManualClock):
             raise TypeError("the service drives the engine's clock: build the engine with a ManualClock")
         self.engine = engine
@@ -174,6 +176,8 @@ class RiskService:
         self._order_ids: dict[str, int] = {}
         self._answers: dict[str, tuple | int] = {}
         self._next_id = 1
+        self._filled = metrics.fills.labels("applied")
+        self._duplicate_fill = metrics.fills.labels("duplicate")
 
     # --------------------------------------------------------- plumbing
 
@@ -229,23 +233,28 @@ class RiskService:
         order_id = self._next_id
         started = time.perf_counter_ns()
         decision = self.engine.submit(order_id, *args)
-        self.metrics.decision(decision.code, (time.perf_counter_ns() - started) / 1e9)
-        response = _answer(decision, cid)
+        if decision.reason in _MALFORMED:
+            raise InvalidRequest(decision.message)
         self._next_id += 1
         if decision.accepted:
             self._order_ids[cid] = order_id
-        self._answers[cid] = (decision.code, response.message, response.utilisation, response.node)
+        # Raw fields, not the message: replay stores millions of these and formats none.
+        self._answers[cid] = (decision.code, decision.node, decision.value, decision.limit, decision.utilisation)
+        if self._replay_time is not None:
+            return None
+        self.metrics.decision(decision.code, (time.perf_counter_ns() - started) / 1e9)
         self._record(Command.SUBMIT, request)
-        return response
+        return _answer(decision, cid)
 
     def _replay_answer(self, cid: str, known: tuple | int) -> risk_pb2.CheckResponse:
         if isinstance(known, int):
             # A batch row: only its code was kept.
             return risk_pb2.CheckResponse(accepted=known == 0, reason=_REASON_NAMES[known], client_order_id=cid,
                                           message="answer to an earlier submission of this client_order_id")
-        code, message, utilisation, node = known
-        return risk_pb2.CheckResponse(accepted=code == 0, reason=_REASON_NAMES[code], message=message,
-                                      utilisation=utilisation, node=node, client_order_id=cid)
+        code, node, value, limit, utilisation = known
+        return risk_pb2.CheckResponse(accepted=code == 0, reason=_REASON_NAMES[code],
+                                      message=describe(code, node, value, limit), utilisation=utilisation,
+                                      node=node or "", client_order_id=cid)
 
     def submit_orders(self, request: risk_pb2.OrderBatch) -> risk_pb2.BatchResponse:
         """Submit a columnar batch in sequence; a reason code per row."""
@@ -292,8 +301,9 @@ class RiskService:
                 answers[cids[i]] = code
                 if code == 0:
                     self._order_ids[cids[i]] = oid
-            self.metrics.batch(np.bincount(result, minlength=len(Reason)))
-            self._record(Command.SUBMIT_BATCH, request)
+            if self._replay_time is None:
+                self.metrics.batch(np.bincount(result, minlength=len(Reason)))
+                self._record(Command.SUBMIT_BATCH, request)
         response = risk_pb2.BatchResponse(accepted=int(np.count_nonzero(codes == 0)))
         response.reason_codes.extend(codes.tolist())
         for code in np.unique(codes).tolist():
@@ -343,7 +353,10 @@ class RiskService:
             applied = self.engine.on_fill(order_id, quantity, request.price, exec_id)
         else:
             applied = self.engine.book_fill(request.account, request.symbol, side, quantity, request.price, exec_id)
-        self.metrics.fills.labels("applied" if applied else "duplicate").inc()
+        if self._replay_time is not None:
+            self.engine.drain_events()
+            return None
+        (self._filled if applied else self._duplicate_fill).inc()
         if applied:
             self._record(Command.FILL, request)
             self.publish_engine_events()
@@ -373,8 +386,9 @@ class RiskService:
         on_fill = self.engine.on_fill
         applied = [on_fill(oid, q, p, x) for oid, q, p, x in zip(order_ids, quantities, prices, exec_ids)]
         count = sum(applied)
-        self.metrics.fills.labels("applied").inc(count)
-        self.metrics.fills.labels("duplicate").inc(n - count)
+        if self._replay_time is None:
+            self._filled.inc(count)
+            self._duplicate_fill.inc(n - count)
         if count:
             self._record(Command.FILL_BATCH, request)
             self.publish_engine_events()
@@ -588,7 +602,10 @@ class RiskService:
         self.last_seq = seq
         self._replay_time = time_ns
         try:
-            handler, message_type = _REPLAY[Command(kind)]
+            entry = _REPLAY.get(kind)
+            if entry is None:
+                raise JournalError(f"journal record {seq} has an unknown kind {kind}")
+            handler, message_type = entry
             request = None if message_type is None else message_type.FromString(payload)
             handler(self, request)
         finally:

@@ -157,13 +157,17 @@ def test_every_call_completed_before_sigterm_succeeded(shutdown):
     assert set(before) == {"OK"}
 
 
-def test_sigterm_refuses_calls_made_after_shutdown_began_with_unavailable(shutdown):
-    # A tenth of a second after the signal the server is draining or gone: nothing new is served.
-    after = collections.Counter(code for _, started, ended, code in shutdown.results
+def test_sigterm_refuses_calls_made_after_shutdown_began_retryably(shutdown):
+    # A tenth of a second after the signal the server is draining or gone: nothing new is
+    # served. Calls are refused UNAVAILABLE, or CANCELLED by grpc while the server closes,
+    # before any handler saw them (both are outages RiskClient retries).
+    logged = {line["request_id"] for line in shutdown.log() if line["event"] == "call"}
+    after = collections.Counter(code if code != "CANCELLED" or request_id in logged else "CANCELLED unhandled"
+                                for request_id, started, ended, code in shutdown.results
                                 if started > shutdown.signalled + 0.1)
 
     assert after["UNAVAILABLE"] > 0, after
-    assert set(after) == {"UNAVAILABLE"}, after
+    assert set(after) <= {"UNAVAILABLE", "CANCELLED unhandled"}, after
 
 
 def test_sigterm_fails_no_call_the_server_handled_and_refuses_the_rest_retryably(shutdown):
