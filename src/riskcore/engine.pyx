@@ -124,6 +124,17 @@ cdef inline i64 _unrealized(i64 pos, i64 cost, i64 ref, i64 tv) noexcept nogil:
     return (pos * ref - cost) * tv if ref > 0 else 0
 
 
+cdef inline i32 _resolve(object key, dict ids, Py_ssize_t count, str what) except -2:
+    """Id of a name or of an integer id, -1 when unknown; TypeError for anything else."""
+    cdef object found
+    if type(key) is str:
+        found = ids.get(<str>key)
+        return -1 if found is None else <i32>found
+    if type(key) is int or (isinstance(key, (int, np.integer)) and not isinstance(key, bool)):
+        return <i32>key if 0 <= key < count else -1
+    raise TypeError(f"{what} must be a name or an id, got {type(key).__name__}")
+
+
 cdef i64 _quantity(object quantity) except? -2:
     """Whole positive quantity, or 0 when the value is not one (a rejection)."""
     cdef double f
@@ -216,40 +227,24 @@ cdef class RiskEngine:
 
     def account_id(self, account):
         """Return the integer id of an account name (ids are what batch calls take)."""
-        cdef object aid = self._account_ids.get(account) if type(account) is str else None
-        if aid is None:
-            if isinstance(account, int) and 0 <= account < len(self._account_names):
-                return account
+        cdef i32 nid = _resolve(account, self._account_ids, len(self._account_names), "account")
+        if nid < 0:
             raise UnknownAccountError(f"unknown account {account!r}")
-        return aid
+        return nid
 
     def symbol_id(self, symbol):
         """Return the integer id of a symbol."""
-        cdef object sid = self._symbol_ids.get(symbol) if type(symbol) is str else None
-        if sid is None:
-            if isinstance(symbol, int) and 0 <= symbol < len(self._symbol_names):
-                return symbol
+        cdef i32 sid = _resolve(symbol, self._symbol_ids, len(self._symbol_names), "symbol")
+        if sid < 0:
             raise UnknownSymbolError(f"unknown symbol {symbol!r}")
         return sid
 
     cdef i32 _lookup_account(self, object account) except -2:
         # -1 for unknown: a rejection reason, not an exception, on the order path.
-        cdef object aid
-        if type(account) is str:
-            aid = self._account_ids.get(<str>account)
-            return -1 if aid is None else <i32>aid
-        if type(account) is int:
-            return <i32>account if 0 <= account < len(self._account_names) else -1
-        raise TypeError(f"account must be a name or an id, got {type(account).__name__}")
+        return _resolve(account, self._account_ids, len(self._account_names), "account")
 
     cdef i32 _lookup_symbol(self, object symbol) except -2:
-        cdef object sid
-        if type(symbol) is str:
-            sid = self._symbol_ids.get(<str>symbol)
-            return -1 if sid is None else <i32>sid
-        if type(symbol) is int:
-            return <i32>symbol if 0 <= symbol < len(self._symbol_names) else -1
-        raise TypeError(f"symbol must be a name or an id, got {type(symbol).__name__}")
+        return _resolve(symbol, self._symbol_ids, len(self._symbol_names), "symbol")
 
     # ------------------------------------------------------------ structure
 

@@ -54,13 +54,17 @@ def _validate(returns, exposures, confidence, name="returns"):
         raise InvalidInputError(f"exposures must have length {r.shape[1]}, got shape {w.shape}")
     if confidence is not None and not (0.0 < confidence < 1.0):
         raise InvalidInputError(f"confidence must be in (0, 1), got {confidence!r}")
+    _require_finite_exposures(w)
+    return r, w
+
+
+cdef _require_finite_exposures(w):
     cdef const double[::1] wv = w
     cdef bint ok
     with nogil:
         ok = _all_finite(wv)
     if not ok:
         raise InvalidInputError("exposures must be finite")
-    return r, w
 
 
 cdef object _pnl(r, w, str name):
@@ -170,10 +174,5 @@ def stress(exposures, shocks):
     w = np.ascontiguousarray(exposures, dtype=np.float64)
     if s.ndim != 2 or w.ndim != 1 or s.shape[1] != w.shape[0]:
         raise InvalidInputError(f"shocks must be (S, {w.shape[0] if w.ndim == 1 else '?'}), got shape {s.shape}")
-    cdef const double[::1] wv = w
-    cdef bint ok
-    with nogil:
-        ok = _all_finite(wv)
-    if not ok:
-        raise InvalidInputError("exposures must be finite")
+    _require_finite_exposures(w)
     return _pnl(s, w, "shocks")
