@@ -211,6 +211,8 @@ def add_servicer(server, service_descriptor, servicer) -> None:
                                      request_deserializer=_tolerant(request_type.FromString),
                                      response_serializer=response_type.SerializeToString)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service_descriptor.full_name, handlers),))
+    # Registered methods skip grpc's per-call lookup through the generic handlers.
+    server.add_registered_method_handlers(service_descriptor.full_name, handlers)
 
 
 class _Expired(Exception):

@@ -173,8 +173,8 @@ class RiskServer:
 
     async def _serve(self) -> None:
         """Take calls: start the day roller, go SERVING and ready."""
-        if self.journal is not None and self.recovery and self.recovery["replayed"]:
-            self.service.snapshot()  # the next recovery starts here
+        if self.journal is not None and self.recovery and self.recovery["replayed"] >= self.service.snapshot_every:
+            self.service.snapshot()  # a long replay is not repeated at the next start
         if self.config.state.roll_time is not None:
             self._tasks.append(asyncio.create_task(self._roll_days()))
         await self._set_serving(True)
