@@ -227,8 +227,12 @@ class RiskService:
         known = self._answers.get(cid)
         if known is not None:
             return self._replay_answer(cid, known)
-        args = (self.account(request.account), _text(request.symbol, "symbol"), _side(request.side),
-                _quantity(request.quantity), _price(request))
+        if self._replay_time is None:
+            args = (self.account(request.account), _text(request.symbol, "symbol"), _side(request.side),
+                    _quantity(request.quantity), _price(request))
+        else:  # journaled requests were validated when they were first applied
+            args = (self.account(request.account), request.symbol, _SIDES[request.side], request.quantity,
+                    request.price if request.HasField("price") else None)
         self._tick()
         order_id = self._next_id
         started = time.perf_counter_ns()
@@ -339,10 +343,13 @@ class RiskService:
         A fill for an order this service never booked needs account, symbol and
         side, and is booked as a fill without an order: a fill is never lost.
         """
-        exec_id = _text(request.exec_id, "exec_id")
-        quantity = _quantity(request.quantity)
-        if not (math.isfinite(request.price) and request.price > 0):
-            raise InvalidRequest(f"price must be finite and > 0, got {request.price}")
+        if self._replay_time is None:
+            exec_id = _text(request.exec_id, "exec_id")
+            quantity = _quantity(request.quantity)
+            if not (math.isfinite(request.price) and request.price > 0):
+                raise InvalidRequest(f"price must be finite and > 0, got {request.price}")
+        else:  # validated when first applied
+            exec_id, quantity = request.exec_id, request.quantity
         order_id = self._order_ids.get(request.client_order_id)
         if order_id is None and not (request.account and request.symbol and request.side):
             raise KeyError(f"unknown client_order_id {request.client_order_id!r}; give account, symbol and side "
