@@ -141,6 +141,13 @@ ctypedef struct Order_t:
     i64 remaining
     i64 filled
 
+ctypedef struct Booked:
+    # An order a what-if batch booked, to take back: its row, leaf slot and price in ticks.
+    Py_ssize_t row
+    i32 slot
+    i64 price
+
+
 ctypedef struct Event_t:
     i64 time
     i32 node

@@ -1,8 +1,14 @@
 # The pre-trade rules as pure arithmetic on integers: the engine looks the
 # numbers up, these decide. Each rule is the README's Risk model, step by step.
 from libcpp.deque cimport deque
+from libcpp.utility cimport pair
 
 from riskcore._types cimport i64, INT64_MAX
+
+# A sliding window of events, run-length encoded: (time, events at that time).
+# Every order of a batch shares one time, so a batch adds one run, not one
+# entry per order; ``total`` is the number of events the runs hold.
+ctypedef deque[pair[i64, i64]] Runs
 
 
 cdef inline bint reduces_position(i64 pos, i64 wbuy, i64 wsell, i64 side, i64 dq) noexcept nogil:
@@ -29,11 +35,31 @@ cdef inline i64 worst_position(i64 pos, i64 wbuy, i64 wsell, i64 side, i64 dq) n
     return -(pos - wsell - dq)
 
 
-cdef inline i64 window_count(deque[i64]& window, i64 now, i64 length) noexcept nogil:
+cdef inline i64 window_count(Runs& window, i64* total, i64 now, i64 length) noexcept nogil:
     """Events in (now - length, now] of a sliding window, dropping the older ones."""
-    while not window.empty() and window.front() <= now - length:
+    while not window.empty() and window.front().first <= now - length:
+        total[0] -= window.front().second
         window.pop_front()
-    return <i64>window.size()
+    return total[0]
+
+
+cdef inline void window_push(Runs& window, i64* total, i64 now) noexcept nogil:
+    cdef pair[i64, i64] run = pair[i64, i64](now, 1)
+    if not window.empty() and window.back().first == now:
+        run.second += window.back().second
+        window.pop_back()
+    window.push_back(run)
+    total[0] += 1
+
+
+cdef inline void window_pop(Runs& window, i64* total) noexcept nogil:
+    """Take back the newest event (a what-if batch undoing its bookings)."""
+    cdef pair[i64, i64] run = window.back()
+    window.pop_back()
+    if run.second > 1:
+        run.second -= 1
+        window.push_back(run)
+    total[0] -= 1
 
 
 cdef inline double ratio(i64 value, i64 limit) noexcept nogil:

@@ -5,9 +5,10 @@ from libcpp.map cimport map as cmap
 from libcpp.unordered_map cimport unordered_map
 from libcpp.utility cimport pair
 
-from riskcore._types cimport i64, i32, Instrument_t, Node_t, Slot_t, Order_t, Event_t
+from riskcore._types cimport i64, i32, Instrument_t, Node_t, Slot_t, Order_t, Event_t, Booked
 from riskcore.clock cimport Clock
 from riskcore.decision cimport Decision
+from riskcore.checks cimport Runs
 
 ctypedef pair[pair[i64, i64], i64] DupKey
 
@@ -21,16 +22,18 @@ cdef class RiskEngine:
     cdef vector[vector[i32]] _symbol_slots            # slots per symbol, for price fan-out
     cdef vector[Order_t] _orders
     cdef unordered_map[i64, i32] _order_index         # order id -> index, -1 once forgotten
-    cdef vector[deque[i64]] _new_window
-    cdef vector[deque[i64]] _modify_window
-    cdef vector[deque[i64]] _cancel_window
-    cdef vector[deque[i64]] _fill_window
+    cdef vector[Runs] _new_window                      # per node: sliding windows of events
+    cdef vector[Runs] _modify_window
+    cdef vector[Runs] _cancel_window
+    cdef vector[Runs] _fill_window
+    cdef vector[i64] _window_totals                    # 4 per node: new, modify, cancel, fill
     cdef vector[cmap[i64, i64]] _rest_buy              # per slot: working buy price key -> count
     cdef vector[cmap[i64, i64]] _rest_sell
     cdef cmap[DupKey, i64] _dup_last
     cdef deque[pair[i64, DupKey]] _dup_expiry
     cdef i64 _dup_window
     cdef vector[Event_t] _events
+    cdef vector[Booked] _booked                        # what a what-if batch must take back
     cdef dict _account_ids
     cdef list _account_names
     cdef dict _symbol_ids
@@ -55,6 +58,7 @@ cdef class RiskEngine:
                            i64 now, i32 oidx, bint check_id, i64 order_id) noexcept nogil
     cdef void _reserve(self, i64 order_id, i32 acct, i32 sym, i64 side, i64 q, bint market,
                        i64 now, bint record, bint is_modify) noexcept nogil
+    cdef i64* _total(self, i32 node, int which) noexcept nogil
     cdef cmap[i64, i64]* _resting_side(self, i32 slot, i64 side) noexcept nogil
     cdef void _release(self, i32 leaf_slot, i64 side, i64 qty, i64 price, i64 price_key,
                        bint close) noexcept nogil

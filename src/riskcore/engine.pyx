@@ -22,12 +22,13 @@ from libcpp.unordered_map cimport unordered_map
 
 from riskcore._types cimport (
     i64, i32, i128, uint8_t, int8_t, INT64_MAX, INT64_MIN, MAX_DEPTH,
-    Instrument_t, Limits_t, Node_t, Slot_t, Order_t, Event_t,
+    Instrument_t, Limits_t, Node_t, Slot_t, Order_t, Event_t, Booked,
 )
 from riskcore._types cimport Reason as R
 from riskcore._types cimport TradingState as TS
 from riskcore._types cimport OrderStatus as OS
-from riskcore.checks cimport reduces_position, collar_band, worst_position, window_count, ratio
+from riskcore.checks cimport (reduces_position, collar_band, worst_position, window_count, window_push,
+                              window_pop, ratio, Runs)
 from riskcore.fixedpoint cimport tdiv_mul, sat_mul3, price_to_ticks, round_half_away, sign, iabs, positive_part
 from riskcore.clock cimport Clock, SystemClock
 from riskcore.decision cimport Decision, make_decision
@@ -78,18 +79,19 @@ cdef Limits_t _NO_LIMITS = Limits_t(
 )
 
 
+cdef enum:
+    # Which of a node's four sliding windows.
+    W_NEW = 0
+    W_MODIFY = 1
+    W_CANCEL = 2
+    W_FILL = 3
+
+
 ctypedef struct SlotSum:
     # A slot's totals while recompute() carries leaves up the tree.
     i64 pos
     i64 cost
     i64 realized
-
-
-ctypedef struct Booked:
-    # An order a what-if batch booked, to take back: its row, leaf slot and price in ticks.
-    Py_ssize_t row
-    i32 slot
-    i64 price
 
 
 cdef inline i64 _seconds_to_ns(object seconds):
@@ -340,10 +342,12 @@ cdef class RiskEngine:
         node.wbuy_notional = node.wsell_notional = 0
         node.realized = node.unrealized = node.open_orders = node.sod_pnl = 0
         self._nodes.push_back(node)
-        self._new_window.push_back(deque[i64]())
-        self._modify_window.push_back(deque[i64]())
-        self._cancel_window.push_back(deque[i64]())
-        self._fill_window.push_back(deque[i64]())
+        self._new_window.push_back(Runs())
+        self._modify_window.push_back(Runs())
+        self._cancel_window.push_back(Runs())
+        self._fill_window.push_back(Runs())
+        for _ in range(4):
+            self._window_totals.push_back(0)
         if parent >= 0:
             self._nodes[parent].n_children += 1
         self._account_names.append(name)
@@ -701,14 +705,14 @@ cdef class RiskEngine:
                 util = max(util, ratio(nd.open_orders + 1, lim))
                 count, length = nd.limits.new_rate_count, nd.limits.new_rate_window
                 if count >= 0:
-                    v = window_count(self._new_window[n], now, length)
+                    v = window_count(self._new_window[n], self._total(n, W_NEW), now, length)
                     if v >= count:
                         self._fail_node, self._fail_value, self._fail_limit = n, <double>v, <double>count
                         return R.ORDER_RATE_LIMIT
             else:
                 count, length = nd.limits.modify_rate_count, nd.limits.modify_rate_window
                 if count >= 0:
-                    v = window_count(self._modify_window[n], now, length)
+                    v = window_count(self._modify_window[n], self._total(n, W_MODIFY), now, length)
                     if v >= count:
                         self._fail_node, self._fail_value, self._fail_limit = n, <double>v, <double>count
                         return R.MODIFY_RATE_LIMIT
@@ -767,9 +771,9 @@ cdef class RiskEngine:
             nd.open_orders += 1
             if is_modify:
                 if nd.limits.modify_rate_count >= 0:
-                    self._modify_window[slot.node].push_back(now)
+                    window_push(self._modify_window[slot.node], self._total(slot.node, W_MODIFY), now)
             elif nd.limits.new_rate_count >= 0:
-                self._new_window[slot.node].push_back(now)
+                window_push(self._new_window[slot.node], self._total(slot.node, W_NEW), now)
             s = slot.parent_slot
         book = self._resting_side(self._eval_slot, side)
         book[0][_price_key(side, p, market)] += 1
@@ -826,6 +830,10 @@ cdef class RiskEngine:
             if book[0][price_key] == 0:
                 book.erase(price_key)
 
+    cdef i64* _total(self, i32 node, int which) noexcept nogil:
+        """The event count of one of a node's sliding windows."""
+        return &self._window_totals[4 * node + which]
+
     cdef cmap[i64, i64]* _resting_side(self, i32 slot, i64 side) noexcept nogil:
         """The slot's working orders of one side: price key -> count."""
         return &self._rest_buy[slot] if side > 0 else &self._rest_sell[slot]
@@ -879,16 +887,14 @@ cdef class RiskEngine:
             s = leaf_node.path[k]
             nd = &self._nodes[s]
             if nd.limits.fill_count >= 0:
-                self._fill_window[s].push_back(now)
-                if (window_count(self._fill_window[s], now, nd.limits.fill_window) > nd.limits.fill_count
-                        and nd.state != TS.HALTED):
+                window_push(self._fill_window[s], self._total(s, W_FILL), now)
+                if (window_count(self._fill_window[s], self._total(s, W_FILL), now, nd.limits.fill_window)
+                        > nd.limits.fill_count and nd.state != TS.HALTED):
                     nd.state = TS.HALTED
                     nd.state_cause = R.EXECUTION_THROTTLE
                     self._events.push_back(Event_t(
                         time=now, node=s, symbol=-1, reason=R.EXECUTION_THROTTLE,
-                        value=<i64>self._fill_window[s].size(), limit=nd.limits.fill_count))
-                while <i64>self._fill_window[s].size() > nd.limits.fill_count + 1:
-                    self._fill_window[s].pop_front()
+                        value=self._total(s, W_FILL)[0], limit=nd.limits.fill_count))
             self._after_pnl_change(s, now)
 
     cdef void _after_pnl_change(self, i32 n, i64 now) noexcept nogil:
@@ -1046,14 +1052,14 @@ cdef class RiskEngine:
             n = node.path[k]
             nd = &self._nodes[n]
             if nd.limits.cancel_rate_count >= 0:
-                v = window_count(self._cancel_window[n], now, nd.limits.cancel_rate_window)
+                v = window_count(self._cancel_window[n], self._total(n, W_CANCEL), now, nd.limits.cancel_rate_window)
                 if v >= nd.limits.cancel_rate_count:
                     self._fail_node, self._fail_value, self._fail_limit = n, <double>v, <double>nd.limits.cancel_rate_count
                     return self._decision(R.CANCEL_RATE_LIMIT)
         for k in range(node.depth):
             n = node.path[k]
             if self._nodes[n].limits.cancel_rate_count >= 0:
-                self._cancel_window[n].push_back(now)
+                window_push(self._cancel_window[n], self._total(n, W_CANCEL), now)
         self._fail_value = 0.0
         return self._decision(R.OK)
 
@@ -1108,8 +1114,11 @@ cdef class RiskEngine:
         cdef uint8_t[::1] reasons = out
         cdef i64 now = self._clock.now(), oid = 0
         cdef uint8_t code
-        cdef vector[Booked] booked
+        # The engine's own buffer: its capacity survives calls, so a batch does not
+        # page in fresh memory for its take-back list every time.
+        cdef vector[Booked]* booked = &self._booked
         cdef Booked b
+        booked.clear()
         with nogil:
             for i in range(n):
                 if record:
@@ -1137,7 +1146,7 @@ cdef class RiskEngine:
         self._release(leaf_slot, side, q, p, _price_key(side, p, market), True)
         while s >= 0:
             if self._nodes[self._slots[s].node].limits.new_rate_count >= 0:
-                self._new_window[self._slots[s].node].pop_back()
+                window_pop(self._new_window[self._slots[s].node], self._total(self._slots[s].node, W_NEW))
             s = self._slots[s].parent_slot
         if self._dup_window > 0:
             dkey.first.first = _slot_key(acct, sym)
@@ -1531,15 +1540,19 @@ cdef class RiskEngine:
         put("max_open_orders", n.open_orders, lim.max_open_orders, 1)
         put("max_daily_loss", max(0, -(n.realized + n.unrealized - n.sod_pnl)), lim.max_daily_loss, 1e6)
         if lim.new_rate_count >= 0:
-            put("new_order_rate", window_count(self._new_window[nid], now, lim.new_rate_window), lim.new_rate_count, 1)
+            put("new_order_rate", window_count(self._new_window[nid], self._total(nid, W_NEW), now, lim.new_rate_window),
+                lim.new_rate_count, 1)
         if lim.modify_rate_count >= 0:
-            put("modify_rate", window_count(self._modify_window[nid], now, lim.modify_rate_window),
+            put("modify_rate", window_count(self._modify_window[nid], self._total(nid, W_MODIFY), now,
+                                            lim.modify_rate_window),
                 lim.modify_rate_count, 1)
         if lim.cancel_rate_count >= 0:
-            put("cancel_rate", window_count(self._cancel_window[nid], now, lim.cancel_rate_window),
+            put("cancel_rate", window_count(self._cancel_window[nid], self._total(nid, W_CANCEL), now,
+                                            lim.cancel_rate_window),
                 lim.cancel_rate_count, 1)
         if lim.fill_count >= 0:
-            put("fill_throttle", window_count(self._fill_window[nid], now, lim.fill_window), lim.fill_count, 1)
+            put("fill_throttle", window_count(self._fill_window[nid], self._total(nid, W_FILL), now, lim.fill_window),
+                lim.fill_count, 1)
         return out
 
     def drain_events(self):
@@ -1634,6 +1647,10 @@ cdef class RiskEngine:
         _load_windows(eng._modify_window, modify)
         _load_windows(eng._cancel_window, cancel)
         _load_windows(eng._fill_window, fills)
+        eng._window_totals.resize(4 * eng._new_window.size())
+        for j in range(eng._new_window.size()):
+            for k, runs in enumerate((new, modify, cancel, fills)):
+                eng._window_totals[4 * j + k] = sum(c for _, c in runs[j])
         if eng._new_window.size() != eng._nodes.size():
             raise StateError("snapshot windows disagree with its account table")
         eng._rest_buy.resize(eng._slots.size())
@@ -1709,15 +1726,16 @@ cdef void _copy_into(void* dst, bytes raw) noexcept:
         memcpy(dst, <const char*>raw, len(raw))
 
 
-cdef list _windows_list(vector[deque[i64]]& windows):
+cdef list _windows_list(vector[Runs]& windows):
     cdef size_t j, k
-    return [[windows[j][k] for k in range(windows[j].size())] for j in range(windows.size())]
+    return [[(windows[j][k].first, windows[j][k].second) for k in range(windows[j].size())]
+            for j in range(windows.size())]
 
 
-cdef void _load_windows(vector[deque[i64]]& windows, list lists) except *:
-    cdef deque[i64] window
-    for times in lists:
+cdef void _load_windows(vector[Runs]& windows, list lists) except *:
+    cdef Runs window
+    for runs in lists:
         window.clear()
-        for t in times:
-            window.push_back(t)
+        for t, c in runs:
+            window.push_back(pair[i64, i64](t, c))
         windows.push_back(window)
