@@ -2,13 +2,13 @@ from libc.stdint cimport uint8_t, int8_t
 from libcpp.vector cimport vector
 from libcpp.deque cimport deque
 from libcpp.map cimport map as cmap
-from libcpp.unordered_map cimport unordered_map
 from libcpp.utility cimport pair
 
 from riskcore._types cimport i64, i32, Instrument_t, Node_t, Slot_t, Order_t, Event_t, Booked
 from riskcore.clock cimport Clock
 from riskcore.decision cimport Decision
 from riskcore.checks cimport Runs
+from riskcore.tables cimport IdMap, Levels
 
 ctypedef pair[pair[i64, i64], i64] DupKey
 
@@ -18,17 +18,17 @@ cdef class RiskEngine:
     cdef vector[Instrument_t] _instruments
     cdef vector[Node_t] _nodes
     cdef vector[Slot_t] _slots
-    cdef unordered_map[i64, i32] _slot_index          # (node << 32 | symbol) -> slot
+    cdef IdMap _slot_index                            # (node << 32 | symbol) -> slot
     cdef vector[vector[i32]] _symbol_slots            # slots per symbol, for price fan-out
     cdef vector[Order_t] _orders
-    cdef unordered_map[i64, i32] _order_index         # order id -> index, -1 once forgotten
+    cdef IdMap _order_index                           # order id -> index, -1 once forgotten
     cdef vector[Runs] _new_window                      # per node: sliding windows of events
     cdef vector[Runs] _modify_window
     cdef vector[Runs] _cancel_window
     cdef vector[Runs] _fill_window
     cdef vector[i64] _window_totals                    # 4 per node: new, modify, cancel, fill
-    cdef vector[cmap[i64, i64]] _rest_buy              # per slot: working buy price key -> count
-    cdef vector[cmap[i64, i64]] _rest_sell
+    cdef vector[Levels] _rest_buy                      # per slot: working orders per buy price key
+    cdef vector[Levels] _rest_sell                     # and per sell price key, bit-inverted
     cdef cmap[DupKey, i64] _dup_last
     cdef deque[pair[i64, DupKey]] _dup_expiry
     cdef i64 _dup_window
@@ -55,15 +55,19 @@ cdef class RiskEngine:
     cdef i32 _add_node(self, str name, i32 parent) except -1
     cdef i32 _slot_chain(self, i32 node, i32 symbol) noexcept nogil
     cdef uint8_t _evaluate(self, i32 acct, i32 sym, i64 side, i64 q, double price, bint market,
-                           i64 now, i32 oidx, bint check_id, i64 order_id) noexcept nogil
+                           i64 now, i32 oidx, bint check_id, i64 order_id, bint measure,
+                           i32 leaf_slot) noexcept nogil
     cdef void _reserve(self, i64 order_id, i32 acct, i32 sym, i64 side, i64 q, bint market,
                        i64 now, bint record, bint is_modify) noexcept nogil
     cdef i64* _total(self, i32 node, int which) noexcept nogil
-    cdef cmap[i64, i64]* _resting_side(self, i32 slot, i64 side) noexcept nogil
+    cdef Levels* _resting_side(self, i32 slot, i64 side) noexcept nogil
     cdef void _release(self, i32 leaf_slot, i64 side, i64 qty, i64 price, i64 price_key,
                        bint close) noexcept nogil
+    cdef void _prefetch_slot(self, i32 s) noexcept nogil
+    cdef void _prefetch_chain(self, i32 s) noexcept nogil
     cdef void _unbook(self, i32 acct, i32 sym, i32 leaf_slot, i64 side, i64 q, i64 p,
                       bint market) noexcept nogil
+    cdef i32 _order_row(self, i64 order_id) noexcept nogil
     cdef i32 _working(self, i64 order_id) noexcept nogil
     cdef void _apply_fill(self, i32 leaf_slot, i64 signed_qty, i64 price, i64 now) noexcept nogil
     cdef bint _seen_exec_id(self, object exec_id) except -1

@@ -18,7 +18,6 @@ from libcpp.vector cimport vector
 from libcpp.deque cimport deque
 from libcpp.utility cimport pair
 from libcpp.map cimport map as cmap
-from libcpp.unordered_map cimport unordered_map
 
 from riskcore._types cimport (
     i64, i32, i128, uint8_t, int8_t, INT64_MAX, INT64_MIN, MAX_DEPTH,
@@ -27,6 +26,7 @@ from riskcore._types cimport (
 from riskcore._types cimport Reason as R
 from riskcore._types cimport TradingState as TS
 from riskcore._types cimport OrderStatus as OS
+from riskcore.tables cimport IdMap, Levels
 from riskcore.checks cimport (reduces_position, collar_band, worst_position, window_count, window_push,
                               window_pop, ratio, Runs)
 from riskcore.fixedpoint cimport tdiv_mul, sat_mul3, price_to_ticks, round_half_away, sign, iabs, positive_part
@@ -94,6 +94,23 @@ ctypedef struct SlotSum:
     i64 realized
 
 
+cdef extern from *:
+    void prefetch "__builtin_prefetch"(const void* address) nogil
+
+# A batch starts loading order i + LOOKAHEAD's hash entry while it checks order
+# i, that order's slot rows LOOKAHEAD / 2 orders later, and its parent's slot
+# and price levels LOOKAHEAD / 4 later: the misses of a flow spread over a big
+# book overlap instead of stalling one after another.
+cdef enum:
+    LOOKAHEAD = 16
+
+
+cdef inline void _prefetch_row(const Slot_t* row) noexcept nogil:
+    # A slot row is wider than a cache line and may straddle two.
+    prefetch(row)
+    prefetch(<const char*>row + sizeof(Slot_t) - 1)
+
+
 cdef inline i64 _seconds_to_ns(object seconds):
     return round(seconds * 1e9)
 
@@ -112,6 +129,11 @@ cdef inline i64 _price_key(i64 side, i64 price, bint market) noexcept nogil:
     if market:
         return INT64_MAX if side > 0 else INT64_MIN
     return price
+
+
+cdef inline i64 _level_key(i64 side, i64 price_key) noexcept nogil:
+    # Sell keys are stored bit-inverted, so each side's best level sorts last.
+    return price_key if side > 0 else ~price_key
 
 
 cdef inline i64 _long_value(i64 pos, i64 ref, i64 tv) noexcept nogil:
@@ -382,11 +404,11 @@ cdef class RiskEngine:
     cdef i32 _slot_chain(self, i32 node, i32 symbol) noexcept nogil:
         """The (node, symbol) slot, creating it and its ancestors' on first use."""
         cdef i64 key = _slot_key(node, symbol)
-        cdef unordered_map[i64, i32].iterator it = self._slot_index.find(key)
+        cdef i32* found = self._slot_index.find(key)
         cdef i32 sid, parent_slot
         cdef Slot_t slot
-        if it != self._slot_index.end():
-            return deref(it).second
+        if found != NULL:
+            return found[0]
         parent_slot = -1
         if self._nodes[node].parent >= 0:
             parent_slot = self._slot_chain(self._nodes[node].parent, symbol)
@@ -398,10 +420,10 @@ cdef class RiskEngine:
         slot.max_long = slot.max_short = INT64_MAX
         sid = <i32>self._slots.size()
         self._slots.push_back(slot)
-        self._slot_index[key] = sid
+        self._slot_index.set(key, sid)
         self._symbol_slots[symbol].push_back(sid)
-        self._rest_buy.push_back(cmap[i64, i64]())
-        self._rest_sell.push_back(cmap[i64, i64]())
+        self._rest_buy.push_back(Levels())
+        self._rest_sell.push_back(Levels())
         return sid
 
     # --------------------------------------------------------------- limits
@@ -472,10 +494,10 @@ cdef class RiskEngine:
 
     def position_limit(self, account, symbol):
         """Return ``(max_long, max_short)`` of a node in a symbol (None = unlimited)."""
-        cdef i64 key = _slot_key(self.account_id(account), self.symbol_id(symbol))
-        if not self._slot_index.count(key):
+        cdef i32* found = self._slot_index.find(_slot_key(self.account_id(account), self.symbol_id(symbol)))
+        if found == NULL:
             return (None, None)
-        cdef Slot_t* slot = &self._slots[self._slot_index[key]]
+        cdef Slot_t* slot = &self._slots[found[0]]
         return (None if slot.max_long == INT64_MAX else slot.max_long,
                 None if slot.max_short == INT64_MAX else slot.max_short)
 
@@ -517,11 +539,15 @@ cdef class RiskEngine:
     # ------------------------------------------------------------ the checks
 
     cdef uint8_t _evaluate(self, i32 acct, i32 sym, i64 side, i64 q, double price, bint market,
-                           i64 now, i32 oidx, bint check_id, i64 order_id) noexcept nogil:
+                           i64 now, i32 oidx, bint check_id, i64 order_id, bint measure,
+                           i32 leaf_slot) noexcept nogil:
         """Run the checks in the model's order; 0 (OK) or the first failing reason.
 
-        ``oidx >= 0`` evaluates a modify of that order. Changes nothing but the
-        pruning of expired window entries (and creating empty slots).
+        ``oidx >= 0`` evaluates a modify of that order. ``leaf_slot`` is the
+        (account, symbol) slot when the caller has looked it up, else -1. ``measure`` computes
+        the highest limit utilisation (``_util``): single decisions report it,
+        batches return only codes and skip its divisions. Changes nothing but
+        the pruning of expired window entries (and creating empty slots).
         """
         cdef Instrument_t* ins
         cdef Node_t* node
@@ -529,9 +555,9 @@ cdef class RiskEngine:
         cdef Slot_t* slot
         cdef Slot_t* leaf
         cdef Order_t* order
-        cdef i64 p, ref, tv, notional, dq, dn, v, lim, band, old_q = 0, old_n = 0, count, length
-        cdef cmap[i64, i64]* book
-        cdef i32 leaf_slot, s, k, n
+        cdef i64 p, ref, tv, notional, dq, dn, v, lim, band, best, old_q = 0, old_n = 0, count, length
+        cdef Levels* book
+        cdef i32 s, k, n
         cdef bint stale, has_ref, is_modify = oidx >= 0, reducing
         cdef double util = 0.0
         cdef DupKey dkey
@@ -550,7 +576,7 @@ cdef class RiskEngine:
             self._fail_value = price
             return R.INVALID_PRICE
         # 2. order id
-        if check_id and self._order_index.count(order_id):
+        if check_id and self._order_index.contains(order_id):
             self._fail_value = <double>order_id
             return R.DUPLICATE_ORDER_ID
         # 3. symbol and account
@@ -565,7 +591,8 @@ cdef class RiskEngine:
         if node.n_children > 0 or acct == 0:
             self._fail_node = acct
             return R.ACCOUNT_NOT_TRADABLE
-        leaf_slot = self._slot_chain(acct, sym)
+        if leaf_slot < 0:
+            leaf_slot = self._slot_chain(acct, sym)
         s = leaf_slot
         for k in range(node.depth):
             slot = &self._slots[s]
@@ -657,12 +684,14 @@ cdef class RiskEngine:
             if q > lim:
                 self._fail_node, self._fail_value, self._fail_limit = n, <double>q, <double>lim
                 return R.MAX_ORDER_QUANTITY
-            util = max(util, ratio(q, lim))
+            if measure:
+                util = max(util, ratio(q, lim))
             lim = nd.limits.max_order_notional
             if notional > lim:
                 self._fail_node, self._fail_value, self._fail_limit = n, notional / 1e6, lim / 1e6
                 return R.MAX_ORDER_NOTIONAL
-            util = max(util, ratio(notional, lim))
+            if measure:
+                util = max(util, ratio(notional, lim))
         # 8. worst-case position per node in this symbol
         s = leaf_slot
         for k in range(node.depth):
@@ -672,7 +701,8 @@ cdef class RiskEngine:
             if dq > 0 and v > lim:
                 self._fail_node, self._fail_value, self._fail_limit = slot.node, <double>v, <double>lim
                 return R.POSITION_LIMIT
-            util = max(util, ratio(v, lim))
+            if measure:
+                util = max(util, ratio(v, lim))
             s = slot.parent_slot
         # 9. gross and net exposure along the path
         for k in range(node.depth):
@@ -683,7 +713,8 @@ cdef class RiskEngine:
             if dn > 0 and v > lim:
                 self._fail_node, self._fail_value, self._fail_limit = n, v / 1e6, lim / 1e6
                 return R.MAX_GROSS_NOTIONAL
-            util = max(util, ratio(v, lim))
+            if measure:
+                util = max(util, ratio(v, lim))
             if side > 0:
                 v = nd.long_notional - nd.short_notional + nd.wbuy_notional + dn
             else:
@@ -692,7 +723,8 @@ cdef class RiskEngine:
             if dn > 0 and v > lim:
                 self._fail_node, self._fail_value, self._fail_limit = n, v / 1e6, lim / 1e6
                 return R.MAX_NET_NOTIONAL
-            util = max(util, ratio(v, lim))
+            if measure:
+                util = max(util, ratio(v, lim))
         # 10. open orders and message rates
         for k in range(node.depth):
             n = node.path[k]
@@ -702,7 +734,8 @@ cdef class RiskEngine:
                 if nd.open_orders + 1 > lim:
                     self._fail_node, self._fail_value, self._fail_limit = n, nd.open_orders + 1.0, <double>lim
                     return R.MAX_OPEN_ORDERS
-                util = max(util, ratio(nd.open_orders + 1, lim))
+                if measure:
+                    util = max(util, ratio(nd.open_orders + 1, lim))
                 count, length = nd.limits.new_rate_count, nd.limits.new_rate_window
                 if count >= 0:
                     v = window_count(self._new_window[n], self._total(n, W_NEW), now, length)
@@ -726,15 +759,11 @@ cdef class RiskEngine:
                 return R.DUPLICATE_ORDER
         # 12. self-match against the account's own working orders
         v = _price_key(side, p, market)
-        if side > 0:
-            book = &self._rest_sell[leaf_slot]
-            if not book.empty() and v >= deref(book.begin()).first:
-                self._fail_limit = deref(book.begin()).first * ins.tick_size
-                return R.SELF_MATCH
-        else:
-            book = &self._rest_buy[leaf_slot]
-            if not book.empty() and v <= deref(book.rbegin()).first:
-                self._fail_limit = deref(book.rbegin()).first * ins.tick_size
+        book = self._resting_side(leaf_slot, -side)
+        if not book.empty():
+            best = _level_key(-side, book.best())
+            if (v >= best) if side > 0 else (v <= best):
+                self._fail_limit = best * ins.tick_size
                 return R.SELF_MATCH
         self._util = util
         self._eval_price = p
@@ -756,7 +785,6 @@ cdef class RiskEngine:
         cdef Order_t order
         cdef DupKey dkey
         cdef cmap[DupKey, i64].iterator dit
-        cdef cmap[i64, i64]* book
         if record:
             self._nodes[acct].active = 1
         while s >= 0:
@@ -775,8 +803,7 @@ cdef class RiskEngine:
             elif nd.limits.new_rate_count >= 0:
                 window_push(self._new_window[slot.node], self._total(slot.node, W_NEW), now)
             s = slot.parent_slot
-        book = self._resting_side(self._eval_slot, side)
-        book[0][_price_key(side, p, market)] += 1
+        self._resting_side(self._eval_slot, side).add(_level_key(side, _price_key(side, p, market)))
         if self._dup_window > 0 and not is_modify:
             dkey.first.first = _slot_key(acct, sym)
             dkey.first.second = q * 2 + (side > 0)
@@ -801,7 +828,7 @@ cdef class RiskEngine:
             order.price = p
             order.remaining = q
             order.filled = 0
-            self._order_index[order_id] = <i32>self._orders.size()
+            self._order_index.set(order_id, <i32>self._orders.size())
             self._orders.push_back(order)
 
     cdef void _release(self, i32 leaf_slot, i64 side, i64 qty, i64 price, i64 price_key,
@@ -811,7 +838,6 @@ cdef class RiskEngine:
         cdef Slot_t* slot
         cdef Node_t* nd
         cdef i64 notional = qty * price * self._instruments[self._slots[leaf_slot].symbol].tick_value
-        cdef cmap[i64, i64]* book
         while s >= 0:
             slot = &self._slots[s]
             nd = &self._nodes[slot.node]
@@ -825,17 +851,14 @@ cdef class RiskEngine:
                 nd.open_orders -= 1
             s = slot.parent_slot
         if close:
-            book = self._resting_side(leaf_slot, side)
-            book[0][price_key] -= 1
-            if book[0][price_key] == 0:
-                book.erase(price_key)
+            self._resting_side(leaf_slot, side).remove(_level_key(side, price_key))
 
     cdef i64* _total(self, i32 node, int which) noexcept nogil:
         """The event count of one of a node's sliding windows."""
         return &self._window_totals[4 * node + which]
 
-    cdef cmap[i64, i64]* _resting_side(self, i32 slot, i64 side) noexcept nogil:
-        """The slot's working orders of one side: price key -> count."""
+    cdef Levels* _resting_side(self, i32 slot, i64 side) noexcept nogil:
+        """The slot's working orders of one side, by level key (see ``_level_key``)."""
         return &self._rest_buy[slot] if side > 0 else &self._rest_sell[slot]
 
     # ------------------------------------------------------------ positions
@@ -973,7 +996,7 @@ cdef class RiskEngine:
         cdef bint market = price is None
         cdef uint8_t code = self._evaluate(
             self._lookup_account(account), self._lookup_symbol(symbol), _side(side), _quantity(quantity),
-            0.0 if market else _price(price), market, self._clock.now(), -1, False, 0)
+            0.0 if market else _price(price), market, self._clock.now(), -1, False, 0, True, -1)
         return self._decision(code, quantity)
 
     def submit(self, long long order_id, account, symbol, side, quantity, price=None):
@@ -986,18 +1009,21 @@ cdef class RiskEngine:
         cdef i32 sym = self._lookup_symbol(symbol)
         cdef i64 sd = _side(side), q = _quantity(quantity), now = self._clock.now()
         cdef uint8_t code = self._evaluate(acct, sym, sd, q, 0.0 if market else _price(price), market,
-                                           now, -1, True, order_id)
+                                           now, -1, True, order_id, True, -1)
         if code == R.OK:
             self._reserve(order_id, acct, sym, sd, q, market, now, True, False)
         return self._decision(code, quantity)
 
+    cdef i32 _order_row(self, i64 order_id) noexcept nogil:
+        """Row of an order in the order table, -1 when unknown or forgotten."""
+        cdef i32* found = self._order_index.find(order_id)
+        return -1 if found == NULL else found[0]
+
     cdef i32 _working(self, i64 order_id) noexcept nogil:
-        cdef unordered_map[i64, i32].iterator it = self._order_index.find(order_id)
-        if it == self._order_index.end() or deref(it).second < 0:
+        cdef i32 row = self._order_row(order_id)
+        if row < 0 or self._orders[row].status != OS.WORKING:
             return -1
-        if self._orders[deref(it).second].status != OS.WORKING:
-            return -1
-        return deref(it).second
+        return row
 
     def modify(self, long long order_id, quantity, price=None):
         """Cancel/replace a working order: new remaining quantity and price.
@@ -1022,7 +1048,7 @@ cdef class RiskEngine:
             px = order.price * self._instruments[order.symbol].tick_size
         else:
             px = _price(price)
-        code = self._evaluate(order.account, order.symbol, order.side, q, px, market, now, oidx, False, 0)
+        code = self._evaluate(order.account, order.symbol, order.side, q, px, market, now, oidx, False, 0, True, order.slot)
         if code != R.OK:
             return self._decision(code, quantity)
         order = &self._orders[oidx]
@@ -1118,13 +1144,35 @@ cdef class RiskEngine:
         # page in fresh memory for its take-back list every time.
         cdef vector[Booked]* booked = &self._booked
         cdef Booked b
+        cdef i32 ahead[LOOKAHEAD]                  # slot of order j at ahead[j % LOOKAHEAD], -1 unknown
+        cdef Py_ssize_t j
+        cdef i32* found
         booked.clear()
         with nogil:
-            for i in range(n):
+            # Starts LOOKAHEAD / 2 early, so the first orders' slots are looked up too.
+            for i in range(-(LOOKAHEAD // 2), n):
+                j = i + LOOKAHEAD
+                if j < n:
+                    self._slot_index.prefetch(_slot_key(accounts[j], symbols[j]))
+                    if record:
+                        self._order_index.prefetch(order_ids[j])
+                j = i + LOOKAHEAD // 2
+                if j < n:
+                    if j > 0 and accounts[j] == accounts[j - 1] and symbols[j] == symbols[j - 1]:
+                        ahead[j % LOOKAHEAD] = ahead[(j - 1) % LOOKAHEAD]     # a run in one slot: cached
+                    else:
+                        found = self._slot_index.find(_slot_key(accounts[j], symbols[j]))
+                        ahead[j % LOOKAHEAD] = -1 if found == NULL else found[0]
+                        self._prefetch_slot(ahead[j % LOOKAHEAD])
+                j = i + LOOKAHEAD // 4
+                if 0 <= j < n:
+                    self._prefetch_chain(ahead[j % LOOKAHEAD])
+                if i < 0:
+                    continue
                 if record:
                     oid = order_ids[i]
                 code = self._evaluate(accounts[i], symbols[i], sides[i], quantities[i], prices[i],
-                                      market[i] != 0, now, -1, record, oid)
+                                      market[i] != 0, now, -1, record, oid, False, ahead[i % LOOKAHEAD])
                 reasons[i] = code
                 if code == R.OK:
                     self._reserve(oid, accounts[i], symbols[i], sides[i], quantities[i], market[i] != 0,
@@ -1132,12 +1180,35 @@ cdef class RiskEngine:
                     if not record:
                         booked.push_back(Booked(row=i, slot=self._eval_slot, price=self._eval_price))
             # A what-if batch takes back what it booked, newest first.
-            while not booked.empty():
-                b = booked.back()
-                booked.pop_back()
+            for j in range(<Py_ssize_t>booked.size() - 1, -1, -1):
+                if j >= LOOKAHEAD // 2:
+                    self._prefetch_slot(booked[0][j - LOOKAHEAD // 2].slot)
+                if j >= LOOKAHEAD // 4:
+                    self._prefetch_chain(booked[0][j - LOOKAHEAD // 4].slot)
+                b = booked[0][j]
                 i = b.row
                 self._unbook(accounts[i], symbols[i], b.slot, sides[i], quantities[i], b.price, market[i] != 0)
+            booked.clear()
         return out
+
+    cdef void _prefetch_slot(self, i32 s) noexcept nogil:
+        """Start loading a leaf slot's row and its price-level headers."""
+        if s >= 0:
+            _prefetch_row(&self._slots[s])
+            prefetch(&self._rest_buy[s])
+            prefetch(&self._rest_sell[s])
+
+    cdef void _prefetch_chain(self, i32 s) noexcept nogil:
+        """Once the leaf row is in cache: start loading its parent's row and both sides' levels.
+
+        The rows further up (the firm's, one per symbol) are few and stay cached.
+        """
+        if s < 0:
+            return
+        self._rest_buy[s].prefetch()
+        self._rest_sell[s].prefetch()
+        if self._slots[s].parent_slot >= 0:
+            _prefetch_row(&self._slots[self._slots[s].parent_slot])
 
     cdef void _unbook(self, i32 acct, i32 sym, i32 leaf_slot, i64 side, i64 q, i64 p, bint market) noexcept nogil:
         # Exact inverse of _reserve for an unrecorded order (integers make it exact).
@@ -1178,10 +1249,10 @@ cdef class RiskEngine:
         A fill on an order that is no longer working, or beyond its remaining
         quantity, is applied to the position in full: a fill is never lost.
         """
-        cdef unordered_map[i64, i32].iterator it = self._order_index.find(order_id)
-        if it == self._order_index.end() or deref(it).second < 0:
+        cdef i32 row = self._order_row(order_id)
+        if row < 0:
             raise UnknownOrderError(f"fill for unknown order {order_id}")
-        cdef Order_t* order = &self._orders[deref(it).second]
+        cdef Order_t* order = &self._orders[row]
         cdef i64 q = _quantity(quantity)
         cdef i64 p = self._fill_price(order.symbol, price)
         if q == 0:
@@ -1238,10 +1309,10 @@ cdef class RiskEngine:
         return True
 
     cdef bint _finish(self, i64 order_id, int8_t status) except -1:
-        cdef unordered_map[i64, i32].iterator it = self._order_index.find(order_id)
-        if it == self._order_index.end() or deref(it).second < 0:
+        cdef i32 row = self._order_row(order_id)
+        if row < 0:
             raise UnknownOrderError(f"unknown order {order_id}")
-        cdef Order_t* order = &self._orders[deref(it).second]
+        cdef Order_t* order = &self._orders[row]
         if order.status != OS.WORKING:
             return False
         self._release(order.slot, order.side, order.remaining, order.price,
@@ -1332,20 +1403,20 @@ cdef class RiskEngine:
                 nd.state_cause = 0
         for j in range(self._orders.size()):
             if self._orders[j].status == OS.WORKING:
-                self._order_index[self._orders[j].id] = <i32>working.size()
+                self._order_index.set(self._orders[j].id, <i32>working.size())
                 working.push_back(self._orders[j])
             else:
-                self._order_index[self._orders[j].id] = -1
+                self._order_index.set(self._orders[j].id, -1)
         self._orders.swap(working)
 
     # ------------------------------------------------------------ snapshots
 
     def order(self, long long order_id):
         """Return an order's state as an ``OrderInfo``."""
-        cdef unordered_map[i64, i32].iterator it = self._order_index.find(order_id)
-        if it == self._order_index.end() or deref(it).second < 0:
+        cdef i32 row = self._order_row(order_id)
+        if row < 0:
             raise UnknownOrderError(f"unknown order {order_id}")
-        cdef Order_t o = self._orders[deref(it).second]
+        cdef Order_t o = self._orders[row]
         return OrderInfo(o.id, self._account_names[o.account], self._symbol_names[o.symbol], o.side,
                          o.price * self._instruments[o.symbol].tick_size, o.remaining, o.filled,
                          bool(o.market), OrderStatus(o.status))
@@ -1354,11 +1425,11 @@ cdef class RiskEngine:
         """Return the position of a node (leaf or aggregate) in one symbol."""
         cdef i32 nid = self.account_id(account)
         cdef i32 sid = self.symbol_id(symbol)
-        cdef i64 key = _slot_key(nid, sid)
+        cdef i32* found = self._slot_index.find(_slot_key(nid, sid))
         cdef Instrument_t* ins = &self._instruments[sid]
-        if not self._slot_index.count(key):
+        if found == NULL:
             return Position(self._account_names[nid], self._symbol_names[sid], 0, 0.0, 0.0, 0.0)
-        cdef Slot_t* s = &self._slots[self._slot_index[key]]
+        cdef Slot_t* s = &self._slots[found[0]]
         return Position(self._account_names[nid], self._symbol_names[sid], s.pos,
                         <double>s.cost / s.pos * ins.tick_size if s.pos else 0.0, s.realized / 1e6,
                         _unrealized(s.pos, s.cost, ins.ref, ins.tick_value) / 1e6)
@@ -1586,10 +1657,11 @@ cdef class RiskEngine:
             "slots": _vector_bytes(self._slots.data(), self._slots.size(), sizeof(Slot_t)),
             "orders": _vector_bytes(self._orders.data(), self._orders.size(), sizeof(Order_t)),
             "events": _vector_bytes(self._events.data(), self._events.size(), sizeof(Event_t)),
-            "order_index": dict(self._order_index),
+            "order_index": _id_map_dict(self._order_index),
             "windows": [_windows_list(self._new_window), _windows_list(self._modify_window),
                         _windows_list(self._cancel_window), _windows_list(self._fill_window)],
-            "resting": [(j, dict(self._rest_buy[j]), dict(self._rest_sell[j])) for j in range(self._slots.size())
+            "resting": [(j, _levels_dict(self._rest_buy[j], 1), _levels_dict(self._rest_sell[j], -1))
+                        for j in range(self._slots.size())
                         if not (self._rest_buy[j].empty() and self._rest_sell[j].empty())],
             "dup_last": dict(self._dup_last),
             "dup_expiry": [(self._dup_expiry[j].first, self._dup_expiry[j].second)
@@ -1635,12 +1707,12 @@ cdef class RiskEngine:
         for j in range(eng._slots.size()):
             if eng._slots[j].symbol < 0 or <size_t>eng._slots[j].symbol >= eng._instruments.size():
                 raise StateError(f"slot {j} names an unknown symbol")
-            eng._slot_index[_slot_key(eng._slots[j].node, eng._slots[j].symbol)] = <i32>j
+            eng._slot_index.set(_slot_key(eng._slots[j].node, eng._slots[j].symbol), <i32>j)
             eng._symbol_slots[eng._slots[j].symbol].push_back(<i32>j)
         for k, v in state["order_index"].items():
             if not -1 <= v < <i64>eng._orders.size():
                 raise StateError(f"order index of order {k} points outside the order table")
-            eng._order_index[k] = v
+            eng._order_index.set(k, v)
         _check_references(eng)
         new, modify, cancel, fills = state["windows"]
         _load_windows(eng._new_window, new)
@@ -1658,8 +1730,8 @@ cdef class RiskEngine:
         for j, buys, sells in state["resting"]:
             if not 0 <= j < <i64>eng._slots.size():
                 raise StateError(f"working orders recorded for unknown slot {j}")
-            eng._rest_buy[j] = buys
-            eng._rest_sell[j] = sells
+            _load_levels(&eng._rest_buy[j], buys, 1)
+            _load_levels(&eng._rest_sell[j], sells, -1)
         for ((a, b), c), v in state["dup_last"].items():
             dkey.first.first, dkey.first.second, dkey.second = a, b, c
             eng._dup_last[dkey] = v
@@ -1739,3 +1811,21 @@ cdef void _load_windows(vector[Runs]& windows, list lists) except *:
         for t, c in runs:
             window.push_back(pair[i64, i64](t, c))
         windows.push_back(window)
+
+
+cdef dict _id_map_dict(IdMap& ids):
+    cdef size_t j
+    return {ids.key_at(j): ids.value_at(j) for j in range(ids.capacity()) if ids.occupied(j)}
+
+
+cdef dict _levels_dict(Levels& levels, i64 side):
+    """Price key -> count of one side's working orders (snapshots keep plain price keys)."""
+    cdef size_t j
+    return {_level_key(side, levels.key_at(j)): levels.count_at(j) for j in range(levels.size())}
+
+
+cdef void _load_levels(Levels* levels, dict counts, i64 side) except *:
+    for key, count in counts.items():
+        if count <= 0:
+            raise StateError(f"working order count {count!r} at price key {key!r} is not positive")
+        levels.add(_level_key(side, key), count)

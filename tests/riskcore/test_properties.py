@@ -479,11 +479,12 @@ class Harness:
             for row in rows:  # aggregate(): the same figures in currency, with net and gross
                 n, _parent, long, short, wb, ws, realized, unrealized, daily, open_orders, state = row
                 a = engine.aggregate(NODES[n])
-                got = (round(a.long * 1e6), round(a.short * 1e6), round(a.net * 1e6), round(a.gross * 1e6),
-                       round(a.working_buy * 1e6), round(a.working_sell * 1e6), round(a.realized * 1e6),
-                       round(a.unrealized * 1e6), round(a.daily_pnl * 1e6), a.open_orders, int(a.state))
-                assert got == (long, short, long - short, long + short + wb + ws, wb, ws, realized, unrealized,
-                               daily, open_orders, state), f"aggregate({NODES[n]!r}) differs\n  {context}"
+                got = (a.long, a.short, a.net, a.gross, a.working_buy, a.working_sell, a.realized, a.unrealized,
+                       a.daily_pnl, a.open_orders, int(a.state))
+                # Exact micro-units divided once, as the engine does: equal floats even beyond 2**53.
+                expected = tuple(v / 1e6 for v in (long, short, long - short, long + short + wb + ws, wb, ws,
+                                                    realized, unrealized, daily)) + (open_orders, state)
+                assert got == expected, f"aggregate({NODES[n]!r}) differs\n  {context}"
             got_events = sorted((ev.time, ev.account, int(ev.reason)) for ev in engine.drain_events())
             assert got_events == expected_events, (
                 f"breach events: model {expected_events}, engine {got_events}\nlast operations:\n  {context}")

@@ -1,0 +1,159 @@
+// Flat tables for the engine's hot lookups.
+//
+// The standard containers cost a heap node per entry: an unordered_map lookup
+// is two or three dependent cache misses and a std::map insert is a malloc.
+// With an order flow spread over 100k positions those misses are the whole
+// cost of a check, so the two structures every order touches are kept flat:
+// one probe into a contiguous table, and a sorted vector that stops
+// allocating once it has grown.
+#pragma once
+
+#include <algorithm>
+#include <climits>
+#include <cstddef>
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+namespace riskcore {
+
+// int64 key -> int32 value by open addressing with linear probing, at most
+// half full. Entries are never erased (the engine overwrites values instead),
+// so probing needs no tombstones.
+class IdMap {
+  public:
+    IdMap() { reset(16); }
+
+    // Pointer to the value stored under key, or nullptr.
+    int32_t* find(int64_t key) {
+        for (size_t i = bucket(key);; i = (i + 1) & mask_) {
+            Entry& e = table_[i];
+            if (e.value == EMPTY) return nullptr;
+            if (e.key == key) return &e.value;
+        }
+    }
+
+    bool contains(int64_t key) { return find(key) != nullptr; }
+
+    // Store value (never INT32_MIN) under key.
+    void set(int64_t key, int32_t value) {
+        if (2 * (size_ + 1) > table_.size()) grow();
+        place(key, value);
+    }
+
+    // Start loading the cache line key hashes to, ahead of a find.
+    void prefetch(int64_t key) const { __builtin_prefetch(&table_[bucket(key)]); }
+
+    size_t size() const { return size_; }
+
+    // Iteration over the raw table, for snapshots: skip positions not occupied.
+    size_t capacity() const { return table_.size(); }
+    bool occupied(size_t i) const { return table_[i].value != EMPTY; }
+    int64_t key_at(size_t i) const { return table_[i].key; }
+    int32_t value_at(size_t i) const { return table_[i].value; }
+
+    void clear() { reset(16); }
+
+  private:
+    struct Entry {
+        int64_t key;
+        int32_t value;
+    };
+    static constexpr int32_t EMPTY = INT32_MIN;
+
+    // Fibonacci hashing: sequential ids and (node, symbol) pairs spread evenly.
+    size_t bucket(int64_t key) const {
+        return static_cast<size_t>((static_cast<uint64_t>(key) * 0x9E3779B97F4A7C15ull) >> shift_);
+    }
+
+    void place(int64_t key, int32_t value) {
+        for (size_t i = bucket(key);; i = (i + 1) & mask_) {
+            Entry& e = table_[i];
+            if (e.value == EMPTY) {
+                e.key = key;
+                e.value = value;
+                ++size_;
+                return;
+            }
+            if (e.key == key) {
+                e.value = value;
+                return;
+            }
+        }
+    }
+
+    void reset(size_t capacity) {
+        table_.assign(capacity, Entry{0, EMPTY});
+        mask_ = capacity - 1;
+        shift_ = 64 - __builtin_ctzll(capacity);
+        size_ = 0;
+    }
+
+    void grow() {
+        std::vector<Entry> old;
+        old.swap(table_);
+        reset(old.size() * 2);
+        for (const Entry& e : old)
+            if (e.value != EMPTY) place(e.key, e.value);
+    }
+
+    std::vector<Entry> table_;
+    size_t mask_ = 0;
+    int shift_ = 0;
+    size_t size_ = 0;
+};
+
+// How many working orders rest at each price key on one side of one slot,
+// sorted ascending with the best level last: the engine stores buy keys as
+// they are and sell keys bit-inverted (~key), so "best" is the highest buy and
+// the lowest sell alike, and new quotes, which mostly join near the top of the
+// book, move few entries.
+class Levels {
+  public:
+    void add(int64_t key, int64_t count = 1) {
+        auto it = locate(key);
+        if (it != levels_.end() && it->first == key)
+            it->second += count;
+        else
+            levels_.insert(it, std::make_pair(key, count));
+    }
+
+    // Take one order off key's level; the level goes when it is empty.
+    void remove(int64_t key) {
+        auto it = locate(key);
+        if (it == levels_.end() || it->first != key) return;
+        if (--it->second == 0) levels_.erase(it);
+    }
+
+    bool empty() const { return levels_.empty(); }
+    int64_t best() const { return levels_.back().first; }
+
+    // Start loading the levels' storage (the slot's vector header must be cached).
+    void prefetch() const {
+        if (!levels_.empty()) __builtin_prefetch(&levels_.back());
+    }
+
+    size_t size() const { return levels_.size(); }
+    int64_t key_at(size_t i) const { return levels_[i].first; }
+    int64_t count_at(size_t i) const { return levels_[i].second; }
+
+  private:
+    using Level = std::pair<int64_t, int64_t>;
+    static constexpr std::ptrdiff_t NEAR_BEST = 4;   // levels in the cache line prefetch() loads
+
+    // First level not below key: the few best levels are scanned from the top
+    // (where the flow lands, already in cache), the rest by binary search.
+    std::vector<Level>::iterator locate(int64_t key) {
+        auto it = levels_.end();
+        for (std::ptrdiff_t k = 0; k < NEAR_BEST && it != levels_.begin(); ++k) {
+            if ((it - 1)->first < key) return it;
+            --it;
+        }
+        return std::lower_bound(levels_.begin(), it, key,
+                                [](const Level& level, int64_t k) { return level.first < k; });
+    }
+
+    std::vector<Level> levels_;
+};
+
+}  // namespace riskcore

@@ -1,0 +1,28 @@
+# Flat hash table and price levels of tables.h (see there for why they exist).
+from riskcore._types cimport i64, i32
+
+cdef extern from "tables.h" namespace "riskcore" nogil:
+    cdef cppclass IdMap:
+        IdMap()
+        i32* find(i64 key)
+        bint contains(i64 key)
+        void set(i64 key, i32 value)
+        void prefetch(i64 key)
+        size_t size()
+        size_t capacity()
+        bint occupied(size_t i)
+        i64 key_at(size_t i)
+        i32 value_at(size_t i)
+        void clear()
+
+    cdef cppclass Levels:
+        Levels()
+        void add(i64 key)
+        void add(i64 key, i64 count)
+        void remove(i64 key)
+        bint empty()
+        i64 best()
+        void prefetch()
+        size_t size()
+        i64 key_at(size_t i)
+        i64 count_at(size_t i)
