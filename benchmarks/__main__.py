@@ -471,11 +471,13 @@ def preamble(name: str, overhead: dict[str, float]) -> list[str]:
                 f"perf_counter_ns reads) subtracted; throughput is from loops with no timer inside.",
                 "Targets: published (pub) risk check < 100 µs, aggregation < 1 ms; the rest are our goals."]
     if name == "service":
-        from benchmarks.processes import LEGACY_IO_EXPERIMENTS
+        from services.common.grpc_io import LEGACY_IO_EXPERIMENTS
 
-        return ["Rows marked 'defaults' run with grpcio's defaults; 'EE off' with "
+        return ["Rows marked 'defaults' run with grpcio's defaults (GRPC_EXPERIMENTS=\"\"); 'EE off' with "
                 f"GRPC_EXPERIMENTS={LEGACY_IO_EXPERIMENTS}",
-                "set in the servers' and the clients' environment (a measurement, not a default of the service).",
+                "set in the servers' and the clients' environment. 'EE off' is the risk server's own default when "
+                "GRPC_EXPERIMENTS is unset;",
+                "a client process chooses for itself.",
                 "Latency is per call in the client (perf_counter_ns around the call), from call to answer."]
     return ["SQLite with synchronous=FULL on this machine's disk; JetStream on a local nats-server (file storage, "
             "1 replica).",

@@ -21,11 +21,8 @@ import urllib.error
 import urllib.request
 from typing import Any, Callable
 
-# The gRPC experiments the issue measured: with them off, grpcio falls back to
-# its older (epoll-based) I/O paths. Set in the environment of both the server
-# and the client before grpc is imported; never a default of the service.
-LEGACY_IO_EXPERIMENTS = ("-event_engine_client,-event_engine_listener,"
-                         "-event_engine_for_all_other_endpoints,-event_engine_callback_cq")
+from services.common.grpc_io import LEGACY_IO_EXPERIMENTS
+
 START_TIMEOUT = 60.0          # a server or nats-server to come up (a 1M-record recovery included)
 STOP_TIMEOUT = 15.0
 NATS_SERVER = "/usr/sbin/nats-server"
@@ -34,10 +31,10 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 
 
 def grpc_env(legacy_io: bool) -> dict[str, str]:
-    """This process's environment with ``GRPC_EXPERIMENTS`` set to :data:`LEGACY_IO_EXPERIMENTS` or removed."""
-    env = {k: v for k, v in os.environ.items() if k != "GRPC_EXPERIMENTS"}
-    if legacy_io:
-        env["GRPC_EXPERIMENTS"] = LEGACY_IO_EXPERIMENTS
+    """This process's environment with ``GRPC_EXPERIMENTS`` set to :data:`LEGACY_IO_EXPERIMENTS` or to ""
+    (grpcio's defaults, which the server then keeps instead of applying its own default)."""
+    env = dict(os.environ)
+    env["GRPC_EXPERIMENTS"] = LEGACY_IO_EXPERIMENTS if legacy_io else ""
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
     return env

@@ -10,7 +10,8 @@ answer) gives the floor the engine is compared against.
 
 Everything runs twice: with grpcio's defaults, and with the event-engine
 experiments off (``GRPC_EXPERIMENTS`` in the environment of the servers and
-the clients, see :data:`benchmarks.processes.LEGACY_IO_EXPERIMENTS`).
+the clients, see :data:`services.common.grpc_io.LEGACY_IO_EXPERIMENTS`; the
+service's own default when the variable is unset).
 
 Cases, per mode:
 
@@ -38,8 +39,9 @@ from typing import Callable, Iterator
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
-from benchmarks.processes import Children, LEGACY_IO_EXPERIMENTS, grpc_env, run_clients
+from benchmarks.processes import Children, grpc_env, run_clients
 from benchmarks.results import MS, US, Row, Target, Timing, expect
+from services.common.grpc_io import LEGACY_IO_EXPERIMENTS
 
 SAMPLE_TOML = importlib.resources.files("services.risk").joinpath("sample.toml").read_text()
 
@@ -284,7 +286,7 @@ class ServiceSuite:
                 "targets": [{"name": name, "target": server.target} for name, server in servers.items()]}
         readies, results, _ = self._clients(env, [spec], on_ready=scrape_before)
         ready, result = readies[0], results[0]
-        expect(ready["grpc_experiments"] == (LEGACY_IO_EXPERIMENTS if tag == "EE off" else None),
+        expect(ready["grpc_experiments"] == (LEGACY_IO_EXPERIMENTS if tag == "EE off" else ""),
                f"client saw GRPC_EXPERIMENTS={ready['grpc_experiments']!r}")
         for name, hexed in ready["answers"].items():
             expect(bytes.fromhex(hexed) == answer, f"{name} answered {hexed}, not the engine's {answer.hex()}")

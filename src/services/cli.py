@@ -11,6 +11,9 @@ from riskcore import __version__
 
 
 def _serve_risk(args: argparse.Namespace) -> int:
+    from services.common.grpc_io import prefer_legacy_io
+
+    prefer_legacy_io()  # first: nothing below may import grpc before it
     from services.common.logging import configure_logging
     from services.risk.config import ConfigError, load_config
     from services.risk.journal import JournalError

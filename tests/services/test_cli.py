@@ -1,5 +1,6 @@
 """The ``riskcore`` command, run as the installed console script in child processes."""
 import hashlib
+import json
 import pathlib
 import signal
 import subprocess
@@ -125,3 +126,27 @@ def test_serve_risk_runs_on_the_given_ports_until_sigterm(spawn, config_file):
     assert child.http("/health") == (200, "ok\n")
     child.signal(signal.SIGTERM)
     assert child.wait() == 0
+
+
+def _started_line(child) -> dict:
+    lines = [json.loads(line) for line in child.output().splitlines() if line.startswith("{")]
+    started = [line for line in lines if line.get("event") == "risk engine started"]
+    assert len(started) == 1, child.output()
+    return started[0]
+
+
+def test_serve_risk_runs_on_grpcs_legacy_io_when_the_environment_does_not_choose(spawn, config_file, monkeypatch):
+    from services.common.grpc_io import LEGACY_IO_EXPERIMENTS
+
+    monkeypatch.delenv("GRPC_EXPERIMENTS", raising=False)
+    child = spawn(config_file(), command=(str(RISKCORE), "serve", "risk")).wait_ready()
+
+    assert _started_line(child)["grpc_experiments"] == LEGACY_IO_EXPERIMENTS
+
+
+@pytest.mark.parametrize("chosen", ["", "-event_engine_client"], ids=["grpc-defaults", "own-choice"])
+def test_serve_risk_keeps_the_grpc_experiments_the_environment_chose(spawn, config_file, monkeypatch, chosen):
+    monkeypatch.setenv("GRPC_EXPERIMENTS", chosen)
+    child = spawn(config_file(), command=(str(RISKCORE), "serve", "risk")).wait_ready()
+
+    assert _started_line(child)["grpc_experiments"] == chosen
