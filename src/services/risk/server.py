@@ -145,6 +145,7 @@ class RiskServer:
         else:
             await self._serve()
         log.info("risk engine started", grpc_port=self.port, http_port=self.http_port, role=self.role,
+                 grpc_experiments=os.environ.get("GRPC_EXPERIMENTS"),
                  tls=credentials is not None, auth=self.calls.auth.enabled, journal=getattr(self.journal, "path", None),
                  accounts=len(self.engine.accounts), instruments=len(self.engine.symbols))
 
