@@ -154,8 +154,12 @@ class _Call:
     def _begin(self) -> CallContext:
         handling, context = self.handling, self.context
         metadata = context.invocation_metadata()
-        request_id = next((v for k, v in metadata or () if k == "x-request-id"), None) or next(handling._ids)
-        structlog.contextvars.bind_contextvars(request_id=request_id, method=self.method)
+        request_id = None
+        for key, value in metadata or ():
+            if key == "x-request-id":
+                request_id = value
+                break
+        structlog.contextvars.bind_contextvars(request_id=request_id or next(handling._ids), method=self.method)
         remaining = context.time_remaining()
         if remaining is not None and remaining <= 0:
             raise _Expired()
