@@ -6,23 +6,29 @@ has accumulated in one transaction (group commit: many records per fsync
 under load, one per fsync when idle) and then wakes the waiting calls. A
 snapshot of the whole state is stored in the same database, and the records
 it covers are deleted in the same transaction, so recovery is always "newest
-snapshot + the records after it".
+snapshot + the records after it"; a child process (:mod:`journal_reader`)
+reads and checks those records while the service replays them.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import hashlib
 import io
+import marshal
 import pickle
 import queue
 import sqlite3
-import struct
+import subprocess
+import sys
 import threading
 import time
-import zlib
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import IO, Any, Callable, Iterator, NamedTuple, cast
 
 from services.common.calls import Unavailable
+from services.risk import journal_reader
+from services.risk.journal_reader import record_crc
 
 FORMAT_VERSION = 1
 
@@ -40,14 +46,6 @@ class Record(NamedTuple):
     payload: bytes
 
 
-_KEY = struct.Struct("<qB")
-
-
-def record_crc(time_ns: int, kind: int, payload: bytes) -> int:
-    """CRC-32 over the time, the kind and the payload."""
-    return zlib.crc32(payload, zlib.crc32(_KEY.pack(time_ns, kind)))
-
-
 class _PlainData(pickle.Unpickler):
     # Snapshots hold only dicts, lists, tuples, sets, bytes, str, int, float and
     # None; refusing every class keeps a tampered file from running code.
@@ -61,6 +59,19 @@ def encode_snapshot(state: dict) -> bytes:
 
 def decode_snapshot(blob: bytes) -> dict:
     return _PlainData(io.BytesIO(blob)).load()
+
+
+def _read_message(stream: IO[bytes]) -> list | str | None:
+    """The journal reader's next message; EOFError when its output ends before one."""
+    size = journal_reader.SIZE
+    header = stream.read(size.size)
+    if len(header) == size.size:
+        (length,) = size.unpack(header)
+        body = stream.read(length)
+        if len(body) == length:
+            # marshal, not pickle: the child sends only strs and lists of tuples of ints and bytes.
+            return marshal.loads(body)
+    raise EOFError
 
 
 class SqliteJournal:
@@ -115,8 +126,10 @@ class SqliteJournal:
 
     # ---------------------------------------------------------- recovery
 
-    def load(self) -> tuple[int, dict | None, Iterator[Record]]:
+    def load(self) -> tuple[int, dict | None, Iterator[tuple[int, int, int, bytes]]]:
         """Return ``(snapshot seq, snapshot state or None, records after it)``.
+
+        The records are ``(seq, time_ns, kind, payload)`` tuples, each checked as it is read.
 
         Raises
         ------
@@ -144,20 +157,24 @@ class SqliteJournal:
                 raise JournalError(f"{self.path}: snapshot at seq {base} cannot be decoded: {error}") from None
         return base, state, self._records_after(base)
 
-    def _records_after(self, base: int) -> Iterator[Record]:
-        expected = base + 1
-        try:
-            cursor = self._db.execute(
-                "SELECT seq, time_ns, kind, payload, crc FROM journal WHERE seq > ? ORDER BY seq", (base,))
-            for seq, time_ns, kind, payload, crc in cursor:
-                if seq != expected:
-                    raise JournalError(f"{self.path}: journal jumps from seq {expected - 1} to {seq}")
-                if record_crc(time_ns, kind, payload) != crc:
-                    raise JournalError(f"{self.path}: journal record {seq} fails its checksum")
-                expected += 1
-                yield Record(seq, time_ns, kind, payload)
-        except sqlite3.DatabaseError as error:
-            raise JournalError(f"{self.path}: {error}") from None
+    def _records_after(self, base: int) -> Iterator[tuple[int, int, int, bytes]]:
+        # Read and checked by a child process, on another core than the replay (see journal_reader).
+        command = [sys.executable, "-I", "-S", journal_reader.__file__, self.path, str(base)]
+        with subprocess.Popen(command, stdout=subprocess.PIPE) as reader:
+            stream = cast(IO[bytes], reader.stdout)
+            # Room for a few messages, so that neither process waits for the other at every one
+            # (which costs most when the other core is busy too). Capped by /proc/sys/fs/pipe-max-size.
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(stream.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)
+            try:
+                while (message := _read_message(stream)) is not None:
+                    if isinstance(message, str):
+                        raise JournalError(f"{self.path}: {message}")
+                    yield from message
+            except EOFError:
+                raise JournalError(f"{self.path}: the journal reader stopped (exit status {reader.wait()})") from None
+            finally:
+                reader.kill()  # finished, failed, or abandoned by the caller: nothing more to read
 
     # ------------------------------------------------------------ writing
 

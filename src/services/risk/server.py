@@ -187,7 +187,7 @@ class RiskServer:
         service = self.service
 
         def apply(record) -> None:
-            service.replay(record.seq, record.time_ns, record.kind, record.payload)
+            service.replay((record,))
 
         async def follow_forever() -> None:
             while True:

@@ -18,7 +18,8 @@ import asyncio
 import math
 import time
 from enum import IntEnum
-from typing import Optional
+from itertools import islice
+from typing import Iterable, Optional
 
 import numpy as np
 
@@ -39,6 +40,8 @@ _EVENTS = {risk_pb2.OrderEvent.CANCELLED: "cancel", risk_pb2.OrderEvent.EXPIRED:
 # Kernel reasons that mean the request itself was malformed, not a business rejection.
 _MALFORMED = frozenset({Reason.INVALID_SIDE, Reason.INVALID_QUANTITY, Reason.INVALID_PRICE})
 _REASON_NAMES = [r.name for r in Reason]
+# Records replayed between yields to the event loop during recovery: a few milliseconds' work.
+_REPLAY_SLICE = 2048
 
 
 class Command(IntEnum):
@@ -227,28 +230,34 @@ class RiskService:
         known = self._answers.get(cid)
         if known is not None:
             return self._replay_answer(cid, known)
-        if self._replay_time is None:
-            args = (self.account(request.account), _text(request.symbol, "symbol"), _side(request.side),
-                    _quantity(request.quantity), _price(request))
-        else:  # journaled requests were validated when they were first applied
-            args = (self.account(request.account), request.symbol, _SIDES[request.side], request.quantity,
-                    request.price if request.HasField("price") else None)
+        args = (self.account(request.account), _text(request.symbol, "symbol"), _side(request.side),
+                _quantity(request.quantity), _price(request))
         self._tick()
-        order_id = self._next_id
         started = time.perf_counter_ns()
-        decision = self.engine.submit(order_id, *args)
+        decision = self._book(cid, *args)
+        self.metrics.decision(decision.code, (time.perf_counter_ns() - started) / 1e9)
+        self._record(Command.SUBMIT, request)
+        return _answer(decision, cid)
+
+    def _replay_submit(self, request: risk_pb2.OrderRequest) -> None:
+        # Validated when first applied, and never a repeat: a repeat is answered, not journaled.
+        self._tick()
+        self._book(request.client_order_id, self.account(request.account), request.symbol, _SIDES[request.side],
+                   request.quantity, request.price if request.HasField("price") else None)
+
+    def _book(self, cid: str, account: str, symbol: str, side: int, quantity: int,
+              price: Optional[float]) -> Decision:
+        """Submit under the next order id; keep the id if accepted, and the answer for repeats of ``cid``."""
+        order_id = self._next_id
+        decision = self.engine.submit(order_id, account, symbol, side, quantity, price)
         if decision.reason in _MALFORMED:
             raise InvalidRequest(decision.message)
-        self._next_id += 1
+        self._next_id = order_id + 1
         if decision.accepted:
             self._order_ids[cid] = order_id
         # Raw fields, not the message: replay stores millions of these and formats none.
         self._answers[cid] = (decision.code, decision.node, decision.value, decision.limit, decision.utilisation)
-        if self._replay_time is not None:
-            return None
-        self.metrics.decision(decision.code, (time.perf_counter_ns() - started) / 1e9)
-        self._record(Command.SUBMIT, request)
-        return _answer(decision, cid)
+        return decision
 
     def _replay_answer(self, cid: str, known: tuple | int) -> risk_pb2.CheckResponse:
         if isinstance(known, int):
@@ -343,13 +352,19 @@ class RiskService:
         A fill for an order this service never booked needs account, symbol and
         side, and is booked as a fill without an order: a fill is never lost.
         """
-        if self._replay_time is None:
-            exec_id = _text(request.exec_id, "exec_id")
-            quantity = _quantity(request.quantity)
-            if not (math.isfinite(request.price) and request.price > 0):
-                raise InvalidRequest(f"price must be finite and > 0, got {request.price}")
-        else:  # validated when first applied
-            exec_id, quantity = request.exec_id, request.quantity
+        _text(request.exec_id, "exec_id")
+        _quantity(request.quantity)
+        if not (math.isfinite(request.price) and request.price > 0):
+            raise InvalidRequest(f"price must be finite and > 0, got {request.price}")
+        applied = self._fill(request)
+        (self._filled if applied else self._duplicate_fill).inc()
+        if applied:
+            self._record(Command.FILL, request)
+            self.publish_engine_events()
+        return risk_pb2.FillAck(applied=applied)
+
+    def _fill(self, request: risk_pb2.Fill) -> bool:
+        """Apply a validated fill (replay applies journaled ones as they are); False for a seen exec id."""
         order_id = self._order_ids.get(request.client_order_id)
         if order_id is None and not (request.account and request.symbol and request.side):
             raise KeyError(f"unknown client_order_id {request.client_order_id!r}; give account, symbol and side "
@@ -357,17 +372,9 @@ class RiskService:
         side = _side(request.side) if order_id is None else 0
         self._tick()
         if order_id is not None:
-            applied = self.engine.on_fill(order_id, quantity, request.price, exec_id)
-        else:
-            applied = self.engine.book_fill(request.account, request.symbol, side, quantity, request.price, exec_id)
-        if self._replay_time is not None:
-            self.engine.drain_events()
-            return None
-        (self._filled if applied else self._duplicate_fill).inc()
-        if applied:
-            self._record(Command.FILL, request)
-            self.publish_engine_events()
-        return risk_pb2.FillAck(applied=applied)
+            return self.engine.on_fill(order_id, request.quantity, request.price, request.exec_id)
+        return self.engine.book_fill(request.account, request.symbol, side, request.quantity, request.price,
+                                     request.exec_id)
 
     def report_fills(self, request: risk_pb2.FillBatch) -> risk_pb2.FillBatchAck:
         """Apply a columnar batch of fills of booked orders, validated whole before any is applied."""
@@ -546,9 +553,9 @@ class RiskService:
 
     def publish_engine_events(self) -> None:
         """Forward the kernel's breach events (daily loss, throttle) to subscribers and the log."""
+        if self._replay_time is not None:
+            return  # replay() drops them: they were published when first applied
         for event in self.engine.drain_events():
-            if self._replay_time is not None:
-                continue
             log.warning("limit breach", account=event.account, reason=event.reason.name, value=event.value,
                         limit=event.limit)
             self.breaches.publish(risk_pb2.Breach(
@@ -591,11 +598,10 @@ class RiskService:
             self.clock.time_ns = 0
         loaded = time.perf_counter()
         replayed = 0
-        for record in records:
-            self.replay(record.seq, record.time_ns, record.kind, record.payload)
-            replayed += 1
-            if replayed % 512 == 0:
-                await asyncio.sleep(0)
+        records = iter(records)
+        while applied := self.replay(islice(records, _REPLAY_SLICE)):
+            replayed += applied
+            await asyncio.sleep(0)
         self.last_seq = max(self.last_seq, base)
         self._snapshot_seq = base
         self.engine.verify()
@@ -604,34 +610,44 @@ class RiskService:
                 "snapshot_seconds": round(loaded - started, 4), "replay_seconds": round(done - loaded, 4),
                 "positions": len(self.engine.positions()), "open_orders": len(self.engine.open_orders())}
 
-    def replay(self, seq: int, time_ns: int, kind: int, payload: bytes) -> None:
-        """Apply one journaled command at its recorded time, without journaling it again."""
-        self.last_seq = seq
-        self._replay_time = time_ns
+    def replay(self, records: Iterable[tuple[int, int, int, bytes]]) -> int:
+        """Apply journaled commands at their recorded times, without journaling them again; return how many.
+
+        Notes
+        -----
+        Recovery runs a million records through here: the loop is kept to a
+        table lookup, a parse and the handler per record.
+        """
+        applied = 0
         try:
-            entry = _REPLAY.get(kind)
-            if entry is None:
-                raise JournalError(f"journal record {seq} has an unknown kind {kind}")
-            handler, message_type = entry
-            request = None if message_type is None else message_type.FromString(payload)
-            handler(self, request)
+            for seq, time_ns, kind, payload in records:
+                self.last_seq = seq
+                entry = _REPLAY.get(kind)
+                if entry is None:
+                    raise JournalError(f"journal record {seq} has an unknown kind {kind}")
+                self._replay_time = time_ns
+                entry[0](self, entry[1](payload))
+                applied += 1
         finally:
             self._replay_time = None
+            self.engine.drain_events()  # breaches were published when first applied
+        return applied
 
 
 _REPLAY = {
-    Command.SUBMIT: (RiskService.submit_order, risk_pb2.OrderRequest),
-    Command.SUBMIT_BATCH: (RiskService.submit_orders, risk_pb2.OrderBatch),
-    Command.MODIFY: (RiskService.modify_order, risk_pb2.ModifyRequest),
-    Command.CANCEL_REQUEST: (RiskService.request_cancel, risk_pb2.CancelRequest),
-    Command.FILL: (RiskService.report_fill, risk_pb2.Fill),
-    Command.FILL_BATCH: (RiskService.report_fills, risk_pb2.FillBatch),
-    Command.ORDER_EVENT: (RiskService.report_order_event, risk_pb2.OrderEvent),
-    Command.PRICES: (RiskService.update_prices, risk_pb2.PriceUpdates),
-    Command.SET_LIMITS: (lambda self, request: RiskService.set_limits(self, request, "journal"), risk_pb2.SetLimitsRequest),
+    Command.SUBMIT: (RiskService._replay_submit, risk_pb2.OrderRequest.FromString),
+    Command.SUBMIT_BATCH: (RiskService.submit_orders, risk_pb2.OrderBatch.FromString),
+    Command.MODIFY: (RiskService.modify_order, risk_pb2.ModifyRequest.FromString),
+    Command.CANCEL_REQUEST: (RiskService.request_cancel, risk_pb2.CancelRequest.FromString),
+    Command.FILL: (RiskService._fill, risk_pb2.Fill.FromString),
+    Command.FILL_BATCH: (RiskService.report_fills, risk_pb2.FillBatch.FromString),
+    Command.ORDER_EVENT: (RiskService.report_order_event, risk_pb2.OrderEvent.FromString),
+    Command.PRICES: (RiskService.update_prices, risk_pb2.PriceUpdates.FromString),
+    Command.SET_LIMITS: (lambda self, request: RiskService.set_limits(self, request, "journal"),
+                         risk_pb2.SetLimitsRequest.FromString),
     Command.SET_STATE: (lambda self, request: RiskService.set_trading_state(self, request, "journal"),
-                        risk_pb2.TradingStateRequest),
-    Command.ROLL_DAY: (lambda self, request: RiskService.roll_day(self), None),
+                        risk_pb2.TradingStateRequest.FromString),
+    Command.ROLL_DAY: (lambda self, request: RiskService.roll_day(self), lambda payload: None),
 }
 
 

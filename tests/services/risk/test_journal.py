@@ -15,6 +15,7 @@ import random
 import re
 import sqlite3
 import struct
+import sys
 import threading
 import time
 
@@ -99,10 +100,9 @@ def test_records_are_committed_when_wait_returns_and_load_back_in_order_after_re
     assert seqs == list(range(1, 51)) and seen == (50, 50)
     base, state, records = load_all(path)
     assert (base, state) == (0, None)
-    assert [(r.seq, r.time_ns, r.kind, r.payload) for r in records] == [
-        (i + 1, 1_000 + i, Command.FILL, fill_payload(i)) for i in range(50)]
+    assert records == [(i + 1, 1_000 + i, Command.FILL, fill_payload(i)) for i in range(50)]
     reopened = append_records(path, 5, start=50)
-    assert reopened.last_seq == 55 and [r.seq for r in load_all(path)[2]] == list(range(1, 56))
+    assert reopened.last_seq == 55 and [seq for seq, *_ in load_all(path)[2]] == list(range(1, 56))
 
 
 def test_many_appends_are_group_committed_in_fewer_transactions_than_records(tmp_path):
@@ -118,7 +118,7 @@ def test_a_snapshot_deletes_the_records_it_covers_and_load_starts_after_it(tmp_p
     assert sql(path, "SELECT MIN(seq), MAX(seq), COUNT(*) FROM journal") == [(31, 34, 4)]
     assert sql(path, "SELECT seq, version FROM snapshots") == [(30, FORMAT_VERSION)]
     base, state, records = load_all(path)
-    assert (base, state, [r.seq for r in records]) == (30, {"marker": 30, "rows": [1, 2, 3]}, [31, 32, 33, 34])
+    assert (base, state, [seq for seq, *_ in records]) == (30, {"marker": 30, "rows": [1, 2, 3]}, [31, 32, 33, 34])
     # A second snapshot replaces the first.
     append_records(path, 0, snapshot=(34, {"marker": 34}))
     assert sql(path, "SELECT seq FROM snapshots") == [(34,)] and sql(path, "SELECT COUNT(*) FROM journal") == [(0,)]
@@ -151,6 +151,19 @@ def test_a_missing_record_is_a_journal_error_naming_the_gap(tmp_path):
     append_records(path, 10)
     sql(path, "DELETE FROM journal WHERE seq = 4")
     with pytest.raises(JournalError, match=r"journal jumps from seq 3 to 5"):
+        load_all(path)
+
+
+def test_records_cut_off_by_the_reader_process_are_a_journal_error_not_the_end_of_the_journal(
+        tmp_path, monkeypatch):
+    path = tmp_path / "j.db"
+    append_records(path, 5_000)
+    # The child that reads the records has its output cut short, as if it died mid-way.
+    cut = tmp_path / "cut-python"
+    cut.write_text(f'#!/bin/sh\n"{sys.executable}" "$@" | head -c 100000\n')
+    cut.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(cut))
+    with pytest.raises(JournalError, match=rf"{path}: the journal reader stopped"):
         load_all(path)
 
 
