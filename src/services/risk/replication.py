@@ -36,6 +36,10 @@ log = get_logger("risk.replication")
 _HEADER = struct.Struct("<qBI")  # time_ns, kind, crc
 
 
+# How long a standby waits on a quiet stream before it checks whether its next record was purged.
+GAP_CHECK_SECONDS = 0.5
+
+
 class JournalGap(JournalError):
     """Records this engine has not applied were purged: reload from the newest snapshot."""
 
@@ -158,7 +162,17 @@ class NatsJournal:
             self.subject, ordered_consumer=True,
             config=api.ConsumerConfig(deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after + 1))
         try:
-            async for msg in subscription.messages:
+            while True:
+                try:
+                    msg = await subscription.next_msg(timeout=GAP_CHECK_SECONDS)
+                except nats.errors.TimeoutError:
+                    # A quiet stream: records purged behind a snapshot show only as a first
+                    # sequence past ours (a dead primary publishes nothing that would reveal them).
+                    first = (await self._js.stream_info(self.stream)).state.first_seq
+                    if first > self.last_seq + 1:
+                        raise JournalGap(f"{self.path}: expected record {self.last_seq + 1}, the stream starts "
+                                         f"at {first}") from None
+                    continue
                 record = self._decode(msg)
                 if record.seq != self.last_seq + 1:
                     raise JournalGap(f"{self.path}: expected record {self.last_seq + 1}, got {record.seq}")

@@ -17,7 +17,7 @@ import pytest
 from grpc_health.v1 import health_pb2
 
 from services.proto import risk_pb2
-from services.risk.replication import NatsJournal
+from services.risk.replication import JournalGap, NatsJournal
 
 from .durability_helpers import (DEADLINE, TRADERS, Trader, account_state, engines,  # noqa: F401
                                  expected_state, nats_url, observed_positions, wait_until, write_config)
@@ -195,6 +195,31 @@ def test_a_follower_behind_a_snapshot_purge_fails_loudly_instead_of_skipping_rec
     applied, failure = asyncio.run(run())
     # Either it fails, or it applies 11.. in order; applying 21.. after 10 silently loses 11..20.
     assert failure is not None or applied[:1] == [11], f"follower applied {applied} after record 10"
+
+
+def test_a_follower_behind_the_newest_snapshot_of_a_quiet_stream_reports_the_gap_instead_of_waiting(nats_url):
+    # The primary dies right after a snapshot purged the records the follower still needs: no later
+    # record will ever arrive to reveal the gap, and a takeover would wait for the follower forever.
+    async def run():
+        primary, follower = NatsJournal([nats_url], "quiet-gap"), NatsJournal([nats_url], "quiet-gap")
+        await primary.connect()
+        primary.start(asyncio.get_running_loop())
+        await follower.connect()
+        await follower.load()
+        for i in range(10):
+            seq = primary.append(i, 5, b"record %d" % i)
+        primary.snapshot(seq, {"state": "after 10"})
+        await asyncio.wait_for(primary.wait(seq), DEADLINE)
+        await wait_for_purge(primary, seq + 1)
+        try:
+            await asyncio.wait_for(follower.follow(follower.last_seq, lambda record: None), 5.0)
+        except JournalGap as gap:
+            return gap
+        finally:
+            await primary.aclose()
+            await follower._nc.drain()
+
+    assert isinstance(asyncio.run(run()), JournalGap)
 
 
 async def wait_for_purge(journal: NatsJournal, first: int) -> None:
