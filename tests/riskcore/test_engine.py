@@ -1181,6 +1181,62 @@ def test_modify_into_the_accounts_own_other_side_rejects_self_match(engine):
     assert engine.modify(2, 10, 100.0).reason == OK
 
 
+def test_self_match_follows_the_best_level_of_a_deep_book_as_levels_come_and_go(engine):
+    # Far more price levels than the few the engine scans from the top, some with several orders.
+    rng = np.random.default_rng(7)
+    sell_ticks = {oid: int(t) for oid, t in enumerate(rng.integers(10_001, 10_080, 120), start=1)}
+    buy_ticks = {oid: int(t) for oid, t in enumerate(rng.integers(9_920, 10_000, 120), start=1_001)}
+    for oid, ticks in sell_ticks.items():
+        assert engine.submit(oid, "alpha", "ACME", SELL, 1, ticks / 100).reason == OK
+    for oid, ticks in buy_ticks.items():
+        assert engine.submit(oid, "alpha", "ACME", BUY, 1, ticks / 100).reason == OK
+    working = {**sell_ticks, **buy_ticks}
+    for oid in rng.permutation(list(working)):
+        engine.on_cancel(int(oid))
+        del working[int(oid)]
+        sells = [t for o, t in working.items() if o in sell_ticks]
+        buys = [t for o, t in working.items() if o in buy_ticks]
+        if sells:
+            assert buy(engine, 1, min(sells) / 100) == Reason.SELF_MATCH
+            assert buy(engine, 1, (min(sells) - 1) / 100) == OK
+        if buys:
+            assert sell(engine, 1, max(buys) / 100) == Reason.SELF_MATCH
+            assert sell(engine, 1, (max(buys) + 1) / 100) == OK
+    assert buy(engine, 1, 100.5) == OK and sell(engine, 1, 99.5) == OK
+
+
+def test_orders_booked_by_a_large_batch_are_all_found_by_id_afterwards(engine):
+    # Enough orders to grow the order index many times over, with ids anywhere in 64 bits.
+    rng = np.random.default_rng(3)
+    n = 50_000
+    ids = rng.choice(np.iinfo(np.int64).max, n, replace=False) * rng.choice([-1, 1], n)
+    account = engine.account_id("solo")
+    codes = engine.submit_batch(ids, np.full(n, account, np.int32), np.zeros(n, np.int32),
+                                np.full(n, BUY, np.int8), np.ones(n, np.int64), np.full(n, 99.0))
+    assert (codes == OK).all()
+    assert engine.submit(int(ids[123]), "solo", "ACME", BUY, 1, 99.0).reason == Reason.DUPLICATE_ORDER_ID
+    for oid in rng.permutation(ids)[:5_000]:
+        assert engine.order(int(oid)).remaining == 1
+        engine.on_cancel(int(oid))
+    assert engine.aggregate("solo").open_orders == n - 5_000
+
+
+def test_check_batch_over_a_deep_book_takes_back_every_level_it_added(engine):
+    rng = np.random.default_rng(11)
+    for oid, ticks in enumerate(rng.integers(10_001, 10_060, 80), start=1):
+        engine.submit(oid, "alpha", "ACME", SELL, 1, int(ticks) / 100)
+    before = engine.to_state()
+    n = 5_000
+    sides = rng.choice(np.array([BUY, SELL], dtype=np.int8), n)
+    # Buys below the sells (no self-match), sells anywhere above: new levels and existing ones.
+    ticks = np.where(sides == BUY, rng.integers(9_900, 10_000, n), rng.integers(10_001, 10_200, n))
+    account = engine.account_id("alpha")
+    codes = engine.check_batch(np.full(n, account, np.int32), np.zeros(n, np.int32), sides,
+                               np.ones(n, np.int64), ticks / 100)
+    assert (codes == OK).all()
+    assert engine.to_state() == before
+
+
 def test_modify_does_not_see_the_order_it_replaces(engine):
     engine.submit(1, "alpha", "ACME", BUY, 10, 99.0)
     assert engine.modify(1, 10, 101.0).reason == OK
