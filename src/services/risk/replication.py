@@ -36,8 +36,10 @@ log = get_logger("risk.replication")
 _HEADER = struct.Struct("<qBI")  # time_ns, kind, crc
 
 
-# How long a standby waits on a quiet stream before it checks whether its next record was purged.
+# How long a standby waits on a quiet stream (or on a snapshot read) before it checks whether
+# what it is reading was purged or replaced; and how long a snapshot read may take in all.
 GAP_CHECK_SECONDS = 0.5
+SNAPSHOT_READ_SECONDS = 30.0
 
 
 class JournalGap(JournalError):
@@ -101,12 +103,7 @@ class NatsJournal:
     async def load(self) -> tuple[int, dict | None, list[Record]]:
         """Return ``(snapshot seq, snapshot state or None, records after it up to the stream's end)``."""
         base, state = 0, None
-        try:
-            blob = (await asyncio.wait_for(self._objects.get(self.name), timeout=30)).data
-        except (ObjectNotFoundError, NotFoundError):
-            blob = None
-        except asyncio.TimeoutError:
-            raise JournalError(f"{self.path}: reading the snapshot timed out") from None
+        blob = await self._read_snapshot()
         if blob:
             header, _, body = blob.partition(b"\n")
             meta = json.loads(header)
@@ -134,6 +131,36 @@ class NatsJournal:
                 await subscription.unsubscribe()
         self.last_seq = self.durable_seq = max(end, base)
         return base, state, records
+
+    async def _read_snapshot(self) -> bytes | None:
+        """The newest snapshot object, or None when there is none.
+
+        A new snapshot deletes the chunks of the one before, so a read that
+        overlaps it would wait forever for chunks that are gone: the object's
+        identity is watched while reading, and a replacement is a JournalGap
+        (the caller loads again).
+        """
+        try:
+            started = (await asyncio.wait_for(self._objects.get_info(self.name), timeout=10)).nuid
+        except (ObjectNotFoundError, NotFoundError):
+            return None
+        reading = asyncio.ensure_future(self._objects.get(self.name))
+        try:
+            for _ in range(int(SNAPSHOT_READ_SECONDS / GAP_CHECK_SECONDS)):
+                done, _ = await asyncio.wait((reading,), timeout=GAP_CHECK_SECONDS)
+                if done:
+                    return reading.result().data  # complete: its digest was checked while reading
+                try:
+                    now = (await asyncio.wait_for(self._objects.get_info(self.name), timeout=10)).nuid
+                except (ObjectNotFoundError, NotFoundError):
+                    now = None
+                if now != started:
+                    raise JournalGap(f"{self.path}: the snapshot was replaced while it was read")
+            raise JournalError(f"{self.path}: reading the snapshot timed out")
+        except (ObjectNotFoundError, NotFoundError):
+            raise JournalGap(f"{self.path}: the snapshot was replaced while it was read") from None
+        finally:
+            reading.cancel()
 
     def _decode(self, msg) -> Record:
         seq = msg.metadata.sequence.stream

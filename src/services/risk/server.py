@@ -151,11 +151,11 @@ class RiskServer:
 
     async def _reload(self) -> None:
         """Recover from the newest snapshot and the stream after it (again if a purge races us)."""
-        for attempt in range(5):
+        for attempt in range(20):
             try:
                 base, state, records = await self.journal.load()
             except JournalGap as gap:
-                log.warning("snapshot replaced while loading; loading again", error=str(gap))
+                log.warning("snapshot replaced while loading; loading again", error=str(gap), attempt=attempt)
                 continue
             self.recovery = await self.service.recover(base, state, records)
             self._recovered()
