@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import json
 import struct
 from typing import Awaitable, Callable, Optional
@@ -144,12 +145,15 @@ class NatsJournal:
             started = (await asyncio.wait_for(self._objects.get_info(self.name), timeout=10)).nuid
         except (ObjectNotFoundError, NotFoundError):
             return None
-        reading = asyncio.ensure_future(self._objects.get(self.name))
+        # Into a buffer: without one, nats-py joins the chunks with ``bytes +=``, quadratic in the size.
+        buffer = io.BytesIO()
+        reading = asyncio.ensure_future(self._objects.get(self.name, writeinto=buffer))
         try:
             for _ in range(int(SNAPSHOT_READ_SECONDS / GAP_CHECK_SECONDS)):
                 done, _ = await asyncio.wait((reading,), timeout=GAP_CHECK_SECONDS)
                 if done:
-                    return reading.result().data  # complete: its digest was checked while reading
+                    reading.result()  # complete: its digest was checked while reading
+                    return buffer.getvalue()
                 try:
                     now = (await asyncio.wait_for(self._objects.get_info(self.name), timeout=10)).nuid
                 except (ObjectNotFoundError, NotFoundError):
