@@ -1165,7 +1165,7 @@ cdef class RiskEngine:
                         ahead[j % LOOKAHEAD] = -1 if found == NULL else found[0]
                         self._prefetch_slot(ahead[j % LOOKAHEAD])
                 j = i + LOOKAHEAD // 4
-                if 0 <= j < n:
+                if 0 <= j < n and (j == 0 or ahead[j % LOOKAHEAD] != ahead[(j - 1) % LOOKAHEAD]):
                     self._prefetch_chain(ahead[j % LOOKAHEAD])
                 if i < 0:
                     continue
