@@ -28,7 +28,7 @@ _ids = itertools.count()
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory) -> Iterator[dict[str, str]]:
-    """Targets of a bare echo server and of the engine (requests logged, the default), both started here."""
+    """Targets of a bare echo server and of the engine (as shipped), both started here."""
     directory: pathlib.Path = tmp_path_factory.mktemp("service-bench")
     config = bench_config(directory, "bench.toml")
     env = grpc_env(False)

@@ -2,9 +2,10 @@
 
     python -m benchmarks.echo_server --port P
 
-It implements only ``CheckPosition`` (every other RPC of ``riskcore.v1.RiskEngine``
-answers UNIMPLEMENTED) and returns one fixed ``CheckResponse`` without looking
-at the request. Everything else is set up as ``riskcore serve risk`` sets up
+It implements only ``CheckPosition``, which returns one fixed ``CheckResponse``
+without looking at the request, and ``SubmitStream``, which answers each order
+with an accepted ``CheckResponse`` carrying its client order id (every other RPC
+of ``riskcore.v1.RiskEngine`` answers UNIMPLEMENTED). Everything else is set up as ``riskcore serve risk`` sets up
 the real server (``services.risk.server`` and ``services.cli``): a
 ``grpc.aio`` server with the same channel options, the same generated
 servicer registration, on a uvloop event loop, so the difference between the
@@ -32,13 +33,18 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024     # services.risk.config.ServerConfig.max
 
 
 class EchoServicer(risk_pb2_grpc.RiskEngineServicer):
-    """``CheckPosition`` answers the same response every time; the rest are the generated UNIMPLEMENTED."""
+    """``CheckPosition`` and ``SubmitStream`` answer without checking; the rest are the generated UNIMPLEMENTED."""
 
     def __init__(self, response: risk_pb2.CheckResponse = FIXED_RESPONSE):
         self._response = response
 
     async def CheckPosition(self, request, context):
         return self._response
+
+    async def SubmitStream(self, request_iterator, context):
+        async for request in request_iterator:
+            yield risk_pb2.CheckResponse(accepted=True, reason="OK", message="accepted",
+                                         client_order_id=request.client_order_id)
 
 
 async def serve(host: str, port: int, response: risk_pb2.CheckResponse = FIXED_RESPONSE) -> None:

@@ -16,14 +16,17 @@ service's own default when the variable is unset).
 Cases, per mode:
 
 - CheckPosition latency on the sync stub (the README's call), the echo server,
-  the engine (one JSON log line per call, the default) and the engine with
-  ``[logging] requests = false`` taking turns in chunks of calls;
+  the engine as shipped (``[logging] requests = "changes"``: successful
+  checks are not logged) and the engine with ``requests = "all"`` (one JSON
+  log line per call) taking turns in chunks of calls; the 1.15x goal applies
+  to the shipped configuration, the other ratio is shown for information;
 - the server's own time per check, from ``riskcore_check_duration_seconds``
   scraped from ``/metrics`` before and after the latency case (quantiles
   interpolated in the buckets as Prometheus' ``histogram_quantile`` does);
 - CheckPosition throughput with 1 and with 16 concurrent callers (grpc.aio,
   one channel);
-- SubmitStream ping-pong latency and pipelined messages per second;
+- SubmitStream ping-pong latency, on the engine and on the echo server (which
+  answers each order unchecked), and pipelined messages per second;
 - SubmitOrders in columnar batches of 10k orders.
 """
 from __future__ import annotations
@@ -68,9 +71,11 @@ def _toml(value) -> str:
     return json.dumps(value) if isinstance(value, (str, list, tuple)) else repr(value)
 
 
-def bench_config(directory: pathlib.Path, name: str, requests: bool = True, state: dict | None = None) -> pathlib.Path:
+def bench_config(directory: pathlib.Path, name: str, requests: str = "changes", state: dict | None = None
+                 ) -> pathlib.Path:
     """Write ``directory/name``: the shipped sample with its ``[state]`` and ``[logging]`` replaced, plus ``bench``.
 
+    ``requests`` is ``[logging] requests`` (the shipped default unless given).
     ``state`` becomes the ``[state]`` table; without a ``path`` (the default)
     the engine keeps its state in memory.
     """
@@ -80,7 +85,7 @@ def bench_config(directory: pathlib.Path, name: str, requests: bool = True, stat
         text, found = re.subn(rf"^\[{table}\]\n(?:(?!\[).*\n)*", "", text, count=1, flags=re.M)
         expect(found == 1, f"no [{table}] table in the sample configuration")
     state = {"roll_time": "17:00", "roll_timezone": "America/New_York", **(state or {})}
-    lines = ["[logging]", 'level = "info"', f"requests = {'true' if requests else 'false'}", "", "[state]"]
+    lines = ["[logging]", 'level = "info"', f"requests = {_toml(requests)}", "", "[state]"]
     lines += [f"{key} = {_toml(value)}" for key, value in state.items()]
     path = directory / name
     path.write_text("\n".join(lines) + "\n\n" + text + BENCH_ACCOUNT)
@@ -213,6 +218,8 @@ SERVER_CHECK_TARGETS = [Target("p99<=20µs", "p99_ns", 20 * US)]
 PINGPONG_TARGETS = [Target("p50<=0.3ms", "median_ns", 0.3 * MS)]
 SUBMIT_ORDERS_TARGETS = [Target(">=300k/s", "throughput", 300e3, at_most=False)]
 MODES = (("defaults", False), ("EE off", True))
+# The engine with a log line for every call (the shipped default logs calls that change state and failures).
+LOGGED = "engine, requests=all"
 
 
 class ServiceSuite:
@@ -233,22 +240,22 @@ class ServiceSuite:
         d = self.directory
         env = grpc_env(legacy_io)
         slug = self._slug(tag)
-        logged = bench_config(d, f"{slug}-logged.toml", requests=True)
-        quiet = bench_config(d, f"{slug}-quiet.toml", requests=False)
+        shipped = bench_config(d, f"{slug}.toml")
+        logged = bench_config(d, f"{slug}-logged.toml", requests="all")
         from benchmarks.service_client import check_request
 
-        answer = engine_answer(logged, check_request())
+        answer = engine_answer(shipped, check_request())
         with Children(d) as kids:
             servers = {"echo": kids.echo_server(f"echo-{slug}", env, answer.hex()),
-                       "engine": kids.risk_server(f"risk-{slug}", logged, env),
-                       "engine, requests=false": kids.risk_server(f"risk-{slug}-quiet", quiet, env)}
+                       "engine": kids.risk_server(f"risk-{slug}", shipped, env),
+                       LOGGED: kids.risk_server(f"risk-{slug}-logged", logged, env)}
             for server in servers.values():
                 server.wait_ready()
             yield from self.latency(tag, env, servers, answer)
-            for callers, names in ((1, ("echo", "engine")), (16, ("echo", "engine", "engine, requests=false"))):
+            for callers, names in ((1, ("echo", "engine")), (16, ("echo", "engine", LOGGED))):
                 for name in names:
                     yield self.throughput(tag, env, name, servers[name], callers)
-            yield from self.streams(tag, env, servers["engine"])
+            yield from self.streams(tag, env, servers)
             yield self.submit_orders(tag, env, servers["engine"])
             for server in servers.values():
                 server.check_running()
@@ -304,7 +311,8 @@ class ServiceSuite:
             ratio = rows[name].median_ns / rows["echo"].median_ns
             extra = rows[name].median_ns - rows["echo"].median_ns
             yield Row(f"{tag}: p50 {name} / echo", value=ratio, value_text=f"{ratio:.2f}x",
-                      targets=[ECHO_RATIO_TARGET], note=f"the engine adds {extra / US:+.0f} µs at the median")
+                      targets=[ECHO_RATIO_TARGET] if name == "engine" else [],
+                      note=f"the engine adds {extra / US:+.0f} µs at the median")
         for name, server in engines.items():
             after = server.metrics_text()
             check = (scrape_histogram(after, "riskcore_check_duration_seconds")
@@ -321,7 +329,7 @@ class ServiceSuite:
 
     def throughput(self, tag: str, env: dict, name: str, server, callers: int) -> Row:
         s = self.scale
-        short = name.replace(", requests=false", "-quiet")
+        short = name.replace(", requests=all", "-logged")
         spec = {"case": "unary_throughput", "name": f"tput-{callers}-{short}-{self._slug(tag)}",
                 "target": server.target, "callers": callers, "seconds": s.seconds, "warmup": s.warmup // 4}
         _, results, server_cpu = self._clients(env, [spec], server)
@@ -333,17 +341,27 @@ class ServiceSuite:
                                      f"percentiles per call under that load; "
                                      + cpu_note(server_cpu, results, result["calls"])))
 
-    def streams(self, tag: str, env: dict, server) -> Iterator[Row]:
+    def streams(self, tag: str, env: dict, servers: dict) -> Iterator[Row]:
         s = self.scale
-        spec = {"case": "stream_pingpong", "name": f"pingpong-{self._slug(tag)}", "target": server.target,
-                "messages": s.pingpong, "warmup": s.warmup // 4}
-        _, results, server_cpu = self._clients(env, [spec], server)
-        result = results[0]
-        yield self.timing.row(f"{tag}: SubmitStream ping-pong", np.load(result["samples"]),
-                              result["end_ns"] - result["start_ns"], result["calls"], unit="msgs/s",
-                              targets=PINGPONG_TARGETS,
-                              note=("grpc.aio; write one order, read its answer; accepted 1-share orders; "
-                                    + cpu_note(server_cpu, results, result["calls"], "message")))
+        server = servers["engine"]
+        medians = {}
+        for name in ("echo", "engine"):
+            spec = {"case": "stream_pingpong", "name": f"pingpong-{name}-{self._slug(tag)}",
+                    "target": servers[name].target, "messages": s.pingpong, "warmup": s.warmup // 4}
+            _, results, server_cpu = self._clients(env, [spec], servers[name])
+            result = results[0]
+            row = self.timing.row(f"{tag}: SubmitStream ping-pong, {name}", np.load(result["samples"]),
+                                  result["end_ns"] - result["start_ns"], result["calls"], unit="msgs/s",
+                                  targets=PINGPONG_TARGETS if name == "engine" else [],
+                                  note=("grpc.aio; write one order, read its answer; "
+                                        + ("accepted 1-share orders; " if name == "engine" else "answered unchecked; ")
+                                        + cpu_note(server_cpu, results, result["calls"], "message")))
+            medians[name] = row.median_ns
+            yield row
+        ratio = medians["engine"] / medians["echo"]
+        yield Row(f"{tag}: SubmitStream ping-pong p50 engine / echo", value=ratio, value_text=f"{ratio:.2f}x",
+                  note=f"the engine adds {(medians['engine'] - medians['echo']) / US:+.0f} µs per message at the "
+                       "median (the two run one after the other)")
         spec = {"case": "stream_pipelined", "name": f"pipelined-{self._slug(tag)}", "target": server.target,
                 "messages": s.pipelined, "warmup": s.warmup // 4}
         _, results, server_cpu = self._clients(env, [spec], server)
@@ -370,7 +388,7 @@ class ServiceSuite:
                          + cpu_note(server_cpu, results, len(samples), "batch")))
 
     def compare(self) -> Iterator[Row]:
-        for name in ("echo", "engine", "engine, requests=false"):
+        for name in ("echo", "engine", LOGGED):
             on, off = self.medians.get(("defaults", name)), self.medians.get(("EE off", name))
             if on is None or off is None:
                 continue

@@ -46,6 +46,8 @@ _TEMPLATES = {
     Reason.DUPLICATE_ORDER: "same order accepted {value:g} s ago, inside the duplicate window",
     Reason.SELF_MATCH: "order would cross the account's own working order at {limit:g}",
 }
+# Indexed by code: a Reason as a dict key hashes through Python-level Enum.__hash__.
+_TEMPLATES_BY_CODE = tuple(_TEMPLATES[reason] for reason in _REASONS)
 
 
 @cython.no_gc
@@ -98,7 +100,7 @@ cdef class Decision:
 
 def describe(int code, node, double value, double limit):
     """The message of a decision from its fields (code, deciding node, value, limit)."""
-    return _TEMPLATES[_REASONS[code]].format(node=node, value=value, limit=limit)
+    return _TEMPLATES_BY_CODE[code].format(node=node, value=value, limit=limit)
 
 
 cdef Decision make_decision(uint8_t code, double utilisation, str node, double value, double limit):

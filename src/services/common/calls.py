@@ -7,17 +7,17 @@ INTERNAL with the traceback logged), the request metrics and one log line.
 """
 import asyncio
 import functools
+import inspect
 import itertools
 import os
 import time
 from typing import Callable
 
 import grpc
-import structlog
 from google.protobuf import message_factory
 
 from services.common.auth import AuthError, TokenAuth
-from services.common.logging import get_logger
+from services.common.logging import bind_call, get_logger
 from services.common.metrics import GrpcMetrics
 
 log = get_logger("grpc")
@@ -45,15 +45,6 @@ def _status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     return grpc.StatusCode.INTERNAL, "internal error"
 
 
-class CallContext:
-    """What a handler learns about its call: who made it."""
-
-    __slots__ = ("identity",)
-
-    def __init__(self, identity):
-        self.identity = identity
-
-
 class CallHandling:
     """Decorators for aio servicer methods.
 
@@ -61,17 +52,22 @@ class CallHandling:
     ----------
     auth : TokenAuth
     metrics : GrpcMetrics
-    log_requests : bool
-        Log one line per call (streams: one per stream).
+    log_requests : str
+        Which successful calls get a log line (streams: one per stream):
+        ``"all"``, ``"changes"`` (methods declared with ``changes=True``) or
+        ``"errors"`` (none). Failed calls always get one.
     is_ready : callable returning bool
         While it returns False (recovering, shutting down) calls get UNAVAILABLE.
     """
 
-    def __init__(self, auth: TokenAuth, metrics: GrpcMetrics, log_requests: bool = True,
+    def __init__(self, auth: TokenAuth, metrics: GrpcMetrics, log_requests: str = "all",
                  is_ready: Callable[[], bool] = lambda: True):
+        if log_requests not in ("all", "changes", "errors"):
+            raise ValueError(f"log_requests must be all, changes or errors, got {log_requests!r}")
         self.auth = auth
         self.metrics = metrics
         self.log_requests = log_requests
+        self._quiet: set[str] = set()    # methods whose successful calls are not logged
         self.is_ready = is_ready
         # Request ids: a random per-process prefix and a counter, unique and cheap.
         self._ids = map(f"{os.urandom(6).hex()}-{{:x}}".format, itertools.count(1))
@@ -86,40 +82,75 @@ class CallHandling:
         children[1].observe(seconds)
 
     def _end(self, method: str, code: grpc.StatusCode, started: int, exc: BaseException | None) -> None:
+        """Time the call now; count and log it once its answer is on its way.
+
+        The record waits for the event loop's next turn (with the call's log
+        context, which ``call_soon`` copies), so the metrics and the log line
+        are written while the answer travels back instead of delaying it. They
+        still come before anything the loop reads afterwards, such as a
+        scrape of ``/metrics`` sent after the answer arrived.
+        """
         elapsed = (time.perf_counter_ns() - started) / 1e9
-        self._observe(method, code, elapsed)
+        asyncio.get_running_loop().call_soon(self._record, method, code, elapsed, exc)
+
+    def _record(self, method: str, code: grpc.StatusCode, seconds: float, exc: BaseException | None) -> None:
+        self._observe(method, code, seconds)
         if code is grpc.StatusCode.INTERNAL:
-            log.error("call failed", code=code.name, duration_us=round(elapsed * 1e6, 1), exc_info=exc)
-        elif self.log_requests or code is not grpc.StatusCode.OK:
-            log.info("call", code=code.name, duration_us=round(elapsed * 1e6, 1),
+            log.error("call failed", code=code.name, duration_us=round(seconds * 1e6, 1), exc_info=exc)
+        elif code is not grpc.StatusCode.OK or method not in self._quiet:
+            log.info("call", code=code.name, duration_us=round(seconds * 1e6, 1),
                      error=None if exc is None else str(exc))
 
-    def unary(self, method: str, admin: bool = False, always: bool = False):
-        """Wrap ``async def handler(self, request, call: CallContext)`` (unary response).
+    def _declare(self, method: str, changes: bool) -> None:
+        if self.log_requests == "errors" or (self.log_requests == "changes" and not changes):
+            self._quiet.add(method)
 
-        ``always`` lets the call through while the service is not ready (operator calls).
+    def unary(self, method: str, admin: bool = False, always: bool = False, changes: bool = False):
+        """Wrap ``handler(self, request, call)`` (unary response); ``call.identity`` is the caller.
+
+        ``handler`` is a coroutine function, or a plain function for calls that
+        never wait (one coroutine less on every call). ``always`` lets the call
+        through while the service is not ready (operator calls); ``changes``
+        says the method changes state (see ``log_requests``).
         """
+        self._declare(method, changes)
 
         def decorate(handler):
+            waits = inspect.iscoroutinefunction(handler)
+
             @functools.wraps(handler)
             async def wrapper(servicer, request, context):
-                async with _Call(self, method, context, admin, always) as call:
-                    return await handler(servicer, _checked(request), call)
+                call = _Call(self, method, context, admin, always)
+                try:
+                    response = handler(servicer, _checked(request), call.begin())
+                    if waits:
+                        response = await response
+                except BaseException as error:
+                    await call.finish(error)
+                    raise
+                call.succeeded()
+                return response
 
             return wrapper
 
         return decorate
 
-    def stream(self, method: str, admin: bool = False):
+    def stream(self, method: str, admin: bool = False, changes: bool = False):
         """Wrap ``async def handler(self, request, context, call)``, an async generator of responses."""
+        self._declare(method, changes)
 
         def decorate(handler):
             @functools.wraps(handler)
             async def wrapper(servicer, request, context):
-                async with _Call(self, method, context, admin) as call:
+                call = _Call(self, method, context, admin)
+                try:
                     requests = _checked_stream(request) if hasattr(request, "__aiter__") else _checked(request)
-                    async for item in handler(servicer, requests, context, call):
+                    async for item in handler(servicer, requests, context, call.begin()):
                         yield item
+                except BaseException as error:
+                    await call.finish(error)
+                    raise
+                call.succeeded()
 
             return wrapper
 
@@ -127,52 +158,53 @@ class CallHandling:
 
 
 class _Call:
-    """The span of one call: the checks before the handler, the status, metrics and log line after.
+    """One call: the checks before its handler, its status, metrics and log line after.
 
-    A plain class rather than ``contextlib.asynccontextmanager``: it sits on
-    every call, and a generator-based manager costs several times more.
-    Bound log context needs no clearing: grpc runs every call in its own task.
+    Handlers get it as ``call`` and read ``call.identity``. It is also the
+    call's log tag (see :func:`services.common.logging.bind_call`): the
+    request id is worked out at the first line the call logs, which for most
+    calls comes after the answer is sent. Called explicitly rather than as an
+    async context manager: it sits on every call, and each extra coroutine
+    shows in the latency. The log tag needs no clearing: grpc runs every call
+    in a task of its own.
     """
 
-    __slots__ = ("handling", "method", "context", "admin", "always", "started")
+    __slots__ = ("handling", "method", "context", "admin", "always", "started", "metadata", "identity",
+                 "_request_id")
 
     def __init__(self, handling: CallHandling, method: str, context, admin: bool, always: bool = False):
         self.handling, self.method, self.context, self.admin, self.always = handling, method, context, admin, always
         self.started = time.perf_counter_ns()
+        self.metadata = self.identity = self._request_id = None
 
-    async def __aenter__(self) -> CallContext:
-        try:
-            return self._begin()
-        except BaseException as error:
-            await self._finish(error)
-            raise
+    @property
+    def request_id(self) -> str:
+        """The caller's ``x-request-id``, or else a fresh id."""
+        if self._request_id is None:
+            given = next((value for key, value in self.metadata or () if key == "x-request-id"), None)
+            self._request_id = given or next(self.handling._ids)
+        return self._request_id
 
-    async def __aexit__(self, exc_type, error, traceback) -> bool:
-        await self._finish(error)
-        return False
-
-    def _begin(self) -> CallContext:
+    def begin(self) -> "_Call":
+        """Check the call may proceed (deadline, readiness, credentials); tag the task's log lines with it."""
         handling, context = self.handling, self.context
-        metadata = context.invocation_metadata()
-        request_id = None
-        for key, value in metadata or ():
-            if key == "x-request-id":
-                request_id = value
-                break
-        structlog.contextvars.bind_contextvars(request_id=request_id or next(handling._ids), method=self.method)
+        self.metadata = context.invocation_metadata()
+        bind_call(self)
         remaining = context.time_remaining()
         if remaining is not None and remaining <= 0:
             raise _Expired()
         if not self.always and not handling.is_ready():
             raise _NotReady()
-        return CallContext(handling.auth.authenticate(metadata, self.admin))
+        self.identity = handling.auth.authenticate(self.metadata, self.admin)
+        return self
 
-    async def _finish(self, error: BaseException | None) -> None:
+    def succeeded(self) -> None:
+        self.handling._end(self.method, grpc.StatusCode.OK, self.started, None)
+
+    async def finish(self, error: BaseException) -> None:
         """Record the call's status; a failure that is not already a status becomes an abort (which raises)."""
         code, failure, context = grpc.StatusCode.OK, None, self.context
         try:
-            if error is None:
-                return
             if isinstance(error, asyncio.CancelledError):
                 code = grpc.StatusCode.CANCELLED
             elif isinstance(error, grpc.aio.AbortError):

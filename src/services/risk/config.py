@@ -119,6 +119,11 @@ class AccountConfig:
     state: TradingState = TradingState.ACTIVE
 
 
+# Which successful calls get a log line (failed calls always do): every call; calls that change
+# state (orders, fills, admin); none.
+LOG_REQUESTS = ("all", "changes", "errors")
+
+
 @dataclass(frozen=True, slots=True)
 class RiskConfig:
     """Everything the risk service needs to start."""
@@ -132,7 +137,7 @@ class RiskConfig:
     instruments: tuple[Instrument, ...] = ()
     accounts: tuple[AccountConfig, ...] = ()
     log_level: str = "info"
-    log_requests: bool = True
+    log_requests: str = "changes"
     tracing_endpoint: Optional[str] = None
     service_name: str = "riskcore-risk"
     profiling: bool = False
@@ -206,6 +211,8 @@ def parse_config(data: dict, base: pathlib.Path) -> RiskConfig:
                    for i, t in enumerate(auth.get("tokens", [])))
     engine = _table(data.get("engine", {}), "engine", {"firm", "default_account", "duplicate_window"})
     logging_ = _table(data.get("logging", {}), "logging", {"level", "requests"})
+    if logging_.get("requests", "changes") not in LOG_REQUESTS:
+        raise ConfigError(f"logging.requests must be one of {', '.join(LOG_REQUESTS)}, got {logging_['requests']!r}")
     tracing = _table(data.get("tracing", {}), "tracing", {"endpoint", "service_name"})
     profiling = _table(data.get("profiling", {}), "profiling", {"enabled"})
     state = _table(data.get("state", {}), "state", set(StateConfig.__dataclass_fields__))
@@ -246,7 +253,7 @@ def parse_config(data: dict, base: pathlib.Path) -> RiskConfig:
                   firm=engine.get("firm", "FIRM"), default_account=engine.get("default_account", "default"),
                   duplicate_window=engine.get("duplicate_window", 0.0), instruments=instruments,
                   accounts=tuple(accounts), log_level=logging_.get("level", "info"),
-                  log_requests=logging_.get("requests", True), tracing_endpoint=tracing.get("endpoint"),
+                  log_requests=logging_.get("requests", "changes"), tracing_endpoint=tracing.get("endpoint"),
                   service_name=tracing.get("service_name", "riskcore-risk"),
                   profiling=profiling.get("enabled", False), state=state)
 

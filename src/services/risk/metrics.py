@@ -3,12 +3,12 @@
 Exposure and utilisation are read from the engine at scrape time by a
 collector, so the check path pays nothing for them.
 """
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from riskcore import Reason, RiskEngine
-from services.common.metrics import FAST_BUCKETS
+from services.common.metrics import LoopCounter, LoopHistogram
 
 
 class EngineCollector(Collector):
@@ -42,19 +42,20 @@ class EngineCollector(Collector):
 
 
 class RiskMetrics:
-    """Counters and histograms the service updates on every decision."""
+    """Counters and histograms the service updates on every decision (on the event loop's thread)."""
 
     def __init__(self, registry: CollectorRegistry, engine: RiskEngine):
-        self.checks = Counter("riskcore_checks", "Pre-trade decisions by result and reason",
-                              ["result", "reason"], registry=registry)
-        self.check_duration = Histogram("riskcore_check_duration_seconds",
-                                        "Time the engine spends on one pre-trade check (single calls)",
-                                        buckets=FAST_BUCKETS, registry=registry)
-        self.batch_orders = Counter("riskcore_batch_orders", "Orders checked in batches", registry=registry)
-        self.fills = Counter("riskcore_fills", "Fills reported, by outcome", ["outcome"], registry=registry)
-        self.breaches_dropped = Counter("riskcore_breach_events_dropped",
-                                        "Breach events dropped for slow WatchBreaches subscribers", registry=registry)
+        self.checks = LoopCounter("riskcore_checks", "Pre-trade decisions by result and reason",
+                                  ("result", "reason"), registry)
+        self.check_duration = LoopHistogram("riskcore_check_duration_seconds",
+                                            "Time the engine spends on one pre-trade check (single calls)", (), registry)
+        self.batch_orders = LoopCounter("riskcore_batch_orders", "Orders checked in batches", (), registry).labels()
+        self.fills = LoopCounter("riskcore_fills", "Fills reported, by outcome", ("outcome",), registry)
+        self.breaches_dropped = LoopCounter("riskcore_breach_events_dropped",
+                                            "Breach events dropped for slow WatchBreaches subscribers", (),
+                                            registry).labels()
         self._by_code = [self.checks.labels("accepted" if r == Reason.OK else "rejected", r.name) for r in Reason]
+        self._check_seconds = self.check_duration.labels()
         for outcome in ("applied", "duplicate"):
             self.fills.labels(outcome)
         self._collector = EngineCollector(engine)
@@ -66,7 +67,7 @@ class RiskMetrics:
 
     def decision(self, code: int, seconds: float) -> None:
         self._by_code[code].inc()
-        self.check_duration.observe(seconds)
+        self._check_seconds.observe(seconds)
 
     def batch(self, counts) -> None:
         """Count a batch's decisions from ``numpy.bincount`` of its reason codes."""

@@ -38,7 +38,8 @@ _SIDES = {risk_pb2.BUY: 1, risk_pb2.SELL: -1}
 _EVENTS = {risk_pb2.OrderEvent.CANCELLED: "cancel", risk_pb2.OrderEvent.EXPIRED: "expire",
            risk_pb2.OrderEvent.REJECTED: "reject"}
 # Kernel reasons that mean the request itself was malformed, not a business rejection.
-_MALFORMED = frozenset({Reason.INVALID_SIDE, Reason.INVALID_QUANTITY, Reason.INVALID_PRICE})
+# Reason codes as plain ints: Reason members hash through Python-level Enum.__hash__.
+_MALFORMED = frozenset({int(Reason.INVALID_SIDE), int(Reason.INVALID_QUANTITY), int(Reason.INVALID_PRICE)})
 _REASON_NAMES = [r.name for r in Reason]
 # Records replayed between yields to the event loop during recovery: a few milliseconds' work.
 _REPLAY_SLICE = 2048
@@ -102,9 +103,10 @@ def _first(mask: np.ndarray) -> int:
 
 
 def _answer(decision: Decision, client_order_id: str = "") -> risk_pb2.CheckResponse:
-    if decision.reason in _MALFORMED:
+    code = decision.code
+    if code in _MALFORMED:
         raise InvalidRequest(decision.message)
-    return risk_pb2.CheckResponse(accepted=decision.accepted, reason=decision.reason.name,
+    return risk_pb2.CheckResponse(accepted=code == 0, reason=_REASON_NAMES[code],
                                   message=decision.message, utilisation=decision.utilisation,
                                   node=decision.node or "", client_order_id=client_order_id)
 
@@ -214,10 +216,19 @@ class RiskService:
 
     # -------------------------------------------------------- decisions
 
+    def _order_args(self, request) -> tuple:
+        """(account, symbol, side, quantity, price) of a PositionRequest or OrderRequest, validated."""
+        symbol, side, quantity = request.symbol, _SIDES.get(request.side), request.quantity
+        if not symbol or side is None or not 0 < quantity <= MAX_QUANTITY:
+            # Raise the error of the first bad field, in field order.
+            _text(symbol, "symbol")
+            _side(request.side)
+            _quantity(quantity)
+        return request.account or self.default_account, symbol, side, quantity, _price(request)
+
     def check_position(self, request: risk_pb2.PositionRequest) -> risk_pb2.CheckResponse:
         """A what-if check; changes nothing, so nothing is journaled."""
-        args = (self.account(request.account), _text(request.symbol, "symbol"), _side(request.side),
-                _quantity(request.quantity), _price(request))
+        args = self._order_args(request)
         self._tick()
         started = time.perf_counter_ns()
         decision = self.engine.check(*args)
@@ -230,8 +241,7 @@ class RiskService:
         known = self._answers.get(cid)
         if known is not None:
             return self._replay_answer(cid, known)
-        args = (self.account(request.account), _text(request.symbol, "symbol"), _side(request.side),
-                _quantity(request.quantity), _price(request))
+        args = self._order_args(request)
         self._tick()
         started = time.perf_counter_ns()
         decision = self._book(cid, *args)
@@ -250,7 +260,7 @@ class RiskService:
         """Submit under the next order id; keep the id if accepted, and the answer for repeats of ``cid``."""
         order_id = self._next_id
         decision = self.engine.submit(order_id, account, symbol, side, quantity, price)
-        if decision.reason in _MALFORMED:
+        if decision.code in _MALFORMED:
             raise InvalidRequest(decision.message)
         self._next_id = order_id + 1
         if decision.accepted:

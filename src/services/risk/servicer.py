@@ -15,13 +15,13 @@ def make_servicer(service: RiskService, calls: CallHandling, server) -> risk_pb2
 
     def query(name, apply):
         @calls.unary(name)
-        async def handler(self, request, call):
+        def handler(self, request, call):
             return apply(request)
 
         return handler
 
     def command(name, apply, admin=False):
-        @calls.unary(name, admin=admin)
+        @calls.unary(name, admin=admin, changes=True)
         async def handler(self, request, call):
             response = apply(request, call.identity.name)
             await service.durable()
@@ -45,14 +45,14 @@ def make_servicer(service: RiskService, calls: CallHandling, server) -> risk_pb2
         SetLimits = command("SetLimits", service.set_limits, admin=True)
         SetTradingState = command("SetTradingState", service.set_trading_state, admin=True)
 
-        @calls.stream("SubmitStream")
+        @calls.stream("SubmitStream", changes=True)
         async def SubmitStream(self, request_iterator, context, call):
             async for request in request_iterator:
                 response = service.submit_order(request)
                 await service.durable()
                 yield response
 
-        @calls.unary("Promote", admin=True, always=True)
+        @calls.unary("Promote", admin=True, always=True, changes=True)
         async def Promote(self, request, call):
             if server.role == "standalone":
                 raise FailedPrecondition("this engine has no replicated journal to take over")

@@ -1,11 +1,14 @@
 """What every call gets around its handler: status mapping, request ids, one log line, metrics."""
+import dataclasses
 import time
 
 import grpc
 import pytest
 import structlog
 
+from services.common.logging import merge_call_context
 from services.proto import risk_pb2
+from services.risk.config import load_config
 
 DEADLINE = 5.0  # seconds for every call
 CHECK = risk_pb2.PositionRequest(symbol="AAPL", side=risk_pb2.BUY, quantity=10)
@@ -20,6 +23,12 @@ def logged(logs: list, event: str, count: int) -> list:
     while len(lines := [e for e in logs if e["event"] == event]) < count and time.monotonic() < end:
         time.sleep(0.01)
     return lines
+
+
+@pytest.fixture
+def server(serve):
+    """A server that logs every call (``[logging] requests = "all"``)."""
+    return serve(dataclasses.replace(load_config(None), log_requests="all"))
 
 
 class ExplodingEngine:
@@ -80,7 +89,7 @@ def test_server_keeps_serving_after_an_internal_error(broken_check):
 
 
 def test_each_call_logs_one_line_with_the_request_id_it_was_given(stub):
-    with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+    with structlog.testing.capture_logs(processors=[merge_call_context]) as logs:
         stub.CheckPosition(CHECK, timeout=DEADLINE, metadata=(("x-request-id", "req-check-1"),))
         with pytest.raises(grpc.RpcError):
             stub.CheckPosition(risk_pb2.PositionRequest(symbol="AAPL", side=risk_pb2.BUY), timeout=DEADLINE,
@@ -94,7 +103,7 @@ def test_each_call_logs_one_line_with_the_request_id_it_was_given(stub):
 
 
 def test_every_line_logged_during_a_call_carries_its_request_id(stub):
-    with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+    with structlog.testing.capture_logs(processors=[merge_call_context]) as logs:
         stub.SetTradingState(risk_pb2.TradingStateRequest(account="momentum", state=risk_pb2.HALTED),
                              timeout=DEADLINE, metadata=(("x-request-id", "req-halt"),))
         logged(logs, "call", 1)
@@ -104,7 +113,7 @@ def test_every_line_logged_during_a_call_carries_its_request_id(stub):
 
 
 def test_a_call_without_a_request_id_gets_a_fresh_one(stub):
-    with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+    with structlog.testing.capture_logs(processors=[merge_call_context]) as logs:
         for _ in range(2):
             stub.CheckPosition(CHECK, timeout=DEADLINE)
         ids = [e["request_id"] for e in logged(logs, "call", 2)]
@@ -117,7 +126,26 @@ def test_request_ids_do_not_leak_into_lines_logged_outside_calls(server, stub):
         stub.CheckPosition(CHECK, timeout=DEADLINE, metadata=(("x-request-id", "req-before-stop"),))
         logged(logs, "call", 1)
 
-    with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+    with structlog.testing.capture_logs(processors=[merge_call_context]) as logs:
         server.stop()
 
     assert logs and all("request_id" not in e for e in logs), logs
+
+
+@pytest.mark.parametrize("level, logged_ids", [
+    ("all", {"req-check", "req-submit", "req-bad"}),
+    ("changes", {"req-submit", "req-bad"}),     # the shipped default
+    ("errors", {"req-bad"}),
+])
+def test_requests_setting_chooses_which_successful_calls_are_logged(serve, level, logged_ids):
+    stub = serve(dataclasses.replace(load_config(None), log_requests=level)).stub()
+    with structlog.testing.capture_logs(processors=[merge_call_context]) as logs:
+        stub.CheckPosition(CHECK, timeout=DEADLINE, metadata=(("x-request-id", "req-check"),))
+        stub.SubmitOrder(risk_pb2.OrderRequest(client_order_id="o-1", symbol="AAPL", side=risk_pb2.BUY, quantity=10),
+                         timeout=DEADLINE, metadata=(("x-request-id", "req-submit"),))
+        with pytest.raises(grpc.RpcError):
+            stub.CheckPosition(risk_pb2.PositionRequest(symbol="AAPL", side=risk_pb2.BUY), timeout=DEADLINE,
+                               metadata=(("x-request-id", "req-bad"),))
+        calls = logged(logs, "call", len(logged_ids))   # lines come in call order
+
+    assert {e["request_id"] for e in calls} == logged_ids

@@ -1,14 +1,16 @@
 """Structured logs: JSON lines on stdout, ISO UTC timestamps, request ids, admin changes with their actor."""
+import contextvars
 import datetime
 import json
 import signal
+import types
 
 import grpc
 import pytest
 import structlog
 
 from services.common.auth import token_digest
-from services.common.logging import configure_logging, get_logger
+from services.common.logging import bind_call, configure_logging, get_logger
 from services.proto import risk_pb2
 
 DEADLINE = 5.0  # seconds for every call
@@ -69,19 +71,20 @@ def test_configure_logging_drops_lines_below_the_level(stdout_logging):
     assert [line["event"] for line in json_lines(capsys.readouterr().out)] == ["loud"]
 
 
-def test_configure_logging_adds_context_variables_to_every_line(stdout_logging):
+def test_lines_logged_inside_a_call_carry_its_request_id_and_method(stdout_logging):
     configure, capsys = stdout_logging
     configure("info")
 
-    structlog.contextvars.bind_contextvars(request_id="r-1")
-    try:
+    def call():  # grpc runs each call in a task of its own, with a copy of the context
+        bind_call(types.SimpleNamespace(request_id="r-1", method="CheckPosition"))
         get_logger("unit").info("inside")
-    finally:
-        structlog.contextvars.clear_contextvars()
+
+    contextvars.copy_context().run(call)
     get_logger("unit").info("outside")
 
     lines = json_lines(capsys.readouterr().out)
-    assert [(line["event"], line.get("request_id")) for line in lines] == [("inside", "r-1"), ("outside", None)]
+    assert [(line["event"], line.get("request_id"), line.get("method")) for line in lines] == [
+        ("inside", "r-1", "CheckPosition"), ("outside", None, None)]
 
 
 def test_configure_logging_refuses_an_unknown_level():
@@ -95,7 +98,7 @@ def test_configure_logging_refuses_an_unknown_level():
 def served_output(spawn_for_module, config_writer) -> list[dict]:
     """The stdout of a child server (tokens on) that took an admin change, a check and a refused call."""
     spawn, directory = spawn_for_module
-    child = spawn(config_writer(directory, TOKENS)).wait_ready()
+    child = spawn(config_writer(directory, TOKENS, settings={"requests": "all"})).wait_ready()
     stub = child.stub()
     stub.SetLimits(risk_pb2.SetLimitsRequest(account="momentum", limits=risk_pb2.Limits(max_order_quantity=7)),
                    timeout=DEADLINE, metadata=ADMIN + (("x-request-id", "req-limits"),))

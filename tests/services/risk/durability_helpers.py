@@ -90,7 +90,7 @@ def _toml(value) -> str:
 def write_config(directory: pathlib.Path, state: dict, name: str = "riskcore.toml") -> pathlib.Path:
     """A configuration with the test instruments, a desk of traders, generous limits and this ``[state]``."""
     lines = ["[engine]", 'firm = "FIRM"', 'default_account = "t0"', "",
-             "[logging]", 'level = "info"', "requests = false", "", "[state]"]
+             "[logging]", 'level = "info"', 'requests = "errors"', "", "[state]"]
     lines += [f"{key} = {_toml(value)}" for key, value in state.items()]
     for symbol, spec in INSTRUMENTS.items():
         lines += ["", "[[instruments]]", f'symbol = "{symbol}"', f"tick_size = {spec.tick_size!r}",

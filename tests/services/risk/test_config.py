@@ -114,6 +114,7 @@ BAD_VALUES = [
     (lambda d: d["state"].update(roll_timezone="Mars/Olympus"), "roll_timezone"),
     (lambda d: d["state"].update(backend="postgres"), "backend"),
     (lambda d: d["logging"].update(level="loud"), "level"),
+    (lambda d: d["logging"].update(requests=True), "logging.requests"),
     (lambda d: d["instruments"][0].update(tick_size=0.0), "tick_size"),
     (lambda d: d["instruments"][1].update(tick_size=-0.01), "instruments[1]"),
     (lambda d: d["instruments"][0].update(reference_price=float("nan")), "reference_price"),

@@ -92,7 +92,7 @@ def _instant(line: dict) -> float:
 @pytest.fixture(scope="module")
 def shutdown(spawn_for_module, config_writer) -> Shutdown:
     spawn, directory = spawn_for_module
-    child = spawn(config_writer(directory, settings={"grace_seconds": 5.0})).wait_ready()
+    child = spawn(config_writer(directory, settings={"grace_seconds": 5.0, "requests": "all"})).wait_ready()
     stub = child.stub()
     orders: queue.Queue = queue.Queue()
     stream = stub.SubmitStream(iter(orders.get, None), timeout=30)
