@@ -141,6 +141,12 @@ ctypedef struct Order_t:
     i64 remaining
     i64 filled
 
+ctypedef struct SlotSum:
+    # A slot's totals while recompute() carries leaves up the tree.
+    i64 pos
+    i64 cost
+    i64 realized
+
 ctypedef struct Booked:
     # An order a what-if batch booked, to take back: its row, leaf slot and price in ticks.
     Py_ssize_t row

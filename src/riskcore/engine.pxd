@@ -4,7 +4,7 @@ from libcpp.deque cimport deque
 from libcpp.map cimport map as cmap
 from libcpp.utility cimport pair
 
-from riskcore._types cimport i64, i32, Instrument_t, Node_t, Slot_t, Order_t, Event_t, Booked
+from riskcore._types cimport i64, i32, Instrument_t, Node_t, Slot_t, Order_t, Event_t, Booked, SlotSum
 from riskcore.clock cimport Clock
 from riskcore.decision cimport Decision
 from riskcore.checks cimport Runs
@@ -34,6 +34,7 @@ cdef class RiskEngine:
     cdef i64 _dup_window
     cdef vector[Event_t] _events
     cdef vector[Booked] _booked                        # what a what-if batch must take back
+    cdef vector[SlotSum] _sums                         # recompute()'s per-slot totals
     cdef dict _account_ids
     cdef list _account_names
     cdef dict _symbol_ids

@@ -87,13 +87,6 @@ cdef enum:
     W_FILL = 3
 
 
-ctypedef struct SlotSum:
-    # A slot's totals while recompute() carries leaves up the tree.
-    i64 pos
-    i64 cost
-    i64 realized
-
-
 cdef extern from *:
     void prefetch "__builtin_prefetch"(const void* address) nogil
 
@@ -1519,7 +1512,7 @@ cdef class RiskEngine:
         newest slot to the oldest carries every leaf up its chain.
         """
         cdef size_t nn = self._nodes.size(), ns = self._slots.size(), j
-        cdef vector[SlotSum] sums = vector[SlotSum](ns)
+        cdef vector[SlotSum]* sums = &self._sums
         cdef vector[uint8_t] leaf = vector[uint8_t](nn, 0)
         columns = {name: np.zeros(nn, dtype=np.int64) for name in _AGGREGATE_SUMS}
         cdef i64[::1] longv = columns["long"], shortv = columns["short"], wb = columns["working_buy"]
@@ -1527,6 +1520,7 @@ cdef class RiskEngine:
         cdef i64[::1] opn = columns["open_orders"]
         cdef Slot_t* slot
         cdef SlotSum* sum
+        cdef SlotSum own
         cdef Order_t* o
         cdef Instrument_t* ins
         cdef Py_ssize_t k
@@ -1535,20 +1529,22 @@ cdef class RiskEngine:
         with nogil:
             for j in range(1, nn):
                 leaf[j] = self._nodes[j].n_children == 0
+            # The engine's own buffer, so that recomputing does not page in fresh memory each time.
+            sums.assign(ns, SlotSum(pos=0, cost=0, realized=0))
             # One read of each slot: by the time a slot is visited, all its children
-            # (created after it) have added themselves to it.
+            # (created after it) have added themselves to it. A leaf has no children.
             for k in range(<Py_ssize_t>ns - 1, -1, -1):
                 slot = &self._slots[k]
-                sum = &sums[k]
                 if leaf[slot.node]:
-                    sum.pos += slot.pos
-                    sum.cost += slot.cost
-                    sum.realized += slot.realized
+                    own.pos, own.cost, own.realized = slot.pos, slot.cost, slot.realized
+                    sum = &own
+                else:
+                    sum = &sums[0][k]
                 parent = slot.parent_slot
                 if parent >= 0:
-                    sums[parent].pos += sum.pos
-                    sums[parent].cost += sum.cost
-                    sums[parent].realized += sum.realized
+                    sums[0][parent].pos += sum.pos
+                    sums[0][parent].cost += sum.cost
+                    sums[0][parent].realized += sum.realized
                 ins = &self._instruments[slot.symbol]
                 tv = ins.tick_value
                 longv[slot.node] += _long_value(sum.pos, ins.ref, tv)
