@@ -71,15 +71,7 @@ class CallHandling:
         self.is_ready = is_ready
         # Request ids: a random per-process prefix and a counter, unique and cheap.
         self._ids = map(f"{os.urandom(6).hex()}-{{:x}}".format, itertools.count(1))
-        self._children: dict = {}
-
-    def _observe(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
-        children = self._children.get((method, code))
-        if children is None:
-            children = (self.metrics.requests.labels(method, code.name), self.metrics.duration.labels(method))
-            self._children[(method, code)] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        self._series: dict = {}          # (method, code) -> (request count, duration histogram)
 
     def _end(self, method: str, code: grpc.StatusCode, started: int, exc: BaseException | None) -> None:
         """Count and time the call; log it once its answer is on its way.
@@ -91,7 +83,12 @@ class CallHandling:
         them costs an extra turn of the loop, more than they cost.
         """
         seconds = (time.perf_counter_ns() - started) / 1e9
-        self._observe(method, code, seconds)
+        series = self._series.get((method, code))
+        if series is None:
+            series = self._series[method, code] = (self.metrics.requests.labels(method, code.name),
+                                                   self.metrics.duration.labels(method))
+        series[0].inc()
+        series[1].observe(seconds)
         if code is not grpc.StatusCode.OK or method not in self._quiet:
             asyncio.get_running_loop().call_soon(self._log, code, seconds, exc)
 
@@ -124,13 +121,13 @@ class CallHandling:
             async def wrapper(servicer, request, context):
                 call = _Call(self, method, context, admin, always)
                 try:
-                    response = handler(servicer, _checked(request), call.begin())
+                    response = handler(servicer, call.begin(request), call)
                     if waits:
                         response = await response
                 except BaseException as error:
                     await call.finish(error)
                     raise
-                call.succeeded()
+                self._end(method, grpc.StatusCode.OK, call.started, None)
                 return response
 
             return wrapper
@@ -146,13 +143,13 @@ class CallHandling:
             async def wrapper(servicer, request, context):
                 call = _Call(self, method, context, admin)
                 try:
-                    requests = _checked_stream(request) if hasattr(request, "__aiter__") else _checked(request)
-                    async for item in handler(servicer, requests, context, call.begin()):
+                    requests = call.begin(_checked_stream(request) if hasattr(request, "__aiter__") else request)
+                    async for item in handler(servicer, requests, context, call):
                         yield item
                 except BaseException as error:
                     await call.finish(error)
                     raise
-                call.succeeded()
+                self._end(method, grpc.StatusCode.OK, call.started, None)
 
             return wrapper
 
@@ -187,8 +184,9 @@ class _Call:
             self._request_id = given or next(self.handling._ids)
         return self._request_id
 
-    def begin(self) -> "_Call":
-        """Check the call may proceed (deadline, readiness, credentials); tag the task's log lines with it."""
+    def begin(self, request):
+        """Check the call may proceed (deadline, readiness, credentials, a request that parsed); tag the
+        task's log lines with it. Return the request."""
         handling, context = self.handling, self.context
         self.metadata = context.invocation_metadata()
         bind_call(self)
@@ -198,10 +196,7 @@ class _Call:
         if not self.always and not handling.is_ready():
             raise _NotReady()
         self.identity = handling.auth.authenticate(self.metadata, self.admin)
-        return self
-
-    def succeeded(self) -> None:
-        self.handling._end(self.method, grpc.StatusCode.OK, self.started, None)
+        return _checked(request)
 
     async def finish(self, error: BaseException) -> None:
         """Record the call's status; a failure that is not already a status becomes an abort (which raises)."""
@@ -245,7 +240,7 @@ def _tolerant(parse):
 
 
 def _checked(request):
-    if isinstance(request, MalformedRequest):
+    if type(request) is MalformedRequest:
         raise ValueError(request.error)
     return request
 
