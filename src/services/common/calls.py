@@ -104,13 +104,18 @@ class CallHandling:
         if self.log_requests == "errors" or (self.log_requests == "changes" and not changes):
             self._quiet.add(method)
 
-    def unary(self, method: str, admin: bool = False, always: bool = False, changes: bool = False):
-        """Wrap ``handler(self, request, call)`` (unary response); ``call.identity`` is the caller.
+    def rpc(self, method: str, admin: bool = False, always: bool = False, changes: bool = False):
+        """Wrap ``handler(self, request, call)`` as the servicer method ``method``.
 
+        ``request`` is the parsed request, or for client streams an async
+        iterator of them; ``call.identity`` is the caller. A unary-response
+        handler returns its response; a streaming one writes each response
+        with ``await call.context.write(...)`` (no generator between grpc and
+        the handler: each layer shows in a stream message's latency).
         ``handler`` is a coroutine function, or a plain function for calls that
-        never wait (one coroutine less on every call). ``always`` lets the call
-        through while the service is not ready (operator calls); ``changes``
-        says the method changes state (see ``log_requests``).
+        never wait. ``always`` lets the call through while the service is not
+        ready (operator calls); ``changes`` says the method changes state (see
+        ``log_requests``).
         """
         self._declare(method, changes)
 
@@ -121,7 +126,8 @@ class CallHandling:
             async def wrapper(servicer, request, context):
                 call = _Call(self, method, context, admin, always)
                 try:
-                    response = handler(servicer, call.begin(request), call)
+                    request = call.begin(_checked_stream(request) if hasattr(request, "__aiter__") else request)
+                    response = handler(servicer, request, call)
                     if waits:
                         response = await response
                 except BaseException as error:
@@ -129,27 +135,6 @@ class CallHandling:
                     raise
                 self._end(method, grpc.StatusCode.OK, call.started, None)
                 return response
-
-            return wrapper
-
-        return decorate
-
-    def stream(self, method: str, admin: bool = False, changes: bool = False):
-        """Wrap ``async def handler(self, request, context, call)``, an async generator of responses."""
-        self._declare(method, changes)
-
-        def decorate(handler):
-            @functools.wraps(handler)
-            async def wrapper(servicer, request, context):
-                call = _Call(self, method, context, admin)
-                try:
-                    requests = call.begin(_checked_stream(request) if hasattr(request, "__aiter__") else request)
-                    async for item in handler(servicer, requests, context, call):
-                        yield item
-                except BaseException as error:
-                    await call.finish(error)
-                    raise
-                self._end(method, grpc.StatusCode.OK, call.started, None)
 
             return wrapper
 

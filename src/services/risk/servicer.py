@@ -14,14 +14,14 @@ def make_servicer(service: RiskService, calls: CallHandling, server) -> risk_pb2
     """
 
     def query(name, apply):
-        @calls.unary(name)
+        @calls.rpc(name)
         def handler(self, request, call):
             return apply(request)
 
         return handler
 
     def command(name, apply, admin=False):
-        @calls.unary(name, admin=admin, changes=True)
+        @calls.rpc(name, admin=admin, changes=True)
         async def handler(self, request, call):
             response = apply(request, call.identity.name)
             await service.durable()
@@ -45,26 +45,26 @@ def make_servicer(service: RiskService, calls: CallHandling, server) -> risk_pb2
         SetLimits = command("SetLimits", service.set_limits, admin=True)
         SetTradingState = command("SetTradingState", service.set_trading_state, admin=True)
 
-        @calls.stream("SubmitStream", changes=True)
-        async def SubmitStream(self, request_iterator, context, call):
-            async for request in request_iterator:
+        @calls.rpc("SubmitStream", changes=True)
+        async def SubmitStream(self, requests, call):
+            async for request in requests:
                 response = service.submit_order(request)
                 await service.durable()
-                yield response
+                await call.context.write(response)
 
-        @calls.unary("Promote", admin=True, always=True, changes=True)
+        @calls.rpc("Promote", admin=True, always=True, changes=True)
         async def Promote(self, request, call):
             if server.role == "standalone":
                 raise FailedPrecondition("this engine has no replicated journal to take over")
             role = await server.promote()
             return risk_pb2.PromoteResponse(role=role, last_seq=service.last_seq)
 
-        @calls.stream("WatchBreaches")
-        async def WatchBreaches(self, request, context, call):
+        @calls.rpc("WatchBreaches")
+        async def WatchBreaches(self, request, call):
             queue = service.breaches.subscribe()
             try:
                 while True:
-                    yield await queue.get()
+                    await call.context.write(await queue.get())
             finally:
                 service.breaches.unsubscribe(queue)
 
