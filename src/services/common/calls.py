@@ -15,6 +15,7 @@ from typing import Callable
 
 import grpc
 from google.protobuf import message_factory
+from google.protobuf.message import Message
 
 from services.common.auth import AuthError, TokenAuth
 from services.common.logging import bind_call, get_logger
@@ -126,8 +127,7 @@ class CallHandling:
             async def wrapper(servicer, request, context):
                 call = _Call(self, method, context, admin, always)
                 try:
-                    request = call.begin(_checked_stream(request) if hasattr(request, "__aiter__") else request)
-                    response = handler(servicer, request, call)
+                    response = handler(servicer, call.begin(request), call)
                     if waits:
                         response = await response
                 except BaseException as error:
@@ -181,7 +181,11 @@ class _Call:
         if not self.always and not handling.is_ready():
             raise _NotReady()
         self.identity = handling.auth.authenticate(self.metadata, self.admin)
-        return _checked(request)
+        if isinstance(request, Message):
+            return request
+        if type(request) is MalformedRequest:
+            raise ValueError(request.error)
+        return _checked_stream(request)      # a client stream: each message is checked as it comes
 
     async def finish(self, error: BaseException) -> None:
         """Record the call's status; a failure that is not already a status becomes an abort (which raises)."""
@@ -224,15 +228,11 @@ def _tolerant(parse):
     return deserialize
 
 
-def _checked(request):
-    if type(request) is MalformedRequest:
-        raise ValueError(request.error)
-    return request
-
-
 async def _checked_stream(requests):
     async for request in requests:
-        yield _checked(request)
+        if type(request) is MalformedRequest:
+            raise ValueError(request.error)
+        yield request
 
 
 def add_servicer(server, service_descriptor, servicer) -> None:
