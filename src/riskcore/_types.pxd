@@ -114,18 +114,26 @@ ctypedef struct Node_t:
     i64 unrealized
     i64 open_orders
     i64 sod_pnl             # realized + unrealized at the last start-of-day roll
+    i32 saved               # where the running what-if batch kept it (-1 = not kept)
 
-ctypedef struct Slot_t:
-    # One (node, symbol) pair: the node's netted aggregate in that symbol.
-    i32 node
-    i32 symbol
-    i32 parent_slot         # same symbol one level up, -1 at the firm
-    uint8_t permitted       # on the node's allow-list
-    i64 pos
-    i64 cost                # signed tick-units of the open position
-    i64 wbuy                # working buy quantity
-    i64 wsell
-    i64 realized
+cdef extern from "tables.h" namespace "riskcore":
+    # One (node, symbol) pair in one cache line: see tables.h.
+    ctypedef struct Slot_t "riskcore::Slot":
+        i32 node
+        i32 symbol
+        i32 parent_slot
+        uint8_t saved
+        uint8_t permitted
+        uint8_t limited
+        i64 pos
+        i64 cost
+        i64 wbuy
+        i64 wsell
+        i64 best_buy
+        i64 best_sell
+
+ctypedef struct PositionLimit_t:
+    # A slot's position limits, read only when the slot row says ``limited``.
     i64 max_long            # INT64_MAX = unlimited
     i64 max_short
 
@@ -147,11 +155,22 @@ ctypedef struct SlotSum:
     i64 cost
     i64 realized
 
-ctypedef struct Booked:
-    # An order a what-if batch booked, to take back: its row, leaf slot and price in ticks.
-    Py_ssize_t row
+ctypedef struct SavedRow:
+    # A slot row's working orders before a what-if batch first changed it.
     i32 slot
-    i64 price
+    i64 wbuy
+    i64 wsell
+    i64 best_buy
+    i64 best_sell
+
+ctypedef struct SavedNode:
+    # A node's working totals before a what-if batch first changed them,
+    # and the new-order events the batch has added to its rate window since.
+    i32 node
+    i64 wbuy_notional
+    i64 wsell_notional
+    i64 open_orders
+    i64 pushed
 
 
 ctypedef struct Event_t:

@@ -52,14 +52,18 @@ cdef inline void window_push(Runs& window, i64* total, i64 now) noexcept nogil:
     total[0] += 1
 
 
-cdef inline void window_pop(Runs& window, i64* total) noexcept nogil:
-    """Take back the newest event (a what-if batch undoing its bookings)."""
-    cdef pair[i64, i64] run = window.back()
-    window.pop_back()
-    if run.second > 1:
-        run.second -= 1
-        window.push_back(run)
-    total[0] -= 1
+cdef inline void window_unpush(Runs& window, i64* total, i64 k) noexcept nogil:
+    """Take back the ``k`` newest events (a what-if batch undoing its bookings)."""
+    cdef pair[i64, i64] run
+    total[0] -= k
+    while k > 0:
+        run = window.back()
+        window.pop_back()
+        if run.second > k:
+            run.second -= k
+            window.push_back(run)
+            return
+        k -= run.second
 
 
 cdef inline double ratio(i64 value, i64 limit) noexcept nogil:

@@ -1,10 +1,13 @@
 from libc.stdint cimport uint8_t, int8_t
+cimport cython
 from libcpp.vector cimport vector
 from libcpp.deque cimport deque
 from libcpp.map cimport map as cmap
 from libcpp.utility cimport pair
 
-from riskcore._types cimport i64, i32, Instrument_t, Node_t, Slot_t, Order_t, Event_t, Booked, SlotSum
+from riskcore._types cimport (
+    i64, i32, Instrument_t, Node_t, Slot_t, Order_t, Event_t, SlotSum, SavedRow, SavedNode, PositionLimit_t,
+)
 from riskcore.clock cimport Clock
 from riskcore.decision cimport Decision
 from riskcore.checks cimport Runs
@@ -18,6 +21,8 @@ cdef class RiskEngine:
     cdef vector[Instrument_t] _instruments
     cdef vector[Node_t] _nodes
     cdef vector[Slot_t] _slots
+    cdef vector[i64] _realized                        # per slot: realized P&L
+    cdef vector[PositionLimit_t] _position_limits     # per slot, read when the row is ``limited``
     cdef IdMap _slot_index                            # (node << 32 | symbol) -> slot
     cdef vector[vector[i32]] _symbol_slots            # slots per symbol, for price fan-out
     cdef vector[Order_t] _orders
@@ -33,7 +38,12 @@ cdef class RiskEngine:
     cdef deque[pair[i64, DupKey]] _dup_expiry
     cdef i64 _dup_window
     cdef vector[Event_t] _events
-    cdef vector[Booked] _booked                        # what a what-if batch must take back
+    # A what-if batch (check_batch) books as it goes and then puts back the rows
+    # and nodes it saved on first change: no per-order take-back.
+    cdef bint _what_if
+    cdef vector[SavedRow] _saved_rows
+    cdef vector[SavedNode] _saved_nodes
+    cdef vector[DupKey] _batch_dups                    # duplicate-guard entries it added, in order
     cdef vector[SlotSum] _sums                         # recompute()'s per-slot totals
     cdef dict _account_ids
     cdef list _account_names
@@ -60,14 +70,22 @@ cdef class RiskEngine:
                            i32 leaf_slot) noexcept nogil
     cdef void _reserve(self, i64 order_id, i32 acct, i32 sym, i64 side, i64 q, bint market,
                        i64 now, bint record, bint is_modify) noexcept nogil
+    @cython.final
     cdef i64* _total(self, i32 node, int which) noexcept nogil
+    @cython.final
     cdef Levels* _resting_side(self, i32 slot, i64 side) noexcept nogil
     cdef void _release(self, i32 leaf_slot, i64 side, i64 qty, i64 price, i64 price_key,
                        bint close) noexcept nogil
-    cdef void _prefetch_slot(self, i32 s) noexcept nogil
-    cdef void _prefetch_chain(self, i32 s) noexcept nogil
-    cdef void _unbook(self, i32 acct, i32 sym, i32 leaf_slot, i64 side, i64 q, i64 p,
-                      bint market) noexcept nogil
+    @cython.final
+    cdef void _prefetch_slot(self, i32 s, i64 side) noexcept nogil
+    @cython.final
+    cdef void _prefetch_chain(self, i32 s, i64 side) noexcept nogil
+    @cython.final
+    cdef void _save_row(self, i32 s) noexcept nogil
+    @cython.final
+    cdef SavedNode* _save_node(self, i32 n) noexcept nogil
+    cdef void _begin_what_if(self) noexcept nogil
+    cdef void _take_back(self) noexcept nogil
     cdef i32 _order_row(self, i64 order_id) noexcept nogil
     cdef i32 _working(self, i64 order_id) noexcept nogil
     cdef void _apply_fill(self, i32 leaf_slot, i64 signed_qty, i64 price, i64 now) noexcept nogil

@@ -21,14 +21,14 @@ from libcpp.map cimport map as cmap
 
 from riskcore._types cimport (
     i64, i32, i128, uint8_t, int8_t, INT64_MAX, INT64_MIN, MAX_DEPTH,
-    Instrument_t, Limits_t, Node_t, Slot_t, Order_t, Event_t, Booked,
+    Instrument_t, Limits_t, Node_t, Slot_t, Order_t, Event_t, SavedRow, SavedNode, PositionLimit_t,
 )
 from riskcore._types cimport Reason as R
 from riskcore._types cimport TradingState as TS
 from riskcore._types cimport OrderStatus as OS
 from riskcore.tables cimport IdMap, Levels
 from riskcore.checks cimport (reduces_position, collar_band, worst_position, window_count, window_push,
-                              window_pop, ratio, Runs)
+                              window_unpush, ratio, Runs)
 from riskcore.fixedpoint cimport tdiv_mul, sat_mul3, price_to_ticks, round_half_away, sign, iabs, positive_part
 from riskcore.clock cimport Clock, SystemClock
 from riskcore.decision cimport Decision, make_decision
@@ -42,7 +42,7 @@ from riskcore.errors import (
 
 cdef i64 MAX_QUANTITY = 1_000_000_000_000
 cdef i64 NOTIONAL_CAP = 4_611_686_018_427_387_904   # 2**62 micro-units: sums of many stay in range
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 BUY = 1
 SELL = -1
@@ -96,12 +96,6 @@ cdef extern from *:
 # book overlap instead of stalling one after another.
 cdef enum:
     LOOKAHEAD = 16
-
-
-cdef inline void _prefetch_row(const Slot_t* row) noexcept nogil:
-    # A slot row is wider than a cache line and may straddle two.
-    prefetch(row)
-    prefetch(<const char*>row + sizeof(Slot_t) - 1)
 
 
 cdef inline i64 _seconds_to_ns(object seconds):
@@ -356,6 +350,7 @@ cdef class RiskEngine:
         node.long_notional = node.short_notional = 0
         node.wbuy_notional = node.wsell_notional = 0
         node.realized = node.unrealized = node.open_orders = node.sod_pnl = 0
+        node.saved = -1
         self._nodes.push_back(node)
         self._new_window.push_back(Runs())
         self._modify_window.push_back(Runs())
@@ -408,11 +403,13 @@ cdef class RiskEngine:
         slot.node = node
         slot.symbol = symbol
         slot.parent_slot = parent_slot
-        slot.permitted = 0
-        slot.pos = slot.cost = slot.wbuy = slot.wsell = slot.realized = 0
-        slot.max_long = slot.max_short = INT64_MAX
+        slot.saved = slot.permitted = slot.limited = 0
+        slot.pos = slot.cost = slot.wbuy = slot.wsell = 0
+        slot.best_buy = slot.best_sell = INT64_MIN
         sid = <i32>self._slots.size()
         self._slots.push_back(slot)
+        self._realized.push_back(0)
+        self._position_limits.push_back(PositionLimit_t(max_long=INT64_MAX, max_short=INT64_MAX))
         self._slot_index.set(key, sid)
         self._symbol_slots[symbol].push_back(sid)
         self._rest_buy.push_back(Levels())
@@ -482,17 +479,19 @@ cdef class RiskEngine:
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
                 raise InvalidConfigError(f"{name} must be an integer >= 0 or None, got {value!r}")
         cdef i32 s = self._slot_chain(nid, sid)
-        self._slots[s].max_long = INT64_MAX if max_long is None else max_long
-        self._slots[s].max_short = INT64_MAX if max_short is None else max_short
+        cdef PositionLimit_t* lim = &self._position_limits[s]
+        lim.max_long = INT64_MAX if max_long is None else max_long
+        lim.max_short = INT64_MAX if max_short is None else max_short
+        self._slots[s].limited = lim.max_long != INT64_MAX or lim.max_short != INT64_MAX
 
     def position_limit(self, account, symbol):
         """Return ``(max_long, max_short)`` of a node in a symbol (None = unlimited)."""
         cdef i32* found = self._slot_index.find(_slot_key(self.account_id(account), self.symbol_id(symbol)))
         if found == NULL:
             return (None, None)
-        cdef Slot_t* slot = &self._slots[found[0]]
-        return (None if slot.max_long == INT64_MAX else slot.max_long,
-                None if slot.max_short == INT64_MAX else slot.max_short)
+        cdef PositionLimit_t* lim = &self._position_limits[found[0]]
+        return (None if lim.max_long == INT64_MAX else lim.max_long,
+                None if lim.max_short == INT64_MAX else lim.max_short)
 
     def set_allowed_symbols(self, account, symbols):
         """Restrict a node (and its subtree) to ``symbols``; None lifts the restriction."""
@@ -549,7 +548,6 @@ cdef class RiskEngine:
         cdef Slot_t* leaf
         cdef Order_t* order
         cdef i64 p, ref, tv, notional, dq, dn, v, lim, band, best, old_q = 0, old_n = 0, count, length
-        cdef Levels* book
         cdef i32 s, k, n
         cdef bint stale, has_ref, is_modify = oidx >= 0, reducing
         cdef double util = 0.0
@@ -690,7 +688,9 @@ cdef class RiskEngine:
         for k in range(node.depth):
             slot = &self._slots[s]
             v = worst_position(slot.pos, slot.wbuy, slot.wsell, side, dq)
-            lim = slot.max_long if side > 0 else slot.max_short
+            lim = INT64_MAX
+            if slot.limited:
+                lim = self._position_limits[s].max_long if side > 0 else self._position_limits[s].max_short
             if dq > 0 and v > lim:
                 self._fail_node, self._fail_value, self._fail_limit = slot.node, <double>v, <double>lim
                 return R.POSITION_LIMIT
@@ -750,11 +750,11 @@ cdef class RiskEngine:
             if self._dup_last.count(dkey) and now - self._dup_last[dkey] < self._dup_window:
                 self._fail_value = (now - self._dup_last[dkey]) / 1e9
                 return R.DUPLICATE_ORDER
-        # 12. self-match against the account's own working orders
+        # 12. self-match against the account's own working orders (best level kept in the row)
         v = _price_key(side, p, market)
-        book = self._resting_side(leaf_slot, -side)
-        if not book.empty():
-            best = _level_key(-side, book.best())
+        best = leaf.best_sell if side > 0 else leaf.best_buy
+        if best != INT64_MIN:
+            best = _level_key(-side, best)
             if (v >= best) if side > 0 else (v <= best):
                 self._fail_limit = best * ins.tick_size
                 return R.SELF_MATCH
@@ -770,11 +770,16 @@ cdef class RiskEngine:
 
         A modify re-books the replaced order (already released) and counts
         against the modify rate instead of the new-order rate and duplicate guard.
+        In a what-if batch the rows and nodes are saved before their first
+        change, and the price levels stay as they are: only the row's best
+        level moves, which is all a later order's self-match check reads.
         """
         cdef i32 s = self._eval_slot
         cdef i64 p = self._eval_price, notional = self._eval_notional
+        cdef i64 key = _level_key(side, _price_key(side, p, market))
         cdef Slot_t* slot
         cdef Node_t* nd
+        cdef SavedNode* saved = NULL
         cdef Order_t order
         cdef DupKey dkey
         cdef cmap[DupKey, i64].iterator dit
@@ -783,6 +788,9 @@ cdef class RiskEngine:
         while s >= 0:
             slot = &self._slots[s]
             nd = &self._nodes[slot.node]
+            if self._what_if:
+                self._save_row(s)
+                saved = self._save_node(slot.node)
             if side > 0:
                 slot.wbuy += q
                 nd.wbuy_notional += notional
@@ -795,14 +803,24 @@ cdef class RiskEngine:
                     window_push(self._modify_window[slot.node], self._total(slot.node, W_MODIFY), now)
             elif nd.limits.new_rate_count >= 0:
                 window_push(self._new_window[slot.node], self._total(slot.node, W_NEW), now)
+                if self._what_if:
+                    saved.pushed += 1
             s = slot.parent_slot
-        self._resting_side(self._eval_slot, side).add(_level_key(side, _price_key(side, p, market)))
+        slot = &self._slots[self._eval_slot]
+        if not self._what_if:
+            self._resting_side(self._eval_slot, side).add(key)
+        if side > 0:
+            slot.best_buy = max(slot.best_buy, key)
+        else:
+            slot.best_sell = max(slot.best_sell, key)
         if self._dup_window > 0 and not is_modify:
             dkey.first.first = _slot_key(acct, sym)
             dkey.first.second = q * 2 + (side > 0)
             dkey.second = _price_key(side, p, market)
             self._dup_last[dkey] = now
             self._dup_expiry.push_back(pair[i64, DupKey](now, dkey))
+            if self._what_if:
+                self._batch_dups.push_back(dkey)
             # Forget what has left the window (the newest entry always stays).
             while self._dup_expiry.front().first <= now - self._dup_window:
                 dkey = self._dup_expiry.front().second
@@ -830,6 +848,7 @@ cdef class RiskEngine:
         cdef i32 s = leaf_slot
         cdef Slot_t* slot
         cdef Node_t* nd
+        cdef Levels* book
         cdef i64 notional = qty * price * self._instruments[self._slots[leaf_slot].symbol].tick_value
         while s >= 0:
             slot = &self._slots[s]
@@ -844,7 +863,13 @@ cdef class RiskEngine:
                 nd.open_orders -= 1
             s = slot.parent_slot
         if close:
-            self._resting_side(leaf_slot, side).remove(_level_key(side, price_key))
+            book = self._resting_side(leaf_slot, side)
+            book.remove(_level_key(side, price_key))
+            slot = &self._slots[leaf_slot]
+            if side > 0:
+                slot.best_buy = INT64_MIN if book.empty() else book.best()
+            else:
+                slot.best_sell = INT64_MIN if book.empty() else book.best()
 
     cdef i64* _total(self, i32 node, int which) noexcept nogil:
         """The event count of one of a node's sliding windows."""
@@ -892,7 +917,7 @@ cdef class RiskEngine:
             nd.unrealized -= _unrealized(slot.pos, slot.cost, ref, tv)
             slot.pos += dpos
             slot.cost += dcost
-            slot.realized += dreal
+            self._realized[s] += dreal
             nd.long_notional += _long_value(slot.pos, ref, tv)
             nd.short_notional += _short_value(slot.pos, ref, tv)
             nd.unrealized += _unrealized(slot.pos, slot.cost, ref, tv)
@@ -1133,15 +1158,16 @@ cdef class RiskEngine:
         cdef uint8_t[::1] reasons = out
         cdef i64 now = self._clock.now(), oid = 0
         cdef uint8_t code
-        # The engine's own buffer: its capacity survives calls, so a batch does not
-        # page in fresh memory for its take-back list every time.
-        cdef vector[Booked]* booked = &self._booked
-        cdef Booked b
         cdef i32 ahead[LOOKAHEAD]                  # slot of order j at ahead[j % LOOKAHEAD], -1 unknown
         cdef Py_ssize_t j
         cdef i32* found
-        booked.clear()
         with nogil:
+            if record:
+                # Room for every order up front: no rehash or copy of the tables midway.
+                self._orders.reserve(self._orders.size() + n)
+                self._order_index.reserve(self._order_index.size() + n)
+            else:
+                self._begin_what_if()
             # Starts LOOKAHEAD / 2 early, so the first orders' slots are looked up too.
             for i in range(-(LOOKAHEAD // 2), n):
                 j = i + LOOKAHEAD
@@ -1156,10 +1182,10 @@ cdef class RiskEngine:
                     else:
                         found = self._slot_index.find(_slot_key(accounts[j], symbols[j]))
                         ahead[j % LOOKAHEAD] = -1 if found == NULL else found[0]
-                        self._prefetch_slot(ahead[j % LOOKAHEAD])
+                        self._prefetch_slot(ahead[j % LOOKAHEAD], sides[j])
                 j = i + LOOKAHEAD // 4
                 if 0 <= j < n and (j == 0 or ahead[j % LOOKAHEAD] != ahead[(j - 1) % LOOKAHEAD]):
-                    self._prefetch_chain(ahead[j % LOOKAHEAD])
+                    self._prefetch_chain(ahead[j % LOOKAHEAD], sides[j])
                 if i < 0:
                     continue
                 if record:
@@ -1170,55 +1196,89 @@ cdef class RiskEngine:
                 if code == R.OK:
                     self._reserve(oid, accounts[i], symbols[i], sides[i], quantities[i], market[i] != 0,
                                   now, record, False)
-                    if not record:
-                        booked.push_back(Booked(row=i, slot=self._eval_slot, price=self._eval_price))
-            # A what-if batch takes back what it booked, newest first.
-            for j in range(<Py_ssize_t>booked.size() - 1, -1, -1):
-                if j >= LOOKAHEAD // 2:
-                    self._prefetch_slot(booked[0][j - LOOKAHEAD // 2].slot)
-                if j >= LOOKAHEAD // 4:
-                    self._prefetch_chain(booked[0][j - LOOKAHEAD // 4].slot)
-                b = booked[0][j]
-                i = b.row
-                self._unbook(accounts[i], symbols[i], b.slot, sides[i], quantities[i], b.price, market[i] != 0)
-            booked.clear()
+            if not record:
+                self._take_back()
         return out
 
-    cdef void _prefetch_slot(self, i32 s) noexcept nogil:
-        """Start loading a leaf slot's row and its price-level headers."""
+    cdef void _prefetch_slot(self, i32 s, i64 side) noexcept nogil:
+        """Start loading a leaf slot's row and, when orders are booked for real, the side's level header."""
         if s >= 0:
-            _prefetch_row(&self._slots[s])
-            prefetch(&self._rest_buy[s])
-            prefetch(&self._rest_sell[s])
+            prefetch(&self._slots[s])
+            if not self._what_if:
+                prefetch(self._resting_side(s, side))
 
-    cdef void _prefetch_chain(self, i32 s) noexcept nogil:
-        """Once the leaf row is in cache: start loading its parent's row and both sides' levels.
+    cdef void _prefetch_chain(self, i32 s, i64 side) noexcept nogil:
+        """Once the leaf row is in cache: start loading its parent's row (and the side's levels).
 
         The rows further up (the firm's, one per symbol) are few and stay cached.
         """
         if s < 0:
             return
-        self._rest_buy[s].prefetch()
-        self._rest_sell[s].prefetch()
+        if not self._what_if:
+            self._resting_side(s, side).prefetch()
         if self._slots[s].parent_slot >= 0:
-            _prefetch_row(&self._slots[self._slots[s].parent_slot])
+            prefetch(&self._slots[self._slots[s].parent_slot])
 
-    cdef void _unbook(self, i32 acct, i32 sym, i32 leaf_slot, i64 side, i64 q, i64 p, bint market) noexcept nogil:
-        # Exact inverse of _reserve for an unrecorded order (integers make it exact).
-        cdef i32 s = leaf_slot
+    cdef void _begin_what_if(self) noexcept nogil:
+        """Start a what-if batch with nothing saved."""
+        self._saved_rows.clear()
+        self._saved_nodes.clear()
+        self._batch_dups.clear()
+        self._what_if = True
+
+    cdef void _save_row(self, i32 s) noexcept nogil:
+        """Keep a slot row's working orders before the what-if batch first changes them."""
+        cdef Slot_t* slot = &self._slots[s]
+        if not slot.saved:
+            slot.saved = 1
+            self._saved_rows.push_back(SavedRow(slot=s, wbuy=slot.wbuy, wsell=slot.wsell,
+                                                best_buy=slot.best_buy, best_sell=slot.best_sell))
+
+    cdef SavedNode* _save_node(self, i32 n) noexcept nogil:
+        """Keep a node's working totals before the what-if batch first changes them; return the record."""
+        cdef Node_t* nd = &self._nodes[n]
+        if nd.saved < 0:
+            nd.saved = <i32>self._saved_nodes.size()
+            self._saved_nodes.push_back(SavedNode(node=n, wbuy_notional=nd.wbuy_notional,
+                                                  wsell_notional=nd.wsell_notional,
+                                                  open_orders=nd.open_orders, pushed=0))
+        return &self._saved_nodes[nd.saved]
+
+    cdef void _take_back(self) noexcept nogil:
+        """End a what-if batch: every row and node it changed goes back to what it saved.
+
+        One write per distinct row, not one take-back per order: a batch of
+        1M orders over 100k positions restores at most the 100k rows it touched.
+        """
+        cdef size_t j, rows = self._saved_rows.size()
+        cdef SavedRow* row
+        cdef SavedNode* saved
+        cdef Slot_t* slot
+        cdef Node_t* nd
         cdef DupKey dkey
-        self._release(leaf_slot, side, q, p, _price_key(side, p, market), True)
-        while s >= 0:
-            if self._nodes[self._slots[s].node].limits.new_rate_count >= 0:
-                window_pop(self._new_window[self._slots[s].node], self._total(self._slots[s].node, W_NEW))
-            s = self._slots[s].parent_slot
-        if self._dup_window > 0:
-            dkey.first.first = _slot_key(acct, sym)
-            dkey.first.second = q * 2 + (side > 0)
-            dkey.second = _price_key(side, p, market)
+        for j in range(rows):
+            if j + LOOKAHEAD < rows:
+                prefetch(&self._slots[self._saved_rows[j + LOOKAHEAD].slot])
+            row = &self._saved_rows[j]
+            slot = &self._slots[row.slot]
+            slot.wbuy, slot.wsell, slot.best_buy, slot.best_sell = row.wbuy, row.wsell, row.best_buy, row.best_sell
+            slot.saved = 0
+        for j in range(self._saved_nodes.size()):
+            saved = &self._saved_nodes[j]
+            nd = &self._nodes[saved.node]
+            nd.wbuy_notional, nd.wsell_notional, nd.open_orders = (
+                saved.wbuy_notional, saved.wsell_notional, saved.open_orders)
+            nd.saved = -1
+            window_unpush(self._new_window[saved.node], self._total(saved.node, W_NEW), saved.pushed)
+        for j in range(self._batch_dups.size(), 0, -1):
+            dkey = self._batch_dups[j - 1]
             if self._dup_expiry.size() and self._dup_expiry.back().second == dkey:
                 self._dup_expiry.pop_back()
             self._dup_last.erase(dkey)
+        self._saved_rows.clear()
+        self._saved_nodes.clear()
+        self._batch_dups.clear()
+        self._what_if = False
 
     # --------------------------------------------------------------- events
 
@@ -1424,7 +1484,7 @@ cdef class RiskEngine:
             return Position(self._account_names[nid], self._symbol_names[sid], 0, 0.0, 0.0, 0.0)
         cdef Slot_t* s = &self._slots[found[0]]
         return Position(self._account_names[nid], self._symbol_names[sid], s.pos,
-                        <double>s.cost / s.pos * ins.tick_size if s.pos else 0.0, s.realized / 1e6,
+                        <double>s.cost / s.pos * ins.tick_size if s.pos else 0.0, self._realized[found[0]] / 1e6,
                         _unrealized(s.pos, s.cost, ins.ref, ins.tick_value) / 1e6)
 
     def positions(self):
@@ -1437,16 +1497,16 @@ cdef class RiskEngine:
         cdef Instrument_t* ins
         for j in range(self._slots.size()):
             s = &self._slots[j]
-            if self._nodes[s.node].n_children == 0 and s.node != 0 and (s.pos != 0 or s.realized != 0):
+            if self._nodes[s.node].n_children == 0 and s.node != 0 and (s.pos != 0 or self._realized[j] != 0):
                 m += 1
         out = np.zeros(m, dtype=POSITION_DTYPE)
         m = 0
         for j in range(self._slots.size()):
             s = &self._slots[j]
-            if self._nodes[s.node].n_children == 0 and s.node != 0 and (s.pos != 0 or s.realized != 0):
+            if self._nodes[s.node].n_children == 0 and s.node != 0 and (s.pos != 0 or self._realized[j] != 0):
                 ins = &self._instruments[s.symbol]
                 out[m] = (s.node, s.symbol, s.pos, <double>s.cost / s.pos * ins.tick_size if s.pos else 0.0,
-                          s.realized / 1e6, _unrealized(s.pos, s.cost, ins.ref, ins.tick_value) / 1e6)
+                          self._realized[j] / 1e6, _unrealized(s.pos, s.cost, ins.ref, ins.tick_value) / 1e6)
                 m += 1
         return out
 
@@ -1536,7 +1596,7 @@ cdef class RiskEngine:
             for k in range(<Py_ssize_t>ns - 1, -1, -1):
                 slot = &self._slots[k]
                 if leaf[slot.node]:
-                    own.pos, own.cost, own.realized = slot.pos, slot.cost, slot.realized
+                    own.pos, own.cost, own.realized = slot.pos, slot.cost, self._realized[k]
                     sum = &own
                 else:
                     sum = &sums[0][k]
@@ -1573,6 +1633,13 @@ cdef class RiskEngine:
 
         Raises StateError naming the first node and field that differ.
         """
+        cdef size_t j
+        for j in range(self._slots.size()):
+            if (self._slots[j].best_buy != (INT64_MIN if self._rest_buy[j].empty() else self._rest_buy[j].best())
+                    or self._slots[j].best_sell != (INT64_MIN if self._rest_sell[j].empty()
+                                                    else self._rest_sell[j].best())):
+                raise StateError(f"best working price of {self._account_names[self._slots[j].node]!r} in "
+                                 f"{self._symbol_names[self._slots[j].symbol]!r} differs from its price levels")
         kept, fresh = self.aggregates(), self.recompute()
         for field in AGGREGATE_DTYPE.names:
             diff = np.nonzero(kept[field] != fresh[field])[0]
@@ -1647,10 +1714,14 @@ cdef class RiskEngine:
         """
         return {
             "version": STATE_VERSION,
-            "layout": (sizeof(Instrument_t), sizeof(Node_t), sizeof(Slot_t), sizeof(Order_t), sizeof(Event_t)),
+            "layout": (sizeof(Instrument_t), sizeof(Node_t), sizeof(Slot_t), sizeof(Order_t), sizeof(Event_t),
+                       sizeof(PositionLimit_t)),
             "instruments": _vector_bytes(self._instruments.data(), self._instruments.size(), sizeof(Instrument_t)),
             "nodes": _vector_bytes(self._nodes.data(), self._nodes.size(), sizeof(Node_t)),
             "slots": _vector_bytes(self._slots.data(), self._slots.size(), sizeof(Slot_t)),
+            "realized": _vector_bytes(self._realized.data(), self._realized.size(), sizeof(i64)),
+            "position_limits": _vector_bytes(self._position_limits.data(), self._position_limits.size(),
+                                             sizeof(PositionLimit_t)),
             "orders": _vector_bytes(self._orders.data(), self._orders.size(), sizeof(Order_t)),
             "events": _vector_bytes(self._events.data(), self._events.size(), sizeof(Event_t)),
             "order_index": _id_map_dict(self._order_index),
@@ -1682,7 +1753,7 @@ cdef class RiskEngine:
             raise StateError(f"snapshot version {state.get('version') if isinstance(state, dict) else None!r} "
                              f"is not the supported version {STATE_VERSION}")
         if tuple(state["layout"]) != (sizeof(Instrument_t), sizeof(Node_t), sizeof(Slot_t), sizeof(Order_t),
-                                      sizeof(Event_t)):
+                                      sizeof(Event_t), sizeof(PositionLimit_t)):
             raise StateError("snapshot struct layout does not match this build")
         eng._clock = clock if clock is not None else SystemClock()
         eng._dup_window = state["dup_window"]
@@ -1692,6 +1763,12 @@ cdef class RiskEngine:
         _copy_into(eng._nodes.data(), state["nodes"])
         eng._slots.resize(_records(state["slots"], sizeof(Slot_t)))
         _copy_into(eng._slots.data(), state["slots"])
+        eng._realized.resize(_records(state["realized"], sizeof(i64)))
+        _copy_into(eng._realized.data(), state["realized"])
+        eng._position_limits.resize(_records(state["position_limits"], sizeof(PositionLimit_t)))
+        _copy_into(eng._position_limits.data(), state["position_limits"])
+        if eng._realized.size() != eng._slots.size() or eng._position_limits.size() != eng._slots.size():
+            raise StateError("snapshot slot tables disagree in length")
         eng._orders.resize(_records(state["orders"], sizeof(Order_t)))
         _copy_into(eng._orders.data(), state["orders"])
         eng._events.resize(_records(state["events"], sizeof(Event_t)))
@@ -1701,9 +1778,14 @@ cdef class RiskEngine:
         cdef size_t j
         cdef DupKey dkey
         eng._symbol_slots.resize(eng._instruments.size())
+        for j in range(eng._nodes.size()):
+            eng._nodes[j].saved = -1
         for j in range(eng._slots.size()):
             if eng._slots[j].symbol < 0 or <size_t>eng._slots[j].symbol >= eng._instruments.size():
                 raise StateError(f"slot {j} names an unknown symbol")
+            eng._slots[j].saved = 0
+            eng._slots[j].limited = (eng._position_limits[j].max_long != INT64_MAX
+                                     or eng._position_limits[j].max_short != INT64_MAX)
             eng._slot_index.set(_slot_key(eng._slots[j].node, eng._slots[j].symbol), <i32>j)
             eng._symbol_slots[eng._slots[j].symbol].push_back(<i32>j)
         for k, v in state["order_index"].items():
@@ -1729,6 +1811,9 @@ cdef class RiskEngine:
                 raise StateError(f"working orders recorded for unknown slot {j}")
             _load_levels(&eng._rest_buy[j], buys, 1)
             _load_levels(&eng._rest_sell[j], sells, -1)
+        for j in range(eng._slots.size()):
+            eng._slots[j].best_buy = INT64_MIN if eng._rest_buy[j].empty() else eng._rest_buy[j].best()
+            eng._slots[j].best_sell = INT64_MIN if eng._rest_sell[j].empty() else eng._rest_sell[j].best()
         for ((a, b), c), v in state["dup_last"].items():
             dkey.first.first, dkey.first.second, dkey.second = a, b, c
             eng._dup_last[dkey] = v

@@ -17,6 +17,27 @@
 
 namespace riskcore {
 
+// One (node, symbol) pair: the node's netted aggregate in that symbol. Exactly
+// one cache line, aligned to one (C++17 allocates over-aligned types aligned),
+// holding all an order check reads of the slot: a flow spread over a big book
+// misses once per slot, not twice. What the order path seldom reads (realized
+// P&L, position limits) lives in the engine's side tables.
+struct alignas(64) Slot {
+    int32_t node;
+    int32_t symbol;
+    int32_t parent_slot;   // same symbol one level up, -1 at the firm
+    uint8_t saved;         // kept by the running what-if batch, to put back at its end
+    uint8_t permitted;     // on the node's allow-list
+    uint8_t limited;       // has a position limit (then see the engine's limit table)
+    int64_t pos;
+    int64_t cost;          // signed tick-units of the open position
+    int64_t wbuy;          // working buy quantity
+    int64_t wsell;
+    int64_t best_buy;      // best level key of the working orders per side (see Levels),
+    int64_t best_sell;     // INT64_MIN when the side has none
+};
+static_assert(sizeof(Slot) == 64, "a slot row is one cache line");
+
 // int64 key -> int32 value by open addressing with linear probing, at most
 // half full. Entries are never erased (the engine overwrites values instead),
 // so probing needs no tombstones.
@@ -39,6 +60,18 @@ class IdMap {
     void set(int64_t key, int32_t value) {
         if (2 * (size_ + 1) > table_.size()) grow();
         place(key, value);
+    }
+
+    // Make room for n keys in all, so that adding them does not rehash midway.
+    void reserve(size_t n) {
+        size_t capacity = table_.size();
+        while (2 * n > capacity) capacity *= 2;
+        if (capacity == table_.size()) return;
+        std::vector<Entry> old;
+        old.swap(table_);
+        reset(capacity);
+        for (const Entry& e : old)
+            if (e.value != EMPTY) place(e.key, e.value);
     }
 
     // Start loading the cache line key hashes to, ahead of a find.
@@ -89,13 +122,7 @@ class IdMap {
         size_ = 0;
     }
 
-    void grow() {
-        std::vector<Entry> old;
-        old.swap(table_);
-        reset(old.size() * 2);
-        for (const Entry& e : old)
-            if (e.value != EMPTY) place(e.key, e.value);
-    }
+    void grow() { reserve(size_ + 1); }
 
     std::vector<Entry> table_;
     size_t mask_ = 0;
@@ -111,6 +138,7 @@ class IdMap {
 class Levels {
   public:
     void add(int64_t key, int64_t count = 1) {
+        if (levels_.capacity() == 0) levels_.reserve(INITIAL);   // one allocation for a typical quote book
         auto it = locate(key);
         if (it != levels_.end() && it->first == key)
             it->second += count;
@@ -140,6 +168,7 @@ class Levels {
   private:
     using Level = std::pair<int64_t, int64_t>;
     static constexpr std::ptrdiff_t NEAR_BEST = 4;   // levels in the cache line prefetch() loads
+    static constexpr size_t INITIAL = 4;
 
     // First level not below key: the few best levels are scanned from the top
     // (where the flow lands, already in cache), the rest by binary search.

@@ -7,6 +7,7 @@ cdef extern from "tables.h" namespace "riskcore" nogil:
         i32* find(i64 key)
         bint contains(i64 key)
         void set(i64 key, i32 value)
+        void reserve(size_t n)
         void prefetch(i64 key)
         size_t size()
         size_t capacity()

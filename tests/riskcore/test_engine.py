@@ -35,6 +35,7 @@ from riskcore import (
     UnknownOrderError,
     UnknownSymbolError,
 )
+from riskcore.engine import STATE_VERSION
 
 T0 = 1_700_000_000 * 10**9  # a realistic epoch: no time in these tests is accidentally zero
 SECOND = 10**9
@@ -2289,7 +2290,7 @@ def test_snapshot_holds_the_expected_business_state(clock):
     assert restored.submit(20, "alpha", "ACME", BUY, 10, 97.0).reason == Reason.DUPLICATE_ORDER
 
 
-@pytest.mark.parametrize("version", [0, 2, None, "1"])
+@pytest.mark.parametrize("version", [STATE_VERSION - 1, STATE_VERSION + 1, None, str(STATE_VERSION)])
 def test_snapshot_of_another_version_raises_state_error(engine, version):
     state = engine.to_state()
     state["version"] = version
