@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import math
 import os
 import pathlib
 import platform
@@ -110,6 +111,22 @@ def timer_overhead(n: int = 200_000) -> dict[str, float]:
     data = np.frombuffer(samples, dtype=np.int64)
     return {"median": float(np.median(data)), "p99": float(np.percentile(data, 99)),
             "min": float(data.min())}
+
+
+def host_speed(n: int = 2_000_000) -> float:
+    """Nanoseconds per iteration of a fixed pure-Python loop (best of three).
+
+    A shared VM's speed drifts with its neighbours, by up to 2x within an
+    hour here; printed at the start and end of a run, it says which runs can
+    be compared.
+    """
+    best = math.inf
+    for _ in range(3):
+        total, start = 0, time.perf_counter_ns()
+        for i in range(n):
+            total += i
+        best = min(best, (time.perf_counter_ns() - start) / n)
+    return best
 
 
 def sample_calls(fn: Callable[..., Any], args: tuple, n: int) -> array:
@@ -439,6 +456,7 @@ def environment(args: argparse.Namespace, overhead: dict[str, float]) -> dict[st
         "processor": platform.processor() or platform.platform(),
         "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "host_speed_ns_at_start": round(host_speed(), 1),
         "timer_overhead_ns": overhead,
     }
 
@@ -513,6 +531,7 @@ def main(argv: list[str] | None = None) -> int:
     env["seconds"] = round(time.perf_counter() - started, 1)
     env["suite_seconds"] = seconds
     env["load_average_at_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    env["host_speed_ns_at_end"] = round(host_speed(), 1)
 
     load = env["load_average_at_start"]
     print(f"riskcore {env['riskcore']} benchmarks, {env['mode']} mode: Python {env['python']}, numpy {env['numpy']}, "
@@ -521,6 +540,8 @@ def main(argv: list[str] | None = None) -> int:
         end = env["load_average_at_end"]
         print(f"1-minute load average {load[0]:.2f} at start, {end[0]:.2f} at end (other work on the machine "
               f"shows up in the tails and the thread ratio)")
+    print(f"Host speed: {env['host_speed_ns_at_start']} ns per pure-Python loop iteration at start, "
+          f"{env['host_speed_ns_at_end']} at end (lower is faster; compare runs only at similar speeds)")
     print("Missed targets do not change the exit status." if not args.quick else
           "Quick mode: every case at small size; sizes too small to judge, so no verdicts; only errors fail.")
     for suite, rows in results.items():

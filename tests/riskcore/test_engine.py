@@ -1222,7 +1222,7 @@ def test_orders_booked_by_a_large_batch_are_all_found_by_id_afterwards(engine):
     assert engine.aggregate("solo").open_orders == n - 5_000
 
 
-def test_check_batch_over_a_deep_book_takes_back_every_level_it_added(engine):
+def test_check_batch_over_a_deep_book_leaves_every_row_and_level_as_it_was(engine):
     rng = np.random.default_rng(11)
     for oid, ticks in enumerate(rng.integers(10_001, 10_060, 80), start=1):
         engine.submit(oid, "alpha", "ACME", SELL, 1, int(ticks) / 100)
@@ -2120,6 +2120,22 @@ def test_check_batch_takes_back_rate_windows_and_duplicate_memory(dup_engine):
     assert [Reason(c) for c in out] == [OK, Reason.DUPLICATE_ORDER, OK, Reason.ORDER_RATE_LIMIT]
     assert dup_engine.to_state() == before
     assert dup_engine.submit(2, "alpha", "ACME", BUY, 5, 95.0).reason == OK
+
+
+def test_check_batch_self_match_sees_the_batch_own_earlier_orders_and_then_forgets_them(engine):
+    # The second row crosses the first (same account, same symbol); after the
+    # batch neither is working, so the same sell alone passes, and a real
+    # working sell still stops a crossing buy inside a later batch.
+    out = engine.check_batch(*batch(engine, [("alpha", "ACME", BUY, 10, 100.0, 0),
+                                             ("alpha", "ACME", SELL, 10, 100.0, 0)]))
+    assert [Reason(c) for c in out] == [OK, Reason.SELF_MATCH]
+    assert engine.check("alpha", "ACME", SELL, 10, 100.0).reason == OK
+    assert engine.submit(1, "alpha", "ACME", SELL, 10, 101.0).reason == OK
+    out = engine.check_batch(*batch(engine, [("alpha", "ACME", SELL, 10, 100.5, 0),
+                                             ("alpha", "ACME", BUY, 10, 100.5, 0)]))
+    assert [Reason(c) for c in out] == [OK, Reason.SELF_MATCH]
+    assert engine.check("alpha", "ACME", BUY, 10, 100.5).reason == OK       # below the working 101.0
+    assert engine.check("alpha", "ACME", BUY, 10, 101.0).reason == Reason.SELF_MATCH
 
 
 def test_check_batch_leaves_a_fresh_account_free_to_receive_sub_accounts(engine):
