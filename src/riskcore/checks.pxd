@@ -44,26 +44,27 @@ cdef inline i64 window_count(Runs& window, i64* total, i64 now, i64 length) noex
 
 
 cdef inline void window_push(Runs& window, i64* total, i64 now) noexcept nogil:
-    cdef pair[i64, i64] run = pair[i64, i64](now, 1)
-    if not window.empty() and window.back().first == now:
-        run.second += window.back().second
-        window.pop_back()
-    window.push_back(run)
+    cdef pair[i64, i64]* last
     total[0] += 1
+    if not window.empty():
+        last = &window.back()
+        if last.first == now:
+            last.second += 1
+            return
+    window.push_back(pair[i64, i64](now, 1))
 
 
 cdef inline void window_unpush(Runs& window, i64* total, i64 k) noexcept nogil:
     """Take back the ``k`` newest events (a what-if batch undoing its bookings)."""
-    cdef pair[i64, i64] run
+    cdef pair[i64, i64]* last
     total[0] -= k
     while k > 0:
-        run = window.back()
-        window.pop_back()
-        if run.second > k:
-            run.second -= k
-            window.push_back(run)
+        last = &window.back()
+        if last.second > k:
+            last.second -= k
             return
-        k -= run.second
+        k -= last.second
+        window.pop_back()
 
 
 cdef inline double ratio(i64 value, i64 limit) noexcept nogil:

@@ -593,7 +593,7 @@ cdef class RiskEngine:
             s = slot.parent_slot
         # 4. grids
         tv = ins.tick_value
-        if q % ins.lot_size != 0:
+        if ins.lot_size != 1 and q % ins.lot_size != 0:     # (a division costs more than the test)
             self._fail_value = <double>q
             self._fail_limit = <double>ins.lot_size
             return R.LOT_SIZE
