@@ -163,6 +163,12 @@ ctypedef struct SavedRow:
     i64 best_buy
     i64 best_sell
 
+ctypedef struct LevelAdd:
+    # A working order a booking batch adds to its slot's price levels at the end.
+    i32 slot
+    int8_t side
+    i64 key
+
 ctypedef struct SavedNode:
     # A node's working totals before a what-if batch first changed them,
     # and the new-order events the batch has added to its rate window since.

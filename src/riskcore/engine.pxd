@@ -7,6 +7,7 @@ from libcpp.utility cimport pair
 
 from riskcore._types cimport (
     i64, i32, Instrument_t, Node_t, Slot_t, Order_t, Event_t, SlotSum, SavedRow, SavedNode, PositionLimit_t,
+    LevelAdd,
 )
 from riskcore.clock cimport Clock
 from riskcore.decision cimport Decision
@@ -41,6 +42,10 @@ cdef class RiskEngine:
     # A what-if batch (check_batch) books as it goes and then puts back the rows
     # and nodes it saved on first change: no per-order take-back.
     cdef bint _what_if
+    # A booking batch (submit_batch) adds its orders to the price levels after
+    # its last order (the decisions read only the rows' best prices).
+    cdef bint _booking
+    cdef vector[LevelAdd] _level_adds
     cdef vector[SavedRow] _saved_rows
     cdef vector[SavedNode] _saved_nodes
     cdef vector[DupKey] _batch_dups                    # duplicate-guard entries it added, in order
@@ -77,15 +82,16 @@ cdef class RiskEngine:
     cdef void _release(self, i32 leaf_slot, i64 side, i64 qty, i64 price, i64 price_key,
                        bint close) noexcept nogil
     @cython.final
-    cdef void _prefetch_slot(self, i32 s, i64 side) noexcept nogil
+    cdef void _prefetch_slot(self, i32 s) noexcept nogil
     @cython.final
-    cdef void _prefetch_chain(self, i32 s, i64 side) noexcept nogil
+    cdef void _prefetch_chain(self, i32 s) noexcept nogil
     @cython.final
     cdef void _save_row(self, i32 s) noexcept nogil
     @cython.final
     cdef SavedNode* _save_node(self, i32 n) noexcept nogil
     cdef void _begin_what_if(self) noexcept nogil
     cdef void _take_back(self) noexcept nogil
+    cdef void _add_batch_levels(self) noexcept nogil
     cdef i32 _order_row(self, i64 order_id) noexcept nogil
     cdef i32 _working(self, i64 order_id) noexcept nogil
     cdef void _apply_fill(self, i32 leaf_slot, i64 signed_qty, i64 price, i64 now) noexcept nogil

@@ -91,11 +91,11 @@ cdef extern from *:
     void prefetch "__builtin_prefetch"(const void* address) nogil
 
 # A batch starts loading order i + d's hash entry while it checks order i,
-# that order's slot row d / 2 orders later, and its parent's row and price
-# levels d / 4 later: the misses of a flow spread over a big book overlap
-# instead of stalling one after another. Booking batches wait on more misses
-# per order (price levels, order index) and look further ahead; measured on a
-# 100k-position book, what-if batches are best at 16 and booking ones at 32.
+# that order's slot row d / 2 orders later, and its parent's row d / 4 later:
+# the misses of a flow spread over a big book overlap instead of stalling one
+# after another. Booking batches also wait on the order index and look further
+# ahead; measured on a 100k-position book, what-if batches are best at 16 and
+# booking ones at 32.
 cdef enum:
     LOOKAHEAD_WHAT_IF = 16
     LOOKAHEAD_BOOKING = 32
@@ -775,7 +775,8 @@ cdef class RiskEngine:
         against the modify rate instead of the new-order rate and duplicate guard.
         In a what-if batch the rows and nodes are saved before their first
         change, and the price levels stay as they are: only the row's best
-        level moves, which is all a later order's self-match check reads.
+        level moves, which is all a later order's self-match check reads. A
+        booking batch moves the best level at once and the levels at its end.
         """
         cdef i32 s = self._eval_slot
         cdef i64 p = self._eval_price, notional = self._eval_notional
@@ -810,7 +811,9 @@ cdef class RiskEngine:
                     saved.pushed += 1
             s = slot.parent_slot
         slot = &self._slots[self._eval_slot]
-        if not self._what_if:
+        if self._booking:
+            self._level_adds.push_back(LevelAdd(slot=self._eval_slot, side=<int8_t>side, key=key))
+        elif not self._what_if:
             self._resting_side(self._eval_slot, side).add(key)
         if side > 0:
             slot.best_buy = max(slot.best_buy, key)
@@ -1169,6 +1172,7 @@ cdef class RiskEngine:
                 # Room for every order up front: no rehash or copy of the tables midway.
                 self._orders.reserve(self._orders.size() + n)
                 self._order_index.reserve(self._order_index.size() + n)
+                self._booking = True
             else:
                 self._begin_what_if()
             # Starts d / 2 early, so the first orders' slots are looked up too.
@@ -1185,10 +1189,10 @@ cdef class RiskEngine:
                     else:
                         found = self._slot_index.find(_slot_key(accounts[j], symbols[j]))
                         ahead[j % LOOKAHEAD_BOOKING] = -1 if found == NULL else found[0]
-                        self._prefetch_slot(ahead[j % LOOKAHEAD_BOOKING], sides[j])
+                        self._prefetch_slot(ahead[j % LOOKAHEAD_BOOKING])
                 j = i + d // 4
                 if 0 <= j < n and (j == 0 or ahead[j % LOOKAHEAD_BOOKING] != ahead[(j - 1) % LOOKAHEAD_BOOKING]):
-                    self._prefetch_chain(ahead[j % LOOKAHEAD_BOOKING], sides[j])
+                    self._prefetch_chain(ahead[j % LOOKAHEAD_BOOKING])
                 if i < 0:
                     continue
                 if record:
@@ -1199,28 +1203,46 @@ cdef class RiskEngine:
                 if code == R.OK:
                     self._reserve(oid, accounts[i], symbols[i], sides[i], quantities[i], market[i] != 0,
                                   now, record, False)
-            if not record:
+            if record:
+                self._add_batch_levels()
+            else:
                 self._take_back()
         return out
 
-    cdef void _prefetch_slot(self, i32 s, i64 side) noexcept nogil:
-        """Start loading a leaf slot's row and, when orders are booked for real, the side's level header."""
+    cdef void _prefetch_slot(self, i32 s) noexcept nogil:
+        """Start loading a leaf slot's row."""
         if s >= 0:
             prefetch(&self._slots[s])
-            if not self._what_if:
-                prefetch(self._resting_side(s, side))
 
-    cdef void _prefetch_chain(self, i32 s, i64 side) noexcept nogil:
-        """Once the leaf row is in cache: start loading its parent's row (and the side's levels).
+    cdef void _prefetch_chain(self, i32 s) noexcept nogil:
+        """Once the leaf row is in cache: start loading its parent's row.
 
         The rows further up (the firm's, one per symbol) are few and stay cached.
         """
         if s < 0:
             return
-        if not self._what_if:
-            self._resting_side(s, side).prefetch()
         if self._slots[s].parent_slot >= 0:
             prefetch(&self._slots[self._slots[s].parent_slot])
+
+    cdef void _add_batch_levels(self) noexcept nogil:
+        """End a booking batch: add its orders to their slots' price levels, in order.
+
+        Nothing waits on these adds, so each level header and its storage
+        are loaded well ahead instead of stalling the checks one order at a time.
+        """
+        cdef size_t j, n = self._level_adds.size()
+        cdef LevelAdd* add
+        for j in range(n):
+            if j + LOOKAHEAD_BOOKING < n:
+                add = &self._level_adds[j + LOOKAHEAD_BOOKING]
+                prefetch(self._resting_side(add.slot, add.side))
+            if j + LOOKAHEAD_BOOKING // 2 < n:
+                add = &self._level_adds[j + LOOKAHEAD_BOOKING // 2]
+                self._resting_side(add.slot, add.side).prefetch()
+            add = &self._level_adds[j]
+            self._resting_side(add.slot, add.side).add(add.key)
+        self._level_adds.clear()
+        self._booking = False
 
     cdef void _begin_what_if(self) noexcept nogil:
         """Start a what-if batch with nothing saved."""
