@@ -129,6 +129,23 @@ def host_speed(n: int = 2_000_000) -> float:
     return best
 
 
+def memory_speed(megabytes: int = 64, reads: int = 4_000_000) -> float:
+    """Nanoseconds per random 8-byte read from a table of ``megabytes`` (numpy gather, best of three).
+
+    The spread batches live in memory the VM shares with its neighbours: their
+    figures follow this one, which the Python loop above does not see.
+    """
+    rng = np.random.default_rng(0)
+    table = np.ones(megabytes * 2**20 // 8, dtype=np.int64)
+    index = rng.integers(0, table.size, reads)
+    best = math.inf
+    for _ in range(3):
+        start = time.perf_counter_ns()
+        table[index].sum()
+        best = min(best, (time.perf_counter_ns() - start) / reads)
+    return best
+
+
 def sample_calls(fn: Callable[..., Any], args: tuple, n: int) -> array:
     """Time ``n`` calls of ``fn(*args)`` one by one (for calls of a microsecond and more)."""
     samples = array("q", bytes(8 * n))
@@ -457,6 +474,7 @@ def environment(args: argparse.Namespace, overhead: dict[str, float]) -> dict[st
         "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "host_speed_ns_at_start": round(host_speed(), 1),
+        "memory_speed_ns_at_start": round(memory_speed(), 1),
         "timer_overhead_ns": overhead,
     }
 
@@ -532,6 +550,7 @@ def main(argv: list[str] | None = None) -> int:
     env["suite_seconds"] = seconds
     env["load_average_at_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     env["host_speed_ns_at_end"] = round(host_speed(), 1)
+    env["memory_speed_ns_at_end"] = round(memory_speed(), 1)
 
     load = env["load_average_at_start"]
     print(f"riskcore {env['riskcore']} benchmarks, {env['mode']} mode: Python {env['python']}, numpy {env['numpy']}, "
@@ -541,7 +560,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"1-minute load average {load[0]:.2f} at start, {end[0]:.2f} at end (other work on the machine "
               f"shows up in the tails and the thread ratio)")
     print(f"Host speed: {env['host_speed_ns_at_start']} ns per pure-Python loop iteration at start, "
-          f"{env['host_speed_ns_at_end']} at end (lower is faster; compare runs only at similar speeds)")
+          f"{env['host_speed_ns_at_end']} at end; memory: {env['memory_speed_ns_at_start']} ns per random read "
+          f"at start, {env['memory_speed_ns_at_end']} at end (lower is faster; compare runs only at similar speeds)")
     print("Missed targets do not change the exit status." if not args.quick else
           "Quick mode: every case at small size; sizes too small to judge, so no verdicts; only errors fail.")
     for suite, rows in results.items():
