@@ -30,7 +30,9 @@ from services.common.calls import Unavailable
 from services.risk import journal_reader
 from services.risk.journal_reader import record_crc
 
-FORMAT_VERSION = 1
+# Covers the record layout and the snapshot blob, engine state included: it moves
+# with riskcore.engine.STATE_VERSION (2: one-cache-line slot rows).
+FORMAT_VERSION = 2
 
 
 class JournalError(Unavailable):
