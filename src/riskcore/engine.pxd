@@ -12,7 +12,7 @@ from riskcore._types cimport (
 from riskcore.clock cimport Clock
 from riskcore.decision cimport Decision
 from riskcore.checks cimport Runs
-from riskcore.tables cimport IdMap, Levels
+from riskcore.tables cimport IdMap, Levels, SlotIndex
 
 ctypedef pair[pair[i64, i64], i64] DupKey
 
@@ -24,7 +24,7 @@ cdef class RiskEngine:
     cdef vector[Slot_t] _slots
     cdef vector[i64] _realized                        # per slot: realized P&L
     cdef vector[PositionLimit_t] _position_limits     # per slot, read when the row is ``limited``
-    cdef IdMap _slot_index                            # (node << 32 | symbol) -> slot
+    cdef SlotIndex _slot_index                        # (node, symbol) -> slot
     cdef vector[vector[i32]] _symbol_slots            # slots per symbol, for price fan-out
     cdef vector[Order_t] _orders
     cdef IdMap _order_index                           # order id -> index, -1 once forgotten

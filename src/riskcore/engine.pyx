@@ -394,12 +394,10 @@ cdef class RiskEngine:
 
     cdef i32 _slot_chain(self, i32 node, i32 symbol) noexcept nogil:
         """The (node, symbol) slot, creating it and its ancestors' on first use."""
-        cdef i64 key = _slot_key(node, symbol)
-        cdef i32* found = self._slot_index.find(key)
-        cdef i32 sid, parent_slot
+        cdef i32 sid = self._slot_index.find(node, symbol), parent_slot
         cdef Slot_t slot
-        if found != NULL:
-            return found[0]
+        if sid >= 0:
+            return sid
         parent_slot = -1
         if self._nodes[node].parent >= 0:
             parent_slot = self._slot_chain(self._nodes[node].parent, symbol)
@@ -413,7 +411,7 @@ cdef class RiskEngine:
         self._slots.push_back(slot)
         self._realized.push_back(0)
         self._position_limits.push_back(PositionLimit_t(max_long=INT64_MAX, max_short=INT64_MAX))
-        self._slot_index.set(key, sid)
+        self._slot_index.add(node, symbol, sid)
         self._symbol_slots[symbol].push_back(sid)
         self._rest_buy.push_back(Levels())
         self._rest_sell.push_back(Levels())
@@ -489,10 +487,10 @@ cdef class RiskEngine:
 
     def position_limit(self, account, symbol):
         """Return ``(max_long, max_short)`` of a node in a symbol (None = unlimited)."""
-        cdef i32* found = self._slot_index.find(_slot_key(self.account_id(account), self.symbol_id(symbol)))
-        if found == NULL:
+        cdef i32 s = self._slot_index.find(self.account_id(account), self.symbol_id(symbol))
+        if s < 0:
             return (None, None)
-        cdef PositionLimit_t* lim = &self._position_limits[found[0]]
+        cdef PositionLimit_t* lim = &self._position_limits[s]
         return (None if lim.max_long == INT64_MAX else lim.max_long,
                 None if lim.max_short == INT64_MAX else lim.max_short)
 
@@ -1166,7 +1164,6 @@ cdef class RiskEngine:
         cdef uint8_t code
         cdef i32 ahead[LOOKAHEAD_BOOKING]          # slot of order j at ahead[j % LOOKAHEAD_BOOKING], -1 unknown
         cdef Py_ssize_t j, d = LOOKAHEAD_BOOKING if record else LOOKAHEAD_WHAT_IF
-        cdef i32* found
         with nogil:
             if record:
                 # Room for every order up front: no rehash or copy of the tables midway.
@@ -1179,7 +1176,7 @@ cdef class RiskEngine:
             for i in range(-(d // 2), n):
                 j = i + d
                 if j < n:
-                    self._slot_index.prefetch(_slot_key(accounts[j], symbols[j]))
+                    self._slot_index.prefetch(accounts[j], symbols[j])
                     if record:
                         self._order_index.prefetch(order_ids[j])
                 j = i + d // 2
@@ -1187,8 +1184,7 @@ cdef class RiskEngine:
                     if j > 0 and accounts[j] == accounts[j - 1] and symbols[j] == symbols[j - 1]:
                         ahead[j % LOOKAHEAD_BOOKING] = ahead[(j - 1) % LOOKAHEAD_BOOKING]     # a run in one slot
                     else:
-                        found = self._slot_index.find(_slot_key(accounts[j], symbols[j]))
-                        ahead[j % LOOKAHEAD_BOOKING] = -1 if found == NULL else found[0]
+                        ahead[j % LOOKAHEAD_BOOKING] = self._slot_index.find(accounts[j], symbols[j])
                         self._prefetch_slot(ahead[j % LOOKAHEAD_BOOKING])
                 j = i + d // 4
                 if 0 <= j < n and (j == 0 or ahead[j % LOOKAHEAD_BOOKING] != ahead[(j - 1) % LOOKAHEAD_BOOKING]):
@@ -1503,13 +1499,13 @@ cdef class RiskEngine:
         """Return the position of a node (leaf or aggregate) in one symbol."""
         cdef i32 nid = self.account_id(account)
         cdef i32 sid = self.symbol_id(symbol)
-        cdef i32* found = self._slot_index.find(_slot_key(nid, sid))
+        cdef i32 found = self._slot_index.find(nid, sid)
         cdef Instrument_t* ins = &self._instruments[sid]
-        if found == NULL:
+        if found < 0:
             return Position(self._account_names[nid], self._symbol_names[sid], 0, 0.0, 0.0, 0.0)
-        cdef Slot_t* s = &self._slots[found[0]]
+        cdef Slot_t* s = &self._slots[found]
         return Position(self._account_names[nid], self._symbol_names[sid], s.pos,
-                        <double>s.cost / s.pos * ins.tick_size if s.pos else 0.0, self._realized[found[0]] / 1e6,
+                        <double>s.cost / s.pos * ins.tick_size if s.pos else 0.0, self._realized[found] / 1e6,
                         _unrealized(s.pos, s.cost, ins.ref, ins.tick_value) / 1e6)
 
     def positions(self):
@@ -1808,10 +1804,14 @@ cdef class RiskEngine:
         for j in range(eng._slots.size()):
             if eng._slots[j].symbol < 0 or <size_t>eng._slots[j].symbol >= eng._instruments.size():
                 raise StateError(f"slot {j} names an unknown symbol")
+            if eng._slots[j].node < 0 or <size_t>eng._slots[j].node >= eng._nodes.size():
+                raise StateError(f"slot {j} names an unknown account")
             eng._slots[j].saved = 0
             eng._slots[j].limited = (eng._position_limits[j].max_long != INT64_MAX
                                      or eng._position_limits[j].max_short != INT64_MAX)
-            eng._slot_index.set(_slot_key(eng._slots[j].node, eng._slots[j].symbol), <i32>j)
+            if eng._slot_index.find(eng._slots[j].node, eng._slots[j].symbol) >= 0:
+                raise StateError(f"slot {j} repeats another slot's account and symbol")
+            eng._slot_index.add(eng._slots[j].node, eng._slots[j].symbol, <i32>j)
             eng._symbol_slots[eng._slots[j].symbol].push_back(<i32>j)
         for k, v in state["order_index"].items():
             if not -1 <= v < <i64>eng._orders.size():

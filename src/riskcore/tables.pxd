@@ -16,6 +16,13 @@ cdef extern from "tables.h" namespace "riskcore" nogil:
         i32 value_at(size_t i)
         void clear()
 
+    cdef cppclass SlotIndex:
+        SlotIndex()
+        i32 find(i32 node, i32 symbol)
+        void prefetch(i32 node, i32 symbol)
+        void add(i32 node, i32 symbol, i32 slot)
+        size_t size()
+
     cdef cppclass Levels:
         Levels()
         void add(i64 key)

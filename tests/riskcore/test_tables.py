@@ -1,0 +1,72 @@
+"""The flat tables of ``tables.h``, through the engine that owns them.
+
+The slot index keeps a direct array for nodes with slots in a good share of
+their symbol ids and the hash map for the rest, switching as slots arrive.
+Each lookup must find the same slot whichever way the node is indexed, so
+these tests give every (account, symbol) pair its own position limit and read
+it back after every change, against a plain dict.
+"""
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from riskcore import BUY, Instrument, RiskEngine
+
+N_SYMBOLS = 400
+ACCOUNTS = ["a", "b", "c"]
+
+
+def engine_with_symbols() -> RiskEngine:
+    engine = RiskEngine()
+    for k in range(N_SYMBOLS):
+        engine.add_instrument(Instrument(f"S{k}", tick_size=0.01, reference_price=10.0))
+    engine.add_account("desk")
+    for account in ACCOUNTS:
+        engine.add_account(account, parent="desk")
+    return engine
+
+
+# Runs that make a node dense (low ids in a row), then sparse (one far id),
+# then dense again (many more ids), in any mix across the accounts.
+pairs = st.lists(st.tuples(st.sampled_from(ACCOUNTS),
+                           st.one_of(st.integers(0, 15), st.integers(0, N_SYMBOLS - 1))),
+                 min_size=1, max_size=120)
+
+
+@settings(max_examples=60, deadline=None)
+@given(pairs=pairs)
+def test_every_slot_is_found_as_nodes_switch_between_direct_array_and_hash_map(pairs):
+    engine = engine_with_symbols()
+    expected: dict[tuple[str, int], int] = {}
+    for limit, (account, symbol) in enumerate(pairs, start=1):
+        engine.set_position_limit(account, f"S{symbol}", max_long=limit)
+        expected[(account, symbol)] = limit
+        for (a, s), value in expected.items():
+            assert engine.position_limit(a, f"S{s}") == (value, None)
+    for account in ACCOUNTS:
+        for symbol in range(N_SYMBOLS):
+            if (account, symbol) not in expected:
+                assert engine.position_limit(account, f"S{symbol}") == (None, None)
+
+
+def test_a_node_that_turns_sparse_and_dense_again_keeps_its_positions():
+    engine = engine_with_symbols()
+    # Dense from the start, sparse after symbol 399, dense again after 60 more.
+    symbols = list(range(8)) + [N_SYMBOLS - 1] + list(range(8, 68))
+    for symbol in symbols:
+        engine.book_fill("a", f"S{symbol}", BUY, symbol + 1, 10.0)
+    for symbol in symbols:
+        assert engine.position("a", f"S{symbol}").quantity == symbol + 1
+        assert engine.position("desk", f"S{symbol}").quantity == symbol + 1
+    assert engine.position("a", "S300").quantity == 0
+    # Batches find the same slots: every buy passes, and the what-if books nothing.
+    account = engine.account_id("a")
+    codes = engine.check_batch(np.full(len(symbols), account, np.int32), np.array(symbols, np.int32),
+                               np.ones(len(symbols), np.int8), np.ones(len(symbols), np.int64),
+                               np.full(len(symbols), 10.0))
+    assert (codes == 0).all()
+    restored = RiskEngine.from_state(engine.to_state())
+    for symbol in symbols:
+        assert restored.position("a", f"S{symbol}").quantity == symbol + 1
