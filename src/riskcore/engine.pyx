@@ -661,9 +661,13 @@ cdef class RiskEngine:
             return R.NOTIONAL_OVERFLOW
         dn = notional - old_n
         # Keep every node's gross notional within range, so no aggregate can wrap.
+        # Five terms below 2**59 cannot pass the cap (2**62): the 128-bit sum is
+        # only needed when one of them is that large.
         for k in range(node.depth):
             nd = &self._nodes[node.path[k]]
-            if (<i128>nd.long_notional + nd.short_notional + nd.wbuy_notional + nd.wsell_notional + dn
+            if ((nd.long_notional | nd.short_notional | nd.wbuy_notional | nd.wsell_notional
+                    | positive_part(dn)) >> 59 != 0
+                    and <i128>nd.long_notional + nd.short_notional + nd.wbuy_notional + nd.wsell_notional + dn
                     > <i128>NOTIONAL_CAP):
                 self._fail_node = node.path[k]
                 self._fail_value = <double>notional / 1e6
