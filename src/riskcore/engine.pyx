@@ -90,7 +90,7 @@ cdef enum:
 cdef extern from *:
     void prefetch "__builtin_prefetch"(const void* address) nogil
 
-# A batch starts loading order i + d's hash entry while it checks order i,
+# A batch starts loading order i + d's slot index entry while it checks order i,
 # that order's slot row d / 2 orders later, and its parent's row d / 4 later:
 # the misses of a flow spread over a big book overlap instead of stalling one
 # after another. Booking batches also wait on the order index and look further
