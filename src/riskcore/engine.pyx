@@ -1609,8 +1609,9 @@ cdef class RiskEngine:
         cdef Order_t* o
         cdef Instrument_t* ins
         cdef Py_ssize_t k
-        cdef i32 parent
-        cdef i64 notional, tv
+        cdef i32 parent, node = -1
+        cdef i64 notional, tv, long_sum = 0, short_sum = 0, unreal_sum = 0, real_sum = 0
+        cdef bint is_leaf = False
         with nogil:
             for j in range(1, nn):
                 leaf[j] = self._nodes[j].n_children == 0
@@ -1620,9 +1621,20 @@ cdef class RiskEngine:
                 sums.resize(ns, SlotSum(pos=0, cost=0, realized=0))
             # One read of each slot: by the time a slot is visited, all its children
             # (created after it) have added themselves to it. A leaf has no children.
+            # A node's slots mostly come in runs (created one after another): its
+            # totals are summed in registers and written once per run.
             for k in range(<Py_ssize_t>ns - 1, -1, -1):
                 slot = &self._slots[k]
-                if leaf[slot.node]:
+                if slot.node != node:
+                    if node >= 0:
+                        longv[node] += long_sum
+                        shortv[node] += short_sum
+                        unreal[node] += unreal_sum
+                        real[node] += real_sum
+                    node = slot.node
+                    is_leaf = leaf[node]
+                    long_sum = short_sum = unreal_sum = real_sum = 0
+                if is_leaf:
                     own.pos, own.cost, own.realized = slot.pos, slot.cost, self._realized[k]
                 else:
                     own = sums[0][k]
@@ -1635,10 +1647,15 @@ cdef class RiskEngine:
                     sums[0][parent].realized += sum.realized
                 ins = &self._instruments[slot.symbol]
                 tv = ins.tick_value
-                longv[slot.node] += _long_value(sum.pos, ins.ref, tv)
-                shortv[slot.node] += _short_value(sum.pos, ins.ref, tv)
-                unreal[slot.node] += _unrealized(sum.pos, sum.cost, ins.ref, tv)
-                real[slot.node] += sum.realized
+                long_sum += _long_value(sum.pos, ins.ref, tv)
+                short_sum += _short_value(sum.pos, ins.ref, tv)
+                unreal_sum += _unrealized(sum.pos, sum.cost, ins.ref, tv)
+                real_sum += sum.realized
+            if node >= 0:
+                longv[node] += long_sum
+                shortv[node] += short_sum
+                unreal[node] += unreal_sum
+                real[node] += real_sum
             for j in range(self._orders.size()):
                 o = &self._orders[j]
                 if o.status == OS.WORKING:
