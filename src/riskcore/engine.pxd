@@ -100,5 +100,6 @@ cdef class RiskEngine:
     cdef bint _finish(self, i64 order_id, int8_t status) except -1
     cdef void _set_reference(self, i32 sym, i64 ref, i64 now) noexcept nogil
     cdef void _after_pnl_change(self, i32 node, i64 now) noexcept nogil
+    cdef void _record_event(self, i64 now, i32 node, uint8_t reason, i64 value, i64 limit) noexcept nogil
     cdef object _fill_aggregates(self, out, dict columns)
     cdef Decision _decision(self, uint8_t code, object quantity=*)

@@ -13,7 +13,8 @@ import numpy as np
 
 from cython.operator cimport dereference as deref, preincrement as inc, predecrement as dec
 from libc.math cimport isfinite
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
+from libc.stdint cimport INT32_MAX
 from libcpp.vector cimport vector
 from libcpp.deque cimport deque
 from libcpp.utility cimport pair
@@ -283,8 +284,7 @@ cdef class RiskEngine:
                 raise InvalidConfigError(
                     f"cannot change the tick value of {instrument.symbol} while it has positions or orders")
         else:
-            ins.ref = 0
-            ins.ref_time = 0
+            memset(&ins, 0, sizeof(ins))       # padding too: snapshots are byte-for-byte deterministic
             ins.state = TS.ACTIVE
         ins.tick_size = instrument.tick_size
         ins.tick_value = instrument.tick_value
@@ -333,6 +333,7 @@ cdef class RiskEngine:
         cdef Node_t node
         cdef i32 nid = len(self._account_names)
         cdef i32 k
+        memset(&node, 0, sizeof(node))          # counts and totals start at zero, padding too
         node.parent = parent
         node.path[0] = nid
         node.depth = 1
@@ -344,15 +345,8 @@ cdef class RiskEngine:
             node.depth = self._nodes[parent].depth + 1
         for k in range(node.depth, MAX_DEPTH):
             node.path[k] = -1
-        node.n_children = 0
-        node.active = 0
-        node.has_allowlist = 0
         node.state = TS.ACTIVE
-        node.state_cause = 0
         node.limits = _NO_LIMITS
-        node.long_notional = node.short_notional = 0
-        node.wbuy_notional = node.wsell_notional = 0
-        node.realized = node.unrealized = node.open_orders = node.sod_pnl = 0
         node.saved = -1
         self._nodes.push_back(node)
         self._new_window.push_back(Runs())
@@ -401,11 +395,10 @@ cdef class RiskEngine:
         parent_slot = -1
         if self._nodes[node].parent >= 0:
             parent_slot = self._slot_chain(self._nodes[node].parent, symbol)
+        memset(&slot, 0, sizeof(slot))
         slot.node = node
         slot.symbol = symbol
         slot.parent_slot = parent_slot
-        slot.saved = slot.permitted = slot.limited = 0
-        slot.pos = slot.cost = slot.wbuy = slot.wsell = 0
         slot.best_buy = slot.best_sell = INT64_MIN
         sid = <i32>self._slots.size()
         self._slots.push_back(slot)
@@ -837,6 +830,7 @@ cdef class RiskEngine:
                     self._dup_last.erase(dit)
                 self._dup_expiry.pop_front()
         if record:
+            memset(&order, 0, sizeof(order))
             order.id = order_id
             order.account = acct
             order.symbol = sym
@@ -846,7 +840,6 @@ cdef class RiskEngine:
             order.status = OS.WORKING
             order.price = p
             order.remaining = q
-            order.filled = 0
             self._order_index.set(order_id, <i32>self._orders.size())
             self._orders.push_back(order)
 
@@ -941,9 +934,8 @@ cdef class RiskEngine:
                         > nd.limits.fill_count and nd.state != TS.HALTED):
                     nd.state = TS.HALTED
                     nd.state_cause = R.EXECUTION_THROTTLE
-                    self._events.push_back(Event_t(
-                        time=now, node=s, symbol=-1, reason=R.EXECUTION_THROTTLE,
-                        value=self._total(s, W_FILL)[0], limit=nd.limits.fill_count))
+                    self._record_event(now, s, R.EXECUTION_THROTTLE, self._total(s, W_FILL)[0],
+                                       nd.limits.fill_count)
             self._after_pnl_change(s, now)
 
     cdef void _after_pnl_change(self, i32 n, i64 now) noexcept nogil:
@@ -957,8 +949,15 @@ cdef class RiskEngine:
         if pnl < -lim:
             nd.state = TS.REDUCING
             nd.state_cause = R.DAILY_LOSS_LIMIT
-            self._events.push_back(Event_t(time=now, node=n, symbol=-1, reason=R.DAILY_LOSS_LIMIT,
-                                           value=-pnl, limit=lim))
+            self._record_event(now, n, R.DAILY_LOSS_LIMIT, -pnl, lim)
+
+    cdef void _record_event(self, i64 now, i32 node, uint8_t reason, i64 value, i64 limit) noexcept nogil:
+        """Keep a breach for the caller to read (``events()``)."""
+        cdef Event_t event
+        memset(&event, 0, sizeof(event))
+        event.time, event.node, event.symbol, event.reason = now, node, -1, reason
+        event.value, event.limit = value, limit
+        self._events.push_back(event)
 
     cdef void _set_reference(self, i32 sym, i64 ref, i64 now) noexcept nogil:
         """Move a symbol's reference and revalue every holder (O(holders))."""
@@ -1471,21 +1470,42 @@ cdef class RiskEngine:
         self._exec_ids_before = self._exec_ids
         self._exec_ids = set()
         cdef Node_t* nd
-        cdef size_t j
-        cdef vector[Order_t] working
+        cdef size_t j, kept = 0
         for j in range(self._nodes.size()):
             nd = &self._nodes[j]
             nd.sod_pnl = nd.realized + nd.unrealized
             if nd.state_cause == R.DAILY_LOSS_LIMIT:
                 nd.state = TS.ACTIVE
                 nd.state_cause = 0
+        # Compacted in place, so the table keeps the capacity reserve_orders() gave it.
         for j in range(self._orders.size()):
             if self._orders[j].status == OS.WORKING:
-                self._order_index.set(self._orders[j].id, <i32>working.size())
-                working.push_back(self._orders[j])
+                self._order_index.set(self._orders[j].id, <i32>kept)
+                self._orders[kept] = self._orders[j]
+                kept += 1
             else:
                 self._order_index.set(self._orders[j].id, -1)
-        self._orders.swap(working)
+        self._orders.resize(kept)
+
+    def reserve_orders(self, n):
+        """Size the order tables for ``n`` more orders than are booked now.
+
+        Call it at start of day with the day's expected order count: booking
+        then never grows a table mid-session (no copy of the order table, no
+        rehash of the order index) and never waits on the kernel for fresh
+        memory, which it touches here. Costs about 100 bytes per order.
+        """
+        cdef size_t booked = self._orders.size(), more
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= INT32_MAX - booked:
+            raise InvalidInputError(f"reserve_orders takes a whole number of orders from 0 to "
+                                    f"{INT32_MAX - booked}, got {n!r}")
+        more = n
+        with nogil:
+            self._orders.resize(booked + more)        # writes every page once; the capacity stays
+            self._orders.resize(booked)
+            self._order_index.reserve(self._order_index.size() + more)
+            self._level_adds.resize(more)
+            self._level_adds.clear()
 
     # ------------------------------------------------------------ snapshots
 

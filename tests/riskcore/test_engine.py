@@ -1633,6 +1633,45 @@ def test_roll_day_keeps_working_orders(engine):
     assert engine.verify()
 
 
+def test_roll_day_compacts_interleaved_orders_and_keeps_each_working_one_findable(engine):
+    # Orders 1..40, every third one filled before the roll: the 27 working ones move down the table.
+    for oid in range(1, 41):
+        assert engine.submit(oid, "alpha", "ACME", BUY, oid, 99.0).accepted
+    for oid in range(3, 41, 3):
+        engine.on_fill(oid, oid, 99.0, f"X-{oid}")
+    engine.roll_day()
+    for oid in range(1, 41):
+        if oid % 3 == 0:
+            with pytest.raises(UnknownOrderError):
+                engine.order(oid)
+        else:
+            assert engine.order(oid).remaining == oid
+    assert engine.aggregate("alpha").open_orders == 27
+    assert engine.on_cancel(40) is True and engine.on_fill(1, 1, 99.0, "Y-1") is True
+    assert engine.submit(41, "alpha", "ACME", BUY, 1, 99.0).accepted
+    assert engine.order(41).remaining == 1
+    assert engine.verify()
+
+
+def test_reserve_orders_changes_no_decision_and_the_tables_grow_past_it(clock):
+    sized, unsized = build(clock), build(clock)
+    sized.reserve_orders(8)
+    for engine in (sized, unsized):
+        for oid in range(1, 21):        # 20 orders: past the 8 reserved
+            engine.submit(oid, "alpha", "ACME", BUY if oid % 2 else SELL, 10, 99.0 if oid % 2 else 101.0)
+        engine.on_fill(5, 10, 99.0, "X-5")
+        engine.roll_day()
+        engine.reserve_orders(0)
+    assert sized.to_state() == unsized.to_state()
+    assert sized.verify()
+
+
+@pytest.mark.parametrize("n", [-1, 1.5, "10", None, True, 2**31])
+def test_reserve_orders_with_a_bad_count_raises_invalid_input_error(engine, n):
+    with pytest.raises(InvalidInputError, match="reserve_orders"):
+        engine.reserve_orders(n)
+
+
 @pytest.mark.parametrize("tick, price, expected", [
     (0.01, 100.005, 100.01), (0.01, 100.004, 100.0), (0.25, 100.125, 100.25), (0.25, 100.124, 100.0),
     (0.25, 100.375, 100.5)])

@@ -193,6 +193,7 @@ ops_st = weighted(
     (2, st.tuples(st.just("state"), st.sampled_from(["node", "symbol"]), st.sampled_from(NODES),
                   st.sampled_from(SYMBOLS), st.sampled_from([0, 0, 0, 1, 2]))),
     (1, st.tuples(st.just("roll_day"))),
+    (1, st.tuples(st.just("reserve_orders"), st.integers(0, 64))),
     (1, position_limits_st),
     (1, allow_lists_st),
 )
@@ -413,6 +414,10 @@ class Harness:
 
     def op_roll_day(self):
         self.both("roll_day()", lambda t: t.roll_day(), lambda t: t.roll_day())
+
+    def op_reserve_orders(self, n):
+        # Sizing only: the model has nothing to do, and the engines must answer as before.
+        self.both(f"reserve_orders({n})", lambda t: None, lambda t: t.reserve_orders(n))
 
     def op_position_limit(self, node, symbol, max_long, max_short):
         self.both(f"set_position_limit({node!r}, {symbol!r}, {max_long}, {max_short})",
