@@ -163,11 +163,11 @@ ctypedef struct SavedRow:
     i64 best_buy
     i64 best_sell
 
-ctypedef struct LevelAdd:
-    # A working order a booking batch adds to its slot's price levels at the end.
-    i32 slot
-    int8_t side
-    i64 key
+ctypedef struct PendingRun:
+    # A slot side's newest orders not yet in its price levels: ``count`` of
+    # them, from order row ``newest`` back through the engine's ``_order_next``.
+    i32 newest
+    i32 count
 
 ctypedef struct SavedNode:
     # A node's working totals before a what-if batch first changed them,

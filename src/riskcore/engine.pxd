@@ -7,7 +7,7 @@ from libcpp.utility cimport pair
 
 from riskcore._types cimport (
     i64, i32, Instrument_t, Node_t, Slot_t, Order_t, Event_t, SlotSum, SavedRow, SavedNode, PositionLimit_t,
-    LevelAdd,
+    PendingRun,
 )
 from riskcore.clock cimport Clock
 from riskcore.decision cimport Decision
@@ -42,10 +42,11 @@ cdef class RiskEngine:
     # A what-if batch (check_batch) books as it goes and then puts back the rows
     # and nodes it saved on first change: no per-order take-back.
     cdef bint _what_if
-    # A booking batch (submit_batch) adds its orders to the price levels after
-    # its last order (the decisions read only the rows' best prices).
-    cdef bint _booking
-    cdef vector[LevelAdd] _level_adds
+    # A new working order joins its slot's price levels later, when an event
+    # first needs them (see _flush_levels): the order path writes only the row's
+    # best price, which is all the checks read.
+    cdef vector[PendingRun] _pending                   # per slot side: 2 * slot, + 1 for sells
+    cdef vector[i32] _order_next                       # per order row: the same slot side's previous order
     cdef vector[SavedRow] _saved_rows
     cdef vector[SavedNode] _saved_nodes
     cdef vector[DupKey] _batch_dups                    # duplicate-guard entries it added, in order
@@ -91,7 +92,10 @@ cdef class RiskEngine:
     cdef SavedNode* _save_node(self, i32 n) noexcept nogil
     cdef void _begin_what_if(self) noexcept nogil
     cdef void _take_back(self) noexcept nogil
-    cdef void _add_batch_levels(self) noexcept nogil
+    @cython.final
+    cdef void _defer_level(self, i32 slot, i64 side, i32 row) noexcept nogil
+    cdef void _flush_levels(self, i32 slot, i64 side) noexcept nogil
+    cdef void _flush_all_levels(self) noexcept nogil
     cdef i32 _order_row(self, i64 order_id) noexcept nogil
     cdef i32 _working(self, i64 order_id) noexcept nogil
     cdef void _apply_fill(self, i32 leaf_slot, i64 signed_qty, i64 price, i64 now) noexcept nogil

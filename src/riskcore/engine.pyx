@@ -22,7 +22,7 @@ from libcpp.map cimport map as cmap
 
 from riskcore._types cimport (
     i64, i32, i128, uint8_t, int8_t, INT64_MAX, INT64_MIN, MAX_DEPTH,
-    Instrument_t, Limits_t, Node_t, Slot_t, Order_t, Event_t, SavedRow, SavedNode, PositionLimit_t,
+    Instrument_t, Limits_t, Node_t, Slot_t, Order_t, Event_t, SavedRow, SavedNode, PositionLimit_t, PendingRun,
 )
 from riskcore._types cimport Reason as R
 from riskcore._types cimport TradingState as TS
@@ -100,6 +100,11 @@ cdef extern from *:
 cdef enum:
     LOOKAHEAD_WHAT_IF = 16
     LOOKAHEAD_BOOKING = 32
+
+# At most this many orders of a slot side wait for its price levels: bounds
+# the work of the event that adds them (see RiskEngine._flush_levels).
+cdef enum:
+    PENDING_MAX = 16
 
 
 cdef inline i64 _seconds_to_ns(object seconds):
@@ -408,6 +413,8 @@ cdef class RiskEngine:
         self._symbol_slots[symbol].push_back(sid)
         self._rest_buy.push_back(Levels())
         self._rest_sell.push_back(Levels())
+        self._pending.push_back(PendingRun(newest=-1, count=0))
+        self._pending.push_back(PendingRun(newest=-1, count=0))
         return sid
 
     # --------------------------------------------------------------- limits
@@ -806,10 +813,8 @@ cdef class RiskEngine:
                     saved.pushed += 1
             s = slot.parent_slot
         slot = &self._slots[self._eval_slot]
-        if self._booking:
-            self._level_adds.push_back(LevelAdd(slot=self._eval_slot, side=<int8_t>side, key=key))
-        elif not self._what_if:
-            self._resting_side(self._eval_slot, side).add(key)
+        if is_modify:
+            self._resting_side(self._eval_slot, side).add(key)     # its old level went in _release
         if side > 0:
             slot.best_buy = max(slot.best_buy, key)
         else:
@@ -842,6 +847,8 @@ cdef class RiskEngine:
             order.remaining = q
             self._order_index.set(order_id, <i32>self._orders.size())
             self._orders.push_back(order)
+            self._order_next.push_back(-1)
+            self._defer_level(self._eval_slot, side, <i32>self._orders.size() - 1)
 
     cdef void _release(self, i32 leaf_slot, i64 side, i64 qty, i64 price, i64 price_key,
                        bint close) noexcept nogil:
@@ -864,6 +871,7 @@ cdef class RiskEngine:
                 nd.open_orders -= 1
             s = slot.parent_slot
         if close:
+            self._flush_levels(leaf_slot, side)
             book = self._resting_side(leaf_slot, side)
             book.remove(_level_key(side, price_key))
             slot = &self._slots[leaf_slot]
@@ -1171,8 +1179,8 @@ cdef class RiskEngine:
             if record:
                 # Room for every order up front: no rehash or copy of the tables midway.
                 self._orders.reserve(self._orders.size() + n)
+                self._order_next.reserve(self._order_next.size() + n)
                 self._order_index.reserve(self._order_index.size() + n)
-                self._booking = True
             else:
                 self._begin_what_if()
             # Starts d / 2 early, so the first orders' slots are looked up too.
@@ -1189,6 +1197,8 @@ cdef class RiskEngine:
                     else:
                         ahead[j % LOOKAHEAD_BOOKING] = self._slot_index.find(accounts[j], symbols[j])
                         self._prefetch_slot(ahead[j % LOOKAHEAD_BOOKING])
+                    if record and ahead[j % LOOKAHEAD_BOOKING] >= 0:
+                        prefetch(&self._pending[2 * ahead[j % LOOKAHEAD_BOOKING] + (sides[j] < 0)])
                 j = i + d // 4
                 if 0 <= j < n and (j == 0 or ahead[j % LOOKAHEAD_BOOKING] != ahead[(j - 1) % LOOKAHEAD_BOOKING]):
                     self._prefetch_chain(ahead[j % LOOKAHEAD_BOOKING])
@@ -1202,9 +1212,7 @@ cdef class RiskEngine:
                 if code == R.OK:
                     self._reserve(oid, accounts[i], symbols[i], sides[i], quantities[i], market[i] != 0,
                                   now, record, False)
-            if record:
-                self._add_batch_levels()
-            else:
+            if not record:
                 self._take_back()
         return out
 
@@ -1223,25 +1231,38 @@ cdef class RiskEngine:
         if self._slots[s].parent_slot >= 0:
             prefetch(&self._slots[self._slots[s].parent_slot])
 
-    cdef void _add_batch_levels(self) noexcept nogil:
-        """End a booking batch: add its orders to their slots' price levels, in order.
+    cdef void _defer_level(self, i32 slot, i64 side, i32 row) noexcept nogil:
+        """Put a newly booked order on its slot side's pending run (see ``_flush_levels``)."""
+        cdef PendingRun* run = &self._pending[2 * slot + (side < 0)]
+        self._order_next[row] = run.newest
+        run.newest = row
+        run.count += 1
+        if run.count == PENDING_MAX:
+            self._flush_levels(slot, side)
 
-        Nothing waits on these adds, so each level header and its storage
-        are loaded well ahead instead of stalling the checks one order at a time.
+    cdef void _flush_levels(self, i32 slot, i64 side) noexcept nogil:
+        """Add a slot side's pending orders to its price levels.
+
+        The checks read only the row's best price, which booking keeps exact;
+        the levels are needed when an order leaves (to find the next best), so
+        booking leaves them to the first such event, or to every PENDING_MAX
+        orders. Pending orders are all working: any that leaves flushes first.
         """
-        cdef size_t j, n = self._level_adds.size()
-        cdef LevelAdd* add
-        for j in range(n):
-            if j + LOOKAHEAD_BOOKING < n:
-                add = &self._level_adds[j + LOOKAHEAD_BOOKING]
-                prefetch(self._resting_side(add.slot, add.side))
-            if j + LOOKAHEAD_BOOKING // 2 < n:
-                add = &self._level_adds[j + LOOKAHEAD_BOOKING // 2]
-                self._resting_side(add.slot, add.side).prefetch()
-            add = &self._level_adds[j]
-            self._resting_side(add.slot, add.side).add(add.key)
-        self._level_adds.clear()
-        self._booking = False
+        cdef PendingRun* run = &self._pending[2 * slot + (side < 0)]
+        cdef Levels* book = self._resting_side(slot, side)
+        cdef Order_t* order
+        cdef i32 row = run.newest, k
+        for k in range(run.count):
+            order = &self._orders[row]
+            book.add(_level_key(side, _price_key(side, order.price, order.market)))
+            row = self._order_next[row]
+        run.count = 0
+
+    cdef void _flush_all_levels(self) noexcept nogil:
+        cdef size_t j
+        for j in range(self._pending.size()):
+            if self._pending[j].count:
+                self._flush_levels(<i32>(j // 2), 1 if j % 2 == 0 else -1)
 
     cdef void _begin_what_if(self) noexcept nogil:
         """Start a what-if batch with nothing saved."""
@@ -1478,6 +1499,7 @@ cdef class RiskEngine:
                 nd.state = TS.ACTIVE
                 nd.state_cause = 0
         # Compacted in place, so the table keeps the capacity reserve_orders() gave it.
+        self._flush_all_levels()            # order rows move: no slot side may have a run pending
         for j in range(self._orders.size()):
             if self._orders[j].status == OS.WORKING:
                 self._order_index.set(self._orders[j].id, <i32>kept)
@@ -1486,6 +1508,7 @@ cdef class RiskEngine:
             else:
                 self._order_index.set(self._orders[j].id, -1)
         self._orders.resize(kept)
+        self._order_next.resize(kept)
 
     def reserve_orders(self, n):
         """Size the order tables for ``n`` more orders than are booked now.
@@ -1503,9 +1526,9 @@ cdef class RiskEngine:
         with nogil:
             self._orders.resize(booked + more)        # writes every page once; the capacity stays
             self._orders.resize(booked)
+            self._order_next.resize(booked + more)
+            self._order_next.resize(booked)
             self._order_index.reserve(self._order_index.size() + more)
-            self._level_adds.resize(more)
-            self._level_adds.clear()
 
     # ------------------------------------------------------------ snapshots
 
@@ -1698,13 +1721,38 @@ cdef class RiskEngine:
 
         Raises StateError naming the first node and field that differ.
         """
-        cdef size_t j
-        for j in range(self._slots.size()):
-            if (self._slots[j].best_buy != (INT64_MIN if self._rest_buy[j].empty() else self._rest_buy[j].best())
-                    or self._slots[j].best_sell != (INT64_MIN if self._rest_sell[j].empty()
-                                                    else self._rest_sell[j].best())):
-                raise StateError(f"best working price of {self._account_names[self._slots[j].node]!r} in "
-                                 f"{self._symbol_names[self._slots[j].symbol]!r} differs from its price levels")
+        cdef size_t j, k
+        cdef Order_t* o
+        cdef PendingRun* run
+        cdef Levels* book
+        cdef i32 row
+        # Each slot side's price levels and pending run hold exactly its working
+        # orders, and the row's best price is the best of them.
+        working = {}
+        for j in range(self._orders.size()):
+            o = &self._orders[j]
+            if o.status == OS.WORKING:
+                levels = working.setdefault((o.slot, o.side), {})
+                key = _level_key(o.side, _price_key(o.side, o.price, o.market))
+                levels[key] = levels.get(key, 0) + 1
+        for j in range(self._pending.size()):
+            s, side = j // 2, (1 if j % 2 == 0 else -1)
+            book, run, held = self._resting_side(s, side), &self._pending[j], {}
+            for k in range(book.size()):
+                held[book.key_at(k)] = book.count_at(k)
+            row = run.newest
+            for k in range(run.count):
+                o = &self._orders[row]
+                key = _level_key(side, _price_key(side, o.price, o.market))
+                held[key] = held.get(key, 0) + 1
+                row = self._order_next[row]
+            best = self._slots[s].best_buy if side > 0 else self._slots[s].best_sell
+            where = (f"{'buy' if side > 0 else 'sell'} side of {self._account_names[self._slots[s].node]!r} in "
+                     f"{self._symbol_names[self._slots[s].symbol]!r}")
+            if held != working.get((s, side), {}):
+                raise StateError(f"price levels of the {where} differ from its working orders")
+            if best != (max(held) if held else INT64_MIN):
+                raise StateError(f"best working price of the {where} differs from its price levels")
         kept, fresh = self.aggregates(), self.recompute()
         for field in AGGREGATE_DTYPE.names:
             diff = np.nonzero(kept[field] != fresh[field])[0]
@@ -1777,6 +1825,7 @@ cdef class RiskEngine:
         Struct tables are raw bytes of a fixed layout, versioned by
         ``STATE_VERSION``; everything else is lists, sets, dicts and ints.
         """
+        self._flush_all_levels()
         return {
             "version": STATE_VERSION,
             "layout": (sizeof(Instrument_t), sizeof(Node_t), sizeof(Slot_t), sizeof(Order_t), sizeof(Event_t),
@@ -1875,6 +1924,8 @@ cdef class RiskEngine:
             raise StateError("snapshot windows disagree with its account table")
         eng._rest_buy.resize(eng._slots.size())
         eng._rest_sell.resize(eng._slots.size())
+        eng._pending.resize(2 * eng._slots.size(), PendingRun(newest=-1, count=0))
+        eng._order_next.resize(eng._orders.size(), -1)
         for j, buys, sells in state["resting"]:
             if not 0 <= j < <i64>eng._slots.size():
                 raise StateError(f"working orders recorded for unknown slot {j}")
