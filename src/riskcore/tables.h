@@ -43,7 +43,7 @@ static_assert(sizeof(Slot) == 64, "a slot row is one cache line");
 // so probing needs no tombstones.
 class IdMap {
   public:
-    IdMap() { reset(16); }
+    IdMap() { reset(32); }
 
     // Pointer to the value stored under key, or nullptr.
     int32_t* find(int64_t key) {
@@ -85,7 +85,7 @@ class IdMap {
     int64_t key_at(size_t i) const { return table_[i].key; }
     int32_t value_at(size_t i) const { return table_[i].value; }
 
-    void clear() { reset(16); }
+    void clear() { reset(32); }
 
   private:
     struct Entry {
@@ -94,9 +94,13 @@ class IdMap {
     };
     static constexpr int32_t EMPTY = INT32_MIN;
 
-    // Fibonacci hashing: sequential ids and (node, symbol) pairs spread evenly.
+    // Keys are hashed in groups of 16 consecutive values (Fibonacci hashing of
+    // key / 16), and a group's keys fill one 256-byte block in a scrambled order:
+    // sequential order ids and one node's symbols then share cache lines and
+    // pages, while keys 16 apart land in scattered blocks and offsets.
     size_t bucket(int64_t key) const {
-        return static_cast<size_t>((static_cast<uint64_t>(key) * 0x9E3779B97F4A7C15ull) >> shift_);
+        const uint64_t mixed = (static_cast<uint64_t>(key) >> 4) * 0x9E3779B97F4A7C15ull;
+        return static_cast<size_t>((mixed >> shift_) << 4 | ((static_cast<uint64_t>(key) ^ (mixed >> 32)) & 15));
     }
 
     void place(int64_t key, int32_t value) {
@@ -118,7 +122,7 @@ class IdMap {
     void reset(size_t capacity) {
         table_.assign(capacity, Entry{0, EMPTY});
         mask_ = capacity - 1;
-        shift_ = 64 - __builtin_ctzll(capacity);
+        shift_ = 64 - (__builtin_ctzll(capacity) - 4);     // capacity / 16 blocks
         size_ = 0;
     }
 

@@ -1,6 +1,8 @@
 """The flat tables of ``tables.h``, through the engine that owns them.
 
-The slot index keeps a direct array for nodes with slots in a good share of
+The order index hashes ids in groups of 16 consecutive values, so id patterns
+that line up with the groups (strides of 16, ids far apart in the high bits)
+are tested next to sequential and random ones. The slot index keeps a direct array for nodes with slots in a good share of
 their symbol ids and the hash map for the rest, switching as slots arrive.
 Each lookup must find the same slot whichever way the node is indexed, so
 these tests give every (account, symbol) pair its own position limit and read
@@ -9,10 +11,11 @@ it back after every change, against a plain dict.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from riskcore import BUY, Instrument, RiskEngine
+from riskcore import BUY, Instrument, Reason, RiskEngine, UnknownOrderError
 
 N_SYMBOLS = 400
 ACCOUNTS = ["a", "b", "c"]
@@ -70,3 +73,31 @@ def test_a_node_that_turns_sparse_and_dense_again_keeps_its_positions():
     restored = RiskEngine.from_state(engine.to_state())
     for symbol in symbols:
         assert restored.position("a", f"S{symbol}").quantity == symbol + 1
+
+
+ID_PATTERNS = {
+    "sequential": np.arange(1, 3_001),
+    "stride 16": np.arange(1, 3_001) * 16,
+    "stride 2**32": np.arange(1, 3_001) * 2**32,
+    "negative": -np.arange(1, 3_001),
+    "strategy prefix": (np.arange(3_000) % 7) * 2**40 + np.arange(3_000) // 7,
+    "random 64-bit": np.random.default_rng(5).choice(2**62, 3_000, replace=False) - 2**61,
+}
+
+
+@pytest.mark.parametrize("pattern", ID_PATTERNS)
+def test_order_ids_of_any_pattern_are_found_and_guard_against_reuse(pattern):
+    engine = engine_with_symbols()
+    ids = ID_PATTERNS[pattern].astype(np.int64)
+    n = ids.size
+    codes = engine.submit_batch(ids, np.full(n, engine.account_id("a"), np.int32), np.arange(n, dtype=np.int32) % 3,
+                                np.ones(n, np.int8), np.ones(n, np.int64), np.full(n, 9.99))
+    assert (codes == 0).all()
+    for oid in ids[::7].tolist():
+        assert engine.order(oid).remaining == 1
+    again = engine.submit_batch(ids[:50], np.full(50, engine.account_id("b"), np.int32), np.zeros(50, np.int32),
+                                np.ones(50, np.int8), np.ones(50, np.int64), np.full(50, 9.99))
+    assert (again == Reason.DUPLICATE_ORDER_ID).all()
+    with pytest.raises(UnknownOrderError):
+        engine.order(int(ids.max()) + 1)
+    assert engine.aggregate("a").open_orders == n
