@@ -11,8 +11,7 @@ from riskcore._types cimport (
 )
 from riskcore.clock cimport Clock
 from riskcore.decision cimport Decision
-from riskcore.checks cimport Runs
-from riskcore.tables cimport IdMap, Levels, SlotIndex
+from riskcore.tables cimport IdMap, Levels, SlotIndex, Window
 
 ctypedef pair[pair[i64, i64], i64] DupKey
 
@@ -28,11 +27,7 @@ cdef class RiskEngine:
     cdef vector[vector[i32]] _symbol_slots            # slots per symbol, for price fan-out
     cdef vector[Order_t] _orders
     cdef IdMap _order_index                           # order id -> index, -1 once forgotten
-    cdef vector[Runs] _new_window                      # per node: sliding windows of events
-    cdef vector[Runs] _modify_window
-    cdef vector[Runs] _cancel_window
-    cdef vector[Runs] _fill_window
-    cdef vector[i64] _window_totals                    # 4 per node: new, modify, cancel, fill
+    cdef vector[Window] _windows                       # 4 per node: new orders, modifies, cancels, fills
     cdef vector[Levels] _rest_buy                      # per slot: working orders per buy price key
     cdef vector[Levels] _rest_sell                     # and per sell price key, bit-inverted
     cdef cmap[DupKey, i64] _dup_last
@@ -77,7 +72,7 @@ cdef class RiskEngine:
     cdef void _reserve(self, i64 order_id, i32 acct, i32 sym, i64 side, i64 q, bint market,
                        i64 now, bint record, bint is_modify) noexcept nogil
     @cython.final
-    cdef i64* _total(self, i32 node, int which) noexcept nogil
+    cdef Window* _window(self, i32 node, int which) noexcept nogil
     @cython.final
     cdef Levels* _resting_side(self, i32 slot, i64 side) noexcept nogil
     cdef void _release(self, i32 leaf_slot, i64 side, i64 qty, i64 price, i64 price_key,

@@ -27,9 +27,8 @@ from riskcore._types cimport (
 from riskcore._types cimport Reason as R
 from riskcore._types cimport TradingState as TS
 from riskcore._types cimport OrderStatus as OS
-from riskcore.tables cimport IdMap, Levels
-from riskcore.checks cimport (reduces_position, collar_band, worst_position, window_count, window_push,
-                              window_unpush, ratio, Runs)
+from riskcore.tables cimport IdMap, Levels, Window
+from riskcore.checks cimport reduces_position, collar_band, worst_position, ratio
 from riskcore.fixedpoint cimport tdiv_mul, sat_mul3, price_to_ticks, round_half_away, sign, iabs, positive_part
 from riskcore.clock cimport Clock, SystemClock
 from riskcore.decision cimport Decision, make_decision
@@ -354,12 +353,7 @@ cdef class RiskEngine:
         node.limits = _NO_LIMITS
         node.saved = -1
         self._nodes.push_back(node)
-        self._new_window.push_back(Runs())
-        self._modify_window.push_back(Runs())
-        self._cancel_window.push_back(Runs())
-        self._fill_window.push_back(Runs())
-        for _ in range(4):
-            self._window_totals.push_back(0)
+        self._windows.resize(self._windows.size() + 4)
         if parent >= 0:
             self._nodes[parent].n_children += 1
         self._account_names.append(name)
@@ -736,14 +730,14 @@ cdef class RiskEngine:
                     util = max(util, ratio(nd.open_orders + 1, lim))
                 count, length = nd.limits.new_rate_count, nd.limits.new_rate_window
                 if count >= 0:
-                    v = window_count(self._new_window[n], self._total(n, W_NEW), now, length)
+                    v = self._window(n, W_NEW).count(now, length)
                     if v >= count:
                         self._fail_node, self._fail_value, self._fail_limit = n, <double>v, <double>count
                         return R.ORDER_RATE_LIMIT
             else:
                 count, length = nd.limits.modify_rate_count, nd.limits.modify_rate_window
                 if count >= 0:
-                    v = window_count(self._modify_window[n], self._total(n, W_MODIFY), now, length)
+                    v = self._window(n, W_MODIFY).count(now, length)
                     if v >= count:
                         self._fail_node, self._fail_value, self._fail_limit = n, <double>v, <double>count
                         return R.MODIFY_RATE_LIMIT
@@ -806,9 +800,9 @@ cdef class RiskEngine:
             nd.open_orders += 1
             if is_modify:
                 if nd.limits.modify_rate_count >= 0:
-                    window_push(self._modify_window[slot.node], self._total(slot.node, W_MODIFY), now)
+                    self._window(slot.node, W_MODIFY).push(now)
             elif nd.limits.new_rate_count >= 0:
-                window_push(self._new_window[slot.node], self._total(slot.node, W_NEW), now)
+                self._window(slot.node, W_NEW).push(now)
                 if self._what_if:
                     saved.pushed += 1
             s = slot.parent_slot
@@ -880,9 +874,9 @@ cdef class RiskEngine:
             else:
                 slot.best_sell = INT64_MIN if book.empty() else book.best()
 
-    cdef i64* _total(self, i32 node, int which) noexcept nogil:
-        """The event count of one of a node's sliding windows."""
-        return &self._window_totals[4 * node + which]
+    cdef Window* _window(self, i32 node, int which) noexcept nogil:
+        """One of a node's sliding windows of events (W_NEW, W_MODIFY, W_CANCEL, W_FILL)."""
+        return &self._windows[4 * node + which]
 
     cdef Levels* _resting_side(self, i32 slot, i64 side) noexcept nogil:
         """The slot's working orders of one side, by level key (see ``_level_key``)."""
@@ -896,7 +890,7 @@ cdef class RiskEngine:
         cdef Instrument_t* ins = &self._instruments[slot.symbol]
         cdef i64 tv = ins.tick_value, ref = ins.ref
         cdef i64 pos = slot.pos, cost = slot.cost, realized = 0, closing, removed, rest
-        cdef i64 dpos, dcost, dreal
+        cdef i64 dpos, dcost, dreal, fills
         cdef i32 s, k
         cdef Node_t* nd
         cdef Node_t* leaf_node = &self._nodes[slot.node]
@@ -937,13 +931,12 @@ cdef class RiskEngine:
             s = leaf_node.path[k]
             nd = &self._nodes[s]
             if nd.limits.fill_count >= 0:
-                window_push(self._fill_window[s], self._total(s, W_FILL), now)
-                if (window_count(self._fill_window[s], self._total(s, W_FILL), now, nd.limits.fill_window)
-                        > nd.limits.fill_count and nd.state != TS.HALTED):
+                self._window(s, W_FILL).push(now)
+                fills = self._window(s, W_FILL).count(now, nd.limits.fill_window)
+                if fills > nd.limits.fill_count and nd.state != TS.HALTED:
                     nd.state = TS.HALTED
                     nd.state_cause = R.EXECUTION_THROTTLE
-                    self._record_event(now, s, R.EXECUTION_THROTTLE, self._total(s, W_FILL)[0],
-                                       nd.limits.fill_count)
+                    self._record_event(now, s, R.EXECUTION_THROTTLE, fills, nd.limits.fill_count)
             self._after_pnl_change(s, now)
 
     cdef void _after_pnl_change(self, i32 n, i64 now) noexcept nogil:
@@ -1111,14 +1104,14 @@ cdef class RiskEngine:
             n = node.path[k]
             nd = &self._nodes[n]
             if nd.limits.cancel_rate_count >= 0:
-                v = window_count(self._cancel_window[n], self._total(n, W_CANCEL), now, nd.limits.cancel_rate_window)
+                v = self._window(n, W_CANCEL).count(now, nd.limits.cancel_rate_window)
                 if v >= nd.limits.cancel_rate_count:
                     self._fail_node, self._fail_value, self._fail_limit = n, <double>v, <double>nd.limits.cancel_rate_count
                     return self._decision(R.CANCEL_RATE_LIMIT)
         for k in range(node.depth):
             n = node.path[k]
             if self._nodes[n].limits.cancel_rate_count >= 0:
-                window_push(self._cancel_window[n], self._total(n, W_CANCEL), now)
+                self._window(n, W_CANCEL).push(now)
         self._fail_value = 0.0
         return self._decision(R.OK)
 
@@ -1314,7 +1307,7 @@ cdef class RiskEngine:
             nd.wbuy_notional, nd.wsell_notional, nd.open_orders = (
                 saved.wbuy_notional, saved.wsell_notional, saved.open_orders)
             nd.saved = -1
-            window_unpush(self._new_window[saved.node], self._total(saved.node, W_NEW), saved.pushed)
+            self._window(saved.node, W_NEW).unpush(saved.pushed)
         for j in range(self._batch_dups.size(), 0, -1):
             dkey = self._batch_dups[j - 1]
             if self._dup_expiry.size() and self._dup_expiry.back().second == dkey:
@@ -1787,19 +1780,15 @@ cdef class RiskEngine:
         put("max_open_orders", n.open_orders, lim.max_open_orders, 1)
         put("max_daily_loss", max(0, -(n.realized + n.unrealized - n.sod_pnl)), lim.max_daily_loss, 1e6)
         if lim.new_rate_count >= 0:
-            put("new_order_rate", window_count(self._new_window[nid], self._total(nid, W_NEW), now, lim.new_rate_window),
-                lim.new_rate_count, 1)
+            put("new_order_rate", self._window(nid, W_NEW).count(now, lim.new_rate_window), lim.new_rate_count, 1)
         if lim.modify_rate_count >= 0:
-            put("modify_rate", window_count(self._modify_window[nid], self._total(nid, W_MODIFY), now,
-                                            lim.modify_rate_window),
+            put("modify_rate", self._window(nid, W_MODIFY).count(now, lim.modify_rate_window),
                 lim.modify_rate_count, 1)
         if lim.cancel_rate_count >= 0:
-            put("cancel_rate", window_count(self._cancel_window[nid], self._total(nid, W_CANCEL), now,
-                                            lim.cancel_rate_window),
+            put("cancel_rate", self._window(nid, W_CANCEL).count(now, lim.cancel_rate_window),
                 lim.cancel_rate_count, 1)
         if lim.fill_count >= 0:
-            put("fill_throttle", window_count(self._fill_window[nid], self._total(nid, W_FILL), now, lim.fill_window),
-                lim.fill_count, 1)
+            put("fill_throttle", self._window(nid, W_FILL).count(now, lim.fill_window), lim.fill_count, 1)
         return out
 
     def drain_events(self):
@@ -1839,8 +1828,7 @@ cdef class RiskEngine:
             "orders": _vector_bytes(self._orders.data(), self._orders.size(), sizeof(Order_t)),
             "events": _vector_bytes(self._events.data(), self._events.size(), sizeof(Event_t)),
             "order_index": _id_map_dict(self._order_index),
-            "windows": [_windows_list(self._new_window), _windows_list(self._modify_window),
-                        _windows_list(self._cancel_window), _windows_list(self._fill_window)],
+            "windows": [_windows_list(self._windows, which) for which in (W_NEW, W_MODIFY, W_CANCEL, W_FILL)],
             "resting": [(j, _levels_dict(self._rest_buy[j], 1), _levels_dict(self._rest_sell[j], -1))
                         for j in range(self._slots.size())
                         if not (self._rest_buy[j].empty() and self._rest_sell[j].empty())],
@@ -1911,17 +1899,14 @@ cdef class RiskEngine:
                 raise StateError(f"order index of order {k} points outside the order table")
             eng._order_index.set(k, v)
         _check_references(eng)
-        new, modify, cancel, fills = state["windows"]
-        _load_windows(eng._new_window, new)
-        _load_windows(eng._modify_window, modify)
-        _load_windows(eng._cancel_window, cancel)
-        _load_windows(eng._fill_window, fills)
-        eng._window_totals.resize(4 * eng._new_window.size())
-        for j in range(eng._new_window.size()):
-            for k, runs in enumerate((new, modify, cancel, fills)):
-                eng._window_totals[4 * j + k] = sum(c for _, c in runs[j])
-        if eng._new_window.size() != eng._nodes.size():
+        if len(state["windows"]) != 4 or any(len(kind) != eng._nodes.size() for kind in state["windows"]):
             raise StateError("snapshot windows disagree with its account table")
+        eng._windows.resize(4 * eng._nodes.size())
+        for which, kind in zip((W_NEW, W_MODIFY, W_CANCEL, W_FILL), state["windows"]):
+            for j, runs in enumerate(kind):
+                for t, c in runs:
+                    eng._window(j, which).append(t, c)
+                eng._window(j, which).recount()
         eng._rest_buy.resize(eng._slots.size())
         eng._rest_sell.resize(eng._slots.size())
         eng._pending.resize(2 * eng._slots.size(), PendingRun(newest=-1, count=0))
@@ -1995,19 +1980,15 @@ cdef void _copy_into(void* dst, bytes raw) noexcept:
         memcpy(dst, <const char*>raw, len(raw))
 
 
-cdef list _windows_list(vector[Runs]& windows):
+cdef list _windows_list(vector[Window]& windows, int which):
+    """Runs (time, events) of one kind of window, per node."""
     cdef size_t j, k
-    return [[(windows[j][k].first, windows[j][k].second) for k in range(windows[j].size())]
-            for j in range(windows.size())]
-
-
-cdef void _load_windows(vector[Runs]& windows, list lists) except *:
-    cdef Runs window
-    for runs in lists:
-        window.clear()
-        for t, c in runs:
-            window.push_back(pair[i64, i64](t, c))
-        windows.push_back(window)
+    cdef Window* w
+    out = []
+    for j in range(windows.size() // 4):
+        w = &windows[4 * j + which]
+        out.append([(w.run(k).first, w.run(k).second) for k in range(w.runs())])
+    return out
 
 
 cdef dict _id_map_dict(IdMap& ids):

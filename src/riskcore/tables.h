@@ -12,6 +12,7 @@
 #include <climits>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <utility>
 #include <vector>
 
@@ -260,6 +261,83 @@ class Levels {
     }
 
     std::vector<Level> levels_;
+};
+
+// A sliding window of events (orders, modifies, cancels, fills of one node),
+// run-length encoded as (time, events at that time). The newest run and the
+// oldest run's time live in the object, next to the total: counting and adding
+// events at the current time, which every order of a batch shares, touches
+// nothing else. Older runs wait in a deque to leave the window.
+class alignas(64) Window {
+  public:
+    // Events in (now - length, now], after dropping the runs at or before now - length.
+    int64_t count(int64_t now, int64_t length) {
+        const int64_t cutoff = now - length;
+        if (oldest_ <= cutoff) {
+            while (!older_.empty() && older_.front().first <= cutoff) {
+                total_ -= older_.front().second;
+                older_.pop_front();
+            }
+            oldest_ = older_.empty() ? INT64_MAX : older_.front().first;
+        }
+        if (older_.empty() && newest_count_ > 0 && newest_time_ <= cutoff) {   // the newest run is the oldest
+            total_ -= newest_count_;
+            newest_count_ = 0;
+        }
+        return total_;
+    }
+
+    // One more event at now.
+    void push(int64_t now) {
+        ++total_;
+        if (newest_count_ > 0 && newest_time_ == now) {
+            ++newest_count_;
+            return;
+        }
+        append(now, 1);
+    }
+
+    // Take back the k newest events: a what-if batch undoing its bookings. A
+    // batch's events share one time, so they are all in the newest run.
+    void unpush(int64_t k) {
+        total_ -= k;
+        newest_count_ -= k;
+        if (newest_count_ == 0 && !older_.empty()) {
+            newest_time_ = older_.back().first;
+            newest_count_ = older_.back().second;
+            older_.pop_back();
+            if (older_.empty()) oldest_ = INT64_MAX;
+        }
+    }
+
+    // A run after all the others (events at a time not before the newest run's).
+    void append(int64_t time, int64_t events) {
+        if (newest_count_ > 0) {
+            if (older_.empty()) oldest_ = newest_time_;
+            older_.emplace_back(newest_time_, newest_count_);
+        }
+        newest_time_ = time;
+        newest_count_ = events;
+    }
+
+    // Runs oldest first, for snapshots (append() rebuilds them in order).
+    size_t runs() const { return older_.size() + (newest_count_ > 0); }
+    std::pair<int64_t, int64_t> run(size_t i) const {
+        return i < older_.size() ? older_[i] : std::make_pair(newest_time_, newest_count_);
+    }
+
+    // The events loaded by append() count too.
+    void recount() {
+        total_ = newest_count_;
+        for (const auto& run : older_) total_ += run.second;
+    }
+
+  private:
+    int64_t total_ = 0;
+    int64_t oldest_ = INT64_MAX;     // time of older_.front()
+    int64_t newest_time_ = 0;
+    int64_t newest_count_ = 0;       // 0: no newest run
+    std::deque<std::pair<int64_t, int64_t>> older_;
 };
 
 }  // namespace riskcore

@@ -1,4 +1,6 @@
 # Flat hash table and price levels of tables.h (see there for why they exist).
+from libcpp.utility cimport pair
+
 from riskcore._types cimport i64, i32
 
 cdef extern from "tables.h" namespace "riskcore" nogil:
@@ -34,3 +36,13 @@ cdef extern from "tables.h" namespace "riskcore" nogil:
         size_t size()
         i64 key_at(size_t i)
         i64 count_at(size_t i)
+
+    cdef cppclass Window:
+        Window()
+        i64 count(i64 now, i64 length)
+        void push(i64 now)
+        void unpush(i64 k)
+        void append(i64 time, i64 events)
+        size_t runs()
+        pair[i64, i64] run(size_t i)
+        void recount()

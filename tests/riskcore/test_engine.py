@@ -2161,6 +2161,26 @@ def test_check_batch_takes_back_rate_windows_and_duplicate_memory(dup_engine):
     assert dup_engine.submit(2, "alpha", "ACME", BUY, 5, 95.0).reason == OK
 
 
+def test_check_batch_later_than_the_last_orders_gives_back_exactly_their_window(engine, clock):
+    # Two orders at T0 and one at T0 + 0.4 s stay in the 1-second window; the batch at
+    # T0 + 0.6 s books two more (5 in all, the limit), then takes them back.
+    engine.set_limits("alpha", Limits(new_order_rate=(5, 1.0)))
+    for oid in (1, 2):
+        engine.submit(oid, "alpha", "ACME", BUY, 1, 90.0)
+    clock.advance(0.4)
+    engine.submit(3, "alpha", "ACME", BUY, 1, 90.0)
+    clock.advance(0.2)
+    before = engine.to_state()
+    out = engine.check_batch(*batch(engine, [("alpha", "ACME", BUY, 1, 91.0 + k, 0) for k in range(3)]))
+    assert [Reason(c) for c in out] == [OK, OK, Reason.ORDER_RATE_LIMIT]
+    assert engine.to_state() == before
+    assert engine.utilisation("alpha")["new_order_rate"][0] == 3
+    # At T0 + 1.0 s the two first orders leave: order 3 stays, with room for 4 more.
+    clock.advance(0.4)
+    assert [engine.submit(oid, "alpha", "ACME", BUY, 1, 90.0).reason for oid in range(4, 9)] == [
+        OK, OK, OK, OK, Reason.ORDER_RATE_LIMIT]
+
+
 def test_check_batch_self_match_sees_the_batch_own_earlier_orders_and_then_forgets_them(engine):
     # The second row crosses the first (same account, same symbol); after the
     # batch neither is working, so the same sell alone passes, and a real
