@@ -93,9 +93,9 @@ cdef extern from *:
 # A batch starts loading order i + d's slot index entry while it checks order i,
 # that order's slot row d / 2 orders later, and its parent's row d / 4 later:
 # the misses of a flow spread over a big book overlap instead of stalling one
-# after another. Booking batches also wait on the order index and look further
-# ahead; measured on a 100k-position book, what-if batches are best at 16 and
-# booking ones at 32.
+# after another. Booking batches also wait on the order index and on their slot
+# side's pending run, and look further ahead; measured on a 100k-position book,
+# what-if batches are best at 16 and booking ones at 32.
 cdef enum:
     LOOKAHEAD_WHAT_IF = 16
     LOOKAHEAD_BOOKING = 32
@@ -1504,18 +1504,20 @@ cdef class RiskEngine:
         self._order_next.resize(kept)
 
     def reserve_orders(self, n):
-        """Size the order tables for ``n`` more orders than are booked now.
+        """Size the order tables to hold ``n`` orders, those booked since the last ``roll_day`` included.
 
-        Call it at start of day with the day's expected order count: booking
-        then never grows a table mid-session (no copy of the order table, no
-        rehash of the order index) and never waits on the kernel for fresh
-        memory, which it touches here. Costs about 100 bytes per order.
+        Call it at start of day (and after a restore) with the day's expected
+        order count: booking up to ``n`` then never grows a table mid-session
+        (no copy of the order table, no rehash of the order index) and never
+        waits on the kernel for fresh memory, which is touched here. Costs about
+        100 bytes per order; a smaller ``n`` than the table holds does nothing.
         """
         cdef size_t booked = self._orders.size(), more
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= INT32_MAX - booked:
-            raise InvalidInputError(f"reserve_orders takes a whole number of orders from 0 to "
-                                    f"{INT32_MAX - booked}, got {n!r}")
-        more = n
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= INT32_MAX:
+            raise InvalidInputError(f"reserve_orders takes a whole number of orders from 0 to {INT32_MAX}, got {n!r}")
+        if n <= booked:
+            return
+        more = n - booked
         with nogil:
             self._orders.resize(booked + more)        # writes every page once; the capacity stays
             self._orders.resize(booked)

@@ -134,6 +134,7 @@ class RiskConfig:
     firm: str = "FIRM"
     default_account: str = "default"
     duplicate_window: float = 0.0
+    order_capacity: int = 0          # orders the engine's tables are sized for at start (0: grow as needed)
     instruments: tuple[Instrument, ...] = ()
     accounts: tuple[AccountConfig, ...] = ()
     log_level: str = "info"
@@ -209,7 +210,8 @@ def parse_config(data: dict, base: pathlib.Path) -> RiskConfig:
     auth = _table(data.get("auth", {}), "auth", {"tokens"})
     tokens = tuple(_build(f"auth.tokens[{i}]", TokenEntry, **_table(t, f"auth.tokens[{i}]", {"name", "sha256", "role"}))
                    for i, t in enumerate(auth.get("tokens", [])))
-    engine = _table(data.get("engine", {}), "engine", {"firm", "default_account", "duplicate_window"})
+    engine = _table(data.get("engine", {}), "engine", {"firm", "default_account", "duplicate_window",
+                                                       "order_capacity"})
     logging_ = _table(data.get("logging", {}), "logging", {"level", "requests"})
     if logging_.get("requests", "changes") not in LOG_REQUESTS:
         raise ConfigError(f"logging.requests must be one of {', '.join(LOG_REQUESTS)}, got {logging_['requests']!r}")
@@ -251,7 +253,8 @@ def parse_config(data: dict, base: pathlib.Path) -> RiskConfig:
             state=TradingState[trading_state]))
     return _build("config", RiskConfig, server=server, tls=tls, tokens=tokens,
                   firm=engine.get("firm", "FIRM"), default_account=engine.get("default_account", "default"),
-                  duplicate_window=engine.get("duplicate_window", 0.0), instruments=instruments,
+                  duplicate_window=engine.get("duplicate_window", 0.0),
+                  order_capacity=engine.get("order_capacity", 0), instruments=instruments,
                   accounts=tuple(accounts), log_level=logging_.get("level", "info"),
                   log_requests=logging_.get("requests", "changes"), tracing_endpoint=tracing.get("endpoint"),
                   service_name=tracing.get("service_name", "riskcore-risk"),
@@ -285,6 +288,10 @@ def build_engine(config: RiskConfig, clock=None) -> RiskEngine:
             engine.add_instrument(instrument)
     except ValueError as error:
         raise ConfigError(f"engine: {error}") from None
+    try:
+        engine.reserve_orders(config.order_capacity)
+    except ValueError as error:
+        raise ConfigError(f"engine.order_capacity: {error}") from None
     for account in config.accounts:
         if account.name != config.firm:
             try:

@@ -76,7 +76,7 @@ class RiskServer:
         self._lease: Lease | None = None
         self._tasks: list[asyncio.Task] = []
         self.service = RiskService(self.engine, config.default_account, RiskMetrics(self.registry, self.engine),
-                                   self.journal, state.snapshot_every)
+                                   self.journal, state.snapshot_every, config.order_capacity)
         self.grpc_metrics = GrpcMetrics(self.registry, METHODS, __version__)
         self.ready = False
         self.calls = CallHandling(TokenAuth(list(config.tokens)), self.grpc_metrics, config.log_requests,

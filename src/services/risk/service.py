@@ -161,10 +161,12 @@ class RiskService:
     journal : SqliteJournal, optional
     snapshot_every : int
         Journal records between automatic snapshots.
+    order_capacity : int
+        Orders a restored engine's tables are sized for (``RiskEngine.reserve_orders``).
     """
 
     def __init__(self, engine: RiskEngine, default_account: str, metrics: RiskMetrics, journal=None,
-                 snapshot_every: int = 200_000):
+                 snapshot_every: int = 200_000, order_capacity: int = 0):
         if not isinstance(engine.clock, ManualClock):
             raise TypeError("the service drives the engine's clock: build the engine with a ManualClock")
         self.engine = engine
@@ -175,6 +177,7 @@ class RiskService:
         self.breaches = BreachHub(on_drop=metrics.breaches_dropped.inc)
         self.last_seq = 0 if journal is None else journal.last_seq
         self.snapshot_every = snapshot_every
+        self.order_capacity = order_capacity
         self._snapshot_seq = self.last_seq
         self.last_roll_ns = 0
         self._replay_time: Optional[int] = None
@@ -587,6 +590,7 @@ class RiskService:
             raise ValueError(f"service snapshot version {state.get('version')!r} is not {SNAPSHOT_VERSION}")
         self.clock.time_ns = state["clock_ns"]
         self.engine = RiskEngine.from_state(state["engine"], clock=self.clock)
+        self.engine.reserve_orders(self.order_capacity)
         self.metrics.bind_engine(self.engine)
         self._order_ids = dict(state["order_ids"])
         self._answers = dict(state["answers"])

@@ -31,6 +31,7 @@ def test_sample_loads_with_the_documented_defaults():
     assert (config.server.http_host, config.server.http_port) == ("127.0.0.1", 8080)
     assert config.server.grace_seconds == 10.0
     assert (config.firm, config.default_account, config.duplicate_window) == ("FIRM", "default", 0.0)
+    assert config.order_capacity == 100_000
     assert config.tls is None and config.tokens == () and config.tracing_endpoint is None
     assert config.profiling is False
     assert [i.symbol for i in config.instruments] == ["AAPL", "MSFT", "SPY", "ESZ6", "EURUSD"]
@@ -109,6 +110,8 @@ BAD_VALUES = [
     (lambda d: d["server"].update(grace_seconds=-1.0), "grace_seconds"),
     (lambda d: d["engine"].update(default_account="nobody"), "default_account"),
     (lambda d: d["engine"].update(duplicate_window=-1.0), "duplicate_window"),
+    (lambda d: d["engine"].update(order_capacity=-1), "order_capacity"),
+    (lambda d: d["engine"].update(order_capacity=1.5), "order_capacity"),
     (lambda d: d["state"].update(snapshot_every=0), "snapshot_every"),
     (lambda d: d["state"].update(roll_time="25:00"), "roll_time"),
     (lambda d: d["state"].update(roll_timezone="Mars/Olympus"), "roll_timezone"),
