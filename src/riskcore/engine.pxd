@@ -20,6 +20,7 @@ cdef class RiskEngine:
     cdef Clock _clock
     cdef vector[Instrument_t] _instruments
     cdef vector[Node_t] _nodes
+    cdef vector[uint8_t] _path_allowlist              # per node: a node on its path has an allow-list
     cdef vector[Slot_t] _slots
     cdef vector[i64] _realized                        # per slot: realized P&L
     cdef vector[PositionLimit_t] _position_limits     # per slot, read when the row is ``limited``
@@ -65,6 +66,7 @@ cdef class RiskEngine:
     cdef i32 _lookup_account(self, object account) except -2
     cdef i32 _lookup_symbol(self, object symbol) except -2
     cdef i32 _add_node(self, str name, i32 parent) except -1
+    cdef void _mark_allowlists(self) noexcept nogil
     cdef i32 _slot_chain(self, i32 node, i32 symbol) noexcept nogil
     cdef uint8_t _evaluate(self, i32 acct, i32 sym, i64 side, i64 q, double price, bint market,
                            i64 now, i32 oidx, bint check_id, i64 order_id, bint measure,

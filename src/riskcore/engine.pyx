@@ -353,6 +353,7 @@ cdef class RiskEngine:
         node.limits = _NO_LIMITS
         node.saved = -1
         self._nodes.push_back(node)
+        self._path_allowlist.push_back(self._path_allowlist[parent] if parent >= 0 else 0)
         self._windows.resize(self._windows.size() + 4)
         if parent >= 0:
             self._nodes[parent].n_children += 1
@@ -501,6 +502,17 @@ cdef class RiskEngine:
         for sid in sids:
             self._slots[self._slot_chain(nid, <i32>sid)].permitted = 1
         self._nodes[nid].has_allowlist = symbols is not None
+        self._mark_allowlists()
+
+    cdef void _mark_allowlists(self) noexcept nogil:
+        """Flag the nodes whose checks must look at allow-lists (most have none on their path)."""
+        cdef size_t j
+        cdef i32 k
+        self._path_allowlist.assign(self._nodes.size(), 0)
+        for j in range(self._nodes.size()):
+            for k in range(self._nodes[j].depth):
+                if self._nodes[self._nodes[j].path[k]].has_allowlist:
+                    self._path_allowlist[j] = 1
 
     def set_trading_state(self, state, account=None, symbol=None):
         """Set ACTIVE, REDUCING or HALTED on a node (the firm by default) or a symbol.
@@ -579,8 +591,8 @@ cdef class RiskEngine:
             return R.ACCOUNT_NOT_TRADABLE
         if leaf_slot < 0:
             leaf_slot = self._slot_chain(acct, sym)
-        s = leaf_slot
-        for k in range(node.depth):
+        s = leaf_slot if self._path_allowlist[acct] else -1
+        while s >= 0:
             slot = &self._slots[s]
             if self._nodes[slot.node].has_allowlist and not slot.permitted:
                 self._fail_node = slot.node
@@ -1901,6 +1913,7 @@ cdef class RiskEngine:
                 raise StateError(f"order index of order {k} points outside the order table")
             eng._order_index.set(k, v)
         _check_references(eng)
+        eng._mark_allowlists()
         if len(state["windows"]) != 4 or any(len(kind) != eng._nodes.size() for kind in state["windows"]):
             raise StateError("snapshot windows disagree with its account table")
         eng._windows.resize(4 * eng._nodes.size())
