@@ -74,7 +74,7 @@ cdef class RiskEngine:
     cdef void _reserve(self, i64 order_id, i32 acct, i32 sym, i64 side, i64 q, bint market,
                        i64 now, bint record, bint is_modify) noexcept nogil
     @cython.final
-    cdef Window* _window(self, i32 node, int which) noexcept nogil
+    cdef inline Window* _window(self, i32 node, int which) noexcept nogil
     @cython.final
     cdef Levels* _resting_side(self, i32 slot, i64 side) noexcept nogil
     cdef void _release(self, i32 leaf_slot, i64 side, i64 qty, i64 price, i64 price_key,

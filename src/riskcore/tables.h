@@ -273,17 +273,8 @@ class alignas(64) Window {
     // Events in (now - length, now], after dropping the runs at or before now - length.
     int64_t count(int64_t now, int64_t length) {
         const int64_t cutoff = now - length;
-        if (oldest_ <= cutoff) {
-            while (!older_.empty() && older_.front().first <= cutoff) {
-                total_ -= older_.front().second;
-                older_.pop_front();
-            }
-            oldest_ = older_.empty() ? INT64_MAX : older_.front().first;
-        }
-        if (older_.empty() && newest_count_ > 0 && newest_time_ <= cutoff) {   // the newest run is the oldest
-            total_ -= newest_count_;
-            newest_count_ = 0;
-        }
+        if (oldest_ <= cutoff || (oldest_ == INT64_MAX && newest_count_ > 0 && newest_time_ <= cutoff))
+            drop(cutoff);
         return total_;
     }
 
@@ -326,6 +317,21 @@ class alignas(64) Window {
         return i < older_.size() ? older_[i] : std::make_pair(newest_time_, newest_count_);
     }
 
+  private:
+    // Drop the runs at or before cutoff, oldest first (the newest once no older one is left).
+    __attribute__((noinline)) void drop(int64_t cutoff) {
+        while (!older_.empty() && older_.front().first <= cutoff) {
+            total_ -= older_.front().second;
+            older_.pop_front();
+        }
+        oldest_ = older_.empty() ? INT64_MAX : older_.front().first;
+        if (older_.empty() && newest_count_ > 0 && newest_time_ <= cutoff) {
+            total_ -= newest_count_;
+            newest_count_ = 0;
+        }
+    }
+
+  public:
     // The events loaded by append() count too.
     void recount() {
         total_ = newest_count_;
