@@ -76,7 +76,7 @@ cdef class RiskEngine:
     @cython.final
     cdef inline Window* _window(self, i32 node, int which) noexcept nogil
     @cython.final
-    cdef Levels* _resting_side(self, i32 slot, i64 side) noexcept nogil
+    cdef inline Levels* _resting_side(self, i32 slot, i64 side) noexcept nogil
     cdef void _release(self, i32 leaf_slot, i64 side, i64 qty, i64 price, i64 price_key,
                        bint close) noexcept nogil
     @cython.final
@@ -84,9 +84,9 @@ cdef class RiskEngine:
     @cython.final
     cdef void _prefetch_chain(self, i32 s) noexcept nogil
     @cython.final
-    cdef void _save_row(self, i32 s) noexcept nogil
+    cdef inline void _save_row(self, i32 s) noexcept nogil
     @cython.final
-    cdef SavedNode* _save_node(self, i32 n) noexcept nogil
+    cdef inline SavedNode* _save_node(self, i32 n) noexcept nogil
     cdef void _begin_what_if(self) noexcept nogil
     cdef void _take_back(self) noexcept nogil
     @cython.final
