@@ -377,6 +377,19 @@ class Suite:
             yield (batch_row(f"submit_batch {label}, spread over book (sized)", runs, codes) if sized else
                    batch_row(f"submit_batch {label}, unsized order tables", runs, codes, targets=[]))
 
+        # What the batch left for later: the first cancel on a slot side adds the
+        # side's pending orders to its price levels (README, "Using the kernel").
+        cancel, booked = fresh.on_cancel, ids[codes == 0][:s.fast_calls].tolist()
+        samples = array("q", bytes(8 * len(booked)))
+        for k, oid in enumerate(booked):
+            t0 = clock_ns()
+            cancel(oid)
+            t1 = clock_ns()
+            samples[k] = t1 - t0
+        expect(fresh.aggregate().open_orders == int((codes == 0).sum()) - len(booked), "cancels not applied")
+        yield t.row("on_cancel of orders submit_batch booked", samples, unit="calls/s",
+                    note="a slot side's first cancel adds its pending orders to its price levels")
+
     def gil(self) -> Iterator[Row]:
         s = self.scale
         books = [build_book(100), build_book(100)]
