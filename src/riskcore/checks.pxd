@@ -1,5 +1,7 @@
 # The pre-trade rules as pure arithmetic on integers: the engine looks the
 # numbers up, these decide. Each rule is the README's Risk model, step by step.
+cimport cython
+
 from riskcore._types cimport i64, INT64_MAX
 
 
@@ -10,6 +12,7 @@ cdef inline bint reduces_position(i64 pos, i64 wbuy, i64 wsell, i64 side, i64 dq
     return pos - wsell - dq >= 0
 
 
+@cython.cdivision(True)          # ref and bps are never negative: C division, by a multiply
 cdef inline i64 collar_band(i64 ref, i64 bps, i64 ticks) noexcept nogil:
     """Width of the collar in ticks (the tighter of bps and ticks), -1 when unset."""
     cdef i64 band = -1

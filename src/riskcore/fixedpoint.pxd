@@ -9,15 +9,17 @@ cdef inline i64 tdiv_mul(i64 a, i64 b, i64 d) noexcept nogil:
     return <i64>(prod / <i128>d)
 
 
+cdef extern from *:
+    # True when a * b does not fit in *out (GCC/Clang: one multiply and a flag test).
+    bint mul_overflows "__builtin_mul_overflow"(i64 a, i64 b, i64* out) nogil
+
+
 cdef inline i64 sat_mul3(i64 a, i64 b, i64 c) noexcept nogil:
     """a * b * c for non-negative operands, saturating at INT64_MAX."""
-    cdef i128 prod = <i128>a * <i128>b
-    if prod > <i128>INT64_MAX:
+    cdef i64 ab, abc
+    if mul_overflows(a, b, &ab) or mul_overflows(ab, c, &abc):
         return INT64_MAX
-    prod = prod * <i128>c
-    if prod > <i128>INT64_MAX:
-        return INT64_MAX
-    return <i64>prod
+    return abc
 
 
 cdef inline i64 round_half_away(double x) noexcept nogil:
