@@ -68,7 +68,7 @@ cdef class RiskEngine:
     cdef i32 _add_node(self, str name, i32 parent) except -1
     cdef void _mark_allowlists(self) noexcept nogil
     cdef i32 _slot_chain(self, i32 node, i32 symbol) noexcept nogil
-    cdef uint8_t _evaluate(self, i32 acct, i32 sym, i64 side, i64 q, double price, bint market,
+    cdef inline uint8_t _evaluate(self, i32 acct, i32 sym, i64 side, i64 q, double price, bint market,
                            i64 now, i32 oidx, bint check_id, i64 order_id, bint measure,
                            i32 leaf_slot) noexcept nogil
     cdef void _reserve(self, i64 order_id, i32 acct, i32 sym, i64 side, i64 q, bint market,
