@@ -67,16 +67,19 @@ cdef class RiskEngine:
     cdef i32 _lookup_symbol(self, object symbol) except -2
     cdef i32 _add_node(self, str name, i32 parent) except -1
     cdef void _mark_allowlists(self) noexcept nogil
+    @cython.final
     cdef i32 _slot_chain(self, i32 node, i32 symbol) noexcept nogil
     cdef inline uint8_t _evaluate(self, i32 acct, i32 sym, i64 side, i64 q, double price, bint market,
                            i64 now, i32 oidx, bint check_id, i64 order_id, bint measure,
                            i32 leaf_slot) noexcept nogil
+    @cython.final
     cdef void _reserve(self, i64 order_id, i32 acct, i32 sym, i64 side, i64 q, bint market,
                        i64 now, bint record, bint is_modify) noexcept nogil
     @cython.final
     cdef inline Window* _window(self, i32 node, int which) noexcept nogil
     @cython.final
     cdef inline Levels* _resting_side(self, i32 slot, i64 side) noexcept nogil
+    @cython.final
     cdef void _release(self, i32 leaf_slot, i64 side, i64 qty, i64 price, i64 price_key,
                        bint close) noexcept nogil
     @cython.final
@@ -91,14 +94,17 @@ cdef class RiskEngine:
     cdef void _take_back(self) noexcept nogil
     @cython.final
     cdef void _defer_level(self, i32 slot, i64 side, i32 row) noexcept nogil
+    @cython.final
     cdef void _flush_levels(self, i32 slot, i64 side) noexcept nogil
     cdef void _flush_all_levels(self) noexcept nogil
     cdef i32 _order_row(self, i64 order_id) noexcept nogil
     cdef i32 _working(self, i64 order_id) noexcept nogil
+    @cython.final
     cdef void _apply_fill(self, i32 leaf_slot, i64 signed_qty, i64 price, i64 now) noexcept nogil
     cdef bint _seen_exec_id(self, object exec_id) except -1
     cdef i64 _fill_price(self, i32 sym, object price) except -1
     cdef bint _finish(self, i64 order_id, int8_t status) except -1
+    @cython.final
     cdef void _set_reference(self, i32 sym, i64 ref, i64 now) noexcept nogil
     cdef void _after_pnl_change(self, i32 node, i64 now) noexcept nogil
     cdef void _record_event(self, i64 now, i32 node, uint8_t reason, i64 value, i64 limit) noexcept nogil
