@@ -11,7 +11,7 @@ from riskcore._types cimport (
 )
 from riskcore.clock cimport Clock
 from riskcore.decision cimport Decision
-from riskcore.tables cimport IdMap, Levels, SlotIndex, Window
+from riskcore.tables cimport Levels, OrderIndex, SlotIndex, Window
 
 ctypedef pair[pair[i64, i64], i64] DupKey
 
@@ -27,7 +27,7 @@ cdef class RiskEngine:
     cdef SlotIndex _slot_index                        # (node, symbol) -> slot
     cdef vector[vector[i32]] _symbol_slots            # slots per symbol, for price fan-out
     cdef vector[Order_t] _orders
-    cdef IdMap _order_index                           # order id -> index, -1 once forgotten
+    cdef OrderIndex _order_index                      # order id -> row, -1 once forgotten
     cdef vector[Window] _windows                       # 4 per node: new orders, modifies, cancels, fills
     cdef vector[Levels] _rest_buy                      # per slot: working orders per buy price key
     cdef vector[Levels] _rest_sell                     # and per sell price key, bit-inverted

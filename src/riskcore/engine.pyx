@@ -27,7 +27,7 @@ from riskcore._types cimport (
 from riskcore._types cimport Reason as R
 from riskcore._types cimport TradingState as TS
 from riskcore._types cimport OrderStatus as OS
-from riskcore.tables cimport IdMap, Levels, Window
+from riskcore.tables cimport Levels, OrderIndex, Window
 from riskcore.checks cimport reduces_position, collar_band, worst_position, ratio
 from riskcore.fixedpoint cimport tdiv_mul, sat_mul3, price_to_ticks, round_half_away, sign, iabs, positive_part
 from riskcore.clock cimport Clock, SystemClock
@@ -1185,7 +1185,7 @@ cdef class RiskEngine:
                 # Room for every order up front: no rehash or copy of the tables midway.
                 self._orders.reserve(self._orders.size() + n)
                 self._order_next.reserve(self._order_next.size() + n)
-                self._order_index.reserve(self._order_index.size() + n)
+                self._order_index.reserve_more(n)
             else:
                 self._begin_what_if()
             # Starts d / 2 early, so the first orders' slots are looked up too.
@@ -1535,7 +1535,7 @@ cdef class RiskEngine:
             self._orders.resize(booked)
             self._order_next.resize(booked + more)
             self._order_next.resize(booked)
-            self._order_index.reserve(self._order_index.size() + more)
+            self._order_index.reserve_more(more)
 
     # ------------------------------------------------------------ snapshots
 
@@ -1841,7 +1841,7 @@ cdef class RiskEngine:
                                              sizeof(PositionLimit_t)),
             "orders": _vector_bytes(self._orders.data(), self._orders.size(), sizeof(Order_t)),
             "events": _vector_bytes(self._events.data(), self._events.size(), sizeof(Event_t)),
-            "order_index": _id_map_dict(self._order_index),
+            "order_index": _order_index_dict(self._order_index),
             "windows": [_windows_list(self._windows, which) for which in (W_NEW, W_MODIFY, W_CANCEL, W_FILL)],
             "resting": [(j, _levels_dict(self._rest_buy[j], 1), _levels_dict(self._rest_sell[j], -1))
                         for j in range(self._slots.size())
@@ -2006,9 +2006,10 @@ cdef list _windows_list(vector[Window]& windows, int which):
     return out
 
 
-cdef dict _id_map_dict(IdMap& ids):
+cdef dict _order_index_dict(OrderIndex& index):
+    cdef vector[pair[i64, i32]] pairs = index.items()
     cdef size_t j
-    return {ids.key_at(j): ids.value_at(j) for j in range(ids.capacity()) if ids.occupied(j)}
+    return {pairs[j].first: pairs[j].second for j in range(pairs.size())}
 
 
 cdef dict _levels_dict(Levels& levels, i64 side):

@@ -55,8 +55,6 @@ class IdMap {
         }
     }
 
-    bool contains(int64_t key) { return find(key) != nullptr; }
-
     // Store value (never INT32_MIN) under key.
     void set(int64_t key, int32_t value) {
         if (2 * (size_ + 1) > table_.size()) grow();
@@ -85,8 +83,6 @@ class IdMap {
     bool occupied(size_t i) const { return table_[i].value != EMPTY; }
     int64_t key_at(size_t i) const { return table_[i].key; }
     int32_t value_at(size_t i) const { return table_[i].value; }
-
-    void clear() { reset(32); }
 
   private:
     struct Entry {
@@ -133,6 +129,96 @@ class IdMap {
     size_t mask_ = 0;
     int shift_ = 0;
     size_t size_ = 0;
+};
+
+// Order id -> order row. Ids that come in sequence (as most order entry
+// systems number them) fill a direct array, 4 bytes each and written in
+// order; every other id goes to the hash map. When the array grows over ids
+// the map already holds, it takes their rows over (the map's copies are never
+// read again): an id inside the array's range is always found there.
+class OrderIndex {
+  public:
+    // Pointer to the row stored under id, or nullptr.
+    int32_t* find(int64_t id) {
+        const uint64_t k = offset(id);
+        if (k < direct_.size()) return direct_[k] == EMPTY ? nullptr : &direct_[k];
+        if (id < map_low_ || id > map_high_) return nullptr;       // a new id past both: no probe
+        return map_.find(id);
+    }
+
+    bool contains(int64_t id) { return find(id) != nullptr; }
+
+    // Store row (never INT32_MIN) under id.
+    void set(int64_t id, int32_t row) {
+        if (direct_.empty() && map_.size() == 0) base_ = id;
+        const uint64_t k = offset(id);
+        if (k >= direct_.size() && extends_to(k)) {
+            const int64_t first_new = base_ + static_cast<int64_t>(direct_.size());
+            const bool over_map = map_.size() > 0 && id >= map_low_ && first_new <= map_high_;
+            while (direct_.size() <= k) {
+                const int32_t* held = over_map ? map_.find(base_ + static_cast<int64_t>(direct_.size())) : nullptr;
+                direct_.push_back(held ? *held : EMPTY);
+                if (held) ++direct_count_;
+            }
+        }
+        if (k < direct_.size()) {
+            if (direct_[k] == EMPTY) ++direct_count_;
+            direct_[k] = row;
+            return;
+        }
+        map_.set(id, row);
+        map_low_ = std::min(map_low_, id);
+        map_high_ = std::max(map_high_, id);
+    }
+
+    // Make room for `more` new ids, in the array or the map, so adding them grows neither midway.
+    void reserve_more(size_t more) {
+        const size_t used = direct_.size();
+        direct_.resize(used + more, EMPTY);     // touched here once, not page by page while booking
+        direct_.resize(used);
+        map_.reserve(map_.size() + more);
+    }
+
+    // Start loading where id is or would go (an id about to extend the array: its reserved room).
+    void prefetch(int64_t id) const {
+        const uint64_t k = offset(id);
+        if (k < direct_.capacity()) __builtin_prefetch(direct_.data() + k);
+        else map_.prefetch(id);
+    }
+
+    size_t size() const { return direct_count_ + map_.size(); }
+
+    // Every (id, row) pair, for snapshots.
+    std::vector<std::pair<int64_t, int32_t>> items() const {
+        std::vector<std::pair<int64_t, int32_t>> out;
+        out.reserve(size());
+        for (size_t k = 0; k < direct_.size(); ++k)
+            if (direct_[k] != EMPTY) out.emplace_back(base_ + static_cast<int64_t>(k), direct_[k]);
+        for (size_t i = 0; i < map_.capacity(); ++i)
+            if (map_.occupied(i) && offset(map_.key_at(i)) >= direct_.size())
+                out.emplace_back(map_.key_at(i), map_.value_at(i));
+        return out;
+    }
+
+  private:
+    static constexpr int32_t EMPTY = INT32_MIN;
+    static constexpr uint64_t SLACK = 64;       // ids the array may grow by beyond its end at once
+
+    uint64_t offset(int64_t id) const { return static_cast<uint64_t>(id) - static_cast<uint64_t>(base_); }
+
+    // Whether the array may grow to hold offset k: close to its end, and at
+    // least a quarter full afterwards.
+    bool extends_to(uint64_t k) const {
+        if (k - direct_.size() >= std::max<uint64_t>(SLACK, direct_.size())) return false;   // also: id below base_
+        return 4 * (direct_count_ + 1) >= k + 1 || k < SLACK;
+    }
+
+    std::vector<int32_t> direct_;
+    int64_t base_ = 0;                 // id of direct_[0]
+    size_t direct_count_ = 0;          // ids stored in direct_
+    IdMap map_;
+    int64_t map_low_ = INT64_MAX;      // range of the ids in map_
+    int64_t map_high_ = INT64_MIN;
 };
 
 // (node, symbol) -> slot. A node holding slots in a good share of the symbol

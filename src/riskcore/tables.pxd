@@ -1,22 +1,18 @@
-# Flat hash table and price levels of tables.h (see there for why they exist).
+# The flat tables of tables.h (see there for why they exist).
 from libcpp.utility cimport pair
+from libcpp.vector cimport vector
 
 from riskcore._types cimport i64, i32
 
 cdef extern from "tables.h" namespace "riskcore" nogil:
-    cdef cppclass IdMap:
-        IdMap()
-        i32* find(i64 key)
-        bint contains(i64 key)
-        void set(i64 key, i32 value)
-        void reserve(size_t n)
-        void prefetch(i64 key)
-        size_t size()
-        size_t capacity()
-        bint occupied(size_t i)
-        i64 key_at(size_t i)
-        i32 value_at(size_t i)
-        void clear()
+    cdef cppclass OrderIndex:
+        OrderIndex()
+        i32* find(i64 id)
+        bint contains(i64 id)
+        void set(i64 id, i32 row)
+        void reserve_more(size_t more)
+        void prefetch(i64 id)
+        vector[pair[i64, i32]] items()
 
     cdef cppclass SlotIndex:
         SlotIndex()

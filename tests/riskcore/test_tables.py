@@ -1,8 +1,10 @@
 """The flat tables of ``tables.h``, through the engine that owns them.
 
-The order index hashes ids in groups of 16 consecutive values, so id patterns
-that line up with the groups (strides of 16, ids far apart in the high bits)
-are tested next to sequential and random ones. The slot index keeps a direct array for nodes with slots in a good share of
+The order index keeps ids that come in sequence in a direct array and the
+rest in a hash map that hashes ids in groups of 16 consecutive values, so id
+patterns that line up with either (strides of 16, ids far apart in the high
+bits, a sequence growing over ids already in the map) are tested next to
+sequential and random ones. The slot index keeps a direct array for nodes with slots in a good share of
 their symbol ids and the hash map for the rest, switching as slots arrive.
 Each lookup must find the same slot whichever way the node is indexed, so
 these tests give every (account, symbol) pair its own position limit and read
@@ -81,6 +83,10 @@ ID_PATTERNS = {
     "stride 2**32": np.arange(1, 3_001) * 2**32,
     "negative": -np.arange(1, 3_001),
     "strategy prefix": (np.arange(3_000) % 7) * 2**40 + np.arange(3_000) // 7,
+    # Far ids first go to the hash map; the sequence then grows over one of them.
+    "sequence over a far id": np.concatenate([np.arange(1, 101), [400, 9_000], np.arange(101, 400),
+                                              np.arange(401, 3_000)]),
+    "sequence from the top down": np.arange(3_000, 0, -1),
     "random 64-bit": np.random.default_rng(5).choice(2**62, 3_000, replace=False) - 2**61,
 }
 
@@ -90,14 +96,26 @@ def test_order_ids_of_any_pattern_are_found_and_guard_against_reuse(pattern):
     engine = engine_with_symbols()
     ids = ID_PATTERNS[pattern].astype(np.int64)
     n = ids.size
+    quantities = 1 + np.arange(n, dtype=np.int64) % 97       # tells each order's row apart
     codes = engine.submit_batch(ids, np.full(n, engine.account_id("a"), np.int32), np.arange(n, dtype=np.int32) % 3,
-                                np.ones(n, np.int8), np.ones(n, np.int64), np.full(n, 9.99))
+                                np.ones(n, np.int8), quantities, np.full(n, 9.99))
     assert (codes == 0).all()
-    for oid in ids[::7].tolist():
-        assert engine.order(oid).remaining == 1
-    again = engine.submit_batch(ids[:50], np.full(50, engine.account_id("b"), np.int32), np.zeros(50, np.int32),
-                                np.ones(50, np.int8), np.ones(50, np.int64), np.full(50, 9.99))
-    assert (again == Reason.DUPLICATE_ORDER_ID).all()
-    with pytest.raises(UnknownOrderError):
-        engine.order(int(ids.max()) + 1)
-    assert engine.aggregate("a").open_orders == n
+    # Every third order is cancelled; the day roll forgets them and moves the rest to new rows.
+    for oid in ids[::3].tolist():
+        engine.on_cancel(oid)
+    engine.roll_day()
+    restored = RiskEngine.from_state(engine.to_state())
+    for k, (oid, quantity) in enumerate(zip(ids.tolist(), quantities.tolist())):
+        for e in (engine, restored):
+            if k % 3 == 0:
+                with pytest.raises(UnknownOrderError):
+                    e.order(oid)
+            else:
+                assert e.order(oid).remaining == quantity
+    for e in (engine, restored):
+        again = e.submit_batch(ids, np.full(n, e.account_id("b"), np.int32), np.zeros(n, np.int32),
+                               np.ones(n, np.int8), np.ones(n, np.int64), np.full(n, 9.99))
+        assert (again == Reason.DUPLICATE_ORDER_ID).all()
+        with pytest.raises(UnknownOrderError):
+            e.order(int(ids.max()) + 1)
+        assert e.aggregate("a").open_orders == n - len(ids[::3])
