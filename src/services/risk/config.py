@@ -135,6 +135,7 @@ class RiskConfig:
     default_account: str = "default"
     duplicate_window: float = 0.0
     order_capacity: int = 0          # orders the engine's tables are sized for at start (0: grow as needed)
+    max_batch_rows: int = 100_000    # rows one batch call may carry (SubmitOrders, ReportFills, UpdatePrices)
     instruments: tuple[Instrument, ...] = ()
     accounts: tuple[AccountConfig, ...] = ()
     log_level: str = "info"
@@ -148,6 +149,8 @@ class RiskConfig:
         names = {self.firm} | {a.name for a in self.accounts}
         if self.default_account and self.default_account not in names:
             raise ConfigError(f"engine.default_account {self.default_account!r} is not a configured account")
+        if self.max_batch_rows < 1:
+            raise ConfigError(f"engine.max_batch_rows must be >= 1, got {self.max_batch_rows!r}")
 
 
 def _table(data: Any, where: str, allowed: set[str]) -> dict:
@@ -211,7 +214,7 @@ def parse_config(data: dict, base: pathlib.Path) -> RiskConfig:
     tokens = tuple(_build(f"auth.tokens[{i}]", TokenEntry, **_table(t, f"auth.tokens[{i}]", {"name", "sha256", "role"}))
                    for i, t in enumerate(auth.get("tokens", [])))
     engine = _table(data.get("engine", {}), "engine", {"firm", "default_account", "duplicate_window",
-                                                       "order_capacity"})
+                                                       "order_capacity", "max_batch_rows"})
     logging_ = _table(data.get("logging", {}), "logging", {"level", "requests"})
     if logging_.get("requests", "changes") not in LOG_REQUESTS:
         raise ConfigError(f"logging.requests must be one of {', '.join(LOG_REQUESTS)}, got {logging_['requests']!r}")
@@ -254,7 +257,8 @@ def parse_config(data: dict, base: pathlib.Path) -> RiskConfig:
     return _build("config", RiskConfig, server=server, tls=tls, tokens=tokens,
                   firm=engine.get("firm", "FIRM"), default_account=engine.get("default_account", "default"),
                   duplicate_window=engine.get("duplicate_window", 0.0),
-                  order_capacity=engine.get("order_capacity", 0), instruments=instruments,
+                  order_capacity=engine.get("order_capacity", 0),
+                  max_batch_rows=engine.get("max_batch_rows", 100_000), instruments=instruments,
                   accounts=tuple(accounts), log_level=logging_.get("level", "info"),
                   log_requests=logging_.get("requests", "changes"), tracing_endpoint=tracing.get("endpoint"),
                   service_name=tracing.get("service_name", "riskcore-risk"),
