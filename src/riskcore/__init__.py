@@ -16,6 +16,7 @@ from riskcore.engine import (
     RiskEngine,
 )
 from riskcore.errors import (
+    CapacityError,
     InvalidConfigError,
     InvalidInputError,
     RiskError,
@@ -29,7 +30,7 @@ from riskcore.riskmath import VaRResult, historical_var, parametric_var, scenari
 __version__ = "0.1.0"
 
 __all__ = [
-    "BUY", "SELL", "Aggregate", "BreachEvent", "Clock", "Decision", "Instrument", "InvalidConfigError",
+    "BUY", "SELL", "Aggregate", "BreachEvent", "CapacityError", "Clock", "Decision", "Instrument", "InvalidConfigError",
     "InvalidInputError", "Limits", "ManualClock", "OrderInfo", "OrderStatus", "Position", "Reason",
     "RiskEngine", "RiskError", "StateError", "SystemClock", "TradingState", "UnknownAccountError",
     "UnknownOrderError", "UnknownSymbolError", "VaRResult", "historical_var", "parametric_var",

@@ -12,8 +12,16 @@ from typing import Optional
 from riskcore.errors import InvalidConfigError
 
 Window = tuple[int, float]
-# Money is held in signed 64-bit micro-units: 9.2e12 currency units at most.
+# The kernel's numeric domain (src/riskcore/bounds.pxd derives it; the README's
+# "Bounds" states it); a test checks these equal the compiled constants.
+MAX_QUANTITY = 10**12               # units per order or fill, and any quantity limit
+MAX_PRICE_TICKS = 10**15            # a price is below this many ticks
+MAX_TICK_VALUE = 10**10             # micro-units per tick per unit
+CAPACITY = 2**62                    # micro-units: every money total the engine keeps
+# Limits are held in signed 64-bit micro-units: 9.2e12 currency units at most.
 MAX_MONEY = 9.0e12
+MAX_COUNT = 2**31 - 1               # open orders, and the counts of rate windows
+MAX_SECONDS = 10**9                 # windows and ages: their nanoseconds fit 64 bits
 
 
 def _positive(name: str, value: float | None, allow_zero: bool = False) -> None:
@@ -25,15 +33,27 @@ def _positive(name: str, value: float | None, allow_zero: bool = False) -> None:
         raise InvalidConfigError(f"{name} must be finite and {'>= 0' if allow_zero else '> 0'}, got {value!r}")
 
 
+def _whole(name: str, value: int | None, most: int) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= most:
+        raise InvalidConfigError(f"{name} must be an integer from 0 to {most}, got {value!r}")
+
+
+def _at_most(name: str, value: float | None, most: float) -> None:
+    if value is not None and value > most:
+        raise InvalidConfigError(f"{name} must be at most {most:g}, got {value!r}")
+
+
 def _window(name: str, value: Window | None) -> None:
     if value is None:
         return
     if not (isinstance(value, tuple) and len(value) == 2):
         raise InvalidConfigError(f"{name} must be (count, seconds), got {value!r}")
     count, seconds = value
-    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-        raise InvalidConfigError(f"{name} count must be an integer >= 0, got {count!r}")
+    _whole(f"{name} count", count, MAX_COUNT)
     _positive(f"{name} seconds", seconds)
+    _at_most(f"{name} seconds", seconds, MAX_SECONDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,14 +109,17 @@ class Instrument:
                 f"tick_size * multiplier must be a whole number of micro-units, "
                 f"got {self.tick_size!r} * {self.multiplier!r}"
             )
+        if round(micros) > MAX_TICK_VALUE:
+            raise InvalidConfigError(f"tick_size * multiplier must be at most {MAX_TICK_VALUE // 10**6} in money, "
+                                     f"got {self.tick_size!r} * {self.multiplier!r}")
+        _whole("lot_size", self.lot_size, MAX_QUANTITY)
         for name in ("collar_bps_buy", "collar_bps_sell", "collar_ticks_buy", "collar_ticks_sell"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-                raise InvalidConfigError(f"{name} must be an integer >= 0, got {value!r}")
-        _positive("reference_price", self.reference_price)
-        _positive("min_price", self.min_price)
-        _positive("max_price", self.max_price)
+            _whole(name, getattr(self, name), MAX_PRICE_TICKS)
+        for name in ("reference_price", "min_price", "max_price"):
+            _positive(name, getattr(self, name))
+            _at_most(name, getattr(self, name), (MAX_PRICE_TICKS - 1) * self.tick_size)
         _positive("max_reference_age", self.max_reference_age)
+        _at_most("max_reference_age", self.max_reference_age, MAX_SECONDS)
         if self.min_price is not None and self.max_price is not None and self.min_price > self.max_price:
             raise InvalidConfigError(f"min_price {self.min_price} is above max_price {self.max_price}")
 
@@ -125,10 +148,8 @@ class Limits:
     fill_throttle: Optional[Window] = None
 
     def __post_init__(self) -> None:
-        for name in ("max_order_quantity", "max_open_orders"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-                raise InvalidConfigError(f"{name} must be an integer >= 0, got {value!r}")
+        _whole("max_order_quantity", self.max_order_quantity, MAX_QUANTITY)
+        _whole("max_open_orders", self.max_open_orders, MAX_COUNT)
         for name in ("max_order_notional", "max_gross_notional", "max_net_notional", "max_daily_loss"):
             _positive(name, getattr(self, name), allow_zero=True)
             if getattr(self, name) is not None and getattr(self, name) > MAX_MONEY:

@@ -100,12 +100,14 @@ cdef class RiskEngine:
     cdef i32 _order_row(self, i64 order_id) noexcept nogil
     cdef i32 _working(self, i64 order_id) noexcept nogil
     @cython.final
-    cdef void _apply_fill(self, i32 leaf_slot, i64 signed_qty, i64 price, i64 now) noexcept nogil
+    cdef bint _apply_fill(self, i32 leaf_slot, i64 signed_qty, i64 price, i64 released, i64 now) noexcept nogil
     cdef bint _seen_exec_id(self, object exec_id) except -1
     cdef i64 _fill_price(self, i32 sym, object price) except -1
     cdef bint _finish(self, i64 order_id, int8_t status) except -1
     @cython.final
-    cdef void _set_reference(self, i32 sym, i64 ref, i64 now) noexcept nogil
+    cdef bint _set_reference(self, i32 sym, i64 ref, i64 now) noexcept nogil
+    cdef bint _revalue(self, Slot_t* slot, i64 old, i64 ref, i64 tv) noexcept nogil
+    cdef int _refuse(self, i32 node, i32 sym, i64 now, str what) except -1
     cdef void _after_pnl_change(self, i32 node, i64 now) noexcept nogil
     cdef void _record_event(self, i64 now, i32 node, uint8_t reason, i64 value, i64 limit) noexcept nogil
     cdef object _fill_aggregates(self, out, dict columns)

@@ -29,23 +29,29 @@ from riskcore._types cimport TradingState as TS
 from riskcore._types cimport OrderStatus as OS
 from riskcore.tables cimport Levels, OrderIndex, Window
 from riskcore.checks cimport reduces_position, collar_band, worst_position, ratio
-from riskcore.fixedpoint cimport tdiv_mul, sat_mul3, price_to_ticks, round_half_away, sign, iabs, positive_part
+from riskcore.fixedpoint cimport (
+    tdiv_mul, sat_mul3, price_to_ticks, mark_ticks, round_half_away, sign, iabs, positive_part,
+)
+from riskcore.bounds cimport MAX_QUANTITY, MAX_PRICE_TICKS, CAPACITY, MAX_TICK_VALUE, within, pnl_within, money
 from riskcore.clock cimport Clock, SystemClock
 from riskcore.decision cimport Decision, make_decision
 
 from riskcore._types import Reason, TradingState, OrderStatus
 from riskcore.config import Instrument, Limits
 from riskcore.errors import (
-    InvalidConfigError, InvalidInputError, StateError,
+    CapacityError, InvalidConfigError, InvalidInputError, StateError,
     UnknownAccountError, UnknownOrderError, UnknownSymbolError,
 )
 
-cdef i64 MAX_QUANTITY = 1_000_000_000_000
-cdef i64 NOTIONAL_CAP = 4_611_686_018_427_387_904   # 2**62 micro-units: sums of many stay in range
-STATE_VERSION = 2
+# 3: position cost in micro-units (2 kept it in tick-units; from_state converts).
+STATE_VERSION = 3
 
 BUY = 1
 SELL = -1
+# The numeric domain (see bounds.pxd), for callers that validate before calling.
+MAX_ORDER_QUANTITY = MAX_QUANTITY
+PRICE_TICKS_LIMIT = MAX_PRICE_TICKS
+CAPACITY_MICROS = CAPACITY
 _AGGREGATE_SUMS = ("long", "short", "working_buy", "working_sell", "realized", "unrealized", "open_orders")
 _SIDES = {"BUY": 1, "SELL": -1, "buy": 1, "sell": -1, "B": 1, "S": -1}
 
@@ -140,7 +146,12 @@ cdef inline i64 _short_value(i64 pos, i64 ref, i64 tv) noexcept nogil:
 
 
 cdef inline i64 _unrealized(i64 pos, i64 cost, i64 ref, i64 tv) noexcept nogil:
-    return (pos * ref - cost) * tv if ref > 0 else 0
+    # ``cost`` is in micro-units; kept totals are within CAPACITY, so this cannot wrap.
+    return pos * ref * tv - cost if ref > 0 else 0
+
+
+cdef inline i128 _unrealized_exact(i128 pos, i128 cost, i64 ref, i64 tv) noexcept nogil:
+    return money(pos, ref, tv) - cost if ref > 0 else 0
 
 
 cdef inline i32 _resolve(object key, dict ids, Py_ssize_t count, str what) except -2:
@@ -632,37 +643,39 @@ cdef class RiskEngine:
             if nd.state == TS.REDUCING and not reducing:
                 self._fail_node = n
                 return R.DAILY_LOSS_LIMIT if nd.state_cause == R.DAILY_LOSS_LIMIT else R.REDUCE_ONLY
-        # 6. price: reference, band, collar
+        # 6. price: reference, band, collar. A modify that keeps a limit price and
+        # does not add quantity only lowers risk: no reference or band can stop it.
         ref = ins.ref
         has_ref = ref > 0
         stale = has_ref and ins.max_ref_age > 0 and now - ins.ref_time > ins.max_ref_age
-        if (market or ins.require_ref) and not has_ref:
-            return R.NO_REFERENCE_PRICE
-        if ins.require_ref and stale:
-            self._fail_value = (now - ins.ref_time) / 1e9
-            self._fail_limit = ins.max_ref_age / 1e9
-            return R.STALE_REFERENCE_PRICE
-        if market:
-            p = ref
-        if p < ins.min_price or p > ins.max_price:
-            self._fail_value = p * ins.tick_size
-            self._fail_limit = (ins.min_price if p < ins.min_price else ins.max_price) * ins.tick_size
-            return R.PRICE_OUT_OF_RANGE
-        if not market and has_ref:
-            if side > 0:
-                band = collar_band(ref, ins.collar_bps_buy, ins.collar_ticks_buy)
-                if band >= 0 and p > ref + band:
-                    self._fail_value = p * ins.tick_size
-                    self._fail_limit = (ref + band) * ins.tick_size
-                    return R.PRICE_COLLAR
-            else:
-                band = collar_band(ref, ins.collar_bps_sell, ins.collar_ticks_sell)
-                if band >= 0 and p < ref - band:
-                    self._fail_value = p * ins.tick_size
-                    self._fail_limit = (ref - band) * ins.tick_size
-                    return R.PRICE_COLLAR
+        if not (is_modify and dq <= 0 and not market and p == order.price):
+            if (market or ins.require_ref) and not has_ref:
+                return R.NO_REFERENCE_PRICE
+            if ins.require_ref and stale:
+                self._fail_value = (now - ins.ref_time) / 1e9
+                self._fail_limit = ins.max_ref_age / 1e9
+                return R.STALE_REFERENCE_PRICE
+            if market:
+                p = ref
+            if p < ins.min_price or p > ins.max_price:
+                self._fail_value = p * ins.tick_size
+                self._fail_limit = (ins.min_price if p < ins.min_price else ins.max_price) * ins.tick_size
+                return R.PRICE_OUT_OF_RANGE
+            if not market and has_ref:
+                if side > 0:
+                    band = collar_band(ref, ins.collar_bps_buy, ins.collar_ticks_buy)
+                    if band >= 0 and p > ref + band:
+                        self._fail_value = p * ins.tick_size
+                        self._fail_limit = (ref + band) * ins.tick_size
+                        return R.PRICE_COLLAR
+                else:
+                    band = collar_band(ref, ins.collar_bps_sell, ins.collar_ticks_sell)
+                    if band >= 0 and p < ref - band:
+                        self._fail_value = p * ins.tick_size
+                        self._fail_limit = (ref - band) * ins.tick_size
+                        return R.PRICE_COLLAR
         notional = sat_mul3(q, p, tv)
-        if notional > NOTIONAL_CAP:
+        if notional > CAPACITY:
             self._fail_value = <double>notional / 1e6
             return R.NOTIONAL_OVERFLOW
         dn = notional - old_n
@@ -674,7 +687,7 @@ cdef class RiskEngine:
             if ((nd.long_notional | nd.short_notional | nd.wbuy_notional | nd.wsell_notional
                     | positive_part(dn)) >> 59 != 0
                     and <i128>nd.long_notional + nd.short_notional + nd.wbuy_notional + nd.wsell_notional + dn
-                    > <i128>NOTIONAL_CAP):
+                    > <i128>CAPACITY):
                 self._fail_node = node.path[k]
                 self._fail_value = <double>notional / 1e6
                 return R.NOTIONAL_OVERFLOW
@@ -896,48 +909,74 @@ cdef class RiskEngine:
 
     # ------------------------------------------------------------ positions
 
-    cdef void _apply_fill(self, i32 leaf_slot, i64 signed_qty, i64 price, i64 now) noexcept nogil:
-        """Apply a fill to the leaf position and carry the change up the tree."""
+    cdef bint _apply_fill(self, i32 leaf_slot, i64 signed_qty, i64 price, i64 released, i64 now) noexcept nogil:
+        """Apply a fill to the leaf position and carry the change up the tree.
+
+        Every new total is computed in 128 bits before anything is written:
+        when one would pass CAPACITY the fill is refused whole (False).
+        ``released`` is the working notional this fill took off the path
+        first (a fill of a working order): it no longer counts in the gross.
+        """
         cdef Slot_t* slot = &self._slots[leaf_slot]
         cdef Instrument_t* ins = &self._instruments[slot.symbol]
-        cdef i64 tv = ins.tick_value, ref = ins.ref
-        cdef i64 pos = slot.pos, cost = slot.cost, realized = 0, closing, removed, rest
-        cdef i64 dpos, dcost, dreal, fills
+        cdef i64 tv = ins.tick_value, ref = ins.ref, fills
+        cdef i128 pos = slot.pos, cost = slot.cost, realized = 0, removed, closing, rest, dpos, dcost
+        cdef i128 pos_after, cost_after, long_after, short_after, unreal_after, real_after, slot_real
+        cdef i64 new_long[MAX_DEPTH]
+        cdef i64 new_short[MAX_DEPTH]
+        cdef i64 new_unreal[MAX_DEPTH]
         cdef i32 s, k
         cdef Node_t* nd
         cdef Node_t* leaf_node = &self._nodes[slot.node]
-        if pos == 0 or sign(signed_qty) == sign(pos):
+        # Average cost in micro-units: a closing fill takes its share of the cost
+        # (truncated to the micro-unit), so realized P&L is exact to the micro-unit
+        # and the cost left is what the rest of the position carries.
+        if slot.pos == 0 or sign(signed_qty) == sign(slot.pos):
             pos += signed_qty
-            cost += signed_qty * price
+            cost += money(signed_qty, price, tv)
         else:
-            closing = min(iabs(signed_qty), iabs(pos))
-            removed = tdiv_mul(cost, closing, iabs(pos))
-            realized = (sign(pos) * closing * price - removed) * tv
+            closing = min(iabs(signed_qty), iabs(slot.pos))
+            removed = cost * closing / iabs(slot.pos)           # C division: truncated toward zero
+            realized = money(sign(slot.pos) * closing, price, tv) - removed
             cost -= removed
             pos += sign(signed_qty) * closing
             rest = iabs(signed_qty) - closing
             if rest > 0:
                 pos = sign(signed_qty) * rest
-                cost = pos * price
+                cost = money(pos, price, tv)
         dpos = pos - slot.pos
         dcost = cost - slot.cost
-        dreal = realized
-        leaf_node.active = 1
-        s = leaf_slot
+        s, k = leaf_slot, 0
         while s >= 0:
             slot = &self._slots[s]
             nd = &self._nodes[slot.node]
-            nd.long_notional -= _long_value(slot.pos, ref, tv)
-            nd.short_notional -= _short_value(slot.pos, ref, tv)
-            nd.unrealized -= _unrealized(slot.pos, slot.cost, ref, tv)
-            slot.pos += dpos
-            slot.cost += dcost
-            self._realized[s] += dreal
-            nd.long_notional += _long_value(slot.pos, ref, tv)
-            nd.short_notional += _short_value(slot.pos, ref, tv)
-            nd.unrealized += _unrealized(slot.pos, slot.cost, ref, tv)
-            nd.realized += dreal
-            s = slot.parent_slot
+            pos_after, cost_after = slot.pos + dpos, slot.cost + dcost
+            slot_real = self._realized[s] + realized
+            long_after = (nd.long_notional - _long_value(slot.pos, ref, tv)
+                          + money(positive_part(<i64>pos_after) if within(pos_after) else 0, ref, tv))
+            short_after = (nd.short_notional - _short_value(slot.pos, ref, tv)
+                           + money(positive_part(-<i64>pos_after) if within(pos_after) else 0, ref, tv))
+            unreal_after = (nd.unrealized - _unrealized(slot.pos, slot.cost, ref, tv)
+                            + _unrealized_exact(pos_after, cost_after, ref, tv))
+            real_after = nd.realized + realized
+            if not (within(pos_after) and within(cost_after) and pnl_within(slot_real)
+                    and within(long_after) and within(short_after) and pnl_within(unreal_after)
+                    and pnl_within(real_after)
+                    and within(long_after + short_after + nd.wbuy_notional + nd.wsell_notional - released)):
+                return False
+            new_long[k], new_short[k], new_unreal[k] = <i64>long_after, <i64>short_after, <i64>unreal_after
+            s, k = slot.parent_slot, k + 1
+        leaf_node.active = 1
+        s, k = leaf_slot, 0
+        while s >= 0:
+            slot = &self._slots[s]
+            nd = &self._nodes[slot.node]
+            slot.pos += <i64>dpos
+            slot.cost += <i64>dcost
+            self._realized[s] += <i64>realized
+            nd.long_notional, nd.short_notional, nd.unrealized = new_long[k], new_short[k], new_unreal[k]
+            nd.realized += <i64>realized
+            s, k = slot.parent_slot, k + 1
         # The fill throttle and the daily loss, node by node from the account up.
         for k in range(leaf_node.depth):
             s = leaf_node.path[k]
@@ -950,19 +989,20 @@ cdef class RiskEngine:
                     nd.state_cause = R.EXECUTION_THROTTLE
                     self._record_event(now, s, R.EXECUTION_THROTTLE, fills, nd.limits.fill_count)
             self._after_pnl_change(s, now)
+        return True
 
     cdef void _after_pnl_change(self, i32 n, i64 now) noexcept nogil:
         """Switch a node to REDUCING when its daily P&L is below its loss limit."""
         cdef Node_t* nd = &self._nodes[n]
         cdef i64 lim = nd.limits.max_daily_loss
-        cdef i64 pnl
+        cdef i128 pnl
         if lim == INT64_MAX or nd.state != TS.ACTIVE:
             return
-        pnl = nd.realized + nd.unrealized - nd.sod_pnl
-        if pnl < -lim:
+        pnl = <i128>nd.realized + nd.unrealized - nd.sod_pnl       # three terms: 128 bits
+        if pnl < -<i128>lim:
             nd.state = TS.REDUCING
             nd.state_cause = R.DAILY_LOSS_LIMIT
-            self._record_event(now, n, R.DAILY_LOSS_LIMIT, -pnl, lim)
+            self._record_event(now, n, R.DAILY_LOSS_LIMIT, <i64>min(-pnl, <i128>INT64_MAX), lim)
 
     cdef void _record_event(self, i64 now, i32 node, uint8_t reason, i64 value, i64 limit) noexcept nogil:
         """Keep a breach for the caller to read (``events()``)."""
@@ -972,31 +1012,49 @@ cdef class RiskEngine:
         event.value, event.limit = value, limit
         self._events.push_back(event)
 
-    cdef void _set_reference(self, i32 sym, i64 ref, i64 now) noexcept nogil:
-        """Move a symbol's reference and revalue every holder (O(holders))."""
+    cdef bint _set_reference(self, i32 sym, i64 ref, i64 now) noexcept nogil:
+        """Move a symbol's reference and revalue every holder (O(holders)).
+
+        Returns False, with nothing changed, when a holder's totals would pass CAPACITY.
+        """
         cdef Instrument_t* ins = &self._instruments[sym]
-        cdef i64 old = ins.ref, tv = ins.tick_value
+        cdef i64 old = ins.ref
         cdef vector[i32]* holders = &self._symbol_slots[sym]
         cdef Slot_t* slot
-        cdef Node_t* nd
-        cdef size_t j
+        cdef size_t j, undo
+        if old != ref:
+            for j in range(holders.size()):
+                if not self._revalue(&self._slots[deref(holders)[j]], old, ref, ins.tick_value):
+                    # Back to the old reference: those totals were kept, so they fit.
+                    for undo in range(j):
+                        self._revalue(&self._slots[deref(holders)[undo]], ref, old, ins.tick_value)
+                    return False
         ins.ref = ref
         ins.ref_time = now
-        if old == ref:
-            return
-        for j in range(holders.size()):
-            slot = &self._slots[deref(holders)[j]]
-            if slot.pos == 0 and slot.cost == 0:
-                continue  # nothing to revalue (a node netting to flat still has a cost)
-            nd = &self._nodes[slot.node]
-            nd.long_notional += _long_value(slot.pos, ref, tv) - _long_value(slot.pos, old, tv)
-            nd.short_notional += _short_value(slot.pos, ref, tv) - _short_value(slot.pos, old, tv)
-            nd.unrealized += (_unrealized(slot.pos, slot.cost, ref, tv)
-                              - _unrealized(slot.pos, slot.cost, old, tv))
-        for j in range(holders.size()):
-            slot = &self._slots[deref(holders)[j]]
-            if slot.pos != 0:
-                self._after_pnl_change(slot.node, now)
+        if old != ref:
+            for j in range(holders.size()):
+                slot = &self._slots[deref(holders)[j]]
+                # A node netting to flat still has a cost: its unrealized moved too.
+                if slot.pos != 0 or slot.cost != 0:
+                    self._after_pnl_change(slot.node, now)
+        return True
+
+    cdef bint _revalue(self, Slot_t* slot, i64 old, i64 ref, i64 tv) noexcept nogil:
+        """Move one holder's node totals from reference ``old`` to ``ref``; False (nothing written) past CAPACITY."""
+        cdef Node_t* nd
+        cdef i128 long_after, short_after, unreal_after
+        if slot.pos == 0 and slot.cost == 0:
+            return True     # nothing to revalue
+        nd = &self._nodes[slot.node]
+        long_after = nd.long_notional - _long_value(slot.pos, old, tv) + money(positive_part(slot.pos), ref, tv)
+        short_after = nd.short_notional - _short_value(slot.pos, old, tv) + money(positive_part(-slot.pos), ref, tv)
+        unreal_after = (nd.unrealized - _unrealized(slot.pos, slot.cost, old, tv)
+                        + _unrealized_exact(slot.pos, slot.cost, ref, tv))
+        if not (within(long_after) and within(short_after) and pnl_within(unreal_after)
+                and within(long_after + short_after + nd.wbuy_notional + nd.wsell_notional)):
+            return False
+        nd.long_notional, nd.short_notional, nd.unrealized = <i64>long_after, <i64>short_after, <i64>unreal_after
+        return True
 
     # ----------------------------------------------------------- public API
 
@@ -1335,6 +1393,12 @@ cdef class RiskEngine:
     def on_fill(self, long long order_id, quantity, price, exec_id):
         """Apply a (partial) fill of a booked order.
 
+        Parameters
+        ----------
+        exec_id : str, int or None
+            The venue's execution id: a repeat is acknowledged and ignored.
+            None means the fill has no id: it is applied every time it is sent.
+
         Returns
         -------
         bool
@@ -1345,7 +1409,11 @@ cdef class RiskEngine:
         UnknownOrderError
             No order with that id was ever booked.
         InvalidInputError
-            Quantity not a whole number > 0, or price not finite > 0.
+            Quantity not a whole number in 1..10^12, price not finite and > 0
+            or 10^15 ticks or more, an exec id that is not a str or an int.
+        CapacityError
+            The fill would take a total past the engine's capacity: nothing is
+            applied and the account goes HALTED (see bounds.pxd).
 
         Notes
         -----
@@ -1359,13 +1427,14 @@ cdef class RiskEngine:
         cdef i64 q = _quantity(quantity)
         cdef i64 p = self._fill_price(order.symbol, price)
         if q == 0:
-            raise InvalidInputError(f"fill quantity must be a whole number > 0, got {quantity!r}")
+            raise InvalidInputError(f"fill quantity must be a whole number in 1..{MAX_QUANTITY}, got {quantity!r}")
         if self._seen_exec_id(exec_id):
             return False
         cdef i64 now = self._clock.now()
-        cdef i64 worked
+        cdef i64 worked = min(q, order.remaining) if order.status == OS.WORKING else 0
+        if not self._apply_fill(order.slot, order.side * q, p, worked * order.price * self._instruments[order.symbol].tick_value, now):
+            self._refuse(order.account, -1, now, f"fill of {q} at {price!r} on order {order_id}")
         if order.status == OS.WORKING:
-            worked = min(q, order.remaining)
             self._release(order.slot, order.side, worked, order.price,
                           _price_key(order.side, order.price, order.market), worked == order.remaining)
             order.remaining -= worked
@@ -1373,26 +1442,46 @@ cdef class RiskEngine:
                 order.status = OS.FILLED
         else:
             order.remaining = 0
-        order.filled += q
-        self._apply_fill(order.slot, order.side * q, p, now)
-        self._exec_ids.add(exec_id)
+        order.filled = min(order.filled + q, INT64_MAX - MAX_QUANTITY)    # over-fills saturate the count only
+        if exec_id is not None:
+            self._exec_ids.add(exec_id)
         return True
 
     cdef bint _seen_exec_id(self, object exec_id) except -1:
+        if exec_id is None:
+            return False
+        if type(exec_id) is not str and (type(exec_id) is not int):
+            raise InvalidInputError(f"exec_id must be a str, an int or None, got {type(exec_id).__name__}")
         return exec_id in self._exec_ids or exec_id in self._exec_ids_before
 
+    cdef int _refuse(self, i32 node, i32 sym, i64 now, str what) except -1:
+        """A fill or mark the books cannot hold: halt the account (or the symbol), record it, raise."""
+        if node >= 0:
+            self._nodes[node].state = TS.HALTED
+            self._nodes[node].state_cause = R.NOTIONAL_OVERFLOW
+            self._record_event(now, node, R.NOTIONAL_OVERFLOW, CAPACITY, CAPACITY)
+            where = f"account {self._account_names[node]!r} is HALTED"
+        else:
+            self._instruments[sym].state = TS.HALTED
+            self._record_event(now, 0, R.NOTIONAL_OVERFLOW, CAPACITY, CAPACITY)
+            self._events.back().symbol = sym
+            where = f"symbol {self._symbol_names[sym]!r} is HALTED"
+        raise CapacityError(f"{what} refused: a total would pass the engine's capacity of "
+                            f"{CAPACITY / 1e6:.6g} in money; {where}")
+
     cdef i64 _fill_price(self, i32 sym, object price) except -1:
-        cdef double px = _price(price)
-        cdef Instrument_t* ins = &self._instruments[sym]
-        if not (isfinite(px) and px > 0):
-            raise InvalidInputError(f"fill price must be finite and > 0, got {price!r}")
-        # Venues fill on the grid; a fill price is rounded to the tick, never refused.
-        return max(<i64>1, round_half_away(px / ins.tick_size))
+        cdef i64 ticks = mark_ticks(_price(price), self._instruments[sym].tick_size)
+        if ticks < 0:
+            raise InvalidInputError(
+                f"price of {self._symbol_names[sym]!r} must be finite, > 0 and below {MAX_PRICE_TICKS:g} ticks "
+                f"({MAX_PRICE_TICKS * self._instruments[sym].tick_size:g}), got {price!r}")
+        return ticks
 
     def book_fill(self, account, symbol, side, quantity, price, exec_id=None):
         """Apply a fill that has no booked order: a drop copy, a transfer, a start-of-day load.
 
-        Returns False when ``exec_id`` was seen before.
+        Returns False when ``exec_id`` was seen before; ``exec_id=None``: no id,
+        applied every time. Raises as :meth:`on_fill` does.
         """
         cdef i32 acct = self.account_id(account)
         cdef i32 sym = self.symbol_id(symbol)
@@ -1400,15 +1489,17 @@ cdef class RiskEngine:
         if sd == 0:
             raise InvalidInputError(f"side must be BUY or SELL, got {side!r}")
         if q == 0:
-            raise InvalidInputError(f"quantity must be a whole number > 0, got {quantity!r}")
+            raise InvalidInputError(f"quantity must be a whole number in 1..{MAX_QUANTITY}, got {quantity!r}")
         if self._nodes[acct].n_children > 0 or acct == 0:
             raise InvalidInputError(f"positions live on leaf accounts; {self._account_names[acct]!r} is not one")
         cdef i64 p = self._fill_price(sym, price)
+        if self._seen_exec_id(exec_id):
+            return False
+        cdef i64 now = self._clock.now()
+        if not self._apply_fill(self._slot_chain(acct, sym), sd * q, p, 0, now):
+            self._refuse(acct, -1, now, f"fill of {q} {self._symbol_names[sym]} at {price!r}")
         if exec_id is not None:
-            if self._seen_exec_id(exec_id):
-                return False
             self._exec_ids.add(exec_id)
-        self._apply_fill(self._slot_chain(acct, sym), sd * q, p, self._clock.now())
         return True
 
     cdef bint _finish(self, i64 order_id, int8_t status) except -1:
@@ -1441,43 +1532,47 @@ cdef class RiskEngine:
     def update_price(self, symbol, price, time_ns=None):
         """Set a symbol's reference price (last trade or mark) and revalue its holders.
 
-        Raises InvalidInputError for a non-finite or non-positive price.
+        Raises InvalidInputError for a price that is not finite, not > 0 or
+        10^15 ticks or more (nothing changes), and CapacityError when a
+        holder's totals would pass the engine's capacity (the reference stays,
+        the symbol goes HALTED).
         """
         cdef i32 sym = self.symbol_id(symbol)
-        cdef double px = _price(price)
-        if not (isfinite(px) and px > 0):
-            raise InvalidInputError(f"price for {self._symbol_names[sym]} must be finite and > 0, got {price!r}")
-        cdef i64 ref = round_half_away(px / self._instruments[sym].tick_size)
-        if ref < 1:
-            ref = 1
-        self._set_reference(sym, ref, self._clock.now() if time_ns is None else time_ns)
+        cdef i64 ref = self._fill_price(sym, price)
+        cdef i64 now = self._clock.now() if time_ns is None else time_ns
+        if not self._set_reference(sym, ref, now):
+            self._refuse(-1, sym, now, f"mark {price!r} for {self._symbol_names[sym]!r}")
 
     def update_prices(self, symbols, prices, time_ns=None):
         """Apply many reference prices at once (int32 symbol ids, float64 prices).
 
-        All rows are validated before any is applied. Releases the GIL.
+        All rows are validated before any is applied. Releases the GIL. A row
+        that would take a holder past the engine's capacity is not applied and
+        halts its symbol; the others are, and CapacityError then names it.
         """
         cdef const i32[::1] sids = np.ascontiguousarray(symbols, dtype=np.int32)
         cdef const double[::1] pxs = np.ascontiguousarray(prices, dtype=np.float64)
         if sids.shape[0] != pxs.shape[0]:
             raise InvalidInputError(f"symbols and prices differ in length: {sids.shape[0]} != {pxs.shape[0]}")
-        cdef Py_ssize_t i, bad = -1, n = sids.shape[0]
+        cdef Py_ssize_t i, bad = -1, refused = -1, n = sids.shape[0]
         cdef i32 nsym = <i32>self._instruments.size()
         cdef i64 now = self._clock.now() if time_ns is None else time_ns
-        cdef i64 ref
         with nogil:
             for i in range(n):
-                if sids[i] < 0 or sids[i] >= nsym or not (isfinite(pxs[i]) and pxs[i] > 0):
+                if sids[i] < 0 or sids[i] >= nsym or mark_ticks(pxs[i], self._instruments[sids[i]].tick_size) < 0:
                     bad = i
                     break
             if bad < 0:
                 for i in range(n):
-                    ref = round_half_away(pxs[i] / self._instruments[sids[i]].tick_size)
-                    self._set_reference(sids[i], ref if ref > 0 else 1, now)
+                    if (not self._set_reference(sids[i], mark_ticks(pxs[i], self._instruments[sids[i]].tick_size), now)
+                            and refused < 0):
+                        refused = i
         if bad >= 0:
             if sids[bad] < 0 or sids[bad] >= nsym:
                 raise UnknownSymbolError(f"row {bad}: unknown symbol id {sids[bad]}")
-            raise InvalidInputError(f"row {bad}: price must be finite and > 0, got {pxs[bad]!r}")
+            self._fill_price(sids[bad], pxs[bad])       # raises the row's price error
+        if refused >= 0:
+            self._refuse(-1, sids[refused], now, f"row {refused}: mark {pxs[refused]!r} for {self._symbol_names[sids[refused]]!r}")
 
     def reference_price(self, symbol):
         """Return a symbol's reference price, or None."""
@@ -1559,7 +1654,7 @@ cdef class RiskEngine:
             return Position(self._account_names[nid], self._symbol_names[sid], 0, 0.0, 0.0, 0.0)
         cdef Slot_t* s = &self._slots[found]
         return Position(self._account_names[nid], self._symbol_names[sid], s.pos,
-                        <double>s.cost / s.pos * ins.tick_size if s.pos else 0.0, self._realized[found] / 1e6,
+                        <double>s.cost / s.pos / ins.tick_value * ins.tick_size if s.pos else 0.0, self._realized[found] / 1e6,
                         _unrealized(s.pos, s.cost, ins.ref, ins.tick_value) / 1e6)
 
     def positions(self):
@@ -1580,7 +1675,7 @@ cdef class RiskEngine:
             s = &self._slots[j]
             if self._nodes[s.node].n_children == 0 and s.node != 0 and (s.pos != 0 or self._realized[j] != 0):
                 ins = &self._instruments[s.symbol]
-                out[m] = (s.node, s.symbol, s.pos, <double>s.cost / s.pos * ins.tick_size if s.pos else 0.0,
+                out[m] = (s.node, s.symbol, s.pos, <double>s.cost / s.pos / ins.tick_value * ins.tick_size if s.pos else 0.0,
                           self._realized[j] / 1e6, _unrealized(s.pos, s.cost, ins.ref, ins.tick_value) / 1e6)
                 m += 1
         return out
@@ -1610,7 +1705,7 @@ cdef class RiskEngine:
             (n.long_notional - n.short_notional) / 1e6,
             (n.long_notional + n.short_notional + n.wbuy_notional + n.wsell_notional) / 1e6,
             n.wbuy_notional / 1e6, n.wsell_notional / 1e6, n.realized / 1e6, n.unrealized / 1e6,
-            (n.realized + n.unrealized - n.sod_pnl) / 1e6, n.open_orders, TradingState(n.state))
+            (int(n.realized) + n.unrealized - n.sod_pnl) / 1e6, n.open_orders, TradingState(n.state))
 
     def aggregates(self):
         """Every node's incrementally kept aggregate, in integer micro-units."""
@@ -1644,14 +1739,15 @@ cdef class RiskEngine:
         Returns the same structured array as :meth:`aggregates`; the engine's
         incremental state is not touched. O(slots + orders + nodes): a parent
         slot is always created before its children, so one pass from the
-        newest slot to the oldest carries every leaf up its chain.
+        newest slot to the oldest carries every leaf up its chain. Sums are
+        exact (128 bits): a total past the engine's capacity, which the kept
+        64-bit totals could not have held, raises StateError.
         """
         cdef size_t nn = self._nodes.size(), ns = self._slots.size(), j
         cdef vector[SlotSum]* sums = &self._sums
         cdef vector[uint8_t] leaf = vector[uint8_t](nn, 0)
+        cdef vector[i128] exact = vector[i128](6 * nn, 0)     # long, short, unrealized, realized, wb, ws
         columns = {name: np.zeros(nn, dtype=np.int64) for name in _AGGREGATE_SUMS}
-        cdef i64[::1] longv = columns["long"], shortv = columns["short"], wb = columns["working_buy"]
-        cdef i64[::1] ws = columns["working_sell"], real = columns["realized"], unreal = columns["unrealized"]
         cdef i64[::1] opn = columns["open_orders"]
         cdef Slot_t* slot
         cdef SlotSum* sum
@@ -1660,13 +1756,14 @@ cdef class RiskEngine:
         cdef Instrument_t* ins
         cdef Py_ssize_t k
         cdef i32 parent, node = -1
-        cdef i64 notional, tv, long_sum = 0, short_sum = 0, unreal_sum = 0, real_sum = 0
+        cdef i64 tv
+        cdef i128 long_sum = 0, short_sum = 0, unreal_sum = 0, real_sum = 0, notional
         cdef bint is_leaf = False
         with nogil:
             for j in range(1, nn):
                 leaf[j] = self._nodes[j].n_children == 0
             # The engine's own buffer, all zeros between calls: each parent's entry is
-            # cleared as it is read, so no call pages in or wipes 24 bytes per slot.
+            # cleared as it is read, so no call pages in or wipes a slot's entry.
             if sums.size() < ns:
                 sums.resize(ns, SlotSum(pos=0, cost=0, realized=0))
             # One read of each slot: by the time a slot is visited, all its children
@@ -1677,10 +1774,10 @@ cdef class RiskEngine:
                 slot = &self._slots[k]
                 if slot.node != node:
                     if node >= 0:
-                        longv[node] += long_sum
-                        shortv[node] += short_sum
-                        unreal[node] += unreal_sum
-                        real[node] += real_sum
+                        exact[6 * node] += long_sum
+                        exact[6 * node + 1] += short_sum
+                        exact[6 * node + 2] += unreal_sum
+                        exact[6 * node + 3] += real_sum
                     node = slot.node
                     is_leaf = leaf[node]
                     long_sum = short_sum = unreal_sum = real_sum = 0
@@ -1697,30 +1794,35 @@ cdef class RiskEngine:
                     sums[0][parent].realized += sum.realized
                 ins = &self._instruments[slot.symbol]
                 tv = ins.tick_value
-                long_sum += _long_value(sum.pos, ins.ref, tv)
-                short_sum += _short_value(sum.pos, ins.ref, tv)
-                unreal_sum += _unrealized(sum.pos, sum.cost, ins.ref, tv)
+                if sum.pos > 0:
+                    long_sum += money(sum.pos, ins.ref, tv)
+                else:
+                    short_sum += money(-sum.pos, ins.ref, tv)
+                unreal_sum += _unrealized_exact(sum.pos, sum.cost, ins.ref, tv)
                 real_sum += sum.realized
             if node >= 0:
-                longv[node] += long_sum
-                shortv[node] += short_sum
-                unreal[node] += unreal_sum
-                real[node] += real_sum
+                exact[6 * node] += long_sum
+                exact[6 * node + 1] += short_sum
+                exact[6 * node + 2] += unreal_sum
+                exact[6 * node + 3] += real_sum
             for j in range(self._orders.size()):
                 o = &self._orders[j]
                 if o.status == OS.WORKING:
-                    notional = o.remaining * o.price * self._instruments[o.symbol].tick_value
-                    if o.side > 0:
-                        wb[o.account] += notional
-                    else:
-                        ws[o.account] += notional
+                    notional = money(o.remaining, o.price, self._instruments[o.symbol].tick_value)
+                    exact[6 * o.account + (4 if o.side > 0 else 5)] += notional
                     opn[o.account] += 1
             # A parent node is created before its children: the same newest-first pass.
             for k in range(<Py_ssize_t>nn - 1, 0, -1):
                 parent = self._nodes[k].parent
-                wb[parent] += wb[k]
-                ws[parent] += ws[k]
+                exact[6 * parent + 4] += exact[6 * k + 4]
+                exact[6 * parent + 5] += exact[6 * k + 5]
                 opn[parent] += opn[k]
+        for j in range(nn):
+            for k, name in enumerate(("long", "short", "unrealized", "realized", "working_buy", "working_sell")):
+                if not within(exact[6 * j + k]):
+                    raise StateError(f"aggregate {name} of {self._account_names[j]!r} recomputes to "
+                                     f"{int(exact[6 * j + k])} micro-units, past the engine's capacity")
+                columns[name][j] = <i64>exact[6 * j + k]
         return self._fill_aggregates(np.zeros(nn, dtype=AGGREGATE_DTYPE), columns)
 
     def verify(self):
@@ -1792,7 +1894,7 @@ cdef class RiskEngine:
         put("max_net_notional", max(n.long_notional - n.short_notional + n.wbuy_notional,
                                     n.short_notional - n.long_notional + n.wsell_notional), lim.max_net, 1e6)
         put("max_open_orders", n.open_orders, lim.max_open_orders, 1)
-        put("max_daily_loss", max(0, -(n.realized + n.unrealized - n.sod_pnl)), lim.max_daily_loss, 1e6)
+        put("max_daily_loss", max(0, -(int(n.realized) + n.unrealized - n.sod_pnl)), lim.max_daily_loss, 1e6)
         if lim.new_rate_count >= 0:
             put("new_order_rate", self._window(nid, W_NEW).count(now, lim.new_rate_window), lim.new_rate_count, 1)
         if lim.modify_rate_count >= 0:
@@ -1812,8 +1914,8 @@ cdef class RiskEngine:
         cdef size_t j
         for j in range(self._events.size()):
             e = &self._events[j]
-            # Daily-loss figures are money (currency); throttle figures are fill counts.
-            scale = 1e6 if e.reason == R.DAILY_LOSS_LIMIT else 1
+            # Daily-loss and capacity figures are money (currency); throttle figures are fill counts.
+            scale = 1e6 if e.reason == R.DAILY_LOSS_LIMIT or e.reason == R.NOTIONAL_OVERFLOW else 1
             out.append(BreachEvent(e.time, self._account_names[e.node],
                                    None if e.symbol < 0 else self._symbol_names[e.symbol],
                                    Reason(e.reason), e.value / scale, e.limit / scale))
@@ -1865,9 +1967,10 @@ cdef class RiskEngine:
         its tables are inconsistent.
         """
         cdef RiskEngine eng = cls.__new__(cls)
-        if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+        version = state.get("version") if isinstance(state, dict) else None
+        if type(version) is not int or version not in (2, STATE_VERSION):
             raise StateError(f"snapshot version {state.get('version') if isinstance(state, dict) else None!r} "
-                             f"is not the supported version {STATE_VERSION}")
+                             f"is not a supported version (2 or {STATE_VERSION})")
         if tuple(state["layout"]) != (sizeof(Instrument_t), sizeof(Node_t), sizeof(Slot_t), sizeof(Order_t),
                                       sizeof(Event_t), sizeof(PositionLimit_t)):
             raise StateError("snapshot struct layout does not match this build")
@@ -1913,6 +2016,8 @@ cdef class RiskEngine:
                 raise StateError(f"order index of order {k} points outside the order table")
             eng._order_index.set(k, v)
         _check_references(eng)
+        if version == 2:
+            _costs_to_micros(eng)
         eng._mark_allowlists()
         if len(state["windows"]) != 4 or any(len(kind) != eng._nodes.size() for kind in state["windows"]):
             raise StateError("snapshot windows disagree with its account table")
@@ -1948,6 +2053,20 @@ cdef class RiskEngine:
         eng._exec_ids_before = set(state["exec_ids_before"])
         eng.verify()
         return eng
+
+
+cdef int _costs_to_micros(RiskEngine eng) except -1:
+    # Version 2 kept a position's cost in tick-units; 3 keeps micro-units.
+    cdef size_t j
+    cdef Slot_t* slot
+    cdef i128 cost
+    for j in range(eng._slots.size()):
+        slot = &eng._slots[j]
+        cost = <i128>slot.cost * eng._instruments[slot.symbol].tick_value
+        if not within(cost):
+            raise StateError(f"slot {j}: its cost does not fit the engine's capacity")
+        slot.cost = <i64>cost
+    return 0
 
 
 cdef bytes _vector_bytes(const void* data, size_t n, size_t item):

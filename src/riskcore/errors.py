@@ -20,6 +20,10 @@ class InvalidInputError(RiskError, ValueError):
     """A value is out of its domain: non-finite, non-positive, off-grid."""
 
 
+class CapacityError(InvalidInputError):
+    """A fill or mark would take a kept total past the engine's capacity (2^62 micro-units)."""
+
+
 class InvalidConfigError(InvalidInputError):
     """An instrument, account or limit definition is inconsistent."""
 

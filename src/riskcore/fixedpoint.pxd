@@ -1,6 +1,7 @@
 # Exact integer arithmetic helpers used on every hot path.
 from libc.math cimport fabs, llround, isfinite
 from riskcore._types cimport i64, i128, INT64_MAX
+from riskcore.bounds cimport MAX_PRICE_TICKS
 
 
 cdef inline i64 tdiv_mul(i64 a, i64 b, i64 d) noexcept nogil:
@@ -31,7 +32,7 @@ cdef inline i64 price_to_ticks(double price, double tick_size) noexcept nogil:
     """Ticks of a price on the grid, or -1 when it is off the grid or absurd."""
     cdef double ratio = price / tick_size
     cdef i64 ticks
-    if not (ratio < 1e15):
+    if not (ratio < <double>MAX_PRICE_TICKS):
         return -1
     # Rounds half up: a price half a tick off (the only case where that differs
     # from llround) fails the grid test below either way, and llround is a call.
@@ -41,6 +42,25 @@ cdef inline i64 price_to_ticks(double price, double tick_size) noexcept nogil:
     if fabs(<double>ticks * tick_size - price) > 1e-9 * (fabs(price) if fabs(price) > 1.0 else 1.0):
         return -1
     return ticks
+
+
+cdef inline i64 mark_ticks(double price, double tick_size) noexcept nogil:
+    """Ticks of a fill price or a mark, rounded half away and to at least one tick; -1 when out of domain.
+
+    Venues fill on the grid, so an off-grid price is rounded, never refused;
+    a price that is not finite, not positive or MAX_PRICE_TICKS ticks or more is.
+    """
+    cdef double ratio
+    cdef i64 ticks
+    if not (isfinite(price) and price > 0):
+        return -1
+    ratio = price / tick_size
+    if not (ratio < <double>MAX_PRICE_TICKS):
+        return -1
+    ticks = round_half_away(ratio)
+    if ticks >= MAX_PRICE_TICKS:
+        return -1
+    return ticks if ticks > 0 else 1
 
 
 cdef inline i64 sign(i64 x) noexcept nogil:

@@ -31,7 +31,7 @@ struct alignas(64) Slot {
     uint8_t permitted;     // on the node's allow-list
     uint8_t limited;       // has a position limit (then see the engine's limit table)
     int64_t pos;
-    int64_t cost;          // signed tick-units of the open position
+    int64_t cost;          // signed micro-units of the open position (average cost)
     int64_t wbuy;          // working buy quantity
     int64_t wsell;
     int64_t best_buy;      // best level key of the working orders per side (see Levels),

@@ -43,6 +43,10 @@ class ModelInvalidInput(ValueError):
     """The model's counterpart of the engine's InvalidInputError."""
 
 
+class ModelCapacity(ModelInvalidInput):
+    """The model's counterpart of the engine's CapacityError."""
+
+
 def seconds_to_ns(seconds) -> int:
     """README: configuration seconds become ``round(seconds * 1e9)`` nanoseconds."""
     return round(seconds * 1e9)
@@ -166,7 +170,7 @@ class Leaf:
     """One (leaf account, symbol) position."""
 
     pos: int = 0
-    cost: int = 0  # signed tick-units of the open position
+    cost: int = 0  # signed micro-units of the open position
     realized: int = 0  # micro-units
 
 
@@ -307,7 +311,7 @@ class ReferenceModel:
                     continue  # README: without a reference, unrealized and notionals are 0
                 a.long += max(pos, 0) * ins.ref * ins.tv
                 a.short += max(-pos, 0) * ins.ref * ins.tv
-                a.unrealized += (pos * ins.ref - cost) * ins.tv
+                a.unrealized += pos * ins.ref * ins.tv - cost
         return aggs
 
     def daily_pnl(self, n: int, aggs: list[Agg]) -> int:
@@ -419,16 +423,20 @@ class ReferenceModel:
                 return (EXECUTION_THROTTLE if node.cause == EXECUTION_THROTTLE else TRADING_HALTED), None
             if node.state == REDUCING and not reduces:
                 return (DAILY_LOSS_LIMIT if node.cause == DAILY_LOSS_LIMIT else REDUCE_ONLY), None
-        # 6.
-        if ins.ref is None:
+        # 6. README: a modify that keeps a limit price and adds no quantity skips it.
+        keeps = is_modify and dq <= 0 and not market and ticks == order.price
+        if keeps:
+            pass
+        elif ins.ref is None:
             if market or ins.require_ref:
                 return NO_REFERENCE_PRICE, None
         elif ins.require_ref and ins.max_age is not None and self.now - ins.ref_time > ins.max_age:
             return STALE_REFERENCE_PRICE, None
         p = ins.ref if market else ticks
-        if (ins.min_ticks is not None and p < ins.min_ticks) or (ins.max_ticks is not None and p > ins.max_ticks):
+        if not keeps and ((ins.min_ticks is not None and p < ins.min_ticks)
+                          or (ins.max_ticks is not None and p > ins.max_ticks)):
             return PRICE_OUT_OF_RANGE, None
-        if not market and ins.ref is not None:
+        if not keeps and not market and ins.ref is not None:
             bands = []
             if ins.collar_bps[side] is not None:
                 bands.append(ins.ref * ins.collar_bps[side] // 10000)
@@ -602,17 +610,60 @@ class ReferenceModel:
         s = side * qty
         if lp.pos == 0 or sign(s) == sign(lp.pos):
             lp.pos += s
-            lp.cost += s * ticks
+            lp.cost += s * ticks * tv
             return
         c = min(abs(s), abs(lp.pos))
         removed = tdiv(lp.cost * c, abs(lp.pos))
-        lp.realized += (sign(lp.pos) * c * ticks - removed) * tv
+        lp.realized += sign(lp.pos) * c * ticks * tv - removed
         lp.cost -= removed
         lp.pos += sign(s) * c
         r = abs(s) - c
         if r:
             lp.pos = sign(s) * r
-            lp.cost = sign(s) * r * ticks
+            lp.cost = sign(s) * r * ticks * tv
+
+    def _fits(self) -> bool:
+        """README "Bounds": every kept total within 2^62 micro-units (P&L strictly)."""
+        for (leaf, symbol), lp in self.leaves.items():
+            if not -MAX_NOTIONAL < lp.realized < MAX_NOTIONAL:
+                return False
+        for a in self._aggregates():
+            for pos, cost, _wb, _ws, realized in a.per_symbol.values():
+                if abs(pos) > MAX_NOTIONAL or abs(cost) > MAX_NOTIONAL or not -MAX_NOTIONAL < realized < MAX_NOTIONAL:
+                    return False
+            if (a.long > MAX_NOTIONAL or a.short > MAX_NOTIONAL
+                    or a.long + a.short + a.working_buy + a.working_sell > MAX_NOTIONAL
+                    or not -MAX_NOTIONAL < a.realized < MAX_NOTIONAL
+                    or not -MAX_NOTIONAL < a.unrealized < MAX_NOTIONAL):
+                return False
+        return True
+
+    def _within_capacity(self, change, undo, halt) -> None:
+        """Make ``change``; when a total no longer fits, ``undo`` it, ``halt`` the
+        account or symbol (a NOTIONAL_OVERFLOW event) and raise."""
+        change()
+        if not self._fits():
+            undo()
+            halt()
+            raise ModelCapacity("capacity")
+
+    def _leaf_undo(self, leaf: int, symbol: str, order=None):
+        """A function that puts the leaf position (and the order's progress) back as they are now."""
+        key = (leaf, symbol)
+        held = self.leaves.get(key)
+        saved = None if held is None else Leaf(held.pos, held.cost, held.realized)
+        active = self.nodes[leaf].active
+        progress = None if order is None else (order.remaining, order.status)
+
+        def undo():
+            if saved is None:
+                self.leaves.pop(key, None)
+            else:
+                self.leaves[key] = saved
+            self.nodes[leaf].active = active
+            if order is not None:
+                order.remaining, order.status = progress
+        return undo
 
     def _after_fill(self, leaf: int) -> None:
         """README: visit the path from the account up, throttle then daily loss."""
@@ -622,9 +673,32 @@ class ReferenceModel:
             self._daily_loss_check(n, aggs)
 
     def _fill_ticks(self, symbol, price) -> int:
+        """README: fill prices and marks round half away to the tick, to at least one;
+        not finite, not > 0 or 10^15 ticks or more is invalid input."""
         if not (isinstance(price, (int, float)) and math.isfinite(price) and price > 0):
             raise ModelInvalidInput("price")
-        return round_half_away(price / self.instruments[symbol].tick_size)
+        if not price / self.instruments[symbol].tick_size < MAX_TICKS:
+            raise ModelInvalidInput("price")
+        ticks = round_half_away(price / self.instruments[symbol].tick_size)
+        if ticks >= MAX_TICKS:
+            raise ModelInvalidInput("price")
+        return max(ticks, 1)
+
+    def _seen(self, exec_id) -> bool:
+        """README: exec ids are str or int; None is no id (never a repeat)."""
+        if exec_id is None:
+            return False
+        if type(exec_id) not in (str, int):
+            raise ModelInvalidInput("exec_id")
+        return exec_id in self.exec_ids or exec_id in self.exec_ids_before
+
+    def _halt_account(self, n: int) -> None:
+        self.nodes[n].state, self.nodes[n].cause = HALTED, NOTIONAL_OVERFLOW
+        self._event(n, NOTIONAL_OVERFLOW)
+
+    def _halt_symbol(self, symbol) -> None:
+        self.instruments[symbol].state = HALTED
+        self._event(0, NOTIONAL_OVERFLOW, symbol)
 
     def on_fill(self, order_id, quantity, price, exec_id) -> bool:
         """Bad input raises before the exec id is looked at (a malformed fill is an
@@ -635,18 +709,22 @@ class ReferenceModel:
         if not is_whole_quantity(quantity):
             raise ModelInvalidInput("quantity")
         ticks = self._fill_ticks(o.symbol, price)
-        if exec_id in self.exec_ids or exec_id in self.exec_ids_before:
+        if self._seen(exec_id):
             return False
-        self.exec_ids.add(exec_id)
         quantity = int(quantity)
-        self._apply_fill(o.account, o.symbol, o.side, quantity, ticks)
+
+        def fill():
+            self._apply_fill(o.account, o.symbol, o.side, quantity, ticks)
+            if o.status == WORKING:
+                o.remaining -= min(quantity, o.remaining)
+                if o.remaining == 0:
+                    o.status = FILLED
+            else:
+                o.remaining = 0
+        self._within_capacity(fill, self._leaf_undo(o.account, o.symbol, o), lambda: self._halt_account(o.account))
+        if exec_id is not None:
+            self.exec_ids.add(exec_id)
         o.filled += quantity
-        if o.status == WORKING:
-            o.remaining -= min(quantity, o.remaining)
-            if o.remaining == 0:
-                o.status = FILLED
-        else:
-            o.remaining = 0
         self._after_fill(o.account)
         return True
 
@@ -657,11 +735,12 @@ class ReferenceModel:
         if not is_whole_quantity(quantity):
             raise ModelInvalidInput("quantity")
         ticks = self._fill_ticks(symbol, price)
+        if self._seen(exec_id):
+            return False
+        self._within_capacity(lambda: self._apply_fill(n, symbol, side, int(quantity), ticks),
+                              self._leaf_undo(n, symbol), lambda: self._halt_account(n))
         if exec_id is not None:
-            if exec_id in self.exec_ids or exec_id in self.exec_ids_before:
-                return False
             self.exec_ids.add(exec_id)
-        self._apply_fill(n, symbol, side, int(quantity), ticks)
         self._after_fill(n)
         return True
 
@@ -687,21 +766,33 @@ class ReferenceModel:
 
     # --------------------------------------------------------- prices and days
     def update_price(self, symbol, price) -> None:
-        if not (math.isfinite(price) and price > 0):
-            raise ModelInvalidInput("price")
-        self._apply_price(symbol, price)
+        self._apply_price(symbol, self._fill_ticks(symbol, price))
 
     def update_prices(self, symbols, prices) -> None:
-        """All rows are validated before any is applied; then one update per row."""
-        if not all(math.isfinite(p) and p > 0 for p in prices):
-            raise ModelInvalidInput("price")
-        for symbol, price in zip(symbols, prices):
-            self._apply_price(symbol, price)
+        """All rows are validated before any is applied; then one update per row. A row
+        past capacity is refused (its symbol halted), the others applied, then it raises."""
+        ticks = [self._fill_ticks(symbol, price) for symbol, price in zip(symbols, prices)]
+        refused = None
+        for symbol, t in zip(symbols, ticks):
+            try:
+                self._apply_price(symbol, t)
+            except ModelCapacity as error:
+                refused = refused or error
+        if refused is not None:
+            raise refused
 
-    def _apply_price(self, symbol, price) -> None:
+    def _apply_price(self, symbol, ticks) -> None:
         ins = self.instruments[symbol]
         before = self._aggregates()
-        ins.ref, ins.ref_time = round_half_away(price / ins.tick_size), self.now
+
+        old = ins.ref, ins.ref_time
+
+        def mark():
+            ins.ref, ins.ref_time = ticks, self.now
+
+        def undo():
+            ins.ref, ins.ref_time = old
+        self._within_capacity(mark, undo, lambda: self._halt_symbol(symbol))
         # AMBIGUITY: a price update "affects" the nodes whose P&L it changes (a
         # node netted flat in the symbol, or a mark at the same price, is not).
         aggs = self._aggregates()
@@ -740,7 +831,7 @@ class ReferenceModel:
         for n, node in enumerate(self.nodes):
             for symbol, ins in self.instruments.items():
                 pos, cost, _wb, _ws, realized = aggs[n].per_symbol.get(symbol, [0, 0, 0, 0, 0])
-                unrealized = 0 if ins.ref is None else (pos * ins.ref - cost) * ins.tv
+                unrealized = 0 if ins.ref is None else pos * ins.ref * ins.tv - cost
                 out[(node.name, symbol)] = (pos, realized, unrealized, cost)
         return out
 

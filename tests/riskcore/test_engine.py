@@ -1722,23 +1722,37 @@ def test_partial_close_realizes_against_the_average_cost(engine):
     assert position.average_price == pytest.approx(10.25)
 
 
-def test_partial_close_of_a_long_removes_cost_truncated_toward_zero(engine):
+def test_partial_close_of_a_long_removes_cost_truncated_to_the_micro_unit(engine):
     fill(engine, BUY, 1, 10.00)
-    fill(engine, BUY, 2, 10.01)     # cost 1_000 + 2_002 = 3_002 ticks
-    fill(engine, SELL, 2, 10.00)    # removed = 3_002 * 2 / 3 = 2_001.33 -> 2_001; realized (2_000 - 2_001) ticks
+    fill(engine, BUY, 2, 10.01)     # tick value 10_000 micros: cost 10_000_000 + 20_020_000 = 30_020_000
+    fill(engine, SELL, 2, 10.00)    # removed = 30_020_000 * 2 / 3 = 20_013_333.3 -> 20_013_333
     position = engine.position("alpha", "ACME")
-    assert (position.quantity, position.realized) == (1, -0.01)
-    assert position.average_price == pytest.approx(10.01)
+    assert (position.quantity, position.realized) == (1, -0.013333)     # 20_000_000 - 20_013_333
+    assert position.average_price == pytest.approx(10.006667)           # 10_006_667 micros left
 
 
 def test_partial_close_of_a_short_removes_cost_truncated_toward_zero(engine):
     fill(engine, SELL, 1, 10.00)
-    fill(engine, SELL, 2, 10.01)    # cost -3_002 ticks
-    fill(engine, BUY, 2, 10.00)     # removed = tdiv(-6_004, 3) = -2_001 (floor would be -2_002)
+    fill(engine, SELL, 2, 10.01)    # cost -30_020_000 micros
+    fill(engine, BUY, 2, 10.00)     # removed = tdiv(-60_040_000, 3) = -20_013_333 (floor would be -20_013_334)
     position = engine.position("alpha", "ACME")
-    # realized = (-1 * 2 * 1_000 - (-2_001)) ticks = +1 tick = 0.01
-    assert (position.quantity, position.realized) == (-1, 0.01)
-    assert position.average_price == pytest.approx(10.01)   # -1_001 / -1 ticks
+    assert (position.quantity, position.realized) == (-1, 0.013333)     # -20_000_000 + 20_013_333
+    assert position.average_price == pytest.approx(10.006667)
+
+
+def test_realized_pnl_is_exact_to_the_micro_unit_where_whole_ticks_would_truncate():
+    # Issue 11, case 5: three contracts at 4000.00, 4000.25, 4000.25 (tick value $12.50),
+    # one sold at 4001.00: average cost gives 4 * 12.50 - 0.6667 * 12.50 = 41.666667, not 50.00.
+    engine = RiskEngine(clock=ManualClock(0))
+    engine.add_instrument(Instrument("ES", tick_size=0.25, multiplier=50.0))
+    engine.add_account("alpha")
+    for price in (4000.00, 4000.25, 4000.25):
+        engine.book_fill("alpha", "ES", BUY, 1, price)
+    engine.book_fill("alpha", "ES", SELL, 1, 4001.00)
+    assert engine.position("alpha", "ES").realized == 41.666667
+    engine.book_fill("alpha", "ES", SELL, 2, 4001.00)     # the rest: the whole round trip is exact
+    assert engine.position("alpha", "ES").realized == 125.0
+    assert engine.verify()
 
 
 def test_fill_through_zero_closes_the_position_and_opens_the_rest_at_the_fill_price(engine):
@@ -2365,7 +2379,27 @@ def test_snapshot_holds_the_expected_business_state(clock):
     assert restored.submit(20, "alpha", "ACME", BUY, 10, 97.0).reason == Reason.DUPLICATE_ORDER
 
 
-@pytest.mark.parametrize("version", [STATE_VERSION - 1, STATE_VERSION + 1, None, str(STATE_VERSION)])
+def test_snapshot_of_version_2_converts_tick_costs_to_micro_units():
+    # Version 2 kept a position's cost in tick-units: write one as that build did.
+    engine = RiskEngine(clock=ManualClock(0))
+    engine.add_instrument(Instrument("ES", tick_size=0.25, multiplier=50.0, reference_price=4000.0))
+    engine.add_account("alpha")
+    engine.book_fill("alpha", "ES", BUY, 3, 4000.25)
+    state = engine.to_state()
+    slot_size = state["layout"][2]
+    slots = bytearray(state["slots"])
+    cost_at = 24           # node, symbol, parent_slot (3 x i32), 3 flags, padding, then pos and cost (i64)
+    for j in range(len(slots) // slot_size):
+        pos, cost = struct.unpack_from("<qq", slots, j * slot_size + cost_at - 8)
+        assert cost == pos * 16_001 * 12_500_000            # micro-units now
+        struct.pack_into("<q", slots, j * slot_size + cost_at, pos * 16_001)
+    state["slots"], state["version"] = bytes(slots), 2
+    restored = RiskEngine.from_state(state, clock=ManualClock(0))
+    assert restored.position("alpha", "ES") == engine.position("alpha", "ES")
+    assert restored.aggregate("FIRM") == engine.aggregate("FIRM")
+
+
+@pytest.mark.parametrize("version", [1, STATE_VERSION + 1, None, str(STATE_VERSION)])
 def test_snapshot_of_another_version_raises_state_error(engine, version):
     state = engine.to_state()
     state["version"] = version

@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from riskcore import (
+    CapacityError,
     Instrument,
     InvalidInputError,
     Limits,
@@ -457,7 +458,7 @@ class Harness:
                 got = (pos.quantity, round(pos.realized * 1e6), round(pos.unrealized * 1e6))
                 assert got == (quantity, realized, unrealized), \
                     f"position({node}, {symbol}): model {(quantity, realized, unrealized)}, engine {got}\n  {context}"
-                average = cost / quantity * UNIVERSE[symbol][0] if quantity else 0.0
+                average = cost / quantity / model.instruments[symbol].tv * UNIVERSE[symbol][0] if quantity else 0.0
                 assert math.isclose(pos.average_price, average, rel_tol=1e-12), \
                     f"position({node}, {symbol}).average_price: model {average}, engine {pos.average_price}"
             for oid in model.used_ids:
@@ -678,9 +679,9 @@ def test_twenty_thousand_fills_are_exact_and_a_round_trip_leaves_no_cost(seed, m
 
 
 big_quantities = st.one_of(st.integers(2**20, 2**22), st.sampled_from([2**21, 2**22]))
-# Fills are not checked, so they stay small enough that positions keep every
-# node's gross inside the engine's documented range (2^62 micro-units).
-fill_quantities = st.integers(1, 2**18)
+# Fills past the capacity (2^62 micro-units) are refused whole: quantities up
+# to 2^24 at up to 2^40 ticks reach it from either side.
+fill_quantities = st.one_of(st.integers(1, 2**18), st.integers(2**21, 2**24))
 big_prices = st.one_of(st.integers(2**39, 2**40), st.just(2**40))
 
 
@@ -695,9 +696,10 @@ big_prices = st.one_of(st.integers(2**39, 2**40), st.just(2**40))
 )
 def test_aggregates_stay_exact_for_orders_and_positions_up_to_the_notional_cap(ops, gross):
     """README: an order is refused (NOTIONAL_OVERFLOW) when its notional, or a
-    node's gross notional with it, would exceed 2^62 micro-units, and money is
-    exact integer arithmetic; so orders near the cap must still sum exactly
-    and a gross limit must keep seeing the true sum. A one-micro-unit tick value keeps
+    node's gross notional with it, would exceed 2^62 micro-units, a fill that
+    would take a total past it is refused whole (the account halted), and money
+    is exact integer arithmetic; so orders and fills near the cap must still sum
+    exactly and a gross limit must keep seeing the true sum. A one-micro-unit tick value keeps
     each order under the cap: q <= 2^22 units at p <= 2^40 ticks."""
     clock = ManualClock(START_NS)
     ins = Instrument("U", tick_size=1e-6, multiplier=1.0, reference_price=2**39 * 1e-6)
@@ -715,8 +717,13 @@ def test_aggregates_stay_exact_for_orders_and_positions_up_to_the_notional_cap(o
             got = engine.submit(i + 1, leaf, "U", side, qty, price)
             assert got.code == expected, f"op {i} {ops[i]}: model {ref_reason(expected)}, engine {got!r}"
         else:
-            model.book_fill(leaf, "U", side, qty, price)
-            engine.book_fill(leaf, "U", side, qty, price)
+            outcomes = []
+            for t, refused in ((model, ref.ModelCapacity), (engine, CapacityError)):
+                try:
+                    outcomes.append(t.book_fill(leaf, "U", side, qty, price))
+                except refused:
+                    outcomes.append("refused")
+            assert outcomes[0] == outcomes[1], f"op {i} {ops[i]}: model {outcomes[0]}, engine {outcomes[1]}"
         assert engine.verify() is True
         assert engine.aggregates().tolist() == model.aggregate_rows(), f"after op {i} {ops[i]}"
 

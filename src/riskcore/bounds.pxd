@@ -1,0 +1,62 @@
+# The engine's numeric domain: what may enter it and what its totals may hold.
+#
+# Every input is range-checked at the boundary against these bounds, and every
+# change to a kept total is checked against CAPACITY before it is written, so
+# no sum the engine keeps can wrap (README "Bounds"):
+#
+# - A message carries at most MAX_QUANTITY (10^12) units at a price below
+#   MAX_PRICE_TICKS (10^15) ticks. Their product can reach 10^27 units x ticks,
+#   far past 64 bits, so the bounds alone do not make sums safe: CAPACITY does.
+# - An instrument's tick value is at most MAX_TICK_VALUE (10^10 micro-units,
+#   10,000 in currency per tick and unit), so one message's money, below
+#   10^27 * 10^10, and every product below, fits a 128-bit integer.
+# - CAPACITY is 2^62 micro-units (4.6e12 in account currency). Each money total
+#   the engine keeps stays within +-CAPACITY: an order's notional, a node's long,
+#   short, working buy and working sell notionals and their sum (gross), its
+#   realized and unrealized P&L, and each position's quantity and cost. Two
+#   such values add or subtract without leaving int64 (|a +- b| < 2^63); a
+#   daily P&L (realized + unrealized - baseline, three terms) and every product
+#   are computed in 128 bits.
+# - An order that would pass CAPACITY is rejected (NOTIONAL_OVERFLOW). A fill or
+#   a mark that would take a total past it is refused whole (CapacityError,
+#   nothing applied) and the account or symbol goes HALTED with a
+#   NOTIONAL_OVERFLOW breach event: its books no longer hold everything the
+#   venue did, so nothing more may be approved against them.
+from riskcore._types cimport i64, i128
+
+cdef extern from *:
+    """
+    static const long long RISKCORE_MAX_QUANTITY = 1000000000000LL;
+    static const long long RISKCORE_MAX_PRICE_TICKS = 1000000000000000LL;
+    static const long long RISKCORE_CAPACITY = 4611686018427387904LL;
+    static const long long RISKCORE_MAX_TICK_VALUE = 10000000000LL;
+    """
+    const i64 MAX_QUANTITY "RISKCORE_MAX_QUANTITY"
+    const i64 MAX_PRICE_TICKS "RISKCORE_MAX_PRICE_TICKS"
+    const i64 CAPACITY "RISKCORE_CAPACITY"
+    const i64 MAX_TICK_VALUE "RISKCORE_MAX_TICK_VALUE"
+
+
+cdef inline bint within(i128 value) noexcept nogil:
+    """True when a total fits the engine's capacity (|value| <= 2^62)."""
+    return -<i128>CAPACITY <= value <= <i128>CAPACITY
+
+
+cdef inline i128 money(i128 units, i64 ticks, i64 tick_value) noexcept nogil:
+    """``units * ticks * tick_value`` in micro-units, exact while it is within 2^100.
+
+    ``units`` is a position or a message's quantity (within 2^64), ``ticks`` a
+    price (below 2^50). A product past CAPACITY can only be refused, so past
+    2^64 it is returned as +-2^100: it then outweighs any few kept totals it
+    is added to, and ``within`` fails on the sum as it should.
+    """
+    cdef i128 product = units * ticks
+    if product > <i128>CAPACITY or product < -<i128>CAPACITY:
+        return (<i128>1 << 100) if product > 0 else -(<i128>1 << 100)
+    return product * tick_value
+
+
+cdef inline bint pnl_within(i128 value) noexcept nogil:
+    """True when a P&L total fits: strictly inside CAPACITY, so realized + unrealized
+    (a day's baseline) stays inside int64 even at both bounds."""
+    return -<i128>CAPACITY < value < <i128>CAPACITY
