@@ -2,7 +2,7 @@
 traders that record every acknowledgement, and an independent position model.
 
 The model (:class:`Book`) is the README's "Positions and P&L" section in
-integers: quantities, cost in ticks, money in micro-units. A test compares the
+integers: quantities, prices in ticks, money (cost included) in micro-units. A test compares the
 engine's answers, converted back to those integers, with the book built from
 the acknowledgements the test received, so "equal" means exactly equal.
 """
@@ -329,7 +329,7 @@ class _Order:
 class Book:
     """Positions, P&L and working orders implied by a sequence of events (README "Risk model").
 
-    Per (account, symbol): ``[pos, cost in ticks, realized in micro-units]``.
+    Per (account, symbol): ``[pos, cost, realized]``, cost and realized in micro-units.
     """
 
     def __init__(self):
@@ -362,19 +362,19 @@ class Book:
         spec = INSTRUMENTS[symbol]
         slot = self.positions.setdefault((account, symbol), [0, 0, 0])
         pos, cost, realized = slot
-        s, p = side * quantity, spec.ticks(price)
+        s, p, tv = side * quantity, spec.ticks(price), spec.tick_value
         if pos == 0 or (s > 0) == (pos > 0):
-            pos, cost = pos + s, cost + s * p
+            pos, cost = pos + s, cost + s * p * tv
         else:
             closed = min(abs(s), abs(pos))
             removed = _tdiv(cost * closed, abs(pos))
             sign = 1 if pos > 0 else -1
-            realized += (sign * closed * p - removed) * spec.tick_value
+            realized += sign * closed * p * tv - removed
             cost -= removed
             pos += (1 if s > 0 else -1) * closed
             rest = abs(s) - closed
             if rest:
-                pos, cost = (1 if s > 0 else -1) * rest, (1 if s > 0 else -1) * rest * p
+                pos, cost = (1 if s > 0 else -1) * rest, (1 if s > 0 else -1) * rest * p * tv
         slot[:] = [pos, cost, realized]
         return True
 
@@ -387,7 +387,7 @@ class Book:
                 continue
             spec = INSTRUMENTS[symbol]
             if pos or realized:
-                out[(acc, symbol)] = (pos, cost, realized, (pos * spec.reference_ticks - cost) * spec.tick_value)
+                out[(acc, symbol)] = (pos, cost, realized, pos * spec.reference_ticks * spec.tick_value - cost)
         return out
 
     def expected_working(self, account: str) -> tuple[int, int, int]:
@@ -443,11 +443,11 @@ def apply_request(book: Book, method: str, request, response=None) -> None:
 
 
 def observed_positions(stub, account: str | None = None) -> dict:
-    """GetPositions as ``{(account, symbol): (qty, cost ticks, realized micros, unrealized micros)}``."""
+    """GetPositions as ``{(account, symbol): (qty, cost micros, realized micros, unrealized micros)}``."""
     out = {}
     for p in stub.GetPositions(risk_pb2.PositionsRequest(account=account or ""), timeout=DEADLINE).positions:
         spec = INSTRUMENTS[p.symbol]
-        cost = round(p.average_price * p.quantity / spec.tick_size) if p.quantity else 0
+        cost = round(p.average_price * p.quantity / spec.tick_size * spec.tick_value) if p.quantity else 0
         realized = round(p.realized_pnl * 1e6)
         if p.quantity or realized:
             out[(p.account, p.symbol)] = (p.quantity, cost, realized, round(p.unrealized_pnl * 1e6))
