@@ -17,6 +17,7 @@ import fcntl
 import hashlib
 import io
 import marshal
+import os
 import pickle
 import queue
 import sqlite3
@@ -76,19 +77,54 @@ def _read_message(stream: IO[bytes]) -> list | str | None:
     raise EOFError
 
 
+def _lock_journal(path: str) -> int:
+    """Hold ``<path>.lock`` under an exclusive flock for as long as the returned descriptor is open.
+
+    One engine per journal: a second one would serve stale reads until its
+    first write failed. The kernel drops a flock when its holder dies, even
+    by kill -9, so a crash never leaves the journal locked. The holder's pid
+    is written into the file for the refusal message.
+    """
+    lock_path = f"{path}.lock"
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as error:
+        raise JournalError(f"{path}: cannot open its lock file {lock_path}: {error.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise JournalError(f"{path} is in use by another risk engine (pid {holder}, lock {lock_path}); "
+                           f"stop it or give this engine another [state] path") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
 class SqliteJournal:
     """Append-only command journal with group commit.
 
     Parameters
     ----------
     path : str
-        Database file; created when missing.
+        Database file; created when missing. ``<path>.lock`` beside it is held
+        under an exclusive lock until :meth:`close`: a second journal on the
+        same file (in this process or another) raises JournalError.
     synchronous : str
         SQLite ``synchronous`` pragma: FULL (default) fsyncs every commit.
     """
 
     def __init__(self, path: str, synchronous: str = "FULL"):
         self.path = path
+        self._lock = _lock_journal(path)
+        try:
+            self._open(path, synchronous)
+        except BaseException:
+            os.close(self._lock)
+            raise
+
+    def _open(self, path: str, synchronous: str) -> None:
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -219,6 +255,9 @@ class SqliteJournal:
             self._writer.join()
             self._writer = None
         self._db.close()
+        if self._lock >= 0:
+            os.close(self._lock)  # releases the flock
+            self._lock = -1
 
     def _write_loop(self) -> None:
         while True:

@@ -453,3 +453,48 @@ def test_a_wal_torn_after_kill_9_mid_stream_loses_at_most_the_final_commit_and_r
         trader.resend_in_flight(stub)
         assert account_state(stub, trader.account) == expected_state(trader.book, trader.account)
     assert sum(len(t.acked) for t in traders) > 50
+
+
+# ------------------------------------------------------------------ one engine per journal
+
+def test_a_second_journal_on_the_same_file_is_refused_naming_the_path_until_the_first_closes(tmp_path):
+    path = tmp_path / "journal.db"
+    first = SqliteJournal(str(path))
+    try:
+        with pytest.raises(JournalError) as refused:
+            SqliteJournal(str(path))
+        assert str(refused.value).startswith(f"{path} is in use by another risk engine (pid ")
+        assert "\n" not in str(refused.value)
+    finally:
+        first.close()
+
+    SqliteJournal(str(path)).close()
+
+
+def test_a_second_engine_on_the_same_journal_exits_2_with_one_line_naming_the_path(tmp_path, engines):
+    config = write_config(tmp_path, {"path": "journal.db"})
+    first = engines(config, "first").start().wait_ready()
+    first.stub().ReportFill(risk_pb2.Fill(exec_id="x-1", quantity=5, price=190.0, account="t0", symbol="AAPL",
+                                          side=BUY), timeout=DEADLINE)
+
+    second = engines(config, "second").start()
+
+    assert second.wait_refusal() == 2
+    path = tmp_path / "journal.db"
+    assert second.output() == (f"riskcore: cannot open the journal: JournalError: {path} is in use by another "
+                               f"risk engine (pid {first.process.pid}, lock {path}.lock); stop it or give this "
+                               f"engine another [state] path\n")
+    assert first.ready_status() == 200
+
+
+def test_the_journal_of_an_engine_killed_by_sigkill_opens_for_the_next_engine(tmp_path, engines):
+    config = write_config(tmp_path, {"path": "journal.db"})
+    first = engines(config, "first").start().wait_ready()
+    assert first.stub().ReportFill(risk_pb2.Fill(exec_id="x-1", quantity=5, price=190.0, account="t0",
+                                                 symbol="AAPL", side=BUY), timeout=DEADLINE).applied
+    first.kill9()
+
+    second = engines(config, "second").start().wait_ready()
+
+    assert not second.stub().ReportFill(risk_pb2.Fill(exec_id="x-1", quantity=5, price=190.0, account="t0",
+                                                      symbol="AAPL", side=BUY), timeout=DEADLINE).applied
