@@ -1,19 +1,30 @@
-"""The risk service's configuration: a TOML file, validated into frozen dataclasses.
+"""The risk service's configuration: a TOML file, validated against a declared schema.
 
-Unknown keys are errors (a typo must not silently drop a limit). See the
-README's "Configuration" section for the format; ``sample.toml`` is a
-complete example.
+The file's tables are msgspec Structs that refuse unknown keys (a typo must
+not silently drop a limit). Each type is declared once, on the frozen
+dataclass the rest of the service reads (``RiskConfig``, ``ServerConfig``,
+``StateConfig``, the kernel's ``Instrument`` and ``Limits``...): the Structs
+are derived from those annotations, ``Annotated[..., Meta(...)]`` bounds
+included, and a dataclass's ``__post_init__`` checks run while the file is
+decoded, so every error names its key path (``accounts[2].limits.new_order_rate[1]:
+expected float, got 'x'``). See the README's "Configuration" section;
+``sample.toml`` is a complete example.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import importlib.resources
-import math
 import pathlib
+import re
 import tomllib
+import typing
 import zoneinfo
-from dataclasses import dataclass, field, fields
-from typing import Any, Optional
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, Optional
+
+import msgspec
+from msgspec import Meta
 
 from riskcore import Instrument, Limits, RiskEngine, TradingState
 from services.common.auth import TokenEntry
@@ -23,37 +34,32 @@ class ConfigError(ValueError):
     """The configuration file is invalid; the message names the key."""
 
 
+Port = Annotated[int, Meta(ge=0, le=65535)]
+Seconds = Annotated[float, Meta(ge=0, le=86_400)]
+
+
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     host: str = "127.0.0.1"
-    port: int = 50051
+    port: Port = 50051
     http_host: str = "127.0.0.1"
-    http_port: int = 8080
-    grace_seconds: float = 10.0
-    drain_seconds: float = 0.5
-    max_message_bytes: int = 64 * 1024 * 1024
-
-    def __post_init__(self) -> None:
-        for name in ("port", "http_port"):
-            if not 0 <= getattr(self, name) <= 65535:
-                raise ConfigError(f"server.{name} must be a port number, got {getattr(self, name)!r}")
-        if not (math.isfinite(self.grace_seconds) and self.grace_seconds >= 0):
-            raise ConfigError(f"server.grace_seconds must be >= 0, got {self.grace_seconds!r}")
+    http_port: Port = 8080
+    grace_seconds: Seconds = 10.0
+    drain_seconds: Seconds = 0.5
+    # gRPC holds message sizes in a signed 32-bit int.
+    max_message_bytes: Annotated[int, Meta(ge=1024, le=2**31 - 1)] = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
 class TlsConfig:
-    """Server certificate and key; with ``client_ca``, clients must present a certificate (mTLS)."""
+    """Server certificate and key; with ``client_ca``, clients must present a certificate (mTLS).
+
+    In the file the paths are relative to the file's folder; ``parse_config`` checks they exist.
+    """
 
     cert: pathlib.Path
     key: pathlib.Path
     client_ca: Optional[pathlib.Path] = None
-
-    def __post_init__(self) -> None:
-        for name in ("cert", "key", "client_ca"):
-            path = getattr(self, name)
-            if path is not None and not path.is_file():
-                raise ConfigError(f"tls.{name}: no such file {str(path)!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,32 +72,25 @@ class StateConfig:
     primary, the others follow as hot standbys.
     """
 
-    backend: str = "sqlite"
+    backend: Literal["sqlite", "jetstream"] = "sqlite"
     path: Optional[pathlib.Path] = None
-    snapshot_every: int = 200_000
-    synchronous: str = "FULL"
+    snapshot_every: Annotated[int, Meta(ge=1)] = 200_000
+    synchronous: Literal["FULL", "NORMAL", "EXTRA"] = "FULL"
     roll_time: Optional[str] = None
     roll_timezone: str = "UTC"
-    nats_servers: tuple[str, ...] = ("nats://127.0.0.1:4222",)
-    name: str = "risk"
-    replicas: int = 1
-    lease_seconds: float = 2.0
+    nats_servers: Annotated[tuple[Annotated[str, Meta(pattern=r"^(nats|tls)://")], ...], Meta(min_length=1)] = (
+        "nats://127.0.0.1:4222",)
+    name: Annotated[str, Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)] = "risk"
+    replicas: Annotated[int, Meta(ge=1, le=5)] = 1
+    lease_seconds: Annotated[float, Meta(ge=0.1, le=600)] = 2.0
 
     def __post_init__(self) -> None:
-        if self.backend not in ("sqlite", "jetstream"):
-            raise ConfigError(f"state.backend must be sqlite or jetstream, got {self.backend!r}")
-        if not (self.replicas >= 1 and self.lease_seconds > 0 and self.name.isidentifier()):
-            raise ConfigError("state.replicas must be >= 1, state.lease_seconds > 0, state.name an identifier")
-        if self.snapshot_every < 1:
-            raise ConfigError(f"state.snapshot_every must be >= 1, got {self.snapshot_every!r}")
-        if self.synchronous not in ("FULL", "NORMAL", "EXTRA"):
-            raise ConfigError(f"state.synchronous must be FULL, NORMAL or EXTRA, got {self.synchronous!r}")
         if self.roll_time is not None:
             roll_clock_time(self.roll_time)
         try:
             zoneinfo.ZoneInfo(self.roll_timezone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ConfigError(f"state.roll_timezone: unknown time zone {self.roll_timezone!r}") from None
+            raise ConfigError(f"unknown time zone {self.roll_timezone!r} in roll_timezone") from None
 
 
 def roll_clock_time(text: str) -> datetime.time:
@@ -99,14 +98,14 @@ def roll_clock_time(text: str) -> datetime.time:
     try:
         return datetime.time.fromisoformat(text)
     except ValueError:
-        raise ConfigError(f"state.roll_time must be HH:MM or HH:MM:SS, got {text!r}") from None
+        raise ConfigError(f"roll_time must be HH:MM or HH:MM:SS, got {text!r}") from None
 
 
 @dataclass(frozen=True, slots=True)
 class PositionLimitConfig:
     symbol: str
-    max_long: Optional[int] = None
-    max_short: Optional[int] = None
+    max_long: Optional[Annotated[int, Meta(ge=0)]] = None
+    max_short: Optional[Annotated[int, Meta(ge=0)]] = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,13 +132,14 @@ class RiskConfig:
     tokens: tuple[TokenEntry, ...] = ()
     firm: str = "FIRM"
     default_account: str = "default"
-    duplicate_window: float = 0.0
-    order_capacity: int = 0          # orders the engine's tables are sized for at start (0: grow as needed)
-    max_batch_rows: int = 100_000    # rows one batch call may carry (SubmitOrders, ReportFills, UpdatePrices)
+    duplicate_window: Seconds = 0.0
+    order_capacity: Annotated[int, Meta(ge=0, le=2**31 - 1)] = 0   # orders sized for at start (0: grow)
+    # Rows one batch call may carry (SubmitOrders, ReportFills, UpdatePrices); read by the risk servicer.
+    max_batch_rows: Annotated[int, Meta(ge=1, le=2**31 - 1)] = 100_000
     instruments: tuple[Instrument, ...] = ()
     accounts: tuple[AccountConfig, ...] = ()
-    log_level: str = "info"
-    log_requests: str = "changes"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_requests: Literal["all", "changes", "errors"] = "changes"
     tracing_endpoint: Optional[str] = None
     service_name: str = "riskcore-risk"
     profiling: bool = False
@@ -149,120 +149,175 @@ class RiskConfig:
         names = {self.firm} | {a.name for a in self.accounts}
         if self.default_account and self.default_account not in names:
             raise ConfigError(f"engine.default_account {self.default_account!r} is not a configured account")
-        if self.max_batch_rows < 1:
-            raise ConfigError(f"engine.max_batch_rows must be >= 1, got {self.max_batch_rows!r}")
+        for i, token in enumerate(self.tokens):
+            for account in token.accounts or ():
+                if account not in names:
+                    raise ConfigError(f"auth.tokens[{i}].accounts: {account!r} is not a configured account")
 
 
-def _table(data: Any, where: str, allowed: set[str]) -> dict:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where} must be a table")
-    unknown = set(data) - allowed
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+# ------------------------------------------------------------------ the file's schema
+
+def _schema(cls, name: str, fields: dict[str, str] | None = None, defaults: dict | None = None,
+            **types) -> type[msgspec.Struct]:
+    """A Struct for one table of the file, derived from dataclass ``cls``.
+
+    ``fields`` maps the table's keys to ``cls``'s attribute names (default:
+    every field, same names); ``types`` overrides a key's type where the file
+    holds something else (a path as text), ``defaults`` its default. When the table maps onto all of
+    ``cls``, its ``__post_init__`` checks run during decoding, so msgspec
+    reports their ValueError at the table's key path.
+    """
+    hints = typing.get_type_hints(cls, include_extras=True)
+    by_name = {f.name: f for f in dataclasses.fields(cls)}
+    spec = []
+    for key, attribute in (fields or {f: f for f in by_name}).items():
+        f, hint = by_name[attribute], types.get(key, hints[attribute])
+        if key in (defaults or {}):
+            spec.append((key, hint, defaults[key]))
+        elif f.default is not dataclasses.MISSING:
+            spec.append((key, hint, f.default))
+        elif f.default_factory is not dataclasses.MISSING:
+            spec.append((key, hint, msgspec.field(default_factory=f.default_factory)))
+        else:
+            spec.append((key, hint))
+    namespace = {}
+    if fields is None and hasattr(cls, "__post_init__"):
+        def __post_init__(self):
+            cls(**msgspec.structs.asdict(self))
+        namespace["__post_init__"] = __post_init__
+    return msgspec.defstruct(name, spec, kw_only=True, forbid_unknown_fields=True, frozen=True,
+                             namespace=namespace)
+
+
+ServerTable = _schema(ServerConfig, "ServerTable")
+TlsTable = _schema(TlsConfig, "TlsTable", cert=str, key=str, client_ca=Optional[str])
+StateTable = _schema(StateConfig, "StateTable", path=Optional[str])
+TokenTable = _schema(TokenEntry, "TokenTable")
+InstrumentTable = _schema(Instrument, "InstrumentTable")
+LimitsTable = _schema(Limits, "LimitsTable")
+PositionLimitTable = _schema(PositionLimitConfig, "PositionLimitTable")
+EngineTable = _schema(RiskConfig, "EngineTable", {"firm": "firm", "default_account": "default_account",
+                                                  "duplicate_window": "duplicate_window",
+                                                  "order_capacity": "order_capacity",
+                                                  "max_batch_rows": "max_batch_rows"})
+LoggingTable = _schema(RiskConfig, "LoggingTable", {"level": "log_level", "requests": "log_requests"})
+TracingTable = _schema(RiskConfig, "TracingTable", {"endpoint": "tracing_endpoint", "service_name": "service_name"})
+ProfilingTable = _schema(RiskConfig, "ProfilingTable", {"enabled": "profiling"})
+AccountTable = _schema(AccountConfig, "AccountTable", limits=LimitsTable,
+                       position_limits=tuple[PositionLimitTable, ...],
+                       state=Literal[tuple(TradingState.__members__)], defaults={"state": "ACTIVE", "limits": msgspec.field(default_factory=LimitsTable)})
+
+
+class AuthTable(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    tokens: tuple[TokenTable, ...] = ()
+
+
+class ConfigFile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    """The whole file: one field per table."""
+
+    server: ServerTable = msgspec.field(default_factory=ServerTable)
+    tls: Optional[TlsTable] = None
+    auth: AuthTable = msgspec.field(default_factory=AuthTable)
+    engine: EngineTable = msgspec.field(default_factory=EngineTable)
+    logging: LoggingTable = msgspec.field(default_factory=LoggingTable)
+    tracing: TracingTable = msgspec.field(default_factory=TracingTable)
+    profiling: ProfilingTable = msgspec.field(default_factory=ProfilingTable)
+    state: StateTable = msgspec.field(default_factory=StateTable)
+    instruments: tuple[InstrumentTable, ...] = ()
+    accounts: tuple[AccountTable, ...] = ()
+
+
+_PATH_PART = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
+_EXPECTED = re.compile(r"^Expected (.+?)(?:, got [^,]*)?$")
+# msgspec's names for JSON-like types, in TOML's words.
+_TOML_WORDS = ((" | null", ""), ("`array`", "a list"), ("`object`", "a table"), ("`", ""))
+
+
+def _value_at(data: Any, path: str) -> Any:
+    for key, index in _PATH_PART.findall(path):
+        try:
+            data = data[key] if key else data[int(index)]
+        except (KeyError, IndexError, TypeError):
+            return None
     return data
 
 
-def _window(value: Any, where: str):
-    if value is None:
-        return None
-    if not (isinstance(value, list) and len(value) == 2):
-        raise ConfigError(f"{where} must be [count, seconds]")
-    return (value[0], float(value[1]))
+def _choices_at(path: str) -> tuple | None:
+    """The allowed values of the Literal-typed key at ``path`` of the file's schema, if it is one."""
+    kind: Any = ConfigFile
+    for key, _ in _PATH_PART.findall(path):
+        while typing.get_origin(kind) in (typing.Union, tuple, Annotated):
+            kind = next(a for a in typing.get_args(kind) if a is not type(None) and a is not Ellipsis)
+        if key:
+            fields = {f.name: f.type for f in msgspec.structs.fields(kind)} if isinstance(kind, type) else {}
+            kind = fields.get(key)
+    while typing.get_origin(kind) in (typing.Union, Annotated):
+        kind = next(a for a in typing.get_args(kind) if a is not type(None))
+    return typing.get_args(kind) if typing.get_origin(kind) is Literal else None
 
 
-_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
+def _config_error(error: msgspec.ValidationError, data: dict) -> ConfigError:
+    """One line naming the key path and what is expected, from msgspec's message."""
+    message, _, at = str(error).partition(" - at `$")
+    path = at.rstrip("`")
+    where = path.lstrip(".") or "config"
+    if match := _EXPECTED.match(message):
+        expected = match.group(1)
+        for word, toml in _TOML_WORDS:
+            expected = expected.replace(word, toml)
+        message = f"expected {expected}, got {_value_at(data, path)!r}"
+    elif message.startswith("Invalid enum value") and (choices := _choices_at(path)):
+        message = f"expected one of {', '.join(map(str, choices))}, got {_value_at(data, path)!r}"
+    elif match := re.match(r"^Object contains unknown field `(.*)`$", message):
+        message = f"unknown key {match.group(1)!r}"
+    elif match := re.match(r"^Object missing required field `(.*)`$", message):
+        message = f"missing required key {match.group(1)!r}"
+    return ConfigError(f"{where}: {message}")
 
 
-def _build(where: str, factory, **kwargs):
-    # Name the key of a wrongly typed value before the dataclass trips over it.
-    for f in fields(factory):
-        expected = _TYPES.get(f.type if isinstance(f.type, str) else getattr(f.type, "__name__", ""))
-        value = kwargs.get(f.name)
-        if expected and f.name in kwargs and (not isinstance(value, expected)
-                                              or (isinstance(value, bool) and bool not in expected)):
-            raise ConfigError(f"{where}.{f.name} must be {f.type}, got {value!r}")
-    try:
-        return factory(**kwargs)
-    except (TypeError, ValueError) as error:
-        raise ConfigError(f"{where}: {error}") from None
-
-
-_LIMIT_KEYS = {"max_order_quantity", "max_order_notional", "max_gross_notional", "max_net_notional",
-               "max_open_orders", "max_daily_loss", "new_order_rate", "modify_rate", "cancel_rate",
-               "fill_throttle"}
-_WINDOW_KEYS = {"new_order_rate", "modify_rate", "cancel_rate", "fill_throttle"}
-
-
-def limits_from_mapping(data: dict, where: str) -> Limits:
-    """Build :class:`Limits` from a TOML table (windows as ``[count, seconds]``)."""
-    data = _table(data, where, _LIMIT_KEYS)
-    kwargs = {k: (_window(v, f"{where}.{k}") if k in _WINDOW_KEYS else v) for k, v in data.items()}
-    return _build(where, Limits, **kwargs)
+def _build(cls, table: msgspec.Struct, **changes):
+    return cls(**{**msgspec.structs.asdict(table), **changes})
 
 
 def parse_config(data: dict, base: pathlib.Path) -> RiskConfig:
     """Validate a parsed TOML document; relative paths are taken from ``base``."""
-    _table(data, "config", {"server", "tls", "auth", "engine", "logging", "tracing", "profiling",
-                            "state", "instruments", "accounts"})
-    server = _build("server", ServerConfig, **_table(data.get("server", {}), "server",
-                                                      set(ServerConfig.__dataclass_fields__)))
+    try:
+        file = msgspec.convert(data, ConfigFile)
+    except msgspec.ValidationError as error:
+        raise _config_error(error, data) from None
     tls = None
-    if "tls" in data:
-        t = _table(data["tls"], "tls", {"cert", "key", "client_ca"})
-        tls = _build("tls", TlsConfig, **{k: base / v for k, v in t.items()})
-    auth = _table(data.get("auth", {}), "auth", {"tokens"})
-    tokens = tuple(_build(f"auth.tokens[{i}]", TokenEntry, **_table(t, f"auth.tokens[{i}]", {"name", "sha256", "role"}))
-                   for i, t in enumerate(auth.get("tokens", [])))
-    engine = _table(data.get("engine", {}), "engine", {"firm", "default_account", "duplicate_window",
-                                                       "order_capacity", "max_batch_rows"})
-    logging_ = _table(data.get("logging", {}), "logging", {"level", "requests"})
-    if logging_.get("requests", "changes") not in LOG_REQUESTS:
-        raise ConfigError(f"logging.requests must be one of {', '.join(LOG_REQUESTS)}, got {logging_['requests']!r}")
-    tracing = _table(data.get("tracing", {}), "tracing", {"endpoint", "service_name"})
-    profiling = _table(data.get("profiling", {}), "profiling", {"enabled"})
-    state = _table(data.get("state", {}), "state", set(StateConfig.__dataclass_fields__))
-    if "path" in state:
-        state["path"] = base / state["path"]
-    if "nats_servers" in state:
-        state["nats_servers"] = tuple(state["nats_servers"])
-    state = _build("state", StateConfig, **state)
-    instruments = tuple(
-        _build(f"instruments[{i}]", Instrument,
-               **_table(ins, f"instruments[{i}]", set(Instrument.__dataclass_fields__)))
-        for i, ins in enumerate(data.get("instruments", [])))
+    if file.tls is not None:
+        paths = {k: None if v is None else base / v for k, v in msgspec.structs.asdict(file.tls).items()}
+        for key, path in paths.items():
+            if path is not None and not path.is_file():
+                raise ConfigError(f"tls.{key}: no such file {str(path)!r}")
+        tls = TlsConfig(**paths)
+    state = _build(StateConfig, file.state, path=None if file.state.path is None else base / file.state.path)
+    instruments = tuple(_build(Instrument, table) for table in file.instruments)
     symbols = [ins.symbol for ins in instruments]
     if len(set(symbols)) != len(symbols):
         raise ConfigError(f"instruments: symbol {next(s for s in symbols if symbols.count(s) > 1)!r} is defined twice")
-    if logging_.get("level", "info") not in ("debug", "info", "warning", "error"):
-        raise ConfigError(f"logging.level must be debug, info, warning or error, got {logging_['level']!r}")
-    accounts = []
-    for i, acc in enumerate(data.get("accounts", [])):
-        where = f"accounts[{i}]"
-        acc = _table(acc, where, {"name", "parent", "limits", "position_limits", "allowed_symbols", "state"})
-        if "name" not in acc:
-            raise ConfigError(f"{where}: name is required")
-        position_limits = tuple(
-            _build(f"{where}.position_limits[{j}]", PositionLimitConfig,
-                   **_table(p, f"{where}.position_limits[{j}]", {"symbol", "max_long", "max_short"}))
-            for j, p in enumerate(acc.get("position_limits", [])))
-        trading_state = acc.get("state", "ACTIVE")
-        if trading_state not in TradingState.__members__:
-            raise ConfigError(f"{where}.state must be one of {', '.join(TradingState.__members__)}")
-        allowed = acc.get("allowed_symbols")
-        accounts.append(AccountConfig(
-            name=acc["name"], parent=acc.get("parent"),
-            limits=limits_from_mapping(acc.get("limits", {}), f"{where}.limits"),
-            position_limits=position_limits, allowed_symbols=None if allowed is None else tuple(allowed),
-            state=TradingState[trading_state]))
-    return _build("config", RiskConfig, server=server, tls=tls, tokens=tokens,
-                  firm=engine.get("firm", "FIRM"), default_account=engine.get("default_account", "default"),
-                  duplicate_window=engine.get("duplicate_window", 0.0),
-                  order_capacity=engine.get("order_capacity", 0),
-                  max_batch_rows=engine.get("max_batch_rows", 100_000), instruments=instruments,
-                  accounts=tuple(accounts), log_level=logging_.get("level", "info"),
-                  log_requests=logging_.get("requests", "changes"), tracing_endpoint=tracing.get("endpoint"),
-                  service_name=tracing.get("service_name", "riskcore-risk"),
-                  profiling=profiling.get("enabled", False), state=state)
+    accounts = tuple(
+        _build(AccountConfig, table, limits=_build(Limits, table.limits),
+               position_limits=tuple(_build(PositionLimitConfig, p) for p in table.position_limits),
+               state=TradingState[table.state])
+        for table in file.accounts)
+    sections = {}
+    for table in (file.engine, file.logging, file.tracing, file.profiling):
+        names = type(table).__struct_fields__
+        attributes = _FILE_KEYS[type(table)]
+        sections.update({attributes[k]: getattr(table, k) for k in names})
+    return RiskConfig(server=_build(ServerConfig, file.server), tls=tls,
+                      tokens=tuple(_build(TokenEntry, t) for t in file.auth.tokens), instruments=instruments,
+                      accounts=accounts, state=state, **sections)
+
+
+_FILE_KEYS = {
+    EngineTable: {k: k for k in EngineTable.__struct_fields__},
+    LoggingTable: {"level": "log_level", "requests": "log_requests"},
+    TracingTable: {"endpoint": "tracing_endpoint", "service_name": "service_name"},
+    ProfilingTable: {"enabled": "profiling"},
+}
 
 
 def load_config(path: str | pathlib.Path | None = None) -> RiskConfig:
@@ -276,6 +331,8 @@ def load_config(path: str | pathlib.Path | None = None) -> RiskConfig:
             text = path.read_text()
         except OSError as error:
             raise ConfigError(f"cannot read {str(path)!r}: {error.strerror}") from None
+        except ValueError as error:  # not UTF-8
+            raise ConfigError(f"cannot read {str(path)!r}: {error}") from None
         base = path.parent
     try:
         data = tomllib.loads(text)
@@ -294,7 +351,7 @@ def build_engine(config: RiskConfig, clock=None) -> RiskEngine:
         raise ConfigError(f"engine: {error}") from None
     try:
         engine.reserve_orders(config.order_capacity)
-    except ValueError as error:
+    except (ValueError, MemoryError) as error:
         raise ConfigError(f"engine.order_capacity: {error}") from None
     for account in config.accounts:
         if account.name != config.firm:
@@ -314,3 +371,4 @@ def build_engine(config: RiskConfig, clock=None) -> RiskEngine:
         except (KeyError, ValueError) as error:
             raise ConfigError(f"{where}: {error}") from None
     return engine
+

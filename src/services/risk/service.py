@@ -25,6 +25,7 @@ import numpy as np
 
 from riskcore import Decision, Limits, ManualClock, Reason, RiskEngine, TradingState
 from riskcore.decision import describe
+from services.common.auth import check_account, check_order, check_orders
 from services.common.logging import get_logger
 from services.proto import risk_pb2
 from services.risk.breaches import BreachHub
@@ -215,7 +216,7 @@ class RiskService:
             await self.journal.wait(self.last_seq)
 
     def account(self, name: str) -> str:
-        return name or self.default_account
+        return check_account(self.engine, name or self.default_account)
 
     # -------------------------------------------------------- decisions
 
@@ -227,7 +228,7 @@ class RiskService:
             _text(symbol, "symbol")
             _side(request.side)
             _quantity(quantity)
-        return request.account or self.default_account, symbol, side, quantity, _price(request)
+        return self.account(request.account), symbol, side, quantity, _price(request)
 
     def check_position(self, request: risk_pb2.PositionRequest) -> risk_pb2.CheckResponse:
         """A what-if check; changes nothing, so nothing is journaled."""
@@ -341,7 +342,7 @@ class RiskService:
         quantity, price = _quantity(request.quantity), _price(request)
         self._tick()
         started = time.perf_counter_ns()
-        decision = self.engine.modify(self._order_ids.get(cid, -1), quantity, price)
+        decision = self.engine.modify(check_order(self.engine, self._order_ids.get(cid, -1), cid), quantity, price)
         self.metrics.decision(decision.code, (time.perf_counter_ns() - started) / 1e9)
         response = _answer(decision, cid)
         if decision.accepted:
@@ -351,7 +352,7 @@ class RiskService:
     def request_cancel(self, request: risk_pb2.CancelRequest) -> risk_pb2.CheckResponse:
         cid = _text(request.client_order_id, "client_order_id")
         self._tick()
-        decision = self.engine.request_cancel(self._order_ids.get(cid, -1))
+        decision = self.engine.request_cancel(check_order(self.engine, self._order_ids.get(cid, -1), cid))
         if decision.accepted:
             # Accepted cancel requests count against the cancel rate window: state.
             self._record(Command.CANCEL_REQUEST, request)
@@ -378,7 +379,7 @@ class RiskService:
 
     def _fill(self, request: risk_pb2.Fill) -> bool:
         """Apply a validated fill (replay applies journaled ones as they are); False for a seen exec id."""
-        order_id = self._order_ids.get(request.client_order_id)
+        order_id = check_order(self.engine, self._order_ids.get(request.client_order_id), request.client_order_id)
         if order_id is None and not (request.account and request.symbol and request.side):
             raise KeyError(f"unknown client_order_id {request.client_order_id!r}; give account, symbol and side "
                            f"to book a fill without an order")
@@ -386,7 +387,8 @@ class RiskService:
         self._tick()
         if order_id is not None:
             return self.engine.on_fill(order_id, request.quantity, request.price, request.exec_id)
-        return self.engine.book_fill(request.account, request.symbol, side, request.quantity, request.price,
+        return self.engine.book_fill(self.account(request.account), request.symbol, side, request.quantity,
+                                     request.price,
                                      request.exec_id)
 
     def report_fills(self, request: risk_pb2.FillBatch) -> risk_pb2.FillBatchAck:
@@ -406,7 +408,8 @@ class RiskService:
         price_array = np.asarray(prices, dtype=np.float64)
         if (bad := _first(~np.isfinite(price_array) | (price_array <= 0))) >= 0:
             raise InvalidRequest(f"prices[{bad}] must be finite and > 0, got {prices[bad]}")
-        order_ids = [self._order_ids.get(cid) for cid in request.client_order_ids]
+        order_ids = check_orders(self.engine, [self._order_ids.get(cid) for cid in request.client_order_ids],
+                                 request.client_order_ids)
         if None in order_ids:
             raise KeyError(f"unknown client_order_id {request.client_order_ids[order_ids.index(None)]!r}")
         self._tick()
@@ -427,7 +430,7 @@ class RiskService:
         kind = _EVENTS.get(request.kind)
         if kind is None:
             raise InvalidRequest("kind must be CANCELLED, EXPIRED or REJECTED")
-        order_id = self._order_ids.get(cid)
+        order_id = check_order(self.engine, self._order_ids.get(cid), cid)
         if order_id is None:
             raise KeyError(f"unknown client_order_id {cid!r}")
         self._tick()

@@ -26,6 +26,7 @@ role = "admin"
 name = "alice"
 sha256 = "{token_digest(TRADER_TOKEN)}"
 role = "trader"
+accounts = ["equities"]
 """
 
 CHECK = ("CheckPosition", risk_pb2.PositionRequest(symbol="AAPL", side=risk_pb2.BUY, quantity=10))
@@ -40,7 +41,7 @@ READS_AND_ORDERS = [
 ]
 ADMIN_CALLS = [
     ("SetLimits", risk_pb2.SetLimitsRequest(account="default", limits=risk_pb2.Limits(max_order_quantity=5))),
-    ("SetTradingState", risk_pb2.TradingStateRequest(state=risk_pb2.HALTED)),
+    ("SetTradingState", risk_pb2.TradingStateRequest(account="FIRM", state=risk_pb2.HALTED)),
     ("UpdatePrices", risk_pb2.PriceUpdates(symbols=["AAPL"], prices=[150.0])),
 ]
 
@@ -223,3 +224,138 @@ def test_promote_needs_the_admin_role(secured_stub):
         with pytest.raises(grpc.RpcError) as error:
             call(secured_stub, "Promote", risk_pb2.PromoteRequest(), metadata)
         assert error.value.code() == code, metadata
+
+
+# ------------------------------------------------------------------ account scopes
+
+def order(cid: str, account: str, quantity: int = 10) -> risk_pb2.OrderRequest:
+    return risk_pb2.OrderRequest(client_order_id=cid, account=account, symbol="ESZ6" if account == "trend" else "AAPL",
+                                 side=risk_pb2.BUY, quantity=quantity)
+
+
+def everything(stub) -> tuple:
+    """The whole state an admin can read: exposure of every node and every position."""
+    return (call(stub, "GetExposure", risk_pb2.ExposureRequest(), ADMIN),
+            call(stub, "GetPositions", risk_pb2.PositionsRequest(), ADMIN))
+
+
+OUTSIDE = [
+    ("CheckPosition", risk_pb2.PositionRequest(account="trend", symbol="ESZ6", side=risk_pb2.BUY, quantity=1)),
+    ("SubmitOrder", order("t-1", "trend")),
+    ("SubmitOrders", risk_pb2.OrderBatch(client_order_ids=["b-1", "b-2"], accounts=["default", "trend"],
+                                         symbols=["AAPL", "ESZ6"], sides=[risk_pb2.BUY, risk_pb2.BUY],
+                                         quantities=[1, 1], prices=[190.0, 6000.0])),
+    ("ReportFill", risk_pb2.Fill(exec_id="x-t", quantity=1, price=6000.0, account="trend", symbol="ESZ6",
+                                 side=risk_pb2.BUY)),
+    ("ReportFill", risk_pb2.Fill(exec_id="x-f", quantity=1, price=6000.0, account="futures", symbol="ESZ6",
+                                 side=risk_pb2.BUY)),
+    ("ReportFill", risk_pb2.Fill(exec_id="x-n", quantity=1, price=190.0, account="nobody", symbol="AAPL",
+                                 side=risk_pb2.BUY)),
+]
+
+
+@pytest.mark.parametrize("method, request_", OUTSIDE, ids=[f"{m}-{i}" for i, (m, _) in enumerate(OUTSIDE)])
+def test_trader_token_acting_outside_its_accounts_is_permission_denied_naming_the_account(secured_stub, method,
+                                                                                           request_):
+    before = everything(secured_stub)
+
+    with pytest.raises(grpc.RpcError) as error:
+        call(secured_stub, method, request_, TRADER)
+
+    assert error.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    target = next(a for a in ("trend", "futures", "nobody") if a in str(request_))
+    assert f"account {target!r}" in error.value.details() and "alice" in error.value.details()
+    assert everything(secured_stub) == before
+
+
+def test_trader_token_on_a_stream_outside_its_accounts_is_permission_denied_and_books_nothing(secured_stub):
+    before = everything(secured_stub)
+
+    with pytest.raises(grpc.RpcError) as error:
+        list(secured_stub.SubmitStream(iter([order("s-1", "trend")]), timeout=DEADLINE, metadata=TRADER))
+
+    assert error.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert everything(secured_stub) == before
+
+
+ON_ANOTHER_ACCOUNTS_ORDER = [
+    ("ModifyOrder", risk_pb2.ModifyRequest(client_order_id="ops-1", quantity=1)),
+    ("RequestCancel", risk_pb2.CancelRequest(client_order_id="ops-1")),
+    ("ReportFill", risk_pb2.Fill(client_order_id="ops-1", exec_id="x-1", quantity=1, price=6000.0)),
+    ("ReportFills", risk_pb2.FillBatch(client_order_ids=["ops-1"], exec_ids=["x-2"], quantities=[1],
+                                       prices=[6000.0])),
+    ("ReportOrderEvent", risk_pb2.OrderEvent(client_order_id="ops-1", kind=risk_pb2.OrderEvent.CANCELLED)),
+]
+
+
+@pytest.mark.parametrize("method, request_", ON_ANOTHER_ACCOUNTS_ORDER, ids=[m for m, _ in ON_ANOTHER_ACCOUNTS_ORDER])
+def test_trader_token_acting_on_an_order_of_another_account_is_permission_denied_naming_both(secured_stub, method,
+                                                                                            request_):
+    assert call(secured_stub, "SubmitOrder", order("ops-1", "trend", 5), ADMIN).accepted
+    before = everything(secured_stub)
+
+    with pytest.raises(grpc.RpcError) as error:
+        call(secured_stub, method, request_, TRADER)
+
+    assert error.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "'ops-1'" in error.value.details() and "'trend'" in error.value.details()
+    assert everything(secured_stub) == before
+    # The admin token, which has no scope, may act on it.
+    assert call(secured_stub, "RequestCancel", risk_pb2.CancelRequest(client_order_id="ops-1"), ADMIN).accepted
+
+
+def test_trader_token_acts_on_every_account_below_the_ones_it_lists(secured_stub):
+    assert call(secured_stub, "SubmitOrder", order("m-1", "momentum"), TRADER).accepted
+    assert call(secured_stub, "SubmitOrder", order("d-1", ""), TRADER).accepted       # the default account
+    assert call(secured_stub, "ModifyOrder", risk_pb2.ModifyRequest(client_order_id="m-1", quantity=5),
+                TRADER).accepted
+    assert call(secured_stub, "ReportFill", risk_pb2.Fill(client_order_id="m-1", exec_id="x-m", quantity=5,
+                                                          price=190.0), TRADER).applied
+
+
+@pytest.mark.parametrize("entry, message", [
+    ('role = "trader"', r"auth\.tokens\[0\]: token 'x': a trader token needs accounts = \[\.\.\.\]"),
+    ('role = "trader"\naccounts = []', r"auth\.tokens\[0\]: token 'x': a trader token needs accounts"),
+    ('role = "trader"\naccounts = ["nobody"]', r"auth\.tokens\[0\]\.accounts: 'nobody' is not a configured account"),
+    ('role = "admin"\naccounts = ["equities"]', r"auth\.tokens\[0\]: token 'x': an admin token acts on every account"),
+])
+def test_token_scopes_that_are_missing_empty_unknown_or_on_an_admin_are_config_errors(config_file, entry, message):
+    path = config_file(f'[[auth.tokens]]\nname = "x"\nsha256 = "{"0" * 64}"\n{entry}\n')
+
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
+
+
+def test_every_admin_call_is_logged_with_the_token_name_and_the_peer(secured_stub):
+    with structlog.testing.capture_logs() as logs:
+        for method, request_ in ADMIN_CALLS:
+            call(secured_stub, method, request_, ADMIN)
+
+    admin = [e for e in logs if e["event"] == "admin call"]
+    assert [e["token"] for e in admin] == ["ops", "ops", "ops"]
+    assert all(e["peer"].startswith("ipv4:127.0.0.1:") for e in admin), admin
+
+
+@pytest.mark.parametrize("metadata, event", [
+    ((), "call refused: missing bearer token"),
+    ((("authorization", "Bearer wrong"),), "call refused: invalid bearer token"),
+    (TRADER, "call refused: admin role needed"),
+])
+def test_refused_credentials_are_logged_at_warning_with_the_peer(secured_stub, metadata, event):
+    with structlog.testing.capture_logs() as logs:
+        with pytest.raises(grpc.RpcError):
+            call(secured_stub, *ADMIN_CALLS[2], metadata)
+
+    [refusal] = [e for e in logs if e["event"] == event]
+    assert refusal["log_level"] == "warning"
+    assert refusal["peer"].startswith("ipv4:127.0.0.1:")
+
+
+def test_a_call_outside_the_tokens_accounts_is_logged_at_warning_with_the_peer(secured_stub):
+    with structlog.testing.capture_logs() as logs:
+        with pytest.raises(grpc.RpcError):
+            call(secured_stub, "SubmitOrder", order("t-9", "trend"), TRADER)
+
+    [refusal] = [e for e in logs if e["event"] == "call refused: outside the token's accounts"]
+    assert (refusal["log_level"], refusal["token"], refusal["target"]) == ("warning", "alice", "account 'trend'")
+    assert refusal["peer"].startswith("ipv4:127.0.0.1:")

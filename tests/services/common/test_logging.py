@@ -26,6 +26,7 @@ role = "admin"
 name = "alice"
 sha256 = "{token_digest("trader-token-1")}"
 role = "trader"
+accounts = ["FIRM"]
 """
 
 

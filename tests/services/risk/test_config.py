@@ -5,7 +5,7 @@ import tomllib
 
 import pytest
 
-from riskcore import Limits, TradingState
+from riskcore import Instrument, Limits, TradingState
 from services.risk.config import ConfigError, build_engine, load_config, parse_config
 
 SAMPLE = importlib.resources.files("services.risk").joinpath("sample.toml").read_text()
@@ -160,3 +160,51 @@ def test_toml_syntax_error_is_a_config_error_naming_the_file_and_line(tmp_path):
 
     with pytest.raises(ConfigError, match=r"broken\.toml.*line 2"):
         load_config(path)
+
+
+# ------------------------------------------------------------------ the schema names the key path
+
+TYPED = [
+    (lambda d: d["accounts"][2]["limits"].update(new_order_rate=[5, "x"]),
+     "accounts[2].limits.new_order_rate[1]: expected float, got 'x'"),
+    (lambda d: d["accounts"][2]["limits"].update(new_order_rate=[5]),
+     "accounts[2].limits.new_order_rate: expected a list of length 2, got [5]"),
+    (lambda d: d["server"].update(max_message_bytes=-1), "server.max_message_bytes: expected int >= 1024, got -1"),
+    (lambda d: d["state"].update(nats_servers="nats://x"), "state.nats_servers: expected a list, got 'nats://x'"),
+    (lambda d: d["state"].update(nats_servers=["x"]),
+     "state.nats_servers[0]: expected str matching regex '^(nats|tls)://', got 'x'"),
+    (lambda d: d["state"].update(path=5), "state.path: expected str, got 5"),
+    (lambda d: d["state"].update(lease_seconds=0), "state.lease_seconds: expected float >= 0.1, got 0"),
+    (lambda d: d["state"].update(name="risk-1"),
+     "state.name: expected str matching regex '^[A-Za-z_][A-Za-z0-9_]*$', got 'risk-1'"),
+    (lambda d: d["server"].update(grace_seconds=float("nan")), "server.grace_seconds: expected float >= 0.0, got nan"),
+    (lambda d: d["engine"].update(duplicate_window=True), "engine.duplicate_window: expected float, got True"),
+    (lambda d: d["instruments"][0].update(lot_size=1.0), "instruments[0].lot_size: expected int, got 1.0"),
+    (lambda d: d["instruments"][0].update(tradable="yes"), "instruments[0].tradable: expected bool, got 'yes'"),
+    (lambda d: d["accounts"][3].update(allowed_symbols="AAPL"), "accounts[3].allowed_symbols: expected a list, got 'AAPL'"),
+    (lambda d: d["accounts"][3]["position_limits"][0].update(max_long=-5),
+     "accounts[3].position_limits[0].max_long: expected int >= 0, got -5"),
+    (lambda d: d["accounts"].append(7), "accounts[6]: expected a table, got 7"),
+    (lambda d: d.update(server=[1]), "server: expected a table, got [1]"),
+    (lambda d: d["state"].update(backend="pg"), "state.backend: expected one of sqlite, jetstream, got 'pg'"),
+    (lambda d: d["state"].update(roll_timezone="Mars/Olympus"),
+     "state: unknown time zone 'Mars/Olympus' in roll_timezone"),
+    (lambda d: d["instruments"][1].update(tick_size=-0.01), "instruments[1]: tick_size must be finite and > 0, got -0.01"),
+]
+
+
+@pytest.mark.parametrize("mutate, line", TYPED, ids=[line.split(":")[0] for _, line in TYPED])
+def test_a_value_of_the_wrong_type_or_range_is_one_config_error_line_naming_its_key_path(mutate, line):
+    data = sample()
+    mutate(data)
+
+    assert refused(data) == line
+
+
+def test_the_schema_follows_the_kernels_instrument_and_limits_fields():
+    from dataclasses import fields
+
+    from services.risk.config import InstrumentTable, LimitsTable
+
+    assert InstrumentTable.__struct_fields__ == tuple(f.name for f in fields(Instrument))
+    assert LimitsTable.__struct_fields__ == tuple(f.name for f in fields(Limits))
