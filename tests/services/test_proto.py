@@ -47,3 +47,24 @@ def test_generate_check_fails_when_the_proto_changes_and_the_stubs_do_not(tmp_pa
 def test_stubs_describe_the_riskcore_v1_package():
     assert risk_pb2.DESCRIPTOR.package == "riskcore.v1"
     assert risk_pb2.DESCRIPTOR.name == "riskcore/v1/risk.proto"
+
+
+def _enums(descriptor):
+    for message in descriptor.message_types_by_name.values():
+        yield from message.enum_types
+        for nested in message.nested_types:
+            yield from nested.enum_types
+    yield from descriptor.enum_types_by_name.values()
+
+
+def test_every_enum_on_the_wire_has_an_unspecified_zero_value():
+    enums = list(_enums(risk_pb2.DESCRIPTOR))
+
+    assert {e.name for e in enums} >= {"Side", "TradingState", "Kind"}
+    for enum in enums:
+        zero = enum.values_by_number[0].name
+        assert zero.endswith("_UNSPECIFIED"), (enum.full_name, zero)
+
+
+def test_trading_states_are_numbered_after_unspecified():
+    assert (risk_pb2.TRADING_STATE_UNSPECIFIED, risk_pb2.ACTIVE, risk_pb2.REDUCING, risk_pb2.HALTED) == (0, 1, 2, 3)

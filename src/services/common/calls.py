@@ -105,7 +105,8 @@ class CallHandling:
         if self.log_requests == "errors" or (self.log_requests == "changes" and not changes):
             self._quiet.add(method)
 
-    def rpc(self, method: str, admin: bool = False, always: bool = False, changes: bool = False):
+    def rpc(self, method: str, admin: bool = False, always: bool = False, changes: bool = False,
+            stream_errors: bool = False):
         """Wrap ``handler(self, request, call)`` as the servicer method ``method``.
 
         ``request`` is the parsed request, or for client streams an async
@@ -116,7 +117,10 @@ class CallHandling:
         ``handler`` is a coroutine function, or a plain function for calls that
         never wait. ``always`` lets the call through while the service is not
         ready (operator calls); ``changes`` says the method changes state (see
-        ``log_requests``).
+        ``log_requests``). A client-stream handler declared with
+        ``stream_errors`` gets a message that did not parse as a
+        :class:`MalformedRequest` item, to answer in-stream; otherwise such a
+        message ends the call with INVALID_ARGUMENT.
         """
         self._declare(method, changes)
 
@@ -127,7 +131,7 @@ class CallHandling:
             async def wrapper(servicer, request, context):
                 call = _Call(self, method, context, admin, always)
                 try:
-                    response = handler(servicer, call.begin(request), call)
+                    response = handler(servicer, call.begin(request, stream_errors), call)
                     if waits:
                         response = await response
                 except BaseException as error:
@@ -169,9 +173,10 @@ class _Call:
             self._request_id = given or next(self.handling._ids)
         return self._request_id
 
-    def begin(self, request):
+    def begin(self, request, stream_errors: bool = False):
         """Check the call may proceed (deadline, readiness, credentials, a request that parsed); tag the
-        task's log lines with it. Return the request."""
+        task's log lines with it. Return the request (a client stream's messages are checked as they come,
+        unless ``stream_errors``: then a message that did not parse is passed on as a MalformedRequest)."""
         handling, context = self.handling, self.context
         self.metadata = context.invocation_metadata()
         bind_call(self)
@@ -185,6 +190,8 @@ class _Call:
             return request
         if type(request) is MalformedRequest:
             raise ValueError(request.error)
+        if stream_errors:
+            return request
         return _checked_stream(request)      # a client stream: each message is checked as it comes
 
     async def finish(self, error: BaseException) -> None:

@@ -15,12 +15,14 @@ class Side(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
 
 class TradingState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
+    TRADING_STATE_UNSPECIFIED: _ClassVar[TradingState]
     ACTIVE: _ClassVar[TradingState]
     REDUCING: _ClassVar[TradingState]
     HALTED: _ClassVar[TradingState]
 SIDE_UNSPECIFIED: Side
 BUY: Side
 SELL: Side
+TRADING_STATE_UNSPECIFIED: TradingState
 ACTIVE: TradingState
 REDUCING: TradingState
 HALTED: TradingState
@@ -40,20 +42,22 @@ class PositionRequest(_message.Message):
     def __init__(self, account: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., quantity: _Optional[int] = ..., price: _Optional[float] = ...) -> None: ...
 
 class CheckResponse(_message.Message):
-    __slots__ = ("accepted", "reason", "message", "utilisation", "node", "client_order_id")
+    __slots__ = ("accepted", "reason", "message", "utilisation", "node", "client_order_id", "replayed")
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     UTILISATION_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
     accepted: bool
     reason: str
     message: str
     utilisation: float
     node: str
     client_order_id: str
-    def __init__(self, accepted: _Optional[bool] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ..., utilisation: _Optional[float] = ..., node: _Optional[str] = ..., client_order_id: _Optional[str] = ...) -> None: ...
+    replayed: bool
+    def __init__(self, accepted: _Optional[bool] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ..., utilisation: _Optional[float] = ..., node: _Optional[str] = ..., client_order_id: _Optional[str] = ..., replayed: _Optional[bool] = ...) -> None: ...
 
 class OrderRequest(_message.Message):
     __slots__ = ("client_order_id", "account", "symbol", "side", "quantity", "price")

@@ -69,6 +69,10 @@ class RiskMetrics:
         self._by_code[code].inc()
         self._check_seconds.observe(seconds)
 
+    def count(self, code: int) -> None:
+        """Count a decision the engine was not asked for (a repeated client order id's rejection)."""
+        self._by_code[code].inc()
+
     def batch(self, counts) -> None:
         """Count a batch's decisions from ``numpy.bincount`` of its reason codes."""
         total = 0

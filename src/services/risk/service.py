@@ -9,8 +9,13 @@ wall time of each command (or to the recorded time during replay), so every
 decision is deterministic.
 
 Client order ids (strings) map to the kernel's integer ids, assigned in
-command order; a repeated client order id gets its first answer. All methods
-run on the event loop thread: the engine is single-threaded.
+command order. A repeated client order id with the same content (account,
+symbol, side, quantity, price) gets its first answer again; with other
+content it is rejected as DUPLICATE_ORDER_ID. An id is remembered while its
+order is working and for the trading day it was submitted and the next: the
+second :meth:`RiskService.roll_day` after that forgets it, as the kernel
+forgets execution ids. All methods run on the event loop thread: the engine
+is single-threaded.
 """
 from __future__ import annotations
 
@@ -19,13 +24,13 @@ import math
 import time
 from enum import IntEnum
 from itertools import islice
-from typing import Iterable, Optional
+from typing import Generator, Iterable, Optional
 
 import numpy as np
 
-from riskcore import Decision, Limits, ManualClock, Reason, RiskEngine, TradingState
+from riskcore import Decision, Limits, ManualClock, Reason, RiskEngine, TradingState, UnknownOrderError
 from riskcore.decision import describe
-from services.common.auth import check_account, check_order, check_orders
+from services.common.auth import check_account, check_accounts, check_order, check_orders
 from services.common.logging import get_logger
 from services.proto import risk_pb2
 from services.risk.breaches import BreachHub
@@ -34,16 +39,38 @@ from services.risk.metrics import RiskMetrics
 
 log = get_logger("risk")
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
+# Ids and names (accounts, symbols, client order ids, exec ids) are at most this many bytes of UTF-8.
+MAX_NAME_BYTES = 128
+# Batches are applied this many rows at a time (a few milliseconds of work), then give the event
+# loop a breather, so other calls wait about that long behind a large batch, not for all of it.
+# Validation is cheaper per row: it runs four chunks' rows per step. The breather is a short sleep,
+# not sleep(0): a call needs several turns of the loop to be answered, and a zero sleep would give
+# it one turn per chunk.
+BATCH_CHUNK = 4096
+_VALIDATION_CHUNK = 4 * BATCH_CHUNK
+_BREATHER_SECONDS = 0.0005
 _SIDES = {risk_pb2.BUY: 1, risk_pb2.SELL: -1}
+_SIDE_NAMES = {1: "BUY", -1: "SELL"}
 _EVENTS = {risk_pb2.OrderEvent.CANCELLED: "cancel", risk_pb2.OrderEvent.EXPIRED: "expire",
            risk_pb2.OrderEvent.REJECTED: "reject"}
+# The wire enum starts at TRADING_STATE_UNSPECIFIED = 0 (refused); the kernel's at ACTIVE = 0.
+_STATES = {risk_pb2.ACTIVE: TradingState.ACTIVE, risk_pb2.REDUCING: TradingState.REDUCING,
+           risk_pb2.HALTED: TradingState.HALTED}
+_STATE_TO_WIRE = [wire for wire, _ in sorted(_STATES.items(), key=lambda item: int(item[1]))]
 # Kernel reasons that mean the request itself was malformed, not a business rejection.
 # Reason codes as plain ints: Reason members hash through Python-level Enum.__hash__.
 _MALFORMED = frozenset({int(Reason.INVALID_SIDE), int(Reason.INVALID_QUANTITY), int(Reason.INVALID_PRICE)})
+# Rejections whose kernel message cannot name the thing (the kernel knows integer ids only).
+_NAMED = frozenset({int(Reason.UNKNOWN_SYMBOL), int(Reason.UNKNOWN_ACCOUNT), int(Reason.UNKNOWN_ORDER),
+                    int(Reason.SYMBOL_RESTRICTED), int(Reason.SYMBOL_NOT_PERMITTED),
+                    int(Reason.NO_REFERENCE_PRICE), int(Reason.DUPLICATE_ORDER_ID)})
+_DUPLICATE_ID = int(Reason.DUPLICATE_ORDER_ID)
 _REASON_NAMES = [r.name for r in Reason]
 # Records replayed between yields to the event loop during recovery: a few milliseconds' work.
 _REPLAY_SLICE = 2048
+# Characters of an id or name quoted in a message; longer values are cut (they may be megabytes).
+_SHOWN = 40
 
 
 class Command(IntEnum):
@@ -64,6 +91,42 @@ class Command(IntEnum):
 
 class InvalidRequest(ValueError):
     """A request field is malformed (answered with INVALID_ARGUMENT)."""
+
+
+def shown(value: str) -> str:
+    """``repr(value)`` for a message or log line, cut to a few dozen characters."""
+    if len(value) <= _SHOWN:
+        return repr(value)
+    return f"{value[:_SHOWN]!r}... ({len(value.encode())} bytes)"
+
+
+def _bounded(value: str, field: str) -> str:
+    """``value``, refused when longer than MAX_NAME_BYTES of UTF-8 (empty is allowed)."""
+    # A code point is at most 4 bytes, so only a long string needs encoding to know.
+    if len(value) > MAX_NAME_BYTES // 4 and len(value.encode()) > MAX_NAME_BYTES:
+        raise InvalidRequest(f"{field} must be at most {MAX_NAME_BYTES} bytes of UTF-8, "
+                             f"got {len(value.encode())}: {shown(value)}")
+    return value
+
+
+def _text(value: str, field: str) -> str:
+    """A required id or name: non-empty and within the bound."""
+    if not value:
+        raise InvalidRequest(f"{field} is required")
+    return _bounded(value, field)
+
+
+def _column(values, field: str, required: bool, first_row: int = 0) -> list[str]:
+    """Rows of a repeated id or name field (from ``first_row``) as a list; each within the bound (and
+    non-empty if ``required``)."""
+    values = list(values)
+    # Two passes at C speed over the lengths; the per-row walk only runs to find the bad row.
+    if values and (max(map(len, values)) > MAX_NAME_BYTES // 4 or (required and not min(map(len, values)))):
+        for i, value in enumerate(values, first_row):
+            if required and not value:
+                raise InvalidRequest(f"{field}[{i}] is required")
+            _bounded(value, f"{field}[{i}]")
+    return values
 
 
 def _side(value: int, field: str = "side") -> int:
@@ -92,24 +155,81 @@ def _price(request, field: str = "price") -> Optional[float]:
     return value
 
 
-def _text(value: str, field: str) -> str:
-    if not value:
-        raise InvalidRequest(f"{field} is required")
-    return value
-
-
 def _first(mask: np.ndarray) -> int:
     rows = np.flatnonzero(mask)
     return int(rows[0]) if rows.size else -1
 
 
-def _answer(decision: Decision, client_order_id: str = "") -> risk_pb2.CheckResponse:
+def check_batch_rows(request, max_rows: int) -> None:
+    """Refuse (INVALID_ARGUMENT) a request with more than ``max_rows`` rows in a repeated field.
+
+    The servicer applies ``[engine] max_batch_rows`` to live calls; replay
+    does not, so a journal written under a larger bound still replays.
+    """
+    for field in request.DESCRIPTOR.fields:
+        if field.is_repeated:
+            rows = len(getattr(request, field.name))
+            if rows > max_rows:
+                raise InvalidRequest(f"{field.name} has {rows} rows, over the bound of {max_rows} rows "
+                                     f"([engine] max_batch_rows)")
+
+
+def _run(steps: Generator):
+    """Run a chunked command to its end without yielding (replay, direct calls); return its result."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+async def _run_yielding(steps: Generator):
+    """Run a chunked command, letting the event loop serve other calls between its chunks."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+        await asyncio.sleep(_BREATHER_SECONDS)
+
+
+def _message(code: int, node, value: float, limit: float, cid: str, account: Optional[str],
+              symbol: Optional[str]) -> str:
+    """A decision's message, naming the symbol, account or client order id where the kernel cannot."""
+    if code not in _NAMED:
+        return describe(code, node, value, limit)
+    if code == Reason.UNKNOWN_SYMBOL:
+        return f"unknown symbol {shown(symbol or '')}"
+    if code == Reason.UNKNOWN_ACCOUNT:
+        return f"unknown account {shown(account or '')}"
+    if code == Reason.UNKNOWN_ORDER:
+        return f"client_order_id {shown(cid)} is unknown or no longer working"
+    if code == Reason.DUPLICATE_ORDER_ID:
+        return f"client_order_id {shown(cid)} was used before"
+    if code == Reason.SYMBOL_RESTRICTED:
+        return f"symbol {shown(symbol or '')} is restricted"
+    if code == Reason.SYMBOL_NOT_PERMITTED:
+        return f"{node} is not permitted to trade {shown(symbol or '')}"
+    return f"no reference price for {shown(symbol or '')}"
+
+
+def _answer(decision: Decision, cid: str = "", account: Optional[str] = None,
+            symbol: Optional[str] = None) -> risk_pb2.CheckResponse:
     code = decision.code
     if code in _MALFORMED:
         raise InvalidRequest(decision.message)
-    return risk_pb2.CheckResponse(accepted=code == 0, reason=_REASON_NAMES[code],
-                                  message=decision.message, utilisation=decision.utilisation,
-                                  node=decision.node or "", client_order_id=client_order_id)
+    message = decision.message if code not in _NAMED else _message(
+        code, decision.node, decision.value, decision.limit, cid, account, symbol)
+    return risk_pb2.CheckResponse(accepted=code == 0, reason=_REASON_NAMES[code], message=message,
+                                  utilisation=decision.utilisation, node=decision.node or "", client_order_id=cid)
+
+
+def _batch_response(codes: np.ndarray) -> risk_pb2.BatchResponse:
+    response = risk_pb2.BatchResponse(accepted=int(np.count_nonzero(codes == 0)))
+    response.reason_codes.extend(codes.tolist())
+    for code in np.unique(codes).tolist():
+        response.reason_names[code] = _REASON_NAMES[code]
+    return response
 
 
 def limits_from_proto(message: risk_pb2.Limits) -> tuple[Limits, list]:
@@ -149,6 +269,17 @@ def limits_to_proto(limits: Limits, position_limits: list) -> risk_pb2.Limits:
     return message
 
 
+class _OrderRows:
+    """A validated OrderBatch as columns; ``codes`` is filled in as its chunks are applied."""
+
+    __slots__ = ("cids", "accounts", "symbols", "sides", "quantities", "prices", "codes")
+
+    def __init__(self, cids, accounts, symbols, sides, quantities, prices):
+        self.cids, self.accounts, self.symbols = cids, accounts, symbols
+        self.sides, self.quantities, self.prices = sides, quantities, prices
+        self.codes = np.zeros(len(cids), dtype=np.uint8)
+
+
 class RiskService:
     """Validated commands on one engine, journaled when a journal is attached.
 
@@ -157,13 +288,23 @@ class RiskService:
     engine : RiskEngine
         Its clock must be a ManualClock (this class drives it).
     default_account : str
-        Account used when a request leaves it empty.
+        Account used when an order or fill leaves it empty.
     metrics : RiskMetrics
     journal : SqliteJournal, optional
     snapshot_every : int
         Journal records between automatic snapshots.
     order_capacity : int
         Orders a restored engine's tables are sized for (``RiskEngine.reserve_orders``).
+
+    Notes
+    -----
+    What a client order id remembers: its content (account, symbol, side,
+    quantity, price) and its answer, in ``_answers`` (ids first used since the
+    last day roll) and ``_answers_before`` (the day before); ``_order_ids``
+    maps the ids of accepted orders to kernel ids until their order is done
+    and a day roll has passed. A day roll drops the older day, carrying over
+    the ids of orders still working, so memory and snapshots are bounded by
+    two days of ids plus the working orders.
     """
 
     def __init__(self, engine: RiskEngine, default_account: str, metrics: RiskMetrics, journal=None,
@@ -183,7 +324,10 @@ class RiskService:
         self.last_roll_ns = 0
         self._replay_time: Optional[int] = None
         self._order_ids: dict[str, int] = {}
-        self._answers: dict[str, tuple | int] = {}
+        # client order id -> (account, symbol, side, quantity, price or 0.0, code) for batch rows, and
+        # the same plus (node, value, limit, utilisation) for single orders.
+        self._answers: dict[str, tuple] = {}
+        self._answers_before: dict[str, tuple] = {}
         self._next_id = 1
         self._filled = metrics.fills.labels("applied")
         self._duplicate_fill = metrics.fills.labels("duplicate")
@@ -197,8 +341,12 @@ class RiskService:
             self.clock.time_ns = now
         return self.clock.time_ns
 
+    @property
+    def _journaling(self) -> bool:
+        return self.journal is not None and self._replay_time is None
+
     def _record(self, kind: Command, request) -> None:
-        if self.journal is not None and self._replay_time is None:
+        if self._journaling:
             self.last_seq = self.journal.append(self.clock.time_ns, kind,
                                                 b"" if request is None else request.SerializeToString())
             if self.last_seq - self._snapshot_seq >= self.snapshot_every:
@@ -216,7 +364,12 @@ class RiskService:
             await self.journal.wait(self.last_seq)
 
     def account(self, name: str) -> str:
+        """The account an order or fill names: an empty name is the default account."""
         return check_account(self.engine, name or self.default_account)
+
+    def _known(self, cid: str) -> Optional[tuple]:
+        known = self._answers.get(cid)
+        return self._answers_before.get(cid) if known is None else known
 
     # -------------------------------------------------------- decisions
 
@@ -228,7 +381,9 @@ class RiskService:
             _text(symbol, "symbol")
             _side(request.side)
             _quantity(quantity)
-        return self.account(request.account), symbol, side, quantity, _price(request)
+        _bounded(symbol, "symbol")
+        account = self.account(_bounded(request.account, "account"))
+        return account, symbol, side, quantity, _price(request)
 
     def check_position(self, request: risk_pb2.PositionRequest) -> risk_pb2.CheckResponse:
         """A what-if check; changes nothing, so nothing is journaled."""
@@ -237,21 +392,21 @@ class RiskService:
         started = time.perf_counter_ns()
         decision = self.engine.check(*args)
         self.metrics.decision(decision.code, (time.perf_counter_ns() - started) / 1e9)
-        return _answer(decision)
+        return _answer(decision, "", args[0], args[1])
 
     def submit_order(self, request: risk_pb2.OrderRequest) -> risk_pb2.CheckResponse:
-        """Check and reserve; a known client order id returns its first answer."""
+        """Check and reserve; a known client order id gets its first answer, or DUPLICATE_ORDER_ID."""
         cid = _text(request.client_order_id, "client_order_id")
-        known = self._answers.get(cid)
-        if known is not None:
-            return self._replay_answer(cid, known)
         args = self._order_args(request)
+        known = self._known(cid)
+        if known is not None:
+            return self._repeat(cid, known, args)
         self._tick()
         started = time.perf_counter_ns()
         decision = self._book(cid, *args)
         self.metrics.decision(decision.code, (time.perf_counter_ns() - started) / 1e9)
         self._record(Command.SUBMIT, request)
-        return _answer(decision, cid)
+        return _answer(decision, cid, args[0], args[1])
 
     def _replay_submit(self, request: risk_pb2.OrderRequest) -> None:
         # Validated when first applied, and never a repeat: a repeat is answered, not journaled.
@@ -261,7 +416,7 @@ class RiskService:
 
     def _book(self, cid: str, account: str, symbol: str, side: int, quantity: int,
               price: Optional[float]) -> Decision:
-        """Submit under the next order id; keep the id if accepted, and the answer for repeats of ``cid``."""
+        """Submit under the next order id; keep the id if accepted, and the content and answer for repeats."""
         order_id = self._next_id
         decision = self.engine.submit(order_id, account, symbol, side, quantity, price)
         if decision.code in _MALFORMED:
@@ -270,28 +425,67 @@ class RiskService:
         if decision.accepted:
             self._order_ids[cid] = order_id
         # Raw fields, not the message: replay stores millions of these and formats none.
-        self._answers[cid] = (decision.code, decision.node, decision.value, decision.limit, decision.utilisation)
+        self._answers[cid] = (account, symbol, side, quantity, 0.0 if price is None else price, decision.code,
+                              decision.node, decision.value, decision.limit, decision.utilisation)
         return decision
 
-    def _replay_answer(self, cid: str, known: tuple | int) -> risk_pb2.CheckResponse:
-        if isinstance(known, int):
+    def _repeat(self, cid: str, known: tuple, args: tuple) -> risk_pb2.CheckResponse:
+        """The answer to a client order id seen before: its first answer if the content is the same."""
+        account, symbol, side, quantity, price = args
+        if known[:5] != (account, symbol, side, quantity, 0.0 if price is None else price):
+            self.metrics.count(_DUPLICATE_ID)
+            return risk_pb2.CheckResponse(
+                accepted=False, reason=_REASON_NAMES[_DUPLICATE_ID], client_order_id=cid,
+                message=f"client_order_id {shown(cid)} was already used for a different order "
+                        f"({_describe_order(known)}); a repeat must have the same account, symbol, side, "
+                        f"quantity and price")
+        code = known[5]
+        if len(known) == 6:
             # A batch row: only its code was kept.
-            return risk_pb2.CheckResponse(accepted=known == 0, reason=_REASON_NAMES[known], client_order_id=cid,
+            return risk_pb2.CheckResponse(accepted=code == 0, reason=_REASON_NAMES[code], client_order_id=cid,
+                                          replayed=True,
                                           message="answer to an earlier submission of this client_order_id")
-        code, node, value, limit, utilisation = known
+        node, value, limit, utilisation = known[6:]
         return risk_pb2.CheckResponse(accepted=code == 0, reason=_REASON_NAMES[code],
-                                      message=describe(code, node, value, limit), utilisation=utilisation,
-                                      node=node or "", client_order_id=cid)
+                                      message=_message(code, node, value, limit, cid, account, symbol),
+                                      utilisation=utilisation, node=node or "", client_order_id=cid, replayed=True)
 
     def submit_orders(self, request: risk_pb2.OrderBatch) -> risk_pb2.BatchResponse:
-        """Submit a columnar batch in sequence; a reason code per row."""
+        """Submit a columnar batch in sequence, at once (replay and direct calls); a reason code per row."""
+        return _run(self._submit_orders(request))
+
+    async def submit_orders_chunked(self, request: risk_pb2.OrderBatch, max_rows: int) -> risk_pb2.BatchResponse:
+        """Submit a batch of at most ``max_rows`` rows in sequence, serving other calls between its chunks.
+
+        Notes
+        -----
+        The whole batch is validated before any row is applied. Rows are then
+        applied ``BATCH_CHUNK`` at a time, each chunk journaled as a batch of
+        its own, so a call applied between two chunks is journaled between
+        them and replay makes the same decisions. A row still sees every row
+        before it; it may also see orders other callers sent meanwhile.
+        """
+        check_batch_rows(request, max_rows)
+        return await _run_yielding(self._submit_orders(request))
+
+    def _submit_orders(self, request: risk_pb2.OrderBatch) -> Generator[None, None, risk_pb2.BatchResponse]:
+        rows = yield from self._order_rows(request)
+        n = len(rows.cids)
+        if n <= BATCH_CHUNK:
+            self._submit_chunk(rows, 0, n, request)
+        else:
+            for start in range(0, n, BATCH_CHUNK):
+                self._submit_chunk(rows, start, min(start + BATCH_CHUNK, n), None)
+                if start + BATCH_CHUNK < n:
+                    yield
+        return _batch_response(rows.codes)
+
+    def _order_rows(self, request: risk_pb2.OrderBatch) -> Generator[None, None, _OrderRows]:
+        """Validate a whole OrderBatch (nothing is applied until every row is valid), a chunk at a time."""
         n = len(request.client_order_ids)
         for field in ("accounts", "symbols", "sides", "quantities", "prices"):
             if len(getattr(request, field)) != n:
                 raise InvalidRequest(f"{field} has {len(getattr(request, field))} rows, client_order_ids has {n}")
-        cids = list(request.client_order_ids)
-        if len(set(cids)) != n or not all(cids):
-            raise InvalidRequest("client_order_ids must be non-empty and unique within a batch")
         sides = np.asarray(request.sides, dtype=np.int64)
         if (bad := _first((sides != risk_pb2.BUY) & (sides != risk_pb2.SELL))) >= 0:
             raise InvalidRequest(f"sides[{bad}] must be BUY or SELL")
@@ -301,50 +495,87 @@ class RiskService:
         prices = np.asarray(request.prices, dtype=np.float64)
         if (bad := _first(~np.isfinite(prices) | (prices < 0))) >= 0:
             raise InvalidRequest(f"prices[{bad}] must be finite and >= 0 (0 = market), got {prices[bad]}")
-        symbols = list(request.symbols)
-        if not all(symbols):
-            raise InvalidRequest(f"symbols[{symbols.index('')}] is required")
-        codes = np.zeros(n, dtype=np.uint8)
-        answers = self._answers
-        fresh = np.fromiter((cid not in answers for cid in cids), dtype=bool, count=n)
-        for i in np.flatnonzero(~fresh).tolist():
-            known = answers[cids[i]]
-            codes[i] = known if isinstance(known, int) else known[0]
-        rows = np.flatnonzero(fresh)
-        if rows.size:
-            self._tick()
-            engine = self.engine
-            accounts = request.accounts
-            account_ids = _ids([self.account(accounts[i]) for i in rows.tolist()], engine.account_id)
-            symbol_ids = _ids([symbols[i] for i in rows.tolist()], engine.symbol_id)
-            order_ids = np.arange(self._next_id, self._next_id + rows.size, dtype=np.int64)
-            row_prices = prices[rows]
-            result = engine.submit_batch(order_ids, account_ids, symbol_ids,
-                                         np.where(sides[rows] == risk_pb2.BUY, 1, -1).astype(np.int8),
-                                         quantities[rows], row_prices, market=row_prices == 0)
-            self._next_id += rows.size
-            codes[rows] = result
-            for i, oid, code in zip(rows.tolist(), order_ids.tolist(), result.tolist()):
-                answers[cids[i]] = code
-                if code == 0:
-                    self._order_ids[cids[i]] = oid
-            if self._replay_time is None:
-                self.metrics.batch(np.bincount(result, minlength=len(Reason)))
+        cids: list[str] = []
+        symbols: list[str] = []
+        accounts: list[str] = []
+        seen: set[str] = set()
+        for start in range(0, n, _VALIDATION_CHUNK):
+            stop = min(start + _VALIDATION_CHUNK, n)
+            chunk = _column(request.client_order_ids[start:stop], "client_order_ids", True, start)
+            seen.update(chunk)
+            if len(seen) != stop:
+                raise InvalidRequest("client_order_ids must be unique within a batch")
+            cids += chunk
+            symbols += _column(request.symbols[start:stop], "symbols", True, start)
+            accounts += _column(request.accounts[start:stop], "accounts", False, start)
+            if stop < n:
+                yield
+        check_accounts(self.engine, accounts, self.default_account)
+        return _OrderRows(cids, accounts, symbols, np.where(sides == risk_pb2.BUY, 1, -1).astype(np.int8),
+                          quantities, prices)
+
+    def _submit_chunk(self, rows: _OrderRows, start: int, stop: int, request) -> None:
+        """Apply rows ``start:stop`` in sequence; journal them as ``request``, or as a batch of their own."""
+        cids = rows.cids[start:stop]
+        default = self.default_account
+        accounts = [name or default for name in rows.accounts[start:stop]]
+        symbols = rows.symbols[start:stop]
+        sides, quantities, prices = rows.sides[start:stop], rows.quantities[start:stop], rows.prices[start:stop]
+        side_list, quantity_list, price_list = sides.tolist(), quantities.tolist(), prices.tolist()
+        codes = rows.codes[start:stop]
+        answers, answers_before = self._answers, self._answers_before
+        fresh = []
+        for i, cid in enumerate(cids):
+            known = answers.get(cid)
+            if known is None:
+                known = answers_before.get(cid)
+                if known is None:
+                    fresh.append(i)
+                    continue
+            same = known[:5] == (accounts[i], symbols[i], side_list[i], quantity_list[i], price_list[i])
+            if same:
+                codes[i] = known[5]
+            else:
+                codes[i] = _DUPLICATE_ID
+                if self._replay_time is None:
+                    self.metrics.count(_DUPLICATE_ID)
+        if not fresh:
+            return
+        self._tick()
+        engine = self.engine
+        picked = np.asarray(fresh, dtype=np.intp)
+        account_ids = _ids([accounts[i] for i in fresh], engine.account_id)
+        symbol_ids = _ids([symbols[i] for i in fresh], engine.symbol_id)
+        order_ids = np.arange(self._next_id, self._next_id + len(fresh), dtype=np.int64)
+        row_prices = prices[picked]
+        result = engine.submit_batch(order_ids, account_ids, symbol_ids, sides[picked], quantities[picked],
+                                     row_prices, market=row_prices == 0)
+        self._next_id += len(fresh)
+        codes[picked] = result
+        for i, oid, code in zip(fresh, order_ids.tolist(), result.tolist()):
+            cid = cids[i]
+            answers[cid] = (accounts[i], symbols[i], side_list[i], quantity_list[i], price_list[i], code)
+            if code == 0:
+                self._order_ids[cid] = oid
+        if self._replay_time is None:
+            self.metrics.batch(np.bincount(result, minlength=len(Reason)))
+            if self._journaling:
+                if request is None:
+                    request = risk_pb2.OrderBatch(client_order_ids=cids, accounts=rows.accounts[start:stop],
+                                                  symbols=symbols,
+                                                  sides=[risk_pb2.BUY if s > 0 else risk_pb2.SELL for s in side_list],
+                                                  quantities=quantity_list, prices=price_list)
                 self._record(Command.SUBMIT_BATCH, request)
-        response = risk_pb2.BatchResponse(accepted=int(np.count_nonzero(codes == 0)))
-        response.reason_codes.extend(codes.tolist())
-        for code in np.unique(codes).tolist():
-            response.reason_names[code] = _REASON_NAMES[code]
-        return response
 
     def modify_order(self, request: risk_pb2.ModifyRequest) -> risk_pb2.CheckResponse:
         cid = _text(request.client_order_id, "client_order_id")
         quantity, price = _quantity(request.quantity), _price(request)
         self._tick()
+        order_id = check_order(self.engine, self._order_ids.get(cid, -1), cid)
         started = time.perf_counter_ns()
-        decision = self.engine.modify(check_order(self.engine, self._order_ids.get(cid, -1), cid), quantity, price)
+        decision = self.engine.modify(order_id, quantity, price)
         self.metrics.decision(decision.code, (time.perf_counter_ns() - started) / 1e9)
-        response = _answer(decision, cid)
+        response = self._order_answer(decision, cid, order_id)
         if decision.accepted:
             self._record(Command.MODIFY, request)
         return response
@@ -352,10 +583,18 @@ class RiskService:
     def request_cancel(self, request: risk_pb2.CancelRequest) -> risk_pb2.CheckResponse:
         cid = _text(request.client_order_id, "client_order_id")
         self._tick()
-        decision = self.engine.request_cancel(check_order(self.engine, self._order_ids.get(cid, -1), cid))
+        order_id = check_order(self.engine, self._order_ids.get(cid, -1), cid)
+        decision = self.engine.request_cancel(order_id)
         if decision.accepted:
             # Accepted cancel requests count against the cancel rate window: state.
             self._record(Command.CANCEL_REQUEST, request)
+        return self._order_answer(decision, cid, order_id)
+
+    def _order_answer(self, decision: Decision, cid: str, order_id: int) -> risk_pb2.CheckResponse:
+        """The answer to a modify or cancel request; a rejection naming a symbol looks it up from the order."""
+        if decision.code in _NAMED and decision.code != Reason.UNKNOWN_ORDER:
+            order = self.engine.order(order_id)
+            return _answer(decision, cid, order.account, order.symbol)
         return _answer(decision, cid)
 
     # ----------------------------------------------------------- events
@@ -363,10 +602,17 @@ class RiskService:
     def report_fill(self, request: risk_pb2.Fill) -> risk_pb2.FillAck:
         """Apply a fill; ``applied`` is False when its exec id was seen before.
 
-        A fill for an order this service never booked needs account, symbol and
-        side, and is booked as a fill without an order: a fill is never lost.
+        A fill for an order this service does not know (never booked, or
+        forgotten after its day rolls) with symbol and side (and account, empty
+        meaning the default account) is booked as a fill without an order: a
+        fill is never lost.
         """
+        _bounded(request.client_order_id, "client_order_id")
         _text(request.exec_id, "exec_id")
+        _bounded(request.account, "account")
+        _bounded(request.symbol, "symbol")
+        if request.side != risk_pb2.SIDE_UNSPECIFIED:
+            _side(request.side)
         _quantity(request.quantity)
         if not (math.isfinite(request.price) and request.price > 0):
             raise InvalidRequest(f"price must be finite and > 0, got {request.price}")
@@ -379,27 +625,45 @@ class RiskService:
 
     def _fill(self, request: risk_pb2.Fill) -> bool:
         """Apply a validated fill (replay applies journaled ones as they are); False for a seen exec id."""
-        order_id = check_order(self.engine, self._order_ids.get(request.client_order_id), request.client_order_id)
-        if order_id is None and not (request.account and request.symbol and request.side):
-            raise KeyError(f"unknown client_order_id {request.client_order_id!r}; give account, symbol and side "
-                           f"to book a fill without an order")
-        side = _side(request.side) if order_id is None else 0
+        cid = request.client_order_id
+        order_id = check_order(self.engine, self._order_ids.get(cid), cid) if cid else None
         self._tick()
         if order_id is not None:
-            return self.engine.on_fill(order_id, request.quantity, request.price, request.exec_id)
-        return self.engine.book_fill(self.account(request.account), request.symbol, side, request.quantity,
-                                     request.price,
-                                     request.exec_id)
+            try:
+                return self.engine.on_fill(order_id, request.quantity, request.price, request.exec_id)
+            except UnknownOrderError:
+                pass  # the kernel forgot the order: book it from the fill's own fields below
+        if not (request.symbol and request.side):
+            if not cid:
+                raise InvalidRequest("client_order_id is required, or symbol and side to book a fill without "
+                                     "an order")
+            raise KeyError(f"unknown client_order_id {shown(cid)} (never booked, or forgotten after two day "
+                           f"rolls); give symbol and side (and account) to book the fill without an order")
+        return self.engine.book_fill(self.account(request.account), request.symbol, _side(request.side),
+                                     request.quantity, request.price, request.exec_id)
 
     def report_fills(self, request: risk_pb2.FillBatch) -> risk_pb2.FillBatchAck:
-        """Apply a columnar batch of fills of booked orders, validated whole before any is applied."""
+        """Apply a columnar batch of fills of booked orders at once (replay and direct calls)."""
+        return _run(self._report_fills(request))
+
+    async def report_fills_chunked(self, request: risk_pb2.FillBatch, max_rows: int) -> risk_pb2.FillBatchAck:
+        """Apply a batch of at most ``max_rows`` fills, serving other calls between its chunks.
+
+        Validated whole before any row is applied. Should a day roll between two
+        chunks forget an order of a later row, that row is NOT_FOUND and the
+        rows before it stay applied; resending the batch is safe (fills are
+        idempotent on exec_id).
+        """
+        check_batch_rows(request, max_rows)
+        return await _run_yielding(self._report_fills(request))
+
+    def _report_fills(self, request: risk_pb2.FillBatch) -> Generator[None, None, risk_pb2.FillBatchAck]:
         n = len(request.client_order_ids)
         for field in ("exec_ids", "quantities", "prices"):
             if len(getattr(request, field)) != n:
                 raise InvalidRequest(f"{field} has {len(getattr(request, field))} rows, client_order_ids has {n}")
-        exec_ids = list(request.exec_ids)
-        if not all(exec_ids):
-            raise InvalidRequest(f"exec_ids[{exec_ids.index('')}] is required")
+        cids = _column(request.client_order_ids, "client_order_ids", required=True)
+        exec_ids = _column(request.exec_ids, "exec_ids", required=True)
         quantities = list(request.quantities)
         quantity_array = np.asarray(quantities, dtype=np.int64)
         if (bad := _first((quantity_array <= 0) | (quantity_array > MAX_QUANTITY))) >= 0:
@@ -408,21 +672,40 @@ class RiskService:
         price_array = np.asarray(prices, dtype=np.float64)
         if (bad := _first(~np.isfinite(price_array) | (price_array <= 0))) >= 0:
             raise InvalidRequest(f"prices[{bad}] must be finite and > 0, got {prices[bad]}")
-        order_ids = check_orders(self.engine, [self._order_ids.get(cid) for cid in request.client_order_ids],
-                                 request.client_order_ids)
-        if None in order_ids:
-            raise KeyError(f"unknown client_order_id {request.client_order_ids[order_ids.index(None)]!r}")
-        self._tick()
-        on_fill = self.engine.on_fill
-        applied = [on_fill(oid, q, p, x) for oid, q, p, x in zip(order_ids, quantities, prices, exec_ids)]
-        count = sum(applied)
-        if self._replay_time is None:
-            self._filled.inc(count)
-            self._duplicate_fill.inc(n - count)
-        if count:
-            self._record(Command.FILL_BATCH, request)
-            self.publish_engine_events()
+        self._order_ids_of(cids)  # every row's order is known before any row is applied
+        applied: list[bool] = []
+        for start in range(0, n, BATCH_CHUNK):
+            stop = min(start + BATCH_CHUNK, n)
+            order_ids = self._order_ids_of(cids[start:stop], start)
+            self._tick()
+            on_fill = self.engine.on_fill
+            chunk = [on_fill(oid, q, p, x) for oid, q, p, x in
+                     zip(order_ids, quantities[start:stop], prices[start:stop], exec_ids[start:stop])]
+            applied.extend(chunk)
+            count = sum(chunk)
+            if self._replay_time is None:
+                self._filled.inc(count)
+                self._duplicate_fill.inc(len(chunk) - count)
+            if count:
+                if self._journaling:
+                    self._record(Command.FILL_BATCH, request if stop - start == n else risk_pb2.FillBatch(
+                        client_order_ids=cids[start:stop], exec_ids=exec_ids[start:stop],
+                        quantities=quantities[start:stop], prices=prices[start:stop]))
+                self.publish_engine_events()
+            if stop < n:
+                yield
         return risk_pb2.FillBatchAck(applied=applied)
+
+    def _order_ids_of(self, cids: list[str], first_row: int = 0) -> list[int]:
+        """Kernel ids of the orders ``cids`` name; KeyError naming the first unknown one."""
+        known = self._order_ids
+        order_ids = [known.get(cid) for cid in cids]
+        if None in order_ids:
+            row = order_ids.index(None)
+            applied = f"; rows before {first_row + row} were applied" if first_row else ""
+            raise KeyError(f"unknown client_order_id {shown(cids[row])} (client_order_ids[{first_row + row}]; "
+                           f"fills without a known order go to ReportFill with symbol and side){applied}")
+        return check_orders(self.engine, order_ids, cids)
 
     def report_order_event(self, request: risk_pb2.OrderEvent) -> risk_pb2.OrderEventAck:
         """Apply a venue cancel, expiry or reject; ``applied`` False if the order was no longer working."""
@@ -432,7 +715,7 @@ class RiskService:
             raise InvalidRequest("kind must be CANCELLED, EXPIRED or REJECTED")
         order_id = check_order(self.engine, self._order_ids.get(cid), cid)
         if order_id is None:
-            raise KeyError(f"unknown client_order_id {cid!r}")
+            raise KeyError(f"unknown client_order_id {shown(cid)}")
         self._tick()
         handler = {"cancel": self.engine.on_cancel, "expire": self.engine.on_expire,
                    "reject": self.engine.on_reject}[kind]
@@ -448,11 +731,9 @@ class RiskService:
         prices = np.asarray(request.prices, dtype=np.float64)
         if (bad := _first(~np.isfinite(prices) | (prices <= 0))) >= 0:
             raise InvalidRequest(f"prices[{bad}] must be finite and > 0, got {prices[bad]}")
-        if not all(request.symbols):
-            raise InvalidRequest(f"symbols[{list(request.symbols).index('')}] is required")
+        symbols = _column(request.symbols, "symbols", required=True)
         engine = self.engine
-        ids = np.fromiter((engine.symbol_id(s) for s in request.symbols), dtype=np.int32,
-                          count=len(request.symbols))
+        ids = np.fromiter((engine.symbol_id(s) for s in symbols), dtype=np.int32, count=len(symbols))
         self._tick()
         engine.update_prices(ids, prices)
         self._record(Command.PRICES, request)
@@ -461,13 +742,29 @@ class RiskService:
 
     # ------------------------------------------------------------ reads
 
+    def _subtree(self, account: str) -> Optional[set[int]]:
+        """Node ids under (and including) ``account``; None for an empty name (the whole firm)."""
+        if not _bounded(account, "account"):
+            return None
+        root = self.engine.account_id(account)
+        parents = self.engine.aggregates()["parent"].tolist()
+        nodes = set()
+        for node in range(len(parents)):
+            walk = node
+            while walk >= 0 and walk != root:
+                walk = parents[walk]
+            if walk == root:
+                nodes.add(node)
+        return nodes
+
     def get_positions(self, request: risk_pb2.PositionsRequest) -> risk_pb2.PositionsResponse:
+        """Positions of the leaf accounts under ``account`` (empty: the whole firm)."""
         engine = self.engine
         accounts, symbols = engine.accounts, engine.symbols
-        only = engine.account_id(request.account) if request.account else None
+        only = self._subtree(request.account)
         response = risk_pb2.PositionsResponse()
         for row in engine.positions():
-            if only is None or row["account"] == only:
+            if only is None or int(row["account"]) in only:
                 response.positions.add(
                     account=accounts[row["account"]], symbol=symbols[row["symbol"]], quantity=int(row["quantity"]),
                     average_price=float(row["average_price"]), realized_pnl=float(row["realized"]),
@@ -475,22 +772,14 @@ class RiskService:
         return response
 
     def get_exposure(self, request: risk_pb2.ExposureRequest) -> risk_pb2.ExposureResponse:
-        """The account tree (or the subtree under ``account``) with its aggregates."""
+        """The account tree under ``account`` (empty: the whole firm) with its aggregates."""
         engine = self.engine
         names = engine.accounts
-        rows = engine.aggregates()
-        parents = rows["parent"].tolist()
-        root = engine.account_id(request.account) if request.account else 0
-
-        def under_root(node: int) -> bool:
-            while node >= 0 and node != root:
-                node = parents[node]
-            return node == root
-
+        only = self._subtree(request.account)
         response = risk_pb2.ExposureResponse()
-        for row in rows:
+        for row in engine.aggregates():
             node = int(row["account"])
-            if not under_root(node):
+            if only is not None and node not in only:
                 continue
             long_, short = row["long"] / 1e6, row["short"] / 1e6
             working_buy, working_sell = row["working_buy"] / 1e6, row["working_sell"] / 1e6
@@ -500,27 +789,29 @@ class RiskService:
                 gross_notional=long_ + short + working_buy + working_sell, working_buy_notional=working_buy,
                 working_sell_notional=working_sell, realized_pnl=row["realized"] / 1e6,
                 unrealized_pnl=row["unrealized"] / 1e6, daily_pnl=row["daily_pnl"] / 1e6,
-                open_orders=int(row["open_orders"]), state=int(row["state"]))
+                open_orders=int(row["open_orders"]), state=_STATE_TO_WIRE[int(row["state"])])
         return response
 
     def get_limits(self, request: risk_pb2.LimitsRequest) -> risk_pb2.LimitsResponse:
-        account = self.account(request.account)
+        """An account's limits; the account is required (the firm by its name)."""
+        account = _text(request.account, "account")
         engine = self.engine
+        limits = engine.limits(account)
         positions = []
         for symbol in engine.symbols:
             max_long, max_short = engine.position_limit(account, symbol)
             if max_long is not None or max_short is not None:
                 positions.append((symbol, max_long, max_short))
-        return risk_pb2.LimitsResponse(account=account, limits=limits_to_proto(engine.limits(account), positions))
+        return risk_pb2.LimitsResponse(account=account, limits=limits_to_proto(limits, positions))
 
     # ------------------------------------------------------------ admin
 
     def set_limits(self, request: risk_pb2.SetLimitsRequest, actor: str) -> risk_pb2.LimitsResponse:
         """Replace an account's node limits and set the given position limits; logged with the actor."""
+        account = _text(request.account, "account")
         if not request.HasField("limits"):
             raise InvalidRequest("limits is required")
         limits, positions = limits_from_proto(request.limits)
-        account = self.account(request.account)
         engine = self.engine
         engine.account_id(account)
         for symbol, _, _ in positions:
@@ -536,18 +827,25 @@ class RiskService:
         return self.get_limits(risk_pb2.LimitsRequest(account=account))
 
     def set_trading_state(self, request: risk_pb2.TradingStateRequest, actor: str) -> risk_pb2.TradingStateResponse:
-        """The kill switch on an account, a symbol, or (neither) the firm."""
-        if request.account and request.symbol:
+        """The kill switch on an account (the firm by its name) or a symbol; the state is required."""
+        account, symbol = _bounded(request.account, "account"), _bounded(request.symbol, "symbol")
+        if account and symbol:
             raise InvalidRequest("give account or symbol, not both")
-        if request.state not in risk_pb2.TradingState.values():
-            raise InvalidRequest(f"state must be ACTIVE, REDUCING or HALTED, got {request.state}")
-        state = TradingState(request.state)
         engine = self.engine
-        if request.symbol:
-            engine.symbol_id(request.symbol)
-        target = request.symbol or request.account or engine.accounts[0]
+        if not (account or symbol):
+            raise InvalidRequest(f"account or symbol is required (the whole firm is account {engine.accounts[0]!r})")
+        state = _STATES.get(request.state)
+        if state is None:
+            name = (risk_pb2.TradingState.Name(request.state) if request.state in risk_pb2.TradingState.values()
+                    else request.state)
+            raise InvalidRequest(f"state must be ACTIVE, REDUCING or HALTED, got {name}")
+        if symbol:
+            engine.symbol_id(symbol)
+        else:
+            engine.account_id(account)
+        target = symbol or account
         self._tick()
-        if request.symbol:
+        if symbol:
             engine.set_trading_state(state, symbol=target)
         else:
             engine.set_trading_state(state, account=target)
@@ -555,17 +853,26 @@ class RiskService:
         if self._replay_time is None:
             log.warning("trading state changed", target=target, state=state.name, actor=actor)
             self.breaches.publish(risk_pb2.Breach(
-                time_unix_nano=self.clock.time_ns, account="" if request.symbol else target, symbol=request.symbol,
-                reason="STATE_CHANGE", state=int(state), actor=actor))
-        return risk_pb2.TradingStateResponse(target=target, state=int(state))
+                time_unix_nano=self.clock.time_ns, account=account, symbol=symbol,
+                reason="STATE_CHANGE", state=_STATE_TO_WIRE[int(state)], actor=actor))
+        return risk_pb2.TradingStateResponse(target=target, state=_STATE_TO_WIRE[int(state)])
 
     def roll_day(self) -> None:
-        """Start a new trading day (daily P&L baselines, daily-loss states re-armed)."""
+        """Start a new trading day: daily P&L baselines, daily-loss states re-armed, old ids forgotten."""
         self.last_roll_ns = self._tick()
         self.engine.roll_day()
+        self._forget_ids()
         self._record(Command.ROLL_DAY, None)
         if self._replay_time is None:
             log.info("start of day roll")
+
+    def _forget_ids(self) -> None:
+        """Drop the client order ids of the day before yesterday, except those of orders still working."""
+        working = set(self.engine.open_orders()["order_id"].tolist())
+        self._order_ids = {cid: oid for cid, oid in self._order_ids.items() if oid in working}
+        expired = self._answers_before
+        self._answers_before = self._answers
+        self._answers = {cid: expired[cid] for cid in self._order_ids if cid in expired}
 
     def publish_engine_events(self) -> None:
         """Forward the kernel's breach events (daily loss, throttle) to subscribers and the log."""
@@ -577,15 +884,15 @@ class RiskService:
             self.breaches.publish(risk_pb2.Breach(
                 time_unix_nano=event.time, account=event.account, symbol=event.symbol or "",
                 reason=event.reason.name, value=event.value, limit=event.limit,
-                state=int(self.engine.trading_state(event.account))))
+                state=_STATE_TO_WIRE[int(self.engine.trading_state(event.account))]))
 
     # ------------------------------------------------ snapshot and replay
 
     def to_state(self) -> dict:
         """The service's whole state as plain data (engine included)."""
         return {"version": SNAPSHOT_VERSION, "engine": self.engine.to_state(), "order_ids": dict(self._order_ids),
-                "answers": dict(self._answers), "next_id": self._next_id, "last_roll_ns": self.last_roll_ns,
-                "clock_ns": self.clock.time_ns}
+                "answers": dict(self._answers), "answers_before": dict(self._answers_before),
+                "next_id": self._next_id, "last_roll_ns": self.last_roll_ns, "clock_ns": self.clock.time_ns}
 
     def restore(self, state: dict) -> None:
         """Replace the state with a :meth:`to_state` snapshot."""
@@ -597,6 +904,7 @@ class RiskService:
         self.metrics.bind_engine(self.engine)
         self._order_ids = dict(state["order_ids"])
         self._answers = dict(state["answers"])
+        self._answers_before = dict(state["answers_before"])
         self._next_id = state["next_id"]
         self.last_roll_ns = state["last_roll_ns"]
 
@@ -666,6 +974,12 @@ _REPLAY = {
                         risk_pb2.TradingStateRequest.FromString),
     Command.ROLL_DAY: (lambda self, request: RiskService.roll_day(self), lambda payload: None),
 }
+
+
+def _describe_order(known: tuple) -> str:
+    account, symbol, side, quantity, price = known[:5]
+    return f"{_SIDE_NAMES[side]} {quantity} {shown(symbol)} {'at market' if price == 0 else f'at {price:g}'} " \
+           f"on {shown(account)}"
 
 
 def _ids(names: list[str], lookup) -> np.ndarray:

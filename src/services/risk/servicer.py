@@ -1,17 +1,41 @@
 """gRPC glue of the risk service: each RPC calls the data plane and, when the
-call changed state, answers only once that change is durable in the journal."""
+call changed state, answers only once that change is durable in the journal.
+
+The wire bound on batch rows (``[engine] max_batch_rows``) is applied here,
+to live calls only: journal replay is not bounded by today's configuration.
+"""
 from __future__ import annotations
 
-from services.common.calls import CallHandling, FailedPrecondition
+from services.common.calls import CallHandling, FailedPrecondition, MalformedRequest
+from services.common.logging import get_logger
 from services.proto import risk_pb2, risk_pb2_grpc
-from services.risk.service import RiskService
+from services.risk.service import MAX_NAME_BYTES, InvalidRequest, RiskService, check_batch_rows
+
+log = get_logger("risk")
+
+
+def refused_in_stream(request, error: Exception) -> risk_pb2.CheckResponse:
+    """The in-stream answer to a SubmitStream message that cannot be applied.
+
+    ``reason`` is the status the same message would get as a SubmitOrder call
+    (INVALID_ARGUMENT or NOT_FOUND); the stream stays open.
+    """
+    reason = "NOT_FOUND" if isinstance(error, KeyError) else "INVALID_ARGUMENT"
+    message = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+    cid = getattr(request, "client_order_id", "")
+    if len(cid) > MAX_NAME_BYTES // 4 and len(cid.encode()) > MAX_NAME_BYTES:
+        cid = ""  # never echo an oversized id; the message names it, cut short
+    log.info("stream message refused", reason=reason, error=message)
+    return risk_pb2.CheckResponse(accepted=False, reason=reason, message=message, client_order_id=cid)
 
 
 def make_servicer(service: RiskService, calls: CallHandling, server) -> risk_pb2_grpc.RiskEngineServicer:
     """Return the RiskEngine servicer bound to ``service``, each method wrapped by ``calls``.
 
-    ``server`` (a RiskServer) answers Promote.
+    ``server`` (a RiskServer) answers Promote; its ``config.max_batch_rows``
+    bounds the rows of batch calls.
     """
+    max_rows = server.config.max_batch_rows
 
     def query(name, apply):
         @calls.rpc(name)
@@ -29,27 +53,52 @@ def make_servicer(service: RiskService, calls: CallHandling, server) -> risk_pb2
 
         return handler
 
+    def chunked(name, apply):
+        # Large batches are applied in chunks, serving other calls in between.
+        @calls.rpc(name, changes=True)
+        async def handler(self, request, call):
+            response = await apply(request, max_rows)
+            await service.durable()
+            return response
+
+        return handler
+
+    def update_prices(request, actor):
+        check_batch_rows(request, max_rows)
+        return service.update_prices(request)
+
+    def set_limits(request, actor):
+        check_batch_rows(request.limits, max_rows)
+        return service.set_limits(request, actor)
+
     class RiskEngineServicer(risk_pb2_grpc.RiskEngineServicer):
         CheckPosition = query("CheckPosition", service.check_position)
         GetPositions = query("GetPositions", service.get_positions)
         GetExposure = query("GetExposure", service.get_exposure)
         GetLimits = query("GetLimits", service.get_limits)
         SubmitOrder = command("SubmitOrder", lambda request, actor: service.submit_order(request))
-        SubmitOrders = command("SubmitOrders", lambda request, actor: service.submit_orders(request))
+        SubmitOrders = chunked("SubmitOrders", service.submit_orders_chunked)
         ModifyOrder = command("ModifyOrder", lambda request, actor: service.modify_order(request))
         RequestCancel = command("RequestCancel", lambda request, actor: service.request_cancel(request))
         ReportFill = command("ReportFill", lambda request, actor: service.report_fill(request))
-        ReportFills = command("ReportFills", lambda request, actor: service.report_fills(request))
+        ReportFills = chunked("ReportFills", service.report_fills_chunked)
         ReportOrderEvent = command("ReportOrderEvent", lambda request, actor: service.report_order_event(request))
-        UpdatePrices = command("UpdatePrices", lambda request, actor: service.update_prices(request), admin=True)
-        SetLimits = command("SetLimits", service.set_limits, admin=True)
+        UpdatePrices = command("UpdatePrices", update_prices, admin=True)
+        SetLimits = command("SetLimits", set_limits, admin=True)
         SetTradingState = command("SetTradingState", service.set_trading_state, admin=True)
 
-        @calls.rpc("SubmitStream", changes=True)
+        @calls.rpc("SubmitStream", changes=True, stream_errors=True)
         async def SubmitStream(self, requests, call):
+            # A message that cannot be applied is answered in-stream; the stream goes on.
             async for request in requests:
-                response = service.submit_order(request)
-                await service.durable()
+                try:
+                    if type(request) is MalformedRequest:
+                        raise InvalidRequest(request.error)
+                    response = service.submit_order(request)
+                except (ValueError, KeyError) as error:
+                    response = refused_in_stream(request, error)
+                else:
+                    await service.durable()
                 await call.context.write(response)
 
         @calls.rpc("Promote", admin=True, always=True, changes=True)

@@ -1,14 +1,24 @@
 """Malformed requests fail with INVALID_ARGUMENT naming the field, unknown names with NOT_FOUND.
 
 Every field of every request is tried with a bad value against a real server;
-a refused request must leave the engine exactly as it was.
+a refused request must leave the engine exactly as it was. Also here: the
+size bounds (ids and names, batch rows), large batches applied in chunks,
+and the data plane's state as a snapshot.
 """
+import importlib.resources
 import math
+import threading
+import time
 
 import grpc
 import pytest
 
+from riskcore import ManualClock
+from services.common.metrics import new_registry
 from services.proto import risk_pb2
+from services.risk.config import build_engine, load_config
+from services.risk.metrics import RiskMetrics
+from services.risk.service import BATCH_CHUNK, MAX_NAME_BYTES, RiskService
 
 DEADLINE = 5.0  # seconds for every call
 
@@ -108,11 +118,14 @@ INVALID = [
     ("ReportFill", fill(price=NAN), "price"),
     ("ReportFill", fill(price=INF), "price"),
     ("ReportFill", fill(side=7), "side"),
+    ("ReportFill", fill(client_order_id="w-1", side=7), "side"),
+    ("ReportFill", P.Fill(exec_id="e-1", quantity=10, price=190.0), "client_order_id"),
     # ReportFills
     ("ReportFills", fill_batch(exec_ids=["e-1"]), "exec_ids"),
     ("ReportFills", fill_batch(quantities=[10]), "quantities"),
     ("ReportFills", fill_batch(prices=[190.0, 190.0, 190.0]), "prices"),
     ("ReportFills", fill_batch(exec_ids=["e-1", ""]), "exec_ids[1]"),
+    ("ReportFills", fill_batch(client_order_ids=["w-1", ""]), "client_order_ids[1]"),
     ("ReportFills", fill_batch(quantities=[10, 0]), "quantities[1]"),
     ("ReportFills", fill_batch(prices=[190.0, NAN]), "prices[1]"),
     ("ReportFills", fill_batch(prices=[190.0, 0.0]), "prices[1]"),
@@ -130,6 +143,8 @@ INVALID = [
     ("UpdatePrices", P.PriceUpdates(symbols=["AAPL", ""], prices=[200.0, 400.0]), "symbols[1]"),
     # SetLimits
     ("SetLimits", P.SetLimitsRequest(account="default"), "limits"),
+    ("SetLimits", P.SetLimitsRequest(limits=P.Limits(max_order_quantity=5)), "account"),
+    ("GetLimits", P.LimitsRequest(), "account"),
     ("SetLimits", limits(max_order_quantity=-1), "max_order_quantity"),
     ("SetLimits", limits(max_order_notional=NAN), "max_order_notional"),
     ("SetLimits", limits(max_gross_notional=-1.0), "max_gross_notional"),
@@ -150,6 +165,10 @@ INVALID = [
     # SetTradingState
     ("SetTradingState", P.TradingStateRequest(account="default", symbol="AAPL", state=P.HALTED), "symbol"),
     ("SetTradingState", P.TradingStateRequest(account="default", state=7), "state"),
+    ("SetTradingState", P.TradingStateRequest(account="default"), "state"),
+    ("SetTradingState", P.TradingStateRequest(symbol="AAPL", state=P.TRADING_STATE_UNSPECIFIED), "state"),
+    ("SetTradingState", P.TradingStateRequest(state=P.HALTED), "account"),
+    ("SetTradingState", P.TradingStateRequest(), "account"),
 ]
 
 NOT_FOUND = [
@@ -220,23 +239,34 @@ def test_unknown_name_is_not_found_naming_it_and_changes_nothing(working_stub, c
     assert engine_state(working_stub) == before
 
 
-@pytest.mark.parametrize("request_", [order(client_order_id="s-1"), order(client_order_id="s-1", symbol=""),
-                                      order(client_order_id="s-1", quantity=0)],
-                         ids=["valid-order-then-nan-price", "missing-symbol-first", "zero-quantity-first"])
-def test_submit_stream_with_a_malformed_order_ends_with_invalid_argument(working_stub, request_):
-    bad = order(client_order_id="s-2", price=NAN)
-    answers = []
+def test_submit_stream_answers_a_malformed_order_in_stream_and_keeps_going(working_stub):
+    orders = [order(client_order_id="s-1"), order(client_order_id="s-2", price=NAN),
+              order(client_order_id="s-3", symbol=""), order(client_order_id="s-4", quantity=0),
+              order(client_order_id="s-5", side=P.SIDE_UNSPECIFIED), order(client_order_id="x" * 100_000),
+              order(client_order_id="s-6")]
 
-    with pytest.raises(grpc.RpcError) as error:
-        for answer in working_stub.SubmitStream(iter([request_, bad]), timeout=DEADLINE):
-            answers.append(answer)
+    answers = list(working_stub.SubmitStream(iter(orders), timeout=DEADLINE))
 
-    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    if request_.symbol and request_.quantity:
-        assert [a.client_order_id for a in answers] == ["s-1"]
-        assert "price" in error.value.details()
-    else:
-        assert answers == []
+    assert [(a.client_order_id, a.accepted, a.reason) for a in answers] == [
+        ("s-1", True, "OK"), ("s-2", False, "INVALID_ARGUMENT"), ("s-3", False, "INVALID_ARGUMENT"),
+        ("s-4", False, "INVALID_ARGUMENT"), ("s-5", False, "INVALID_ARGUMENT"), ("", False, "INVALID_ARGUMENT"),
+        ("s-6", True, "OK")]
+    assert ["price" in answers[1].message, "symbol" in answers[2].message, "quantity" in answers[3].message,
+            "side" in answers[4].message] == [True] * 4
+    assert "client_order_id" in answers[5].message and len(answers[5].message) < 200
+    assert working_stub.GetExposure(P.ExposureRequest(account="default"), timeout=DEADLINE).accounts[0].open_orders == 3
+
+
+def test_submit_stream_answers_a_message_that_does_not_parse_in_stream_and_keeps_going(server):
+    raw = server.channel().stream_stream("/riskcore.v1.RiskEngine/SubmitStream")  # bytes in, bytes out
+    messages = [order(client_order_id="s-1").SerializeToString(), b"\x0a\xff\xff\xff\xff\xff",
+                order(client_order_id="s-2").SerializeToString()]
+
+    answers = [P.CheckResponse.FromString(data) for data in raw(iter(messages), timeout=DEADLINE)]
+
+    assert [(a.client_order_id, a.reason) for a in answers] == [("s-1", "OK"), ("", "INVALID_ARGUMENT"),
+                                                                ("s-2", "OK")]
+    assert "malformed" in answers[1].message
 
 
 def test_garbage_payload_is_refused_as_invalid_argument(server):
@@ -260,3 +290,210 @@ def test_garbage_payload_leaves_the_server_serving(server):
     assert stub.CheckPosition(position(), timeout=DEADLINE).accepted
     exposure = stub.GetExposure(P.ExposureRequest(account="default"), timeout=DEADLINE)
     assert exposure.accounts[0].open_orders == 0
+
+
+# ------------------------------------------------------------------ size bounds: ids and names
+
+def named(value: str) -> list:
+    """(method, request, field) for every id or name field of every request, set to ``value``."""
+    return [
+        ("CheckPosition", position(account=value), "account"),
+        ("CheckPosition", position(symbol=value), "symbol"),
+        ("SubmitOrder", order(client_order_id=value), "client_order_id"),
+        ("SubmitOrder", order(account=value), "account"),
+        ("SubmitOrder", order(symbol=value), "symbol"),
+        ("SubmitOrders", batch(client_order_ids=["b-0", value]), "client_order_ids[1]"),
+        ("SubmitOrders", batch(accounts=["", value]), "accounts[1]"),
+        ("SubmitOrders", batch(symbols=["AAPL", value]), "symbols[1]"),
+        ("ModifyOrder", P.ModifyRequest(client_order_id=value, quantity=10), "client_order_id"),
+        ("RequestCancel", P.CancelRequest(client_order_id=value), "client_order_id"),
+        ("ReportFill", fill(client_order_id=value), "client_order_id"),
+        ("ReportFill", fill(exec_id=value), "exec_id"),
+        ("ReportFill", fill(account=value), "account"),
+        ("ReportFill", fill(symbol=value), "symbol"),
+        ("ReportFills", fill_batch(client_order_ids=["w-1", value]), "client_order_ids[1]"),
+        ("ReportFills", fill_batch(exec_ids=["e-1", value]), "exec_ids[1]"),
+        ("ReportOrderEvent", P.OrderEvent(client_order_id=value, kind=P.OrderEvent.CANCELLED), "client_order_id"),
+        ("UpdatePrices", P.PriceUpdates(symbols=["AAPL", value], prices=[200.0, 200.0]), "symbols[1]"),
+        ("GetPositions", P.PositionsRequest(account=value), "account"),
+        ("GetExposure", P.ExposureRequest(account=value), "account"),
+        ("GetLimits", P.LimitsRequest(account=value), "account"),
+        ("SetLimits", P.SetLimitsRequest(account=value, limits=P.Limits()), "account"),
+        ("SetLimits", limits(position_limits=[P.PositionLimit(symbol=value, max_long=1)]),
+         "limits.position_limits[0].symbol"),
+        ("SetTradingState", P.TradingStateRequest(account=value, state=P.HALTED), "account"),
+        ("SetTradingState", P.TradingStateRequest(symbol=value, state=P.HALTED), "symbol"),
+    ]
+
+
+# 129 bytes of ASCII, and 65 two-byte characters (130 bytes, though only 65 characters).
+OVERSIZED = [("ascii-129", "x" * (MAX_NAME_BYTES + 1)), ("utf8-130", "\u00e9" * (MAX_NAME_BYTES // 2 + 1)),
+             ("one-megabyte", "y" * 1_000_000)]
+SIZE_CASES = [(label, case) for label, value in OVERSIZED for case in named(value)]
+
+
+@pytest.mark.parametrize("label, case", SIZE_CASES, ids=[f"{label}-{m}-{f}" for label, (m, _, f) in SIZE_CASES])
+def test_id_or_name_over_128_bytes_is_invalid_argument_naming_the_field_and_the_bound(working_stub, label, case):
+    method, request, field = case
+    before = engine_state(working_stub)
+
+    with pytest.raises(grpc.RpcError) as error:
+        call(working_stub, method, request)
+
+    details = error.value.details()
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT, details[:300]
+    assert field in details and "at most 128 bytes" in details
+    assert len(details) < 300   # the value is quoted cut short, never whole
+    assert engine_state(working_stub) == before
+
+
+AT_THE_BOUND = named("\u00e9" * (MAX_NAME_BYTES // 2))   # 64 two-byte characters: 128 bytes
+
+
+@pytest.mark.parametrize("case", AT_THE_BOUND, ids=[f"{m}-{f}" for m, _, f in AT_THE_BOUND])
+def test_id_or_name_of_exactly_128_bytes_is_not_refused_for_its_size(working_stub, case):
+    method, request, field = case
+    try:
+        call(working_stub, method, request)
+    except grpc.RpcError as error:   # an unknown name is NOT_FOUND, an account that is not a leaf refused...
+        assert "at most 128 bytes" not in error.details(), error.details()
+        assert error.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT)
+
+
+# ------------------------------------------------------------------ size bounds: batch rows
+
+@pytest.fixture
+def small_batches(serve, tmp_path):
+    """A server whose batches may carry at most 3 rows ([engine] max_batch_rows = 3 in its file)."""
+    sample = importlib.resources.files("services.risk").joinpath("sample.toml").read_text()
+    path = tmp_path / "riskcore.toml"
+    path.write_text(sample.replace("[engine]\n", "[engine]\nmax_batch_rows = 3\n", 1))
+    stub = serve(load_config(path)).stub()
+    assert stub.SubmitOrder(order(client_order_id="w-1", quantity=1000), timeout=DEADLINE).accepted
+    return stub
+
+
+ROWS_4 = [
+    ("SubmitOrders", P.OrderBatch(client_order_ids=[f"b-{i}" for i in range(4)], accounts=[""] * 4,
+                                  symbols=["AAPL"] * 4, sides=[BUY] * 4, quantities=[1] * 4, prices=[190.0] * 4),
+     "client_order_ids"),
+    ("ReportFills", P.FillBatch(client_order_ids=["w-1"] * 4, exec_ids=[f"e-{i}" for i in range(4)],
+                                quantities=[1] * 4, prices=[190.0] * 4), "client_order_ids"),
+    ("UpdatePrices", P.PriceUpdates(symbols=["AAPL"] * 4, prices=[191.0] * 4), "symbols"),
+    ("SetLimits", limits(position_limits=[P.PositionLimit(symbol="AAPL", max_long=i) for i in range(4)]),
+     "position_limits"),
+]
+
+
+@pytest.mark.parametrize("case", ROWS_4, ids=[c[0] for c in ROWS_4])
+def test_batch_over_max_batch_rows_is_invalid_argument_naming_the_field_and_the_bound(small_batches, case):
+    method, request, field = case
+    before = engine_state(small_batches)
+
+    with pytest.raises(grpc.RpcError) as error:
+        call(small_batches, method, request)
+
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"{field} has 4 rows" in error.value.details() and "max_batch_rows" in error.value.details()
+    assert engine_state(small_batches) == before
+
+
+def test_batch_at_max_batch_rows_is_applied(small_batches):
+    response = small_batches.SubmitOrders(batch(client_order_ids=["b-0", "b-1", "b-2"], accounts=[""] * 3,
+                                                symbols=["AAPL"] * 3, sides=[BUY] * 3, quantities=[1] * 3,
+                                                prices=[190.0] * 3), timeout=DEADLINE)
+
+    assert response.accepted == 3
+
+
+# ------------------------------------------------------------------ large batches, in chunks
+
+def momentum_batch(prefix: str, n: int, symbol: str = "AAPL", quantity: int = 10, price: float = 190.0):
+    return P.OrderBatch(client_order_ids=[f"{prefix}-{i}" for i in range(n)], accounts=["momentum"] * n,
+                        symbols=[symbol] * n, sides=[BUY] * n, quantities=[quantity] * n, prices=[price] * n)
+
+
+def test_batch_larger_than_a_chunk_is_checked_in_sequence_across_its_chunks(stub):
+    # momentum may be long 50,000 AAPL: rows 0..4,999 (10 each) fit, the rest do not; row 4,096 starts chunk 2.
+    n = BATCH_CHUNK + 2_000
+    assert 5_000 > BATCH_CHUNK
+
+    response = stub.SubmitOrders(momentum_batch("m", n), timeout=DEADLINE)
+
+    assert list(response.reason_codes) == [0] * 5_000 + [24] * (n - 5_000)
+    row = stub.GetExposure(P.ExposureRequest(account="momentum"), timeout=DEADLINE).accounts[0]
+    assert (row.open_orders, row.working_buy_notional) == (5_000, pytest.approx(50_000 * 190.0))
+
+
+def test_batch_with_a_bad_row_in_its_last_chunk_applies_no_row(stub):
+    request = momentum_batch("m", 3 * BATCH_CHUNK)
+    request.quantities[-1] = 0
+    before = engine_state(stub)
+
+    with pytest.raises(grpc.RpcError) as error:
+        stub.SubmitOrders(request, timeout=DEADLINE)
+
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"quantities[{3 * BATCH_CHUNK - 1}]" in error.value.details()
+    assert engine_state(stub) == before
+
+
+def test_other_calls_are_served_between_the_chunks_of_a_large_batch_and_replay_gives_the_same_state(
+        build_server, tmp_path):
+    # 20 chunks of MSFT orders on momentum; meanwhile single orders on default and reads of momentum.
+    journal = tmp_path / "journal.db"
+    first = build_server(state_path=journal).start()
+    stub = first.stub()
+    n = 20 * BATCH_CHUNK
+    answer: dict = {}
+    batch_thread = threading.Thread(target=lambda: answer.update(
+        response=stub.SubmitOrders(momentum_batch("big", n, "MSFT", 1, 420.0), timeout=60)))
+    seen_partial, singles = [], 0
+    batch_thread.start()
+    while batch_thread.is_alive():
+        assert stub.SubmitOrder(order(client_order_id=f"single-{singles}", quantity=1), timeout=60).accepted
+        singles += 1
+        row = stub.GetExposure(P.ExposureRequest(account="momentum"), timeout=60).accounts[0]
+        if 0 < row.open_orders < n:
+            seen_partial.append(row.open_orders)
+    batch_thread.join()
+
+    assert answer["response"].accepted == n
+    assert seen_partial, "no call was answered while the batch was being applied"
+    state = engine_state(stub)
+    first.stop()
+    again = build_server(state_path=journal).start().stub()
+    assert engine_state(again) == state
+    assert again.SubmitOrders(momentum_batch("big", n, "MSFT", 1, 420.0), timeout=60).accepted == n
+    assert engine_state(again) == state   # a resent batch is answered from the remembered ids
+
+
+# ------------------------------------------------------------------ the data plane's state
+
+def make_service() -> RiskService:
+    engine = build_engine(load_config(None), clock=ManualClock(time.time_ns()))
+    return RiskService(engine, "default", RiskMetrics(new_registry(), engine))
+
+
+def test_client_order_ids_and_their_content_survive_a_snapshot_and_restore():
+    service = make_service()
+    service.submit_order(order(client_order_id="g1", quantity=10))
+    service.submit_orders(batch())
+    service.roll_day()
+    restored = make_service()
+
+    restored.restore(service.to_state())
+
+    assert restored.submit_order(order(client_order_id="g1", quantity=10)).replayed
+    assert restored.submit_order(order(client_order_id="g1", side=SELL, quantity=10)).reason == "DUPLICATE_ORDER_ID"
+    assert list(restored.submit_orders(batch()).reason_codes) == [0, 0]
+    restored.roll_day()
+    assert set(restored.to_state()["order_ids"]) == {"g1", "b-0", "b-1"}   # still working
+
+
+def test_snapshot_of_another_version_is_refused():
+    state = make_service().to_state()
+    state["version"] = 1
+
+    with pytest.raises(ValueError, match="version 1"):
+        make_service().restore(state)

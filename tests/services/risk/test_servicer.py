@@ -48,6 +48,20 @@ def set_state(stub, state, account: str = "", symbol: str = ""):
                                 timeout=DEADLINE)
 
 
+def roll_day(server) -> None:
+    """Start a new trading day on ``server`` now (what its day roller does at roll_time)."""
+    server.run_on_loop(server.server.service.roll_day)
+
+
+def modify(stub, cid: str, quantity: int, price: float | None = None):
+    return stub.ModifyOrder(risk_pb2.ModifyRequest(client_order_id=cid, quantity=quantity, price=price),
+                            timeout=DEADLINE)
+
+
+def order_event(stub, cid: str, kind=risk_pb2.OrderEvent.CANCELLED) -> bool:
+    return stub.ReportOrderEvent(risk_pb2.OrderEvent(client_order_id=cid, kind=kind), timeout=DEADLINE).applied
+
+
 # ------------------------------------------------------------------ CheckPosition
 
 def test_check_position_within_limits_accepts_with_order_notional_utilisation(stub):
@@ -89,6 +103,17 @@ def test_check_position_on_a_symbol_outside_the_allow_list_is_rejected(stub):
     assert (answer.accepted, answer.reason) == (False, "SYMBOL_NOT_PERMITTED")
 
 
+def test_check_position_rejections_name_the_unknown_symbol_or_account(stub):
+    assert check(stub, "ZZZZ", BUY, 10).message == "unknown symbol 'ZZZZ'"
+    assert check(stub, "AAPL", BUY, 10, account="nobody").message == "unknown account 'nobody'"
+    assert check(stub, "ESZ6", BUY, 1, account="momentum").message == "momentum is not permitted to trade 'ESZ6'"
+
+
+def test_check_position_without_an_account_is_decided_on_the_default_account(stub):
+    assert check(stub, "AAPL", BUY, 100_001).node == "default"
+    assert check(stub, "AAPL", BUY, 100_001, account="momentum").node == "momentum"
+
+
 # ------------------------------------------------------------------ SubmitOrder
 
 def test_submit_order_reserves_the_order_notional_on_every_node_of_the_path(stub):
@@ -102,24 +127,61 @@ def test_submit_order_reserves_the_order_notional_on_every_node_of_the_path(stub
     assert rows["momentum"].open_orders == 0
 
 
-def test_submit_order_with_a_repeated_client_order_id_returns_the_first_answer_and_reserves_once(stub):
+def replayed(answer: risk_pb2.CheckResponse) -> risk_pb2.CheckResponse:
+    """``answer`` as its repeat is expected to be: the same, marked as replayed."""
+    again = risk_pb2.CheckResponse()
+    again.CopyFrom(answer)
+    again.replayed = True
+    return again
+
+
+def test_submit_order_repeated_with_the_same_content_gets_the_first_answer_replayed_and_reserves_once(stub):
     first = submit(stub, "o-1", "AAPL", BUY, 1000, 190.00)
     again = submit(stub, "o-1", "AAPL", BUY, 1000, 190.00)
-    # Even a different order under the same id gets the first answer: the id names the order.
-    different = submit(stub, "o-1", "MSFT", SELL, 5, 420.00)
+    same_account_by_name = submit(stub, "o-1", "AAPL", BUY, 1000, 190.00, account="default")
 
-    assert again == first
-    assert different == first
+    assert (first.accepted, first.replayed) == (True, False)
+    assert again == replayed(first)
+    assert same_account_by_name == replayed(first)
     assert exposure(stub)["default"].open_orders == 1
     assert exposure(stub)["default"].working_buy_notional == pytest.approx(190_000)
 
 
-def test_submit_order_rejected_first_stays_rejected_when_resubmitted_under_the_same_id(stub):
+def test_submit_order_reusing_a_client_order_id_for_a_much_larger_opposite_order_is_rejected_not_replayed(stub):
+    # Issue 11, item 6: g1 BUY 10 accepted, then g1 SELL 100,000,000 was answered accepted=True.
+    assert submit(stub, "g1", "AAPL", BUY, 10).accepted
+
+    answer = submit(stub, "g1", "AAPL", SELL, 100_000_000)
+
+    assert (answer.accepted, answer.reason, answer.replayed) == (False, "DUPLICATE_ORDER_ID", False)
+    assert "'g1'" in answer.message
+    rows = exposure(stub)
+    assert (rows["default"].open_orders, rows["default"].working_sell_notional) == (1, 0)
+
+
+@pytest.mark.parametrize("changed", [dict(account="momentum"), dict(symbol="MSFT", price=420.00),
+                                     dict(side=SELL), dict(quantity=1001), dict(price=190.01), dict(price=None)],
+                         ids=["account", "symbol", "side", "quantity", "price", "market-instead-of-limit"])
+def test_submit_order_reusing_a_client_order_id_with_any_field_changed_is_duplicate_order_id(stub, changed):
+    original = dict(symbol="AAPL", side=BUY, quantity=1000, price=190.00, account="")
+    assert submit(stub, "o-1", **original).accepted
+    before = exposure(stub)
+
+    answer = submit(stub, "o-1", **{**original, **changed})
+
+    assert (answer.accepted, answer.reason, answer.client_order_id) == (False, "DUPLICATE_ORDER_ID", "o-1")
+    assert "'o-1'" in answer.message and "BUY 1000 'AAPL' at 190" in answer.message
+    assert exposure(stub) == before
+
+
+def test_submit_order_rejected_first_stays_rejected_when_resubmitted_unchanged_and_is_duplicate_if_changed(stub):
     first = submit(stub, "o-big", "AAPL", BUY, 200_000)
-    again = submit(stub, "o-big", "AAPL", BUY, 100)
+    again = submit(stub, "o-big", "AAPL", BUY, 200_000)
+    changed = submit(stub, "o-big", "AAPL", BUY, 100)
 
     assert (first.accepted, first.reason) == (False, "MAX_ORDER_QUANTITY")
-    assert (again.accepted, again.reason) == (False, "MAX_ORDER_QUANTITY")
+    assert again == replayed(first)
+    assert (changed.accepted, changed.reason) == (False, "DUPLICATE_ORDER_ID")
     assert exposure(stub)["default"].open_orders == 0
 
 
@@ -133,6 +195,53 @@ def test_submit_order_crossing_own_working_order_is_rejected_as_self_match(stub)
     assert submit(stub, "b-1", "AAPL", BUY, 100, 190.00).accepted
 
     assert submit(stub, "s-1", "AAPL", SELL, 100, 189.99).reason == "SELF_MATCH"
+
+
+# ------------------------------------------------------------------ client order id lifetime
+
+def test_client_order_id_of_a_finished_order_is_remembered_the_next_day_and_forgotten_at_the_second_roll(
+        server, stub):
+    assert submit(stub, "g1", "AAPL", BUY, 10, 190.00).accepted
+    assert order_event(stub, "g1")
+
+    roll_day(server)
+    next_day_changed = submit(stub, "g1", "AAPL", SELL, 5, 190.00)
+    next_day_same = submit(stub, "g1", "AAPL", BUY, 10, 190.00)
+    roll_day(server)
+    two_rolls_later = submit(stub, "g1", "AAPL", SELL, 5, 190.00)
+
+    assert next_day_changed.reason == "DUPLICATE_ORDER_ID"
+    assert (next_day_same.accepted, next_day_same.replayed) == (True, True)
+    assert (two_rolls_later.accepted, two_rolls_later.replayed) == (True, False)
+    assert exposure(stub)["default"].working_sell_notional == pytest.approx(5 * 190.0)
+
+
+def test_client_order_id_of_a_working_order_is_remembered_across_any_number_of_day_rolls(server, stub):
+    assert submit(stub, "gtc", "AAPL", BUY, 10, 190.00).accepted
+
+    for _ in range(3):
+        roll_day(server)
+
+    assert submit(stub, "gtc", "AAPL", SELL, 10, 190.00).reason == "DUPLICATE_ORDER_ID"
+    assert submit(stub, "gtc", "AAPL", BUY, 10, 190.00).replayed
+    assert exposure(stub)["default"].open_orders == 1
+
+
+def test_day_rolls_forget_the_ids_of_finished_orders_so_the_state_stays_bounded(server, stub):
+    rows = [(f"r-{i}", "", "AAPL", BUY, 200_000, 190.00) for i in range(50)]   # all MAX_ORDER_QUANTITY
+    assert stub.SubmitOrders(batch(*rows, ("w", "", "AAPL", BUY, 10, 190.00)), timeout=DEADLINE).accepted == 1
+    assert submit(stub, "done", "AAPL", BUY, 10, 190.00).accepted
+    fill(stub, "done", "done-x", 10, 190.00)
+    service = server.server.service
+
+    remembered = server.run_on_loop(service.to_state)
+    roll_day(server)
+    roll_day(server)
+    after = server.run_on_loop(service.to_state)
+
+    assert len(remembered["answers"]) + len(remembered["answers_before"]) == 52
+    assert (set(after["answers"]), after["answers_before"]) == ({"w"}, {})
+    assert set(after["order_ids"]) == {"w"}
 
 
 # ------------------------------------------------------------------ SubmitOrders
@@ -191,12 +300,42 @@ def test_submit_orders_resubmitted_batch_returns_the_same_codes_and_reserves_not
 def test_submit_order_with_an_id_first_seen_in_a_batch_returns_that_rows_answer(stub):
     stub.SubmitOrders(MIXED_BATCH, timeout=DEADLINE)
 
-    accepted = submit(stub, "b-0", "AAPL", BUY, 1, 190.00, account="momentum")
-    rejected = submit(stub, "b-1", "AAPL", BUY, 1, 190.00, account="momentum")
+    accepted = submit(stub, "b-0", "AAPL", BUY, 30_000, 190.00, account="momentum")
+    rejected = submit(stub, "b-1", "AAPL", BUY, 30_000, 190.00, account="momentum")
+    market = submit(stub, "b-2", "MSFT", BUY, 100)
+    changed = submit(stub, "b-0", "AAPL", BUY, 1, 190.00, account="momentum")
 
-    assert (accepted.accepted, accepted.reason, accepted.client_order_id) == (True, "OK", "b-0")
-    assert (rejected.accepted, rejected.reason) == (False, "POSITION_LIMIT")
+    assert (accepted.accepted, accepted.reason, accepted.client_order_id, accepted.replayed) == (True, "OK", "b-0", True)
+    assert (rejected.accepted, rejected.reason, rejected.replayed) == (False, "POSITION_LIMIT", True)
+    assert (market.accepted, market.replayed) == (True, True)
+    assert (changed.accepted, changed.reason) == (False, "DUPLICATE_ORDER_ID")
     assert exposure(stub)["momentum"].open_orders == 1
+
+
+def test_submit_orders_row_reusing_an_id_for_a_different_order_is_duplicate_order_id_and_reserves_nothing(stub):
+    assert submit(stub, "g1", "AAPL", BUY, 10, 190.00).accepted
+    before = exposure(stub)
+
+    response = stub.SubmitOrders(batch(("g1", "", "AAPL", SELL, 100_000_000, 190.00),
+                                       ("g2", "", "AAPL", BUY, 10, 190.00),
+                                       ("g3", "", "MSFT", BUY, 1, 0.0)),
+                                 timeout=DEADLINE)
+
+    assert list(response.reason_codes) == [4, 0, 0]
+    assert response.reason_names[4] == "DUPLICATE_ORDER_ID"
+    rows = exposure(stub)
+    assert rows["default"].open_orders == before["default"].open_orders + 2
+    assert rows["default"].working_sell_notional == 0
+
+
+def test_submit_orders_row_repeating_an_earlier_order_unchanged_gets_its_first_code(stub):
+    assert not submit(stub, "big", "AAPL", BUY, 200_000, 190.00).accepted
+
+    response = stub.SubmitOrders(batch(("big", "default", "AAPL", BUY, 200_000, 190.00),
+                                       ("new", "default", "AAPL", BUY, 10, 190.00)), timeout=DEADLINE)
+
+    assert list(response.reason_codes) == [22, 0]
+    assert exposure(stub)["default"].open_orders == 1
 
 
 def test_submit_orders_empty_batch_answers_an_empty_batch(stub):
@@ -218,12 +357,14 @@ def test_submit_stream_answers_each_order_in_order_with_its_client_order_id(stub
     assert exposure(stub)["default"].working_buy_notional == pytest.approx(400 * 190.0)
 
 
-def test_submit_stream_repeated_id_gets_the_first_answer(stub):
+def test_submit_stream_repeated_id_gets_the_first_answer_and_a_changed_repeat_is_duplicate(stub):
     order = risk_pb2.OrderRequest(client_order_id="dup", symbol="AAPL", side=BUY, quantity=100, price=190.0)
+    changed = risk_pb2.OrderRequest(client_order_id="dup", symbol="AAPL", side=SELL, quantity=100, price=190.0)
 
-    answers = list(stub.SubmitStream(iter([order, order]), timeout=DEADLINE))
+    answers = list(stub.SubmitStream(iter([order, order, changed]), timeout=DEADLINE))
 
-    assert answers[0] == answers[1]
+    assert answers[1] == replayed(answers[0])
+    assert (answers[2].accepted, answers[2].reason) == (False, "DUPLICATE_ORDER_ID")
     assert exposure(stub)["default"].open_orders == 1
 
 
@@ -281,6 +422,27 @@ def test_modify_order_of_an_unknown_order_is_rejected_with_unknown_order(stub):
     assert (answer.accepted, answer.reason, answer.client_order_id) == (False, "UNKNOWN_ORDER", "never")
 
 
+def test_modify_order_of_an_unknown_order_names_the_client_order_id_not_an_internal_id(stub):
+    answer = modify(stub, "never", 5)
+
+    assert answer.message == "client_order_id 'never' is unknown or no longer working"
+
+
+def test_modify_order_lowering_quantity_at_the_same_price_is_accepted_after_the_price_left_the_collar(stub):
+    assert submit(stub, "o-1", "AAPL", BUY, 1000, 209.00).accepted
+    # A 150.00 reference puts the buy collar at 165.00: 209.00 is far outside it.
+    stub.UpdatePrices(risk_pb2.PriceUpdates(symbols=["AAPL"], prices=[150.0]), timeout=DEADLINE)
+    assert check(stub, "AAPL", BUY, 1, 209.00).reason == "PRICE_COLLAR"
+
+    lowered = modify(stub, "o-1", 500)
+    lowered_naming_the_price = modify(stub, "o-1", 400, 209.00)
+    raised = modify(stub, "o-1", 600)
+
+    assert (lowered.accepted, lowered_naming_the_price.accepted) == (True, True)
+    assert raised.reason == "PRICE_COLLAR"
+    assert exposure(stub)["default"].working_buy_notional == pytest.approx(400 * 209.0)
+
+
 # ------------------------------------------------------------------ RequestCancel and ReportOrderEvent
 
 def test_request_cancel_is_accepted_and_keeps_the_exposure_until_the_venue_confirms(stub):
@@ -296,6 +458,12 @@ def test_request_cancel_of_an_unknown_order_is_rejected_with_unknown_order(stub)
     answer = stub.RequestCancel(risk_pb2.CancelRequest(client_order_id="never"), timeout=DEADLINE)
 
     assert (answer.accepted, answer.reason) == (False, "UNKNOWN_ORDER")
+
+
+def test_request_cancel_of_an_unknown_order_names_the_client_order_id(stub):
+    answer = stub.RequestCancel(risk_pb2.CancelRequest(client_order_id="never"), timeout=DEADLINE)
+
+    assert answer.message == "client_order_id 'never' is unknown or no longer working"
 
 
 @pytest.mark.parametrize("kind", ["CANCELLED", "EXPIRED", "REJECTED"])
@@ -372,6 +540,54 @@ def test_report_fill_for_an_unknown_order_without_booking_details_is_not_found(s
     assert positions(stub) == {}
 
 
+@pytest.mark.parametrize("rolls", [1, 2])
+def test_report_fill_of_an_order_forgotten_after_day_rolls_is_booked_from_account_symbol_and_side(
+        server, stub, rolls):
+    submit(stub, "o-1", "AAPL", BUY, 1000, 190.00)
+    fill(stub, "o-1", "e-1", 1000, 190.00)
+    for _ in range(rolls):
+        roll_day(server)
+
+    late = fill(stub, "o-1", "e-late", 100, 191.00, account="default", symbol="AAPL", side=BUY)
+    again = fill(stub, "o-1", "e-late", 100, 191.00, account="default", symbol="AAPL", side=BUY)
+
+    assert (late, again) == (True, False)
+    position = positions(stub)[("default", "AAPL")]
+    assert (position.quantity, position.average_price) == (1100, pytest.approx((1000 * 190 + 100 * 191) / 1100))
+    assert exposure(stub)["default"].open_orders == 0
+
+
+def test_report_fill_of_a_cancelled_order_forgotten_at_the_roll_without_symbol_and_side_is_not_found(server, stub):
+    submit(stub, "o-1", "AAPL", BUY, 1000, 190.00)
+    order_event(stub, "o-1")
+    roll_day(server)
+
+    with pytest.raises(grpc.RpcError) as error:
+        fill(stub, "o-1", "e-late", 10, 190.0)
+
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "'o-1'" in error.value.details() and "symbol and side" in error.value.details()
+    assert positions(stub) == {}
+
+
+def test_report_fill_of_an_order_working_across_day_rolls_fills_the_order(server, stub):
+    submit(stub, "o-1", "AAPL", BUY, 1000, 190.00)
+    roll_day(server)
+    roll_day(server)
+
+    assert fill(stub, "o-1", "e-1", 400, 190.00) is True
+
+    assert positions(stub)[("default", "AAPL")].quantity == 400
+    assert exposure(stub)["default"].working_buy_notional == pytest.approx(600 * 190.0)
+
+
+def test_report_fill_without_an_order_or_an_account_is_booked_on_the_default_account(stub):
+    assert fill(stub, "", "drop-1", 10, 190.0, symbol="AAPL", side=SELL) is True
+
+    assert positions(stub) == {("default", "AAPL"): positions(stub)[("default", "AAPL")]}
+    assert positions(stub)[("default", "AAPL")].quantity == -10
+
+
 # ------------------------------------------------------------------ UpdatePrices
 
 def test_update_prices_moves_the_reference_used_for_market_orders_and_marks(stub):
@@ -420,6 +636,17 @@ def test_get_positions_realizes_pnl_when_a_position_is_reduced(stub):
     assert position.quantity == 60
     assert position.realized_pnl == pytest.approx(40 * 5.0)
     assert position.unrealized_pnl == pytest.approx(0.0)
+
+
+def test_get_positions_and_get_exposure_without_an_account_mean_the_whole_firm(stub):
+    fill(stub, "", "x-1", 100, 190.0, account="default", symbol="AAPL", side=BUY)
+    fill(stub, "", "x-2", 50, 420.0, account="momentum", symbol="MSFT", side=SELL)
+    fill(stub, "", "x-3", 1, 6000.0, account="trend", symbol="ESZ6", side=BUY)
+
+    assert positions(stub) == positions(stub, "FIRM")
+    assert len(positions(stub)) == 3
+    assert exposure(stub) == exposure(stub, "FIRM")
+    assert set(positions(stub, "equities")) == {("default", "AAPL"), ("momentum", "MSFT")}
 
 
 # ------------------------------------------------------------------ GetExposure
@@ -489,10 +716,14 @@ def test_get_limits_returns_the_configured_limits_with_unset_ones_absent(stub):
         assert not limits.HasField(unset), unset
 
 
-def test_get_limits_without_an_account_means_the_default_account(stub):
-    response = stub.GetLimits(risk_pb2.LimitsRequest(), timeout=DEADLINE)
+def test_get_limits_without_an_account_is_invalid_argument_and_the_firm_is_named_explicitly(stub):
+    with pytest.raises(grpc.RpcError) as error:
+        stub.GetLimits(risk_pb2.LimitsRequest(), timeout=DEADLINE)
+    firm = stub.GetLimits(risk_pb2.LimitsRequest(account="FIRM"), timeout=DEADLINE)
 
-    assert (response.account, response.limits.max_order_quantity) == ("default", 100_000)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "account" in error.value.details()
+    assert (firm.account, firm.limits.max_gross_notional) == ("FIRM", 500_000_000)
 
 
 def test_get_limits_includes_position_limits(stub):
@@ -538,7 +769,7 @@ def test_set_limits_position_limit_then_rejects_a_larger_position(stub):
 # ------------------------------------------------------------------ SetTradingState
 
 def test_set_trading_state_halted_at_the_firm_rejects_every_order_until_active(stub):
-    response = set_state(stub, HALTED)
+    response = set_state(stub, HALTED, account="FIRM")
 
     assert (response.target, response.state) == ("FIRM", HALTED)
     for account, symbol in (("default", "AAPL"), ("momentum", "MSFT"), ("trend", "ESZ6")):
@@ -546,7 +777,7 @@ def test_set_trading_state_halted_at_the_firm_rejects_every_order_until_active(s
         assert (answer.accepted, answer.reason, answer.node) == (False, "TRADING_HALTED", "FIRM")
     assert exposure(stub)["FIRM"].state == HALTED
 
-    set_state(stub, ACTIVE)
+    set_state(stub, ACTIVE, account="FIRM")
     assert check(stub, "AAPL", BUY, 1).accepted
 
 
@@ -568,7 +799,7 @@ def test_set_trading_state_halted_on_a_symbol_stops_only_that_symbol(stub):
 
 def test_set_trading_state_halted_still_lets_cancels_through(stub):
     submit(stub, "o-1", "AAPL", BUY, 100, 190.00)
-    set_state(stub, HALTED)
+    set_state(stub, HALTED, account="FIRM")
 
     assert stub.RequestCancel(risk_pb2.CancelRequest(client_order_id="o-1"), timeout=DEADLINE).accepted
     modify = stub.ModifyOrder(risk_pb2.ModifyRequest(client_order_id="o-1", quantity=200), timeout=DEADLINE)
@@ -594,6 +825,27 @@ def test_set_trading_state_reducing_counts_working_orders(stub):
 
     assert submit(stub, "s-2", "AAPL", SELL, 500, 190.00).reason == "REDUCE_ONLY"
     assert submit(stub, "s-3", "AAPL", SELL, 400, 190.00).accepted
+
+
+def test_set_trading_state_without_a_state_is_invalid_argument_and_does_not_lift_a_halt(stub):
+    set_state(stub, HALTED, account="FIRM")
+
+    with pytest.raises(grpc.RpcError) as error:
+        stub.SetTradingState(risk_pb2.TradingStateRequest(account="FIRM"), timeout=DEADLINE)
+
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "state" in error.value.details()
+    assert exposure(stub)["FIRM"].state == HALTED
+    assert check(stub, "AAPL", BUY, 1).reason == "TRADING_HALTED"
+
+
+def test_set_trading_state_without_account_or_symbol_is_invalid_argument_naming_the_firm(stub):
+    with pytest.raises(grpc.RpcError) as error:
+        stub.SetTradingState(risk_pb2.TradingStateRequest(state=HALTED), timeout=DEADLINE)
+
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "account" in error.value.details() and "'FIRM'" in error.value.details()
+    assert exposure(stub)["FIRM"].state == ACTIVE
 
 
 # ------------------------------------------------------------------ WatchBreaches
