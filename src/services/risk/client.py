@@ -112,13 +112,19 @@ class RiskClient:
 
     def check_position(self, symbol: str, quantity: int, side: str, account: str = "",
                        price: Optional[float] = None) -> risk_pb2.CheckResponse:
-        """What-if check; a rejection (never an approval) when the engine is unreachable."""
+        """What-if check (empty account: the engine's default account); a rejection, never an approval,
+        when the engine is unreachable."""
         return self._order_call("CheckPosition", risk_pb2.PositionRequest(
             account=account, symbol=symbol, side=side, quantity=quantity, price=price))
 
     def submit_order(self, client_order_id: str, symbol: str, quantity: int, side: str, account: str = "",
                      price: Optional[float] = None) -> risk_pb2.CheckResponse:
-        """Check and reserve (idempotent on ``client_order_id``); fails closed."""
+        """Check and reserve; fails closed.
+
+        Idempotent on ``client_order_id``: a retry with the same content gets the
+        first answer (``replayed``); the same id with other content is rejected
+        with DUPLICATE_ORDER_ID.
+        """
         return self._order_call("SubmitOrder", risk_pb2.OrderRequest(
             client_order_id=client_order_id, account=account, symbol=symbol, side=side,
             quantity=quantity, price=price))
@@ -147,7 +153,11 @@ class RiskClient:
 
     def report_fill(self, client_order_id: str, exec_id: str, quantity: int, price: float, *,
                     account: str = "", symbol: str = "", side: str = "SIDE_UNSPECIFIED") -> bool:
-        """Report a fill; True when applied, False when the exec id was already seen."""
+        """Report a fill; True when applied, False when the exec id was already seen.
+
+        ``symbol`` and ``side`` (and ``account``, empty meaning the default
+        account) book the fill when the engine does not know the order.
+        """
         return self._call("ReportFill", risk_pb2.Fill(
             client_order_id=client_order_id, exec_id=exec_id, quantity=quantity, price=price,
             account=account, symbol=symbol, side=side)).applied
@@ -163,12 +173,15 @@ class RiskClient:
     # -------------------------------------------------------------- reads
 
     def get_positions(self, account: str = "") -> list[risk_pb2.Position]:
+        """Positions under ``account`` (empty: the whole firm)."""
         return list(self._call("GetPositions", risk_pb2.PositionsRequest(account=account)).positions)
 
     def get_exposure(self, account: str = "") -> list[risk_pb2.AccountExposure]:
+        """The account tree under ``account`` (empty: the whole firm) with its aggregates."""
         return list(self._call("GetExposure", risk_pb2.ExposureRequest(account=account)).accounts)
 
-    def get_limits(self, account: str = "") -> risk_pb2.Limits:
+    def get_limits(self, account: str) -> risk_pb2.Limits:
+        """An account's limits (the firm by its name)."""
         return self._call("GetLimits", risk_pb2.LimitsRequest(account=account)).limits
 
     # -------------------------------------------------------------- admin
@@ -177,6 +190,7 @@ class RiskClient:
         return self._call("SetLimits", risk_pb2.SetLimitsRequest(account=account, limits=limits)).limits
 
     def set_trading_state(self, state: str, account: str = "", symbol: str = "") -> risk_pb2.TradingStateResponse:
+        """The kill switch: ACTIVE, REDUCING or HALTED on ``account`` (the firm by its name) or ``symbol``."""
         return self._call("SetTradingState", risk_pb2.TradingStateRequest(account=account, symbol=symbol,
                                                                            state=state))
 
