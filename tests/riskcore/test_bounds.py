@@ -208,6 +208,16 @@ def test_fill_of_a_working_order_counts_its_released_notional_out_of_the_gross()
     assert engine.verify()
 
 
+def test_fill_that_keeps_long_and_short_within_capacity_but_not_their_gross_is_refused():
+    engine = micro_world(reference_price=2**40 * MICRO)
+    assert engine.submit(1, "alpha", "SYM", BUY, 2**21, 2**40 * MICRO).accepted      # working 2^61
+    engine.book_fill("beta", "SYM", BUY, 2**21, 2**40 * MICRO)                      # desk long 2^61: gross 2^62
+    with pytest.raises(CapacityError, match="beta"):
+        engine.book_fill("beta", "SYM", BUY, 1, 2**40 * MICRO)
+    assert engine.aggregate("desk").gross == CAP / 1e6
+    assert engine.verify()
+
+
 def test_mark_that_reaches_capacity_exactly_is_applied_and_one_tick_more_is_refused():
     engine = micro_world(reference_price=1 * MICRO)
     engine.book_fill("alpha", "SYM", BUY, 2**22, 1 * MICRO)

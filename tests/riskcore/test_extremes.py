@@ -43,7 +43,7 @@ quantities = st.one_of(
     st.sampled_from([1, 2, 2**21, 2**22, 2**22 + 1, 10**9, 10**12 - 1, 10**12, 10**12 + 1]),
     st.integers(1, 10**12))
 ticks = st.one_of(
-    st.sampled_from([1, 2, 2**20, 2**40, 2**40 + 1, 10**12, 10**15 - 1, 10**15]),
+    st.sampled_from([1, 2, 2**20, 2**40, 2**40, 2**40 + 1, 10**12, 10**15 - 1, 10**15]),
     st.integers(1, 10**15 - 1))
 money_limits = st.one_of(st.none(), st.sampled_from([0.0, 1.0, 1e6, 4.6e12, 9.0e12]),
                          st.floats(0.0, 9.0e12, allow_nan=False))
@@ -87,8 +87,10 @@ class Extremes(RuleBasedStateMachine):
         self.next_exec = 1
         for target in (self.engine, self.model):
             for symbol, (tick, multiplier) in SYMBOLS.items():
+                # U starts marked at 2^40 ticks: 2^21 or 2^22 units there are half or all of the capacity.
                 target.add_instrument(Instrument(symbol, tick_size=tick, multiplier=multiplier,
-                                                 reference_price=None, require_reference=False))
+                                                 reference_price=2**40 * tick if symbol == "U" else None,
+                                                 require_reference=False))
             target.add_account("desk")
             target.add_account("a", parent="desk")
             target.add_account("b", parent="desk")
