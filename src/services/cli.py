@@ -17,7 +17,7 @@ def _serve_risk(args: argparse.Namespace) -> int:
     from services.common.logging import configure_logging
     from services.risk.config import ConfigError, load_config
     from services.risk.journal import JournalError
-    from services.risk.server import RiskServer
+    from services.risk.server import PortInUse, RiskServer
 
     try:
         config = load_config(args.config)
@@ -26,7 +26,7 @@ def _serve_risk(args: argparse.Namespace) -> int:
         if overrides:
             config = dataclasses.replace(config, server=dataclasses.replace(config.server, **overrides))
         configure_logging(args.log_level or config.log_level)
-        server = RiskServer(config)
+        server = RiskServer(config, apply_config=args.apply_config)
     except (ConfigError, ValueError) as error:
         print(f"riskcore: configuration error: {error}", file=sys.stderr)
         return 2
@@ -40,6 +40,9 @@ def _serve_risk(args: argparse.Namespace) -> int:
     runner = asyncio.run if uvloop is None else uvloop.run
     try:
         runner(server.run_until_signal())
+    except PortInUse as error:
+        print(f"riskcore: {error}", file=sys.stderr)
+        return 2
     except JournalError as error:
         print(f"riskcore: cannot recover state: {type(error).__name__}: {error}", file=sys.stderr)
         return 2
@@ -53,7 +56,7 @@ def _check_config(args: argparse.Namespace) -> int:
         engine = build_engine(load_config(args.config))
     except ConfigError as error:
         print(f"invalid: {error}", file=sys.stderr)
-        return 1
+        return 2
     print(f"ok: {len(engine.symbols)} instruments, {len(engine.accounts)} accounts")
     return 0
 
@@ -100,6 +103,10 @@ def add_risk_options(parser: argparse.ArgumentParser) -> None:
                         help="HTTP port for /health, /ready, /metrics (default from the config: 8080)")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
                         help="log level (default from the config: info)")
+    parser.add_argument("--apply-config", action="store_true",
+                        help="after recovering the journal, journal the file's limits, position limits and "
+                             "trading states where they differ from the recovered state (every difference "
+                             "is logged at start either way)")
 
 
 def main(argv: list[str] | None = None) -> int:

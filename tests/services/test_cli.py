@@ -3,6 +3,7 @@ import hashlib
 import json
 import pathlib
 import signal
+import socket
 import subprocess
 import sys
 
@@ -65,24 +66,67 @@ def test_check_config_of_the_sample_exits_0_with_counts(config_file):
 
 
 @pytest.mark.parametrize("extra, message", [
-    ("[profiling]\nenable = true\n", "profiling: unknown key(s) enable"),
+    ("[profiling]\nenable = true\n", "profiling: unknown key 'enable'"),
     ("[[accounts]]\nname = \"orphan\"\nparent = \"nobody\"\n", "nobody"),
     ("[server]\n", "server"),  # a table defined twice is a TOML error
 ])
-def test_check_config_of_a_bad_file_exits_1_naming_the_problem(config_file, extra, message):
+def test_check_config_of_a_bad_file_exits_2_naming_the_problem(config_file, extra, message):
     run = riskcore("check-config", config_file(extra))
 
-    assert run.returncode == 1
+    assert run.returncode == 2
     assert run.stderr.startswith("invalid: ")
     assert message in run.stderr
     assert run.stdout == ""
 
 
-def test_check_config_of_a_missing_file_exits_1(tmp_path):
+def test_check_config_of_a_missing_file_exits_2(tmp_path):
     run = riskcore("check-config", tmp_path / "missing.toml")
 
-    assert run.returncode == 1
+    assert run.returncode == 2
     assert "invalid: cannot read" in run.stderr
+
+
+# A whole file each; the line each must produce, naming the key path and what is expected.
+BAD_FILES = [
+    ('[[accounts]]\nname = "default"\n[accounts.limits]\nnew_order_rate = [5, "x"]\n',
+     "accounts[0].limits.new_order_rate[1]: expected float, got 'x'"),
+    ("[server]\nmax_message_bytes = -1\n", "server.max_message_bytes: expected int >= 1024, got -1"),
+    ('[state]\nnats_servers = "nats://x"\n', "state.nats_servers: expected a list, got 'nats://x'"),
+    ("[state]\npath = 5\n", "state.path: expected str, got 5"),
+    ('[server]\nport = "50051"\n', "server.port: expected int, got '50051'"),
+    ("[server]\nport = 70000\n", "server.port: expected int <= 65535, got 70000"),
+    ("[engine]\norder_capacity = 1.5\n", "engine.order_capacity: expected int, got 1.5"),
+    ("[profiling]\nenabled = 1\n", "profiling.enabled: expected bool, got 1"),
+    ('[logging]\nlevel = "loud"\n', "logging.level: expected one of debug, info, warning, error, got 'loud'"),
+    ("instruments = 5\n", "instruments: expected a list, got 5"),
+    ("[[instruments]]\nsymbol = 5\n", "instruments[0].symbol: expected str, got 5"),
+    ("[[accounts]]\nparent = \"FIRM\"\n", "accounts[0]: missing required key 'name'"),
+    ("[[accounts]]\nname = \"default\"\nstate = \"PAUSED\"\n",
+     "accounts[0].state: expected one of ACTIVE, REDUCING, HALTED, got 'PAUSED'"),
+    (f'[[auth.tokens]]\nname = "t"\nsha256 = "{"0" * 64}"\nrole = "trader"\n',
+     "auth.tokens[0]: token 't': a trader token needs accounts = [...], the accounts whose subtrees it may act "
+     "on (the firm's name for all of them)"),
+]
+
+
+@pytest.mark.parametrize("text, line", BAD_FILES, ids=[line.split(":")[0] for _, line in BAD_FILES])
+def test_check_config_of_a_badly_typed_file_prints_one_line_naming_the_key_and_exits_2(tmp_path, text, line):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+
+    run = riskcore("check-config", path)
+
+    assert (run.returncode, run.stderr, run.stdout) == (2, f"invalid: {line}\n", "")
+
+
+@pytest.mark.parametrize("text, line", BAD_FILES, ids=[line.split(":")[0] for _, line in BAD_FILES])
+def test_serve_risk_on_a_badly_typed_file_prints_one_line_naming_the_key_and_exits_2(tmp_path, text, line):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+
+    run = riskcore("serve", "risk", "--config", path, "--port", "0", "--http-port", "0")
+
+    assert (run.returncode, run.stderr, run.stdout) == (2, f"riskcore: configuration error: {line}\n", "")
 
 
 @pytest.mark.parametrize("settings, extra, key", [
@@ -92,7 +136,7 @@ def test_check_config_of_a_missing_file_exits_1(tmp_path):
 def test_check_config_refuses_values_the_engine_refuses_without_a_traceback(config_file, settings, extra, key):
     run = riskcore("check-config", config_file(extra, settings))
 
-    assert run.returncode == 1
+    assert run.returncode == 2
     assert "Traceback" not in run.stderr, run.stderr
     assert run.stderr.startswith("invalid: ") and key in run.stderr
 
@@ -150,3 +194,17 @@ def test_serve_risk_keeps_the_grpc_experiments_the_environment_chose(spawn, conf
     child = spawn(config_file(), command=(str(RISKCORE), "serve", "risk")).wait_ready()
 
     assert _started_line(child)["grpc_experiments"] == chosen
+
+
+@pytest.mark.parametrize("option", ["--port", "--http-port"])
+def test_serve_risk_on_a_busy_port_prints_one_line_naming_the_port_and_the_option_and_exits_2(config_file, option):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        ports = {"--port": "0", "--http-port": "0", option: str(port)}
+
+        run = riskcore("serve", "risk", "--config", config_file(), *(a for o, p in ports.items() for a in (o, p)))
+
+    assert run.returncode == 2
+    assert run.stderr == f"riskcore: port {port} on 127.0.0.1 is in use; choose another with {option}\n"

@@ -21,12 +21,12 @@ import tomllib
 import typing
 import zoneinfo
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal, NamedTuple, Optional
 
 import msgspec
 from msgspec import Meta
 
-from riskcore import Instrument, Limits, RiskEngine, TradingState
+from riskcore import Instrument, Limits, Reason, RiskEngine, TradingState
 from services.common.auth import TokenEntry
 
 
@@ -372,3 +372,77 @@ def build_engine(config: RiskConfig, clock=None) -> RiskEngine:
             raise ConfigError(f"{where}: {error}") from None
     return engine
 
+
+# ------------------------------------------------------------------ the file vs a recovered state
+
+class Drift(NamedTuple):
+    """One difference between the configuration file and a recovered state.
+
+    ``what`` is account, parent, instrument, limits, position_limit,
+    trading_state or allowed_symbols; ``target`` the account or symbol
+    (``account/symbol`` for a position limit); ``file`` and ``state`` the two
+    values (None: absent there).
+    """
+
+    what: str
+    target: str
+    file: Any
+    state: Any
+
+    @property
+    def applicable(self) -> bool:
+        """Whether ``--apply-config`` can journal the file's value (an admin change exists for it)."""
+        return self.what in ("limits", "position_limit", "trading_state")
+
+
+def config_drift(config: RiskConfig, engine: RiskEngine) -> list[Drift]:
+    """Every difference between the file's state and ``engine`` (a recovered one).
+
+    Reference prices are not compared: marks move them, the file only seeds
+    them. Allow-lists are compared by what the two engines decide for each
+    tradable account and symbol (the kernel has no getter for them).
+    """
+    wanted = build_engine(dataclasses.replace(config, order_capacity=0))
+    drift: list[Drift] = []
+    ours, theirs = wanted.accounts, engine.accounts
+    common = [a for a in ours if a in set(theirs)]
+    drift += [Drift("account", a, f"under {wanted.parent(a)}", None) for a in ours if a not in set(theirs)]
+    drift += [Drift("account", a, None, f"under {engine.parent(a)}") for a in theirs if a not in set(ours)]
+    drift += [Drift("parent", a, wanted.parent(a), engine.parent(a)) for a in common
+              if wanted.parent(a) != engine.parent(a)]
+    symbols = [s for s in wanted.symbols if s in set(engine.symbols)]
+    drift += [Drift("instrument", s, "defined", None) for s in wanted.symbols if s not in set(engine.symbols)]
+    drift += [Drift("instrument", s, None, "defined") for s in engine.symbols if s not in set(wanted.symbols)]
+    for symbol in symbols:
+        mine, recovered = (dataclasses.replace(e.instrument(symbol), reference_price=None) for e in (wanted, engine))
+        if mine != recovered:
+            drift.append(Drift("instrument", symbol, _changed(mine, recovered), _changed(recovered, mine)))
+    for account in common:
+        if wanted.limits(account) != engine.limits(account):
+            drift.append(Drift("limits", account, _changed(wanted.limits(account), engine.limits(account)),
+                               _changed(engine.limits(account), wanted.limits(account))))
+        for symbol in symbols:
+            if wanted.position_limit(account, symbol) != engine.position_limit(account, symbol):
+                drift.append(Drift("position_limit", f"{account}/{symbol}", wanted.position_limit(account, symbol),
+                                   engine.position_limit(account, symbol)))
+        if wanted.trading_state(account=account) != engine.trading_state(account=account):
+            drift.append(Drift("trading_state", account, wanted.trading_state(account=account).name,
+                               engine.trading_state(account=account).name))
+    parents = {engine.parent(a) for a in theirs}
+    for account in (a for a in common if a not in parents and a != config.firm):
+        mine = [s for s in symbols if _permitted(wanted, account, s)]
+        recovered = [s for s in symbols if _permitted(engine, account, s)]
+        if mine != recovered:
+            drift.append(Drift("allowed_symbols", account, mine, recovered))
+    return drift
+
+
+def _changed(a, b) -> dict:
+    """The fields of dataclass ``a`` whose values differ from ``b``'s."""
+    return {f.name: getattr(a, f.name) for f in dataclasses.fields(a) if getattr(a, f.name) != getattr(b, f.name)}
+
+
+def _permitted(engine: RiskEngine, account: str, symbol: str) -> bool:
+    # Step 3 of the checks decides SYMBOL_NOT_PERMITTED before anything that depends on prices or state.
+    lot = engine.instrument(symbol).lot_size
+    return engine.check(account, symbol, 1, lot, None).code != int(Reason.SYMBOL_NOT_PERMITTED)

@@ -6,7 +6,7 @@ replicas as the stream has, before it acks). Publishes are pipelined, so many
 records are in flight per round trip under load. Each publish carries
 ``Nats-Expected-Last-Sequence``: a second writer can never interleave, it
 fails loudly instead. Snapshots go to a JetStream object store and the
-stream is purged up to them.
+stream is purged up to them, one snapshot at a time and only once stored.
 
 A standby replays the same stream as it grows and so holds the same state.
 The primary holds a lease (a key in a JetStream key-value bucket whose
@@ -14,6 +14,14 @@ entries expire); when the key expires the primary is gone, and a standby
 takes the lease, drains the stream to its end and starts serving. An
 operator can force the same promotion; the old primary then loses its lease
 at its next renewal and stops serving.
+
+Timing of the lease (``ttl`` = ``lease_seconds``): the holder renews every
+ttl/5 and stops serving when it has not renewed for ttl/2; a standby polls
+every ttl/10 and takes the lease once it has seen the same revision for
+0.8 ttl on its own clock (or the key expired: the bucket keeps entries 0.8 ttl).
+So a standby decides to take over at most ttl after the holder's last
+renewal (one poll to see it, 0.8 ttl, one poll to notice), never before the
+holder has fenced itself, and without comparing clocks across hosts.
 """
 from __future__ import annotations
 
@@ -22,6 +30,7 @@ import hashlib
 import io
 import json
 import struct
+import time
 from typing import Awaitable, Callable, Optional
 
 import nats
@@ -78,6 +87,9 @@ class NatsJournal:
         self._acks: set[int] = set()
         self._failure: BaseException | None = None
         self.on_failure: Callable[[BaseException], None] = lambda error: None
+        self._snapshot_lock = asyncio.Lock()
+        self._stored_seq = -1            # the newest snapshot known stored (-1: none)
+        self._snapshot_tasks: set[asyncio.Task] = set()
 
     async def connect(self) -> None:
         self._nc = await nats.connect(self.servers, name=f"riskcore-{self.name}", max_reconnect_attempts=-1)
@@ -113,6 +125,7 @@ class NatsJournal:
             if hashlib.sha256(body).hexdigest() != meta.get("sha256"):
                 raise JournalError(f"{self.path}: snapshot at seq {meta.get('seq')} fails its checksum")
             base, state = meta["seq"], decode_snapshot(body)
+            self._stored_seq = max(self._stored_seq, base)
         end = await self.stream_last_seq()
         records = []
         if end > base:
@@ -270,18 +283,41 @@ class NatsJournal:
         await future
 
     def snapshot(self, seq: int, state: dict) -> None:
-        asyncio.get_running_loop().create_task(self._store_snapshot(seq, state))
+        task = asyncio.get_running_loop().create_task(self._store_snapshot(seq, state))
+        self._snapshot_tasks.add(task)
+        task.add_done_callback(self._snapshot_tasks.discard)
 
     async def _store_snapshot(self, seq: int, state: dict) -> None:
         body = await asyncio.to_thread(encode_snapshot, state)
         header = json.dumps({"version": FORMAT_VERSION, "seq": seq, "sha256": hashlib.sha256(body).hexdigest()})
-        await self.wait(seq)
-        await self._objects.put(self.name, header.encode() + b"\n" + body)
-        await self._js.purge_stream(self.stream, seq=seq + 1)
+        # One at a time, newest wins: an older snapshot stored after a newer one's purge would
+        # point before records that are gone.
+        async with self._snapshot_lock:
+            if seq <= self._stored_seq:
+                return
+            await self.wait(seq)
+            await self._objects.put(self.name, header.encode() + b"\n" + body)
+            self._stored_seq = seq
+            await self._purge_through(seq)
         log.info("snapshot stored", seq=seq, bytes=len(body))
 
+    async def _purge_through(self, seq: int) -> None:
+        """Drop records 1..seq (covered by the stored snapshot at ``seq``), keep every later one.
+
+        A purge request with ``seq = n`` keeps ``n`` and later (``n = 1`` keeps
+        everything). Without a sequence it purges the whole stream, and nats-py
+        sends none for ``n = 0``; on an empty stream, a purge to ``n`` moves the
+        stream's first sequence to ``n`` (nats-server 2.15, pinned by
+        test_replication.py). So a snapshot that covers no record (seq 0)
+        purges nothing, and no purge ever goes below 2.
+        """
+        if seq >= 1:
+            await self._js.purge_stream(self.stream, seq=seq + 1)
+
     async def aclose(self) -> None:
-        """Wait for what is in flight to be acknowledged, then disconnect."""
+        """Wait for what is in flight to be acknowledged and snapshots being stored, then disconnect."""
+        if self._snapshot_tasks:
+            await asyncio.wait(self._snapshot_tasks, timeout=SNAPSHOT_READ_SECONDS)
         if self._publisher is not None:
             while self._queue is not None and not self._queue.empty() and self._failure is None:
                 await asyncio.sleep(0.01)
@@ -300,24 +336,36 @@ def _release(target: int, future: asyncio.Future, durable: int) -> bool:
 
 
 class Lease:
-    """Leadership: a key in a JetStream key-value bucket whose entries expire after ``ttl``.
+    """Leadership: a key in a JetStream key-value bucket, renewed by its holder.
 
-    The holder renews it every ``ttl / 4``; if a renewal fails (someone else
-    took it, or NATS is unreachable for half the ttl) the holder is told to
-    stop serving.
+    See the module's notes for the timing. ``clock`` (monotonic seconds) and
+    ``sleep`` are injected so tests can drive the lease in simulated time.
     """
 
-    def __init__(self, journal: NatsJournal, owner: str, ttl: float = 2.0):
+    def __init__(self, journal: NatsJournal, owner: str, ttl: float = 2.0,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep):
         self._journal = journal
         self.owner = owner
         self.ttl = ttl
+        self.renew_every = ttl / 5
+        self.fence_after = ttl / 2
+        self.expiry = ttl * 0.8
+        self.poll = ttl / 10
+        self._clock = clock
+        self._sleep = sleep
         self._kv = None
         self._revision: Optional[int] = None
+        self._acquired_at = 0.0
 
     async def _bucket(self):
         if self._kv is None:
-            self._kv = await self._journal.jetstream.create_key_value(
-                bucket=f"riskcore_lease_{self._journal.name}", ttl=self.ttl, history=1)
+            js, bucket = self._journal.jetstream, f"riskcore_lease_{self._journal.name}"
+            try:
+                self._kv = await js.create_key_value(bucket=bucket, ttl=self.expiry, history=1)
+            except nats.js.errors.BadRequestError:
+                # Made by an engine with another lease_seconds: the standby's own count still bounds takeover.
+                self._kv = await js.key_value(bucket)
         return self._kv
 
     async def holder(self) -> Optional[str]:
@@ -326,37 +374,61 @@ class Lease:
         except KeyNotFoundError:
             return None
 
-    async def try_acquire(self, force: bool = False) -> bool:
-        """Take the lease if it is free (or unconditionally with ``force``)."""
+    async def try_acquire(self, force: bool = False, stale: Optional[int] = None) -> bool:
+        """Take the lease if it is free, or if it is still at revision ``stale`` (expired by
+        :meth:`wait_expired`), or unconditionally with ``force``."""
         kv = await self._bucket()
+        sent = self._clock()
         try:
             if force:
                 self._revision = await kv.put("primary", self.owner.encode())
+            elif stale is not None:
+                self._revision = await kv.update("primary", self.owner.encode(), last=stale)
             else:
                 self._revision = await kv.create("primary", self.owner.encode())
         except KeyWrongLastSequenceError:
             return False
+        self._acquired_at = sent
         return True
 
     async def hold(self, on_lost: Callable[[str], Awaitable[None]]) -> None:
-        """Renew until cancelled; call ``on_lost`` once the lease is gone."""
+        """Renew until cancelled; call ``on_lost`` once the lease is gone or could not be renewed in time."""
         kv = await self._bucket()
-        deadline = asyncio.get_running_loop().time() + self.ttl / 2
+        renewed = self._acquired_at     # when the last successful renewal was sent
+        pause = self.renew_every
         while True:
-            await asyncio.sleep(self.ttl / 4)
+            await self._sleep(pause)
+            sent = self._clock()
             try:
                 self._revision = await asyncio.wait_for(kv.update("primary", self.owner.encode(), last=self._revision),
-                                                        timeout=self.ttl / 4)
-                deadline = asyncio.get_running_loop().time() + self.ttl / 2
+                                                        timeout=self.poll)
+                renewed, pause = sent, self.renew_every
             except KeyWrongLastSequenceError:
                 await on_lost("another engine took the lease")
                 return
             except (asyncio.TimeoutError, nats.errors.Error) as error:
-                if asyncio.get_running_loop().time() > deadline:
-                    await on_lost(f"lease not renewed in time: {error}")
+                if self._clock() - renewed >= self.fence_after:
+                    await on_lost(f"lease not renewed in time: {error!r}")
                     return
+                pause = self.poll / 2    # retry soon: the fence deadline is near
 
-    async def wait_free(self) -> None:
-        """Return once the lease has expired (the primary is gone)."""
-        while await self.holder() is not None:
-            await asyncio.sleep(self.ttl / 4)
+    async def wait_expired(self) -> Optional[int]:
+        """Return once the holder has stopped renewing: the revision seen unchanged for ``expiry``
+        (take it with ``try_acquire(stale=...)``), or None when the key is gone."""
+        kv = await self._bucket()
+        seen, since = None, 0.0
+        while True:
+            try:
+                revision = (await asyncio.wait_for(kv.get("primary"), timeout=self.ttl)).revision
+            except KeyNotFoundError:
+                return None
+            except (asyncio.TimeoutError, nats.errors.Error) as error:
+                log.warning("cannot read the lease; retrying", error=repr(error))
+                await self._sleep(self.poll)
+                continue
+            now = self._clock()
+            if revision != seen:
+                seen, since = revision, now
+            elif now - since >= self.expiry:
+                return seen
+            await self._sleep(self.poll)

@@ -8,35 +8,63 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import errno
 import os
 import signal
 import socket
 import time
 import zoneinfo
+from typing import Callable
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from riskcore import ManualClock, __version__
+from riskcore import Limits, ManualClock, __version__
 from services.common.auth import TokenAuth
 from services.common.calls import CallHandling, add_servicer
 from services.common.http import OpsServer
 from services.common.logging import get_logger
 from services.common.metrics import GrpcMetrics, new_registry
 from services.proto import risk_pb2
-from services.risk.config import RiskConfig, build_engine, roll_clock_time
+from services.risk.config import RiskConfig, build_engine, config_drift, roll_clock_time
 from services.risk.journal import SqliteJournal
 from services.risk.journal import JournalError
 from services.risk.replication import JournalGap, Lease, NatsJournal
 from services.risk.metrics import RiskMetrics
-from services.risk.service import RiskService
+from services.risk.service import RiskService, limits_to_proto
 from services.risk.servicer import make_servicer
 
 log = get_logger("risk.server")
 
 SERVICE_NAME = risk_pb2.DESCRIPTOR.services_by_name["RiskEngine"].full_name
 METHODS = [m.name for m in risk_pb2.DESCRIPTOR.services_by_name["RiskEngine"].methods]
+
+
+class PortInUse(RuntimeError):
+    """A port the server must listen on is taken; the message names it and the option that changes it."""
+
+
+def _utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def _check_port_free(host: str, port: int, option: str) -> None:
+    """Raise PortInUse when something already listens on ``host:port`` (0 always binds)."""
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        return  # the bind itself reports an unusable host
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise PortInUse(f"port {port} on {host} is in use; choose another with {option}") from None
 
 
 def server_credentials(config: RiskConfig) -> grpc.ServerCredentials | None:
@@ -59,10 +87,20 @@ class RiskServer:
     config : RiskConfig
     engine : RiskEngine, optional
         A prepared engine (tests); built from ``config`` when omitted.
+    apply_config : bool
+        After recovery, journal the file's limits, position limits and
+        trading states where the recovered state differs (as admin changes
+        by ``configuration file``). Every difference is logged either way.
+    wall_clock : callable returning an aware datetime, optional
+        The time the day roller reads (tests pass a fixed one).
     """
 
-    def __init__(self, config: RiskConfig, engine=None):
+    def __init__(self, config: RiskConfig, engine=None, *, apply_config: bool = False,
+                 wall_clock: Callable[[], datetime.datetime] = _utc_now):
         self.config = config
+        self.apply_config = apply_config
+        self._wall_clock = wall_clock
+        self._drift_reported = False
         self.registry = new_registry()
         self.engine = engine if engine is not None else build_engine(config, clock=ManualClock(time.time_ns()))
         state = config.state
@@ -109,13 +147,23 @@ class RiskServer:
         reflection.enable_server_reflection(
             [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
             self._server)
-        address = f"{self.config.server.host}:{self.config.server.port}"
+        server = self.config.server
+        address = f"{server.host}:{server.port}"
         credentials = server_credentials(self.config)
-        if credentials is None:
-            self.port = self._server.add_insecure_port(address)
-        else:
-            self.port = self._server.add_secure_port(address, credentials)
-        self.http_port = await self._ops.start()
+        _check_port_free(server.host, server.port, "--port")
+        _check_port_free(server.http_host, server.http_port, "--http-port")
+        try:
+            if credentials is None:
+                self.port = self._server.add_insecure_port(address)
+            else:
+                self.port = self._server.add_secure_port(address, credentials)
+        except RuntimeError:
+            raise PortInUse(f"cannot listen on {address} for gRPC; choose another port with --port") from None
+        try:
+            self.http_port = await self._ops.start()
+        except OSError as error:
+            raise PortInUse(f"cannot listen on {server.http_host}:{server.http_port} for HTTP ({error.strerror}); "
+                            f"choose another port with --http-port") from None
         await self._set_serving(False)
         await self._server.start()
         if self.journal is not None:
@@ -128,12 +176,14 @@ class RiskServer:
             self.journal.start(asyncio.get_running_loop())
             if state is None and not self.recovery["replayed"]:
                 self.service.snapshot()  # the configuration's state is the base every replay starts from
+            await self._apply_config()
             await self._serve()
         elif isinstance(self.journal, NatsJournal):
             await self.journal.connect()
             self._lease = Lease(self.journal, f"{socket.gethostname()}:{os.getpid()}:{self.port}",
                                 self.config.state.lease_seconds)
             if await self._lease.try_acquire():
+                self._hold_lease()
                 await self._reload()
                 await self._become_primary()
             else:
@@ -171,6 +221,37 @@ class RiskServer:
     def _recovered(self) -> None:
         self.engine = self.service.engine
         log.info("state recovered", journal=self.journal.path, **self.recovery)
+        if not self._drift_reported:
+            self._drift_reported = True
+            for drift in config_drift(self.config, self.engine):
+                log.warning("configuration file differs from the recovered state", what=drift.what,
+                            target=drift.target, file=drift.file, state=drift.state,
+                            fix=("restart with --apply-config or use SetLimits/SetTradingState" if drift.applicable
+                                 else "not applied: start on a new journal to change it"))
+
+    async def _apply_config(self) -> None:
+        """With ``apply_config``, journal the file's limits and states where the state differs (the writer only)."""
+        if not self.apply_config:
+            return
+        self.apply_config = False  # once per process, even when a standby becomes primary later
+        engine, actor = self.engine, "configuration file"
+        drift = config_drift(self.config, engine)
+        accounts = {d.target.split("/")[0] for d in drift if d.what in ("limits", "position_limit")}
+        for account in (a for a in engine.accounts if a in accounts):
+            wanted = next((a for a in self.config.accounts if a.name == account), None)
+            limits = wanted.limits if wanted is not None else Limits()   # the firm without a table
+            configured = {p.symbol: (p.max_long, p.max_short) for p in (wanted.position_limits if wanted else ())}
+            positions = [(symbol, *configured.get(symbol, (None, None))) for symbol in engine.symbols
+                         if symbol in configured or engine.position_limit(account, symbol) != (None, None)]
+            self.service.set_limits(risk_pb2.SetLimitsRequest(account=account,
+                                                              limits=limits_to_proto(limits, positions)), actor)
+        for d in (d for d in drift if d.what == "trading_state"):
+            self.service.set_trading_state(risk_pb2.TradingStateRequest(
+                account=d.target, state=risk_pb2.TradingState.Value(d.file)), actor)
+        await self.service.durable()
+        self.engine = self.service.engine
+        log.warning("configuration file applied", changes=sum(d.applicable for d in drift),
+                    not_applied=[f"{d.what} {d.target}" for d in drift if not d.applicable])
 
     async def _serve(self) -> None:
         """Take calls: start the day roller, go SERVING and ready."""
@@ -204,15 +285,21 @@ class RiskServer:
 
     async def _take_over_when_free(self) -> None:
         while True:
-            await self._lease.wait_free()
-            if await self._lease.try_acquire():
+            stale = await self._lease.wait_expired()
+            if await self._lease.try_acquire(stale=stale):
+                self._hold_lease()
                 await self._become_primary()
                 return
+
+    def _hold_lease(self) -> None:
+        """Renew the lease from the moment it is ours (a long drain must not let it lapse)."""
+        self._tasks.append(asyncio.create_task(self._lease.hold(self._lost_lease)))
 
     async def promote(self) -> str:
         """Operator failover: take the lease now and serve as the primary."""
         if self.role == "standby":
             await self._lease.try_acquire(force=True)
+            self._hold_lease()
             # Give the old primary a renewal period to see it lost the lease and stop.
             await asyncio.sleep(self._lease.ttl / 2)
             await self._become_primary()
@@ -228,12 +315,14 @@ class RiskServer:
                 await asyncio.sleep(0.002)
             self._follower.cancel()
             self.journal.last_seq = self.journal.durable_seq = self.service.last_seq
+        if self.role == "fenced":
+            return  # lost the lease again while loading or draining: someone else serves
         first_start = self.role == "starting" and self.recovery["snapshot_seq"] == 0 and not self.recovery["replayed"]
         self.role = "primary"
         self.journal.start(asyncio.get_running_loop())
         if first_start and not await self.journal.has_snapshot():
             self.service.snapshot()  # standbys start from this, not from their own configuration
-        self._tasks.append(asyncio.create_task(self._lease.hold(self._lost_lease)))
+        await self._apply_config()
         await self._serve()
         log.warning("serving as the primary", last_seq=self.service.last_seq)
 
@@ -272,11 +361,11 @@ class RiskServer:
     async def _roll_days(self) -> None:
         """Roll the trading day at the configured local time; catch up on a roll missed while down."""
         while True:
-            now = datetime.datetime.now(datetime.timezone.utc)
+            now = self._wall_clock()
             if self.service.last_roll_ns < self._last_roll_instant(now).timestamp() * 1e9:
                 self.service.roll_day()
                 await self.service.durable()
-            wait = (self._next_roll_instant(now) - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
+            wait = (self._next_roll_instant(now) - self._wall_clock()).total_seconds()
             await asyncio.sleep(max(wait, 0.001))
 
     async def _set_serving(self, serving: bool) -> None:
