@@ -106,7 +106,7 @@ class TokenAuth:
         """Return the caller's identity and make it the current task's caller, or raise AuthError.
 
         Refusals are logged at warning with the client's address; admin calls
-        that pass are logged with the token's name.
+        that pass are logged with the token's name (with auth off there is none).
 
         Raises
         ------
@@ -131,8 +131,8 @@ class TokenAuth:
                 log.warning("call refused: admin role needed", token=entry.name, peer=_peer())
                 raise AuthError(grpc.StatusCode.PERMISSION_DENIED, f"{entry.name} lacks the admin role")
             identity = self._identities[digest]
-        if admin:
-            log.info("admin call", token=identity.name, peer=_peer())
+            if admin:
+                log.info("admin call", token=identity.name, peer=_peer())
         _caller.set(identity)
         return identity
 
