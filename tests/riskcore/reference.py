@@ -208,8 +208,9 @@ class ReferenceModel:
         self.exec_ids_before: set = set()
         self.dup_window = seconds_to_ns(duplicate_window)
         self.dup_last: dict[tuple, int] = {}
-        self.events: list[tuple] = []  # (time, account, symbol, reason)
+        self.events: list[tuple] = []  # (time, account, symbol, reason, value, limit)
         self.last_utilisation: Optional[float] = None  # of the last accepted order or modify
+        self.last_detail: Optional[tuple] = None  # (node, value, limit) of the last rejection at a node
 
     @property
     def now(self) -> int:
@@ -329,15 +330,17 @@ class ReferenceModel:
         if getattr(self.nodes[n].limits, limit) is not None:
             self.nodes[n].windows[kind].append(self.now)
 
-    def _event(self, n: int, reason: int, symbol=None) -> None:
-        self.events.append((self.now, self.nodes[n].name, symbol, reason))
+    def _event(self, n: int, reason: int, symbol=None, value=0.0, limit=0.0) -> None:
+        """README: an event's value and limit are currency for a daily loss (and the
+        capacity), fill counts for the throttle."""
+        self.events.append((self.now, self.nodes[n].name, symbol, reason, value, limit))
 
     def _daily_loss_check(self, n: int, aggs: list[Agg]) -> None:
         node = self.nodes[n]
         limit = node.limits.max_daily_loss
         if node.state == ACTIVE and limit is not None and self.daily_pnl(n, aggs) < -limit:
             node.state, node.cause = REDUCING, DAILY_LOSS_LIMIT
-            self._event(n, DAILY_LOSS_LIMIT)
+            self._event(n, DAILY_LOSS_LIMIT, value=-self.daily_pnl(n, aggs) / 1e6, limit=limit / 1e6)
 
     def _throttle_check(self, n: int) -> None:
         node = self.nodes[n]
@@ -348,7 +351,7 @@ class ReferenceModel:
         count, window = throttle
         if self._in_window(n, "fill", window) > count and node.state != HALTED:
             node.state, node.cause = HALTED, EXECUTION_THROTTLE
-            self._event(n, EXECUTION_THROTTLE)
+            self._event(n, EXECUTION_THROTTLE, value=self._in_window(n, "fill", window), limit=count)
 
     def _price_ticks(self, ins: Inst, price):
         """(ticks, ok) for an order price: README step 4's grid rule."""
@@ -363,6 +366,7 @@ class ReferenceModel:
         hold what acceptance needs (leaf, ticks, market flag)."""
         is_modify = order is not None
         market = price is None
+        self.last_detail = None
         # 1.
         if not is_modify and side not in (BUY, SELL):
             return INVALID_SIDE, None
@@ -384,10 +388,11 @@ class ReferenceModel:
         if leaf is None or not (0 <= leaf < len(self.nodes)):
             return UNKNOWN_ACCOUNT, None
         if not self.is_leaf(leaf):
-            return ACCOUNT_NOT_TRADABLE, None
+            return self._fail(ACCOUNT_NOT_TRADABLE, leaf)
         path = self.path(leaf)
-        if any(self.nodes[n].allow is not None and symbol not in self.nodes[n].allow for n in path):
-            return SYMBOL_NOT_PERMITTED, None
+        for n in path:
+            if self.nodes[n].allow is not None and symbol not in self.nodes[n].allow:
+                return self._fail(SYMBOL_NOT_PERMITTED, n)
         # 4.
         if q % ins.lot:
             return LOT_SIZE, None
@@ -420,9 +425,9 @@ class ReferenceModel:
         for n in path:
             node = self.nodes[n]
             if node.state == HALTED:
-                return (EXECUTION_THROTTLE if node.cause == EXECUTION_THROTTLE else TRADING_HALTED), None
+                return self._fail(EXECUTION_THROTTLE if node.cause == EXECUTION_THROTTLE else TRADING_HALTED, n)
             if node.state == REDUCING and not reduces:
-                return (DAILY_LOSS_LIMIT if node.cause == DAILY_LOSS_LIMIT else REDUCE_ONLY), None
+                return self._fail(DAILY_LOSS_LIMIT if node.cause == DAILY_LOSS_LIMIT else REDUCE_ONLY, n)
         # 6. README: a modify that keeps a limit price and adds no quantity skips it.
         keeps = is_modify and dq <= 0 and not market and ticks == order.price
         if keeps:
@@ -459,46 +464,47 @@ class ReferenceModel:
         for n in path:
             lim = self.nodes[n].limits
             if lim.max_order_quantity is not None and q > lim.max_order_quantity:
-                return MAX_ORDER_QUANTITY, None
+                return self._fail(MAX_ORDER_QUANTITY, n, q, lim.max_order_quantity)
             if lim.max_order_notional is not None and notional > lim.max_order_notional:
-                return MAX_ORDER_NOTIONAL, None
+                return self._fail(MAX_ORDER_NOTIONAL, n, notional / 1e6, lim.max_order_notional / 1e6)
         # 8.
         if dq > 0:
             for n in path:
                 max_long, max_short = self.nodes[n].position_limits.get(symbol, (None, None))
                 pos, _cost, wb, ws, _r = aggs[n].per_symbol.get(symbol, [0, 0, 0, 0, 0])
                 if side == BUY and max_long is not None and pos + wb + dq > max_long:
-                    return POSITION_LIMIT, None
+                    return self._fail(POSITION_LIMIT, n, pos + wb + dq, max_long)
                 if side == SELL and max_short is not None and -(pos - ws - dq) > max_short:
-                    return POSITION_LIMIT, None
+                    return self._fail(POSITION_LIMIT, n, -(pos - ws - dq), max_short)
         # 9.
         if dn > 0:
             for n in path:
                 lim, a = self.nodes[n].limits, aggs[n]
                 if lim.max_gross_notional is not None:
-                    if a.long + a.short + a.working_buy + a.working_sell + dn > lim.max_gross_notional:
-                        return MAX_GROSS_NOTIONAL, None
+                    gross = a.long + a.short + a.working_buy + a.working_sell + dn
+                    if gross > lim.max_gross_notional:
+                        return self._fail(MAX_GROSS_NOTIONAL, n, gross / 1e6, lim.max_gross_notional / 1e6)
                 if lim.max_net_notional is not None:
                     if side == BUY:
                         net = a.long - a.short + a.working_buy + dn
                     else:
                         net = a.short - a.long + a.working_sell + dn
                     if net > lim.max_net_notional:
-                        return MAX_NET_NOTIONAL, None
+                        return self._fail(MAX_NET_NOTIONAL, n, net / 1e6, lim.max_net_notional / 1e6)
         # 10.
         for n in path:
             lim = self.nodes[n].limits
             if not is_modify:
                 if lim.max_open_orders is not None and aggs[n].open_orders + 1 > lim.max_open_orders:
-                    return MAX_OPEN_ORDERS, None
+                    return self._fail(MAX_OPEN_ORDERS, n, aggs[n].open_orders + 1, lim.max_open_orders)
                 if lim.new_order_rate is not None:
                     count, window = lim.new_order_rate
                     if self._in_window(n, "new", window) >= count:
-                        return ORDER_RATE_LIMIT, None
+                        return self._fail(ORDER_RATE_LIMIT, n, self._in_window(n, "new", window), count)
             elif lim.modify_rate is not None:
                 count, window = lim.modify_rate
                 if self._in_window(n, "modify", window) >= count:
-                    return MODIFY_RATE_LIMIT, None
+                    return self._fail(MODIFY_RATE_LIMIT, n, self._in_window(n, "modify", window), count)
         # 11. AMBIGUITY: the guard remembers when each (account, symbol, side,
         # quantity, price) was accepted; later modifies, fills and roll_day do not touch it.
         dup_key = (leaf, symbol, side, q, MARKET if market else p)
@@ -514,6 +520,12 @@ class ReferenceModel:
                 return SELF_MATCH, None
         self.last_utilisation = self._utilisation(path, symbol, side, q, notional, dq, dn, aggs, is_modify)
         return OK, dict(leaf=leaf, path=path, q=q, p=p, market=market, dup_key=dup_key)
+
+    def _fail(self, reason: int, n: int, value=0.0, limit=0.0):
+        """A rejection decided at node ``n``: the decision's node, value and limit (README
+        "Pre-trade checks": money in currency, quantities and counts as numbers)."""
+        self.last_detail = (self.nodes[n].name, float(value), float(limit))
+        return reason, None
 
     def _utilisation(self, path, symbol, side, q, notional, dq, dn, aggs, is_modify) -> float:
         """README "Utilisation": the highest value-after-order / limit on the path."""
@@ -556,6 +568,7 @@ class ReferenceModel:
         return reason
 
     def modify(self, order_id, quantity, price=None) -> int:
+        self.last_detail = None
         o = self.orders.get(order_id)
         if o is None or o.status != WORKING:
             return UNKNOWN_ORDER
@@ -568,6 +581,7 @@ class ReferenceModel:
 
     def request_cancel(self, order_id) -> int:
         self.last_utilisation = None  # a cancel carries no utilisation
+        self.last_detail = None
         o = self.orders.get(order_id)
         if o is None or o.status != WORKING:
             return UNKNOWN_ORDER
@@ -575,7 +589,7 @@ class ReferenceModel:
         for n in path:
             rate = self.nodes[n].limits.cancel_rate
             if rate is not None and self._in_window(n, "cancel", rate[1]) >= rate[0]:
-                return CANCEL_RATE_LIMIT
+                return self._fail(CANCEL_RATE_LIMIT, n, self._in_window(n, "cancel", rate[1]), rate[0])[0]
         for n in path:
             self._record(n, "cancel")
         return OK
@@ -694,11 +708,11 @@ class ReferenceModel:
 
     def _halt_account(self, n: int) -> None:
         self.nodes[n].state, self.nodes[n].cause = HALTED, NOTIONAL_OVERFLOW
-        self._event(n, NOTIONAL_OVERFLOW)
+        self._event(n, NOTIONAL_OVERFLOW, value=MAX_NOTIONAL / 1e6, limit=MAX_NOTIONAL / 1e6)
 
     def _halt_symbol(self, symbol) -> None:
         self.instruments[symbol].state = HALTED
-        self._event(0, NOTIONAL_OVERFLOW, symbol)
+        self._event(0, NOTIONAL_OVERFLOW, symbol, MAX_NOTIONAL / 1e6, MAX_NOTIONAL / 1e6)
 
     def on_fill(self, order_id, quantity, price, exec_id) -> bool:
         """Bad input raises before the exec id is looked at (a malformed fill is an

@@ -184,8 +184,8 @@ class Extremes(RuleBasedStateMachine):
     def breach_events_agree(self):
         if not hasattr(self, "engine"):
             return
-        got = sorted((e.time, e.account, e.symbol, int(e.reason)) for e in self.engine.drain_events())
-        expected = sorted((t, account, symbol, reason) for t, account, symbol, reason in self.model.drain_events())
+        got = sorted((e.time, e.account, e.symbol, int(e.reason), e.value, e.limit) for e in self.engine.drain_events())
+        expected = sorted(self.model.drain_events())
         assert got == expected
 
 

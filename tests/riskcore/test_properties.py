@@ -271,6 +271,11 @@ class Harness:
                 if hasattr(result, "code"):  # a Decision
                     assert (result.code, result.accepted) == (expected[1], expected[1] == 0), \
                         self.explain(what, ref_reason(expected[1]), repr(result))
+                    detail = self.model.last_detail
+                    if not result.accepted and detail is not None:
+                        assert (result.node, result.value, result.limit) == detail, \
+                            self.explain(what, f"{ref_reason(expected[1])} at {detail}",
+                                         f"{result.reason.name} at {(result.node, result.value, result.limit)}")
                     u = self.model.last_utilisation
                     if result.accepted and u is not None:
                         assert math.isclose(result.utilisation, u, rel_tol=1e-9, abs_tol=1e-12), \
@@ -449,7 +454,8 @@ class Harness:
     # -- the comparison after every operation
     def assert_same(self):
         model = self.model
-        expected_events = sorted((t, account, reason) for t, account, _s, reason in model.drain_events())
+        expected_events = sorted((t, account, reason, value, limit)
+                                 for t, account, _s, reason, value, limit in model.drain_events())
         rows = model.aggregate_rows()
         node_positions = model.node_positions()
         for engine in self.engines:
@@ -507,7 +513,7 @@ class Harness:
                 expected = tuple(v / 1e6 for v in (long, short, long - short, long + short + wb + ws, wb, ws,
                                                     realized, unrealized, daily)) + (open_orders, state)
                 assert got == expected, f"aggregate({NODES[n]!r}) differs\n  {context}"
-            got_events = sorted((ev.time, ev.account, int(ev.reason)) for ev in engine.drain_events())
+            got_events = sorted((ev.time, ev.account, int(ev.reason), ev.value, ev.limit) for ev in engine.drain_events())
             assert got_events == expected_events, (
                 f"breach events: model {expected_events}, engine {got_events}\nlast operations:\n  {context}")
 
