@@ -124,9 +124,10 @@ class _Endpoints:
 class InProcessServer(_Endpoints):
     """A :class:`RiskServer` running on its own asyncio loop in a daemon thread."""
 
-    def __init__(self, config: RiskConfig, engine=None):
+    def __init__(self, config: RiskConfig, engine=None, **options):
         self._init_endpoints()
         self.config = config
+        self._options = options
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="risk-server-loop", daemon=True)
         self._thread.start()
@@ -134,7 +135,7 @@ class InProcessServer(_Endpoints):
         self.started = False
 
     async def _build(self, engine) -> RiskServer:
-        return RiskServer(self.config, engine)
+        return RiskServer(self.config, engine, **self._options)
 
     def run(self, coroutine, timeout: float = DEADLINE):
         """Run ``coroutine`` on the server's loop and return its result."""
@@ -281,12 +282,15 @@ def config_file(tmp_path):
 
 @pytest.fixture
 def build_server():
-    """``build_server(config=None, engine=None, port=0, state_path=None)``: an in-process server, not yet
-    started, on 127.0.0.1 (in-memory state unless ``state_path``); all are stopped afterwards."""
+    """``build_server(config=None, engine=None, port=0, state_path=None, **options)``: an in-process server,
+    not yet started, on 127.0.0.1 (in-memory state unless ``state_path``; ``options`` go to RiskServer);
+    all are stopped afterwards."""
     servers: list[InProcessServer] = []
 
-    def build(config: RiskConfig | None = None, engine=None, port: int = 0, state_path=None) -> InProcessServer:
-        server = InProcessServer(for_tests(config or load_config(None), port=port, state_path=state_path), engine)
+    def build(config: RiskConfig | None = None, engine=None, port: int = 0, state_path=None,
+              **options) -> InProcessServer:
+        server = InProcessServer(for_tests(config or load_config(None), port=port, state_path=state_path), engine,
+                                 **options)
         servers.append(server)
         return server
 

@@ -7,14 +7,11 @@ bound ports back.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import errno
 import os
 import signal
 import socket
 import time
-import zoneinfo
-from typing import Callable
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -24,6 +21,7 @@ from riskcore import Limits, ManualClock, __version__
 from services.common.auth import TokenAuth
 from services.common.calls import CallHandling, add_servicer
 from services.common.http import OpsServer
+from services.common.schedule import DayRoller, Sleep, TimeNs
 from services.common.logging import get_logger
 from services.common.metrics import GrpcMetrics, new_registry
 from services.proto import risk_pb2
@@ -43,10 +41,6 @@ METHODS = [m.name for m in risk_pb2.DESCRIPTOR.services_by_name["RiskEngine"].me
 
 class PortInUse(RuntimeError):
     """A port the server must listen on is taken; the message names it and the option that changes it."""
-
-
-def _utc_now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
 
 
 def _check_port_free(host: str, port: int, option: str) -> None:
@@ -91,19 +85,22 @@ class RiskServer:
         After recovery, journal the file's limits, position limits and
         trading states where the recovered state differs (as admin changes
         by ``configuration file``). Every difference is logged either way.
-    wall_clock : callable returning an aware datetime, optional
-        The time the day roller reads (tests pass a fixed one).
+    time_ns, sleep : optional
+        The clock the service and its day roller read, and how the roller
+        waits (tests pass a :class:`~services.common.schedule.ManualTime`
+        and its ``sleep``).
     """
 
     def __init__(self, config: RiskConfig, engine=None, *, apply_config: bool = False,
-                 wall_clock: Callable[[], datetime.datetime] = _utc_now):
+                 time_ns: TimeNs = time.time_ns, sleep: Sleep = asyncio.sleep):
         self.config = config
         self.apply_config = apply_config
-        self._wall_clock = wall_clock
+        state = config.state
+        self.roller = None if state.roll_time is None else DayRoller(
+            roll_clock_time(state.roll_time), state.roll_timezone, time_ns, sleep)
         self._drift_reported = False
         self.registry = new_registry()
-        self.engine = engine if engine is not None else build_engine(config, clock=ManualClock(time.time_ns()))
-        state = config.state
+        self.engine = engine if engine is not None else build_engine(config, clock=ManualClock(time_ns()))
         if state.backend == "jetstream":
             self.journal = NatsJournal(list(state.nats_servers), state.name, state.replicas)
         elif state.path is not None:
@@ -114,7 +111,7 @@ class RiskServer:
         self._lease: Lease | None = None
         self._tasks: list[asyncio.Task] = []
         self.service = RiskService(self.engine, config.default_account, RiskMetrics(self.registry, self.engine),
-                                   self.journal, state.snapshot_every, config.order_capacity)
+                                   self.journal, state.snapshot_every, config.order_capacity, time_ns)
         self.grpc_metrics = GrpcMetrics(self.registry, METHODS, __version__)
         self.ready = False
         self.calls = CallHandling(TokenAuth(list(config.tokens)), self.grpc_metrics, config.log_requests,
@@ -257,8 +254,8 @@ class RiskServer:
         """Take calls: start the day roller, go SERVING and ready."""
         if self.journal is not None and self.recovery and self.recovery["replayed"] >= self.service.snapshot_every:
             self.service.snapshot()  # a long replay is not repeated at the next start
-        if self.config.state.roll_time is not None:
-            self._tasks.append(asyncio.create_task(self._roll_days()))
+        if self.roller is not None:
+            self._tasks.append(asyncio.create_task(self.roller.run(lambda: self.service.last_roll_ns, self._roll)))
         await self._set_serving(True)
         self.ready = True
 
@@ -333,40 +330,9 @@ class RiskServer:
         await self._set_serving(False)
         log.error("lost the primary lease; no longer serving", reason=reason)
 
-    def _roll_instant(self, day: datetime.date) -> datetime.datetime:
-        """The roll of local ``day`` as an instant in UTC (a wall time in a DST gap maps forward)."""
-        state = self.config.state
-        local = datetime.datetime.combine(day, roll_clock_time(state.roll_time),
-                                          tzinfo=zoneinfo.ZoneInfo(state.roll_timezone))
-        return local.astimezone(datetime.timezone.utc)
-
-    def _last_roll_instant(self, now: datetime.datetime) -> datetime.datetime:
-        """The most recent roll at or before ``now`` (compared as instants, not wall times)."""
-        today = now.astimezone(zoneinfo.ZoneInfo(self.config.state.roll_timezone)).date()
-        for back in range(3):
-            instant = self._roll_instant(today - datetime.timedelta(days=back))
-            if instant <= now:
-                return instant
-        raise AssertionError("a roll happens every day")
-
-    def _next_roll_instant(self, now: datetime.datetime) -> datetime.datetime:
-        """The first roll strictly after ``now``."""
-        today = now.astimezone(zoneinfo.ZoneInfo(self.config.state.roll_timezone)).date()
-        for ahead in range(-1, 3):
-            instant = self._roll_instant(today + datetime.timedelta(days=ahead))
-            if instant > now:
-                return instant
-        raise AssertionError("a roll happens every day")
-
-    async def _roll_days(self) -> None:
-        """Roll the trading day at the configured local time; catch up on a roll missed while down."""
-        while True:
-            now = self._wall_clock()
-            if self.service.last_roll_ns < self._last_roll_instant(now).timestamp() * 1e9:
-                self.service.roll_day()
-                await self.service.durable()
-            wait = (self._next_roll_instant(now) - self._wall_clock()).total_seconds()
-            await asyncio.sleep(max(wait, 0.001))
+    async def _roll(self) -> None:
+        self.service.roll_day()
+        await self.service.durable()
 
     async def _set_serving(self, serving: bool) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING

@@ -24,13 +24,15 @@ import math
 import time
 from enum import IntEnum
 from itertools import islice
-from typing import Generator, Iterable, Optional
+from typing import Callable, Generator, Iterable, Optional
 
 import numpy as np
 
-from riskcore import Decision, Limits, ManualClock, Reason, RiskEngine, TradingState, UnknownOrderError
+from riskcore import (CapacityError, Decision, Limits, ManualClock, Reason, RiskEngine, TradingState,
+                      UnknownOrderError)
 from riskcore.decision import describe
 from services.common.auth import check_account, check_accounts, check_order, check_orders
+from services.common.calls import FailedPrecondition
 from services.common.logging import get_logger
 from services.proto import risk_pb2
 from services.risk.breaches import BreachHub
@@ -91,6 +93,14 @@ class Command(IntEnum):
 
 class InvalidRequest(ValueError):
     """A request field is malformed (answered with INVALID_ARGUMENT)."""
+
+
+class OverCapacity(FailedPrecondition):
+    """A fill or mark the engine's books cannot hold (FAILED_PRECONDITION).
+
+    The kernel refused it whole and halted the account (fill) or the symbol
+    (mark); the refusal is journaled, since the halt is state.
+    """
 
 
 def shown(value: str) -> str:
@@ -308,11 +318,12 @@ class RiskService:
     """
 
     def __init__(self, engine: RiskEngine, default_account: str, metrics: RiskMetrics, journal=None,
-                 snapshot_every: int = 200_000, order_capacity: int = 0):
+                 snapshot_every: int = 200_000, order_capacity: int = 0, time_ns: Callable[[], int] = time.time_ns):
         if not isinstance(engine.clock, ManualClock):
             raise TypeError("the service drives the engine's clock: build the engine with a ManualClock")
         self.engine = engine
         self.clock: ManualClock = engine.clock
+        self.time_ns = time_ns
         self.default_account = default_account
         self.metrics = metrics
         self.journal = journal
@@ -336,7 +347,7 @@ class RiskService:
 
     def _tick(self) -> int:
         """Move the engine clock to now (or to the replayed command's time) and return it."""
-        now = self._replay_time if self._replay_time is not None else time.time_ns()
+        now = self._replay_time if self._replay_time is not None else self.time_ns()
         if now > self.clock.time_ns:
             self.clock.time_ns = now
         return self.clock.time_ns
@@ -616,7 +627,11 @@ class RiskService:
         _quantity(request.quantity)
         if not (math.isfinite(request.price) and request.price > 0):
             raise InvalidRequest(f"price must be finite and > 0, got {request.price}")
-        applied = self._fill(request)
+        try:
+            applied = self._fill(request)
+        except CapacityError as error:
+            self._over_capacity(Command.FILL, request)
+            raise OverCapacity(str(error)) from None
         (self._filled if applied else self._duplicate_fill).inc()
         if applied:
             self._record(Command.FILL, request)
@@ -679,8 +694,18 @@ class RiskService:
             order_ids = self._order_ids_of(cids[start:stop], start)
             self._tick()
             on_fill = self.engine.on_fill
-            chunk = [on_fill(oid, q, p, x) for oid, q, p, x in
-                     zip(order_ids, quantities[start:stop], prices[start:stop], exec_ids[start:stop])]
+            chunk: list[bool] = []
+            try:
+                for oid, q, p, x in zip(order_ids, quantities[start:stop], prices[start:stop], exec_ids[start:stop]):
+                    chunk.append(on_fill(oid, q, p, x))
+            except CapacityError as error:
+                # Rows before this one are applied and its account is halted: journal the chunk, whose
+                # replay stops at the same row.
+                row = start + len(chunk)
+                self._over_capacity(Command.FILL_BATCH, self._fill_chunk(request, cids, exec_ids, quantities,
+                                                                         prices, start, stop))
+                raise OverCapacity(f"client_order_ids[{row}] {shown(cids[row])}: {error}; the rows before it "
+                                   f"were applied, none after it") from None
             applied.extend(chunk)
             count = sum(chunk)
             if self._replay_time is None:
@@ -688,13 +713,24 @@ class RiskService:
                 self._duplicate_fill.inc(len(chunk) - count)
             if count:
                 if self._journaling:
-                    self._record(Command.FILL_BATCH, request if stop - start == n else risk_pb2.FillBatch(
-                        client_order_ids=cids[start:stop], exec_ids=exec_ids[start:stop],
-                        quantities=quantities[start:stop], prices=prices[start:stop]))
+                    self._record(Command.FILL_BATCH, self._fill_chunk(request, cids, exec_ids, quantities, prices,
+                                                                      start, stop))
                 self.publish_engine_events()
             if stop < n:
                 yield
         return risk_pb2.FillBatchAck(applied=applied)
+
+    @staticmethod
+    def _fill_chunk(request, cids, exec_ids, quantities, prices, start: int, stop: int) -> risk_pb2.FillBatch:
+        """Rows ``start:stop`` of a FillBatch (the request itself when that is all of it)."""
+        if stop - start == len(cids):
+            return request
+        return risk_pb2.FillBatch(client_order_ids=cids[start:stop], exec_ids=exec_ids[start:stop],
+                                  quantities=quantities[start:stop], prices=prices[start:stop])
+
+    def _over_capacity(self, kind: "Command", request) -> None:
+        """Journal a command the kernel refused for capacity (its halt is state) and publish the breach."""
+        self.publish_engine_events()
 
     def _order_ids_of(self, cids: list[str], first_row: int = 0) -> list[int]:
         """Kernel ids of the orders ``cids`` name; KeyError naming the first unknown one."""
@@ -735,7 +771,12 @@ class RiskService:
         engine = self.engine
         ids = np.fromiter((engine.symbol_id(s) for s in symbols), dtype=np.int32, count=len(symbols))
         self._tick()
-        engine.update_prices(ids, prices)
+        try:
+            engine.update_prices(ids, prices)
+        except CapacityError as error:
+            # The other rows are applied and the symbol is halted: journal the marks, whose replay does the same.
+            self._over_capacity(Command.PRICES, request)
+            raise OverCapacity(str(error)) from None
         self._record(Command.PRICES, request)
         self.publish_engine_events()
         return risk_pb2.PriceUpdatesAck(applied=len(ids))
@@ -951,7 +992,10 @@ class RiskService:
                 if entry is None:
                     raise JournalError(f"journal record {seq} has an unknown kind {kind}")
                 self._replay_time = time_ns
-                entry[0](self, entry[1](payload))
+                try:
+                    entry[0](self, entry[1](payload))
+                except (CapacityError, OverCapacity):
+                    pass  # refused for capacity when first applied too, and journaled for the halt it made
                 applied += 1
         finally:
             self._replay_time = None

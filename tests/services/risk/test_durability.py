@@ -8,12 +8,10 @@ request per trader that was on the wire when the kill landed.
 """
 from __future__ import annotations
 
-import datetime
 import random
 import sqlite3
 import threading
 import time
-import zoneinfo
 
 import grpc
 import pytest
@@ -315,161 +313,6 @@ def snapshot_span(path) -> tuple[int, int, int]:
         return first, last, snapshot
     finally:
         db.close()
-
-
-# ------------------------------------------------------------------ start of day
-
-def _roll_events(engine) -> int:
-    return len(engine.events("start of day roll"))
-
-
-def _pnl(stub, account: str) -> tuple[int, int]:
-    """(realized, daily) P&L of an account in micro-units."""
-    (row,) = [r for r in stub.GetExposure(risk_pb2.ExposureRequest(account=account), timeout=DEADLINE).accounts
-              if r.account == account]
-    return round(row.realized_pnl * 1e6), round(row.daily_pnl * 1e6)
-
-
-def _round_trip(stub, tag: str, loss_per_share: float) -> None:
-    """Buy 100 AAPL at 190.00 and sell them at a loss: realized P&L falls by 100 x loss_per_share."""
-    for side, price in ((BUY, 190.00), (SELL, 190.00 - loss_per_share)):
-        assert stub.ReportFill(risk_pb2.Fill(exec_id=f"{tag}-{side}", quantity=100, price=price, account="t0",
-                                             symbol="AAPL", side=side), timeout=DEADLINE).applied
-
-
-def test_start_of_day_roll_is_journaled_resets_daily_pnl_and_is_not_repeated_after_a_restart(tmp_path, engines):
-    # roll_time takes seconds too; a roll a few seconds from now lets one process live through it.
-    roll_at = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=6)
-    config = write_config(tmp_path, {"path": "journal.db", "roll_time": roll_at.strftime("%H:%M:%S"),
-                                     "roll_timezone": "UTC"})
-    engine = engines(config).start().wait_ready()
-    stub = engine.stub()
-    # Never rolled before: the engine catches up on yesterday's roll as it starts.
-    wait_until(lambda: _roll_events(engine) == 1, 10, "the catch-up roll")
-    _round_trip(stub, "a", 1.00)
-    assert datetime.datetime.now(datetime.timezone.utc) < roll_at, "the machine is too slow for this test"
-    assert _pnl(stub, "t0") == (-100_000_000, -100_000_000)
-
-    wait_until(lambda: _roll_events(engine) == 2, 20, "the scheduled roll")
-    assert _pnl(stub, "t0") == (-100_000_000, 0)   # the daily baseline moved; realized did not
-    _round_trip(stub, "b", 0.50)
-    assert _pnl(stub, "t0") == (-150_000_000, -50_000_000)
-    engine.kill9()
-    db = sqlite3.connect(tmp_path / "journal.db", timeout=DEADLINE)
-    try:
-        rolls = db.execute("SELECT COUNT(*) FROM journal WHERE kind = ?", (Command.ROLL_DAY,)).fetchone()[0]
-    finally:
-        db.close()
-    assert rolls == 2
-
-    engine.start().wait_ready()
-    stub = engine.stub()
-    assert _pnl(stub, "t0") == (-150_000_000, -50_000_000)
-    time.sleep(0.5)   # the roller runs as the engine starts serving; give it time to (wrongly) roll
-    assert _roll_events(engine) == 0, engine.events("start of day roll")
-    assert _pnl(stub, "t0") == (-150_000_000, -50_000_000)
-
-
-def test_an_engine_down_across_its_roll_time_rolls_when_it_comes_back(tmp_path, engines):
-    roll_at = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=4)
-    config = write_config(tmp_path, {"path": "journal.db", "roll_time": roll_at.strftime("%H:%M:%S"),
-                                     "roll_timezone": "UTC"})
-    engine = engines(config).start().wait_ready()
-    stub = engine.stub()
-    wait_until(lambda: _roll_events(engine) == 1, 10, "the catch-up roll")
-    _round_trip(stub, "a", 1.00)
-    assert _pnl(stub, "t0") == (-100_000_000, -100_000_000)
-    engine.kill9()
-    assert datetime.datetime.now(datetime.timezone.utc) < roll_at, "the machine is too slow for this test"
-
-    wait_until(lambda: datetime.datetime.now(datetime.timezone.utc) > roll_at, 10, "the roll time to pass")
-    engine.start().wait_ready()
-    wait_until(lambda: _roll_events(engine) == 1, 5, "the roll missed while the engine was down")
-    assert _pnl(engine.stub(), "t0") == (-100_000_000, 0)
-
-
-UTC = datetime.timezone.utc
-
-
-def _roller(roll_time: str, zone: str = "America/New_York"):
-    from services.risk.config import RiskConfig, StateConfig
-    from services.risk.server import RiskServer
-
-    return RiskServer(RiskConfig(default_account="", state=StateConfig(roll_time=roll_time, roll_timezone=zone)))
-
-
-def _next_roll(server, now: datetime.datetime) -> datetime.datetime:
-    """The instant RiskServer._roll_days sleeps until after checking at ``now``."""
-    last = server._last_roll_instant(now)
-    return server._last_roll_instant(last + datetime.timedelta(days=1, hours=1))
-
-
-@pytest.mark.parametrize("now, last", [
-    # Spring forward (Sunday 2025-03-09): 17:00 EST is 22:00 UTC, 17:00 EDT is 21:00 UTC.
-    (datetime.datetime(2025, 3, 9, 20, 59, tzinfo=UTC), datetime.datetime(2025, 3, 8, 22, 0, tzinfo=UTC)),
-    (datetime.datetime(2025, 3, 9, 21, 0, tzinfo=UTC), datetime.datetime(2025, 3, 9, 21, 0, tzinfo=UTC)),
-    (datetime.datetime(2025, 3, 9, 7, 30, tzinfo=UTC), datetime.datetime(2025, 3, 8, 22, 0, tzinfo=UTC)),
-    # Fall back (Sunday 2025-11-02): 17:00 EDT is 21:00 UTC, 17:00 EST is 22:00 UTC.
-    (datetime.datetime(2025, 11, 2, 21, 30, tzinfo=UTC), datetime.datetime(2025, 11, 1, 21, 0, tzinfo=UTC)),
-    (datetime.datetime(2025, 11, 2, 22, 0, tzinfo=UTC), datetime.datetime(2025, 11, 2, 22, 0, tzinfo=UTC)),
-    (datetime.datetime(2025, 11, 3, 3, 0, tzinfo=UTC), datetime.datetime(2025, 11, 2, 22, 0, tzinfo=UTC)),
-])
-def test_last_roll_at_17_00_new_york_is_the_most_recent_one_across_dst_changes(now, last):
-    assert _roller("17:00")._last_roll_instant(now).astimezone(UTC) == last
-
-
-@pytest.mark.parametrize("last, hours", [
-    (datetime.datetime(2025, 3, 7, 22, 0, tzinfo=UTC), 24),   # Friday to Saturday
-    (datetime.datetime(2025, 3, 8, 22, 0, tzinfo=UTC), 23),   # into the spring-forward day
-    (datetime.datetime(2025, 11, 1, 21, 0, tzinfo=UTC), 25),  # into the fall-back day
-    (datetime.datetime(2025, 11, 2, 22, 0, tzinfo=UTC), 24),
-])
-def test_next_roll_at_17_00_new_york_is_23_or_25_hours_away_on_dst_change_days(last, hours):
-    server = _roller("17:00")
-    following = _next_roll(server, last + datetime.timedelta(minutes=1)).astimezone(UTC)
-    assert following - last == datetime.timedelta(hours=hours)
-    assert following.astimezone(zoneinfo.ZoneInfo("America/New_York")).time() == datetime.time(17, 0)
-
-
-def _expected_last_roll(roll_time: str, now: datetime.datetime, zone: str = "America/New_York"):
-    """The latest instant <= now at which the local clock reads roll_time (Python's fold=0 reading)."""
-    tz = zoneinfo.ZoneInfo(zone)
-    local_day = now.astimezone(tz).date()
-    instants = [datetime.datetime.combine(local_day - datetime.timedelta(days=back),
-                                          datetime.time.fromisoformat(roll_time), tzinfo=tz).astimezone(UTC)
-                for back in range(3)]
-    return max(i for i in instants if i <= now)
-
-
-def test_last_and_next_roll_are_right_at_every_minute_of_both_dst_change_weekends():
-    for roll_time in ("17:00", "00:00", "03:00", "23:30"):
-        server = _roller(roll_time)
-        for start in (datetime.datetime(2025, 3, 8, 12, 0, tzinfo=UTC),
-                      datetime.datetime(2025, 11, 1, 12, 0, tzinfo=UTC)):
-            for minute in range(2 * 24 * 60):
-                now = start + datetime.timedelta(minutes=minute)
-                last = server._last_roll_instant(now).astimezone(UTC)
-                assert last == _expected_last_roll(roll_time, now), (roll_time, now)
-                assert _next_roll(server, now) > now, (roll_time, now)
-
-
-def test_a_roll_time_inside_the_spring_forward_gap_is_never_reported_as_already_past():
-    # 02:30 does not exist in New York on 2025-03-09; at 03:15 EDT (07:15 UTC) the day's 02:30 roll,
-    # whatever instant it maps to, cannot be the last roll *and* lie in the future.
-    now = datetime.datetime(2025, 3, 9, 7, 15, tzinfo=UTC)
-    last = _roller("02:30")._last_roll_instant(now)
-    assert last.astimezone(UTC) <= now, f"last roll {last.astimezone(UTC)} is after now {now}"
-
-
-def test_a_roll_time_inside_the_repeated_fall_back_hour_finds_todays_roll_and_sleeps_until_a_later_one():
-    # 01:30 happens twice in New York on 2025-11-02: 05:30 UTC (EDT) and 06:30 UTC (EST).
-    # At 06:15 UTC (01:15 EST) the first one has passed.
-    server = _roller("01:30")
-    now = datetime.datetime(2025, 11, 2, 6, 15, tzinfo=UTC)
-    last = server._last_roll_instant(now).astimezone(UTC)
-    following = _next_roll(server, now).astimezone(UTC)
-    assert (last, following > now) == (datetime.datetime(2025, 11, 2, 5, 30, tzinfo=UTC), True), (
-        f"last roll {last}, next roll {following} (the roller sleeps max(0, next - now): it would spin)")
 
 
 def test_orders_accepted_under_a_rate_limit_over_more_than_its_window_stay_accepted_after_kill_9(tmp_path, engines):
