@@ -730,6 +730,7 @@ class RiskService:
 
     def _over_capacity(self, kind: "Command", request) -> None:
         """Journal a command the kernel refused for capacity (its halt is state) and publish the breach."""
+        self._record(kind, request)
         self.publish_engine_events()
 
     def _order_ids_of(self, cids: list[str], first_row: int = 0) -> list[int]:

@@ -47,8 +47,12 @@ def make_servicer(service: RiskService, calls: CallHandling, server) -> risk_pb2
     def command(name, apply, admin=False):
         @calls.rpc(name, admin=admin, changes=True)
         async def handler(self, request, call):
-            response = apply(request, call.identity.name)
-            await service.durable()
+            try:
+                response = apply(request, call.identity.name)
+            finally:
+                # A refusal may be journaled too (a fill over capacity halts its account): even an
+                # error is answered once what the call journaled is durable.
+                await service.durable()
             return response
 
         return handler
@@ -57,8 +61,10 @@ def make_servicer(service: RiskService, calls: CallHandling, server) -> risk_pb2
         # Large batches are applied in chunks, serving other calls in between.
         @calls.rpc(name, changes=True)
         async def handler(self, request, call):
-            response = await apply(request, max_rows)
-            await service.durable()
+            try:
+                response = await apply(request, max_rows)
+            finally:
+                await service.durable()
             return response
 
         return handler

@@ -18,7 +18,7 @@ from services.common.metrics import new_registry
 from services.proto import risk_pb2
 from services.risk.config import build_engine, load_config
 from services.risk.metrics import RiskMetrics
-from services.risk.service import BATCH_CHUNK, MAX_NAME_BYTES, RiskService
+from services.risk.service import BATCH_CHUNK, MAX_NAME_BYTES, OverCapacity, RiskService
 
 DEADLINE = 5.0  # seconds for every call
 
@@ -466,6 +466,91 @@ def test_other_calls_are_served_between_the_chunks_of_a_large_batch_and_replay_g
     assert engine_state(again) == state
     assert again.SubmitOrders(momentum_batch("big", n, "MSFT", 1, 420.0), timeout=60).accepted == n
     assert engine_state(again) == state   # a resent batch is answered from the remembered ids
+
+
+# ------------------------------------------------------------------ fills and marks beyond the engine's capacity
+# The kernel refuses a fill or mark its books cannot hold (a total past 2^62 micro-units) and halts the
+# account or symbol. The service answers FAILED_PRECONDITION and journals the refused command, so that
+# replay makes the same halt.
+
+def fill_beyond_capacity(call):
+    call("ReportFill", fill(exec_id="huge", quantity=10**12, price=190.0))   # 1.9e14 in money
+
+
+def fill_batch_with_a_row_beyond_capacity(call):
+    call("SubmitOrder", order(client_order_id="w-1", quantity=1000))
+    call("ReportFills", fill_batch(client_order_ids=["w-1"] * 3, exec_ids=["e-1", "e-2", "e-3"],
+                                   quantities=[10, 10**12, 20], prices=[190.0] * 3))
+
+
+def mark_beyond_capacity(call):
+    call("ReportFill", fill(exec_id="big", quantity=10**10, price=190.0))    # 1.9e12: it fits
+    call("UpdatePrices", P.PriceUpdates(symbols=["MSFT", "AAPL"], prices=[430.0, 1e6]))
+
+
+# scenario: (what the refusal names, positions after it, what is halted after it)
+CAPACITY = {
+    fill_beyond_capacity: ("'default' is HALTED", [], ("default", None)),
+    fill_batch_with_a_row_beyond_capacity: ("client_order_ids[1]", [("default", "AAPL", 10)], ("default", None)),
+    mark_beyond_capacity: ("'AAPL' is HALTED", [("default", "AAPL", 10**10)], (None, "AAPL")),
+}
+
+
+@pytest.mark.parametrize("scenario", CAPACITY, ids=lambda scenario: scenario.__name__)
+def test_fill_or_mark_beyond_capacity_is_failed_precondition_applying_nothing_of_that_row(stub, scenario):
+    named, positions, (account, symbol) = CAPACITY[scenario]
+    calls = []
+    scenario(lambda method, request: calls.append((method, request)))
+    for method, request in calls[:-1]:
+        call(stub, method, request)
+
+    with pytest.raises(grpc.RpcError) as error:
+        call(stub, *calls[-1])
+
+    assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "capacity" in error.value.details() and named in error.value.details()
+    held = stub.GetPositions(P.PositionsRequest(), timeout=DEADLINE).positions
+    assert [(p.account, p.symbol, p.quantity) for p in held] == positions
+    if account:
+        assert call(stub, "CheckPosition", position(account=account)).reason == "TRADING_HALTED"
+    if symbol:
+        assert call(stub, "CheckPosition", position(account="momentum", symbol=symbol)).reason == "TRADING_HALTED"
+
+
+def _engine_observable(service) -> tuple:
+    engine = service.engine
+    return (engine.positions().tolist(), engine.aggregates().tolist(), engine.open_orders().tolist(),
+            [int(engine.trading_state(symbol=s)) for s in engine.symbols],
+            [engine.reference_price(s) for s in engine.symbols])
+
+
+@pytest.mark.parametrize("scenario", CAPACITY, ids=lambda scenario: scenario.__name__)
+def test_fill_or_mark_refused_for_capacity_is_journaled_and_replays_to_the_same_halt(tmp_path, scenario):
+    from .durability_helpers import with_journal
+
+    sample = importlib.resources.files("services.risk").joinpath("sample.toml").read_text()
+    config = tmp_path / "riskcore.toml"
+    config.write_text(sample)
+    journal = tmp_path / "journal.db"
+    methods = {"ReportFill": "report_fill", "ReportFills": "report_fills", "SubmitOrder": "submit_order",
+               "UpdatePrices": "update_prices"}
+
+    def apply(service):
+        refusals = []
+
+        def call_service(method, request):
+            try:
+                getattr(service, methods[method])(request)
+            except OverCapacity as error:
+                refusals.append(str(error))
+        scenario(call_service)
+        assert len(refusals) == 1
+        return _engine_observable(service)
+
+    before = with_journal(journal, config, apply)
+    after = with_journal(journal, config, _engine_observable)   # no snapshot: every record is replayed
+
+    assert after == before
 
 
 # ------------------------------------------------------------------ the data plane's state
