@@ -438,12 +438,8 @@ def test_batch_with_a_bad_row_in_its_last_chunk_applies_no_row(stub):
     assert engine_state(stub) == before
 
 
-def test_other_calls_are_served_between_the_chunks_of_a_large_batch_and_replay_gives_the_same_state(
-        build_server, tmp_path):
+def test_other_calls_are_served_between_the_chunks_of_a_large_batch(stub):
     # 20 chunks of MSFT orders on momentum; meanwhile single orders on default and reads of momentum.
-    journal = tmp_path / "journal.db"
-    first = build_server(state_path=journal).start()
-    stub = first.stub()
     n = 20 * BATCH_CHUNK
     answer: dict = {}
     batch_thread = threading.Thread(target=lambda: answer.update(
@@ -461,11 +457,48 @@ def test_other_calls_are_served_between_the_chunks_of_a_large_batch_and_replay_g
     assert answer["response"].accepted == n
     assert seen_partial, "no call was answered while the batch was being applied"
     state = engine_state(stub)
-    first.stop()
-    again = build_server(state_path=journal).start().stub()
-    assert engine_state(again) == state
-    assert again.SubmitOrders(momentum_batch("big", n, "MSFT", 1, 420.0), timeout=60).accepted == n
-    assert engine_state(again) == state   # a resent batch is answered from the remembered ids
+    assert stub.SubmitOrders(momentum_batch("big", n, "MSFT", 1, 420.0), timeout=60).accepted == n
+    assert engine_state(stub) == state   # a resent batch is answered from the remembered ids
+
+
+def test_a_chunked_batch_and_orders_sent_between_its_chunks_replay_to_the_same_decisions(tmp_path):
+    # momentum may be long 50,000 AAPL. A 3-chunk batch of 10-share buys races single 100-share buys
+    # for that room: which rows fit depends on where the singles fell between the chunks, so replay
+    # reproduces the batch's codes only if every chunk was journaled in its place.
+    import asyncio
+
+    from services.risk.journal import SqliteJournal
+
+    from .durability_helpers import make_service, with_journal
+
+    sample = importlib.resources.files("services.risk").joinpath("sample.toml").read_text()
+    config = tmp_path / "riskcore.toml"
+    config.write_text(sample)
+    path = tmp_path / "journal.db"
+
+    async def live():
+        journal = SqliteJournal(str(path), "NORMAL")
+        service = make_service(config, journal)
+        try:
+            await service.recover(*journal.load())
+            journal.start(asyncio.get_running_loop())
+            batch = asyncio.ensure_future(service.submit_orders_chunked(momentum_batch("m", 3 * BATCH_CHUNK), 10**6))
+            singles = 0
+            while not batch.done():
+                service.submit_order(order(client_order_id=f"s-{singles}", account="momentum", quantity=100))
+                singles += 1
+                await asyncio.sleep(0)
+            await service.durable()
+            return list((await batch).reason_codes), singles, _engine_observable(service)
+        finally:
+            await journal.aclose()
+
+    codes, singles, state = asyncio.run(live())
+    replayed = with_journal(path, config, lambda service: (
+        list(service.submit_orders(momentum_batch("m", 3 * BATCH_CHUNK)).reason_codes), _engine_observable(service)))
+
+    assert 0 < codes.count(0) < 5_000 and singles > 2   # the singles took some of the room mid-batch
+    assert replayed == (codes, state)
 
 
 # ------------------------------------------------------------------ fills and marks beyond the engine's capacity
