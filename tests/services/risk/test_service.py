@@ -363,12 +363,9 @@ def test_id_or_name_of_exactly_128_bytes_is_not_refused_for_its_size(working_stu
 # ------------------------------------------------------------------ size bounds: batch rows
 
 @pytest.fixture
-def small_batches(serve, tmp_path):
+def small_batches(serve, config_file):
     """A server whose batches may carry at most 3 rows ([engine] max_batch_rows = 3 in its file)."""
-    sample = importlib.resources.files("services.risk").joinpath("sample.toml").read_text()
-    path = tmp_path / "riskcore.toml"
-    path.write_text(sample.replace("[engine]\n", "[engine]\nmax_batch_rows = 3\n", 1))
-    stub = serve(load_config(path)).stub()
+    stub = serve(load_config(config_file(settings={"max_batch_rows": 3}))).stub()
     assert stub.SubmitOrder(order(client_order_id="w-1", quantity=1000), timeout=DEADLINE).accepted
     return stub
 
