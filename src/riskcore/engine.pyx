@@ -643,12 +643,15 @@ cdef class RiskEngine:
             if nd.state == TS.REDUCING and not reducing:
                 self._fail_node = n
                 return R.DAILY_LOSS_LIMIT if nd.state_cause == R.DAILY_LOSS_LIMIT else R.REDUCE_ONLY
-        # 6. price: reference, band, collar. A modify that keeps a limit price and
-        # does not add quantity only lowers risk: no reference or band can stop it.
+        # 6. price: reference, band, collar. A modify that keeps its price (a limit
+        # order's, or a market order's booked one) and adds no quantity only lowers
+        # risk: no reference or band can stop it.
         ref = ins.ref
         has_ref = ref > 0
         stale = has_ref and ins.max_ref_age > 0 and now - ins.ref_time > ins.max_ref_age
-        if not (is_modify and dq <= 0 and not market and p == order.price):
+        if is_modify and dq <= 0 and market and order.market:
+            p = order.price
+        elif not (is_modify and dq <= 0 and not market and p == order.price):
             if (market or ins.require_ref) and not has_ref:
                 return R.NO_REFERENCE_PRICE
             if ins.require_ref and stale:

@@ -428,8 +428,9 @@ class ReferenceModel:
                 return self._fail(EXECUTION_THROTTLE if node.cause == EXECUTION_THROTTLE else TRADING_HALTED, n)
             if node.state == REDUCING and not reduces:
                 return self._fail(DAILY_LOSS_LIMIT if node.cause == DAILY_LOSS_LIMIT else REDUCE_ONLY, n)
-        # 6. README: a modify that keeps a limit price and adds no quantity skips it.
-        keeps = is_modify and dq <= 0 and not market and ticks == order.price
+        # 6. README: a modify that keeps its price and adds no quantity skips it
+        # (a market order keeps the price it was booked at).
+        keeps = is_modify and dq <= 0 and (ticks == order.price if not market else order.market)
         if keeps:
             pass
         elif ins.ref is None:
@@ -437,7 +438,7 @@ class ReferenceModel:
                 return NO_REFERENCE_PRICE, None
         elif ins.require_ref and ins.max_age is not None and self.now - ins.ref_time > ins.max_age:
             return STALE_REFERENCE_PRICE, None
-        p = ins.ref if market else ticks
+        p = (order.price if keeps else ins.ref) if market else ticks
         if not keeps and ((ins.min_ticks is not None and p < ins.min_ticks)
                           or (ins.max_ticks is not None and p > ins.max_ticks)):
             return PRICE_OUT_OF_RANGE, None

@@ -292,6 +292,20 @@ def test_modify_that_lowers_quantity_at_the_same_price_passes_a_collar_and_a_sta
     assert engine.modify(1, 4, 100.4).reason == Reason.STALE_REFERENCE_PRICE  # so is a new price
 
 
+def test_modify_that_lowers_a_market_orders_quantity_passes_a_stale_reference_and_keeps_its_booked_price():
+    clock = ManualClock(0)
+    engine = RiskEngine(clock=clock)
+    engine.add_instrument(Instrument("SYM", tick_size=0.01, reference_price=100.0, max_reference_age=1.0))
+    engine.add_account("alpha")
+    assert engine.submit(1, "alpha", "SYM", BUY, 100, None).accepted        # booked at the reference, 100.00
+    engine.update_price("SYM", 120.0)
+    clock.advance(5.0)
+    assert engine.modify(1, 50).reason == Reason.OK
+    assert (engine.order(1).price, engine.order(1).market) == (100.0, True)
+    assert engine.aggregate("alpha").working_buy == 5_000.0     # 50 at 100.00: the notional only fell
+    assert engine.modify(1, 60).reason == Reason.STALE_REFERENCE_PRICE
+
+
 # --------------------------------------------------------------------- limits
 
 @pytest.mark.parametrize("field, good, bad", [
