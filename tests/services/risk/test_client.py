@@ -236,7 +236,7 @@ def test_client_breaker_opens_after_repeated_outages_then_fails_fast(serve, clie
     client = clients(server.target, deadline=deadline, retry_attempts=1, breaker_failures=3, breaker_reset=60)
     assert client.check_position("AAPL", 10, "BUY").accepted
     server.stop()
-    black_holes(port)  # the engine hangs: every call waits for its deadline
+    hole = black_holes(port)  # the engine hangs: every call waits for its deadline
 
     outages = [client.check_position("AAPL", 10, "BUY") for _ in range(3)]
 
@@ -244,12 +244,16 @@ def test_client_breaker_opens_after_repeated_outages_then_fails_fast(serve, clie
     # The first two waited out their deadline; the third failure is the one that opens the breaker.
     assert ["DEADLINE_EXCEEDED" in a.message for a in outages[:2]] == [True, True], outages
     assert client.breaker.current_state == "open"
-    started = time.perf_counter()
+    hole.close()
+    back = serve(port=port)          # the engine is back, but the breaker stays open for its reset time
     answer = client.submit_order("c-9", "AAPL", 10, "BUY")
-    elapsed = time.perf_counter() - started
     assert (answer.accepted, answer.reason) == (False, ENGINE_UNAVAILABLE)
     assert "circuit breaker open" in answer.message
-    assert elapsed < 0.05, f"an open breaker took {elapsed:.3f} s; the deadline is {deadline} s"
+    # Failing fast means the call never left the client: the engine saw no order.
+    exposure = back.stub().GetExposure(risk_pb2.ExposureRequest(account="default"), timeout=DEADLINE,
+                                       wait_for_ready=True)
+    assert exposure.accounts[0].open_orders == 0
+    assert back.metrics().value("riskcore_grpc_requests_total", method="SubmitOrder", code="OK") == 0
 
 
 def test_client_breaker_lets_calls_through_again_after_the_reset_timeout_once_the_server_is_back(
@@ -283,13 +287,12 @@ def test_client_deadline_bounds_a_call_to_a_hung_engine(clients, black_holes, pi
     black_holes(port)
     client = clients(f"127.0.0.1:{port}", deadline=0.3, retry_attempts=3, breaker_failures=100)
 
-    started = time.monotonic()
     answer = client.check_position("AAPL", 10, "BUY")
-    elapsed = time.monotonic() - started
 
     assert (answer.accepted, answer.reason) == (False, ENGINE_UNAVAILABLE)
-    # DEADLINE_EXCEEDED is not retried: one deadline, not three (generous bound, not a timing test).
-    assert elapsed < 3 * 0.3, elapsed
+    assert "DEADLINE_EXCEEDED" in answer.message
+    # DEADLINE_EXCEEDED is not retried: one attempt, one deadline.
+    assert client._retrying.statistics["attempt_number"] == 1
 
 
 def first_answer(answer: risk_pb2.CheckResponse) -> risk_pb2.CheckResponse:
