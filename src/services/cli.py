@@ -17,7 +17,8 @@ def _serve_risk(args: argparse.Namespace) -> int:
     from services.common.logging import configure_logging
     from services.risk.config import ConfigError, load_config
     from services.risk.journal import JournalError
-    from services.risk.server import PortInUse, RiskServer
+    from services.common.errors import PortInUse
+    from services.risk.server import RiskServer
 
     try:
         config = load_config(args.config)

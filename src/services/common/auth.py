@@ -16,9 +16,8 @@ import hmac
 from dataclasses import dataclass, field
 from typing import Optional
 
-import grpc
-
 from services.common import logging as _logging
+from services.common.errors import PermissionDenied, Unauthenticated
 
 ROLES = ("admin", "trader")
 # The tree is at most 8 levels deep (README, "Accounts"); a longer walk means a broken tree.
@@ -67,14 +66,6 @@ class TokenEntry:
                              f"or make it a trader token")
 
 
-class AuthError(Exception):
-    """A call is not allowed; carries the gRPC status to answer with."""
-
-    def __init__(self, code: grpc.StatusCode, message: str):
-        super().__init__(message)
-        self.code = code
-
-
 def _peer() -> str:
     """The address of the current call's client, for log lines (``?`` outside a call)."""
     call = _logging._call.get()
@@ -103,14 +94,14 @@ class TokenAuth:
         return bool(self._by_digest)
 
     def authenticate(self, metadata, admin: bool) -> Identity:
-        """Return the caller's identity and make it the current task's caller, or raise AuthError.
+        """Return the caller's identity and make it the current task's caller.
 
         Refusals are logged at warning with the client's address; admin calls
         that pass are logged with the token's name (with auth off there is none).
 
         Raises
         ------
-        AuthError
+        Unauthenticated, PermissionDenied
             UNAUTHENTICATED without a valid token; PERMISSION_DENIED when an
             admin call comes without the admin role.
         """
@@ -120,16 +111,16 @@ class TokenAuth:
             header = next((value for key, value in metadata or () if key == "authorization"), None)
             if header is None or not header.startswith("Bearer "):
                 log.warning("call refused: missing bearer token", peer=_peer())
-                raise AuthError(grpc.StatusCode.UNAUTHENTICATED, "missing bearer token")
+                raise Unauthenticated("missing bearer token")
             digest = hashlib.sha256(header[7:].encode()).hexdigest()
             entry = self._by_digest.get(digest)
             # Constant-time confirmation of the hit, so timing tells nothing about near misses.
             if entry is None or not hmac.compare_digest(entry.sha256, digest):
                 log.warning("call refused: invalid bearer token", peer=_peer())
-                raise AuthError(grpc.StatusCode.UNAUTHENTICATED, "invalid bearer token")
+                raise Unauthenticated("invalid bearer token")
             if admin and entry.role != "admin":
                 log.warning("call refused: admin role needed", token=entry.name, peer=_peer())
-                raise AuthError(grpc.StatusCode.PERMISSION_DENIED, f"{entry.name} lacks the admin role")
+                raise PermissionDenied(f"{entry.name} lacks the admin role")
             identity = self._identities[digest]
             if admin:
                 log.info("admin call", token=identity.name, peer=_peer())
@@ -137,9 +128,9 @@ class TokenAuth:
         return identity
 
 
-def _refuse(identity: Identity, what: str) -> AuthError:
+def _refuse(identity: Identity, what: str) -> PermissionDenied:
     log.warning("call refused: outside the token's accounts", token=identity.name, target=what, peer=_peer())
-    return AuthError(grpc.StatusCode.PERMISSION_DENIED,
+    return PermissionDenied(
                      f"{what} is outside the accounts of token {identity.name!r} ({', '.join(sorted(identity.accounts))})")
 
 
@@ -167,7 +158,7 @@ def check_account(engine, account: str) -> str:
 
     Raises
     ------
-    AuthError
+    Unauthenticated, PermissionDenied
         PERMISSION_DENIED naming the account.
 
     Notes
@@ -217,7 +208,7 @@ def check_order(engine, order_id: Optional[int], client_order_id: str) -> Option
 
     Raises
     ------
-    AuthError
+    Unauthenticated, PermissionDenied
         PERMISSION_DENIED naming the order and its account.
     """
     identity = _caller.get()
@@ -229,8 +220,8 @@ def check_order(engine, order_id: Optional[int], client_order_id: str) -> Option
         return order_id
     try:
         check_account(engine, account)
-    except AuthError:
-        raise AuthError(grpc.StatusCode.PERMISSION_DENIED,
+    except PermissionDenied:
+        raise PermissionDenied(
                         f"order {client_order_id!r} is in account {account!r}, outside the accounts of token "
                         f"{identity.name!r}") from None
     return order_id

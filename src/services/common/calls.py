@@ -17,33 +17,12 @@ import grpc
 from google.protobuf import message_factory
 from google.protobuf.message import Message
 
-from services.common.auth import AuthError, TokenAuth
+from services.common.auth import TokenAuth
+from services.common.errors import status_of
 from services.common.logging import bind_call, get_logger
 from services.common.metrics import GrpcMetrics
 
 log = get_logger("grpc")
-
-
-class Unavailable(RuntimeError):
-    """The service cannot take the call now (answered with UNAVAILABLE, which clients retry)."""
-
-
-class FailedPrecondition(RuntimeError):
-    """The call does not apply to this service's state (FAILED_PRECONDITION)."""
-
-
-def _status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
-    if isinstance(exc, AuthError):
-        return exc.code, str(exc)
-    if isinstance(exc, Unavailable):
-        return grpc.StatusCode.UNAVAILABLE, str(exc)
-    if isinstance(exc, FailedPrecondition):
-        return grpc.StatusCode.FAILED_PRECONDITION, str(exc)
-    if isinstance(exc, ValueError):
-        return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
-    if isinstance(exc, KeyError):
-        return grpc.StatusCode.NOT_FOUND, str(exc.args[0]) if exc.args else "not found"
-    return grpc.StatusCode.INTERNAL, "internal error"
 
 
 class CallHandling:
@@ -209,7 +188,7 @@ class _Call:
                 code = grpc.StatusCode.UNAVAILABLE
                 await context.abort(code, "not ready: recovering state or shutting down")
             elif isinstance(error, Exception):  # every failure becomes a status
-                code, message = _status_of(error)
+                code, message = status_of(error)
                 failure = error
                 await context.abort(code, message)
         finally:

@@ -27,7 +27,7 @@ import threading
 import time
 from typing import IO, Any, Callable, Iterator, NamedTuple, cast
 
-from services.common.calls import Unavailable
+from services.common.errors import Unavailable
 from services.risk import journal_reader
 from services.risk.journal_reader import record_crc
 

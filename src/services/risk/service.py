@@ -1,7 +1,7 @@
 """The risk service's data plane: protobuf in, kernel call, protobuf out.
 
 Every request is validated here (a malformed field raises
-:class:`InvalidRequest`, answered with INVALID_ARGUMENT), applied to the one
+:class:`InvalidArgument`, answered with INVALID_ARGUMENT), applied to the one
 kernel engine, and, when it changes state, appended to the journal as the
 command it was. Replaying the journal through the same methods rebuilds the
 same state: the engine's clock is a ManualClock that this class moves to the
@@ -32,7 +32,7 @@ from riskcore import (CapacityError, Decision, Limits, ManualClock, Reason, Risk
                       UnknownOrderError)
 from riskcore.decision import describe
 from services.common.auth import check_account, check_accounts, check_order, check_orders
-from services.common.calls import FailedPrecondition
+from services.common.errors import FailedPrecondition, InvalidArgument
 from services.common.logging import get_logger
 from services.proto import risk_pb2
 from services.risk.breaches import BreachHub
@@ -92,10 +92,6 @@ class Command(IntEnum):
     ROLL_DAY = 11
 
 
-class InvalidRequest(ValueError):
-    """A request field is malformed (answered with INVALID_ARGUMENT)."""
-
-
 class OverCapacity(FailedPrecondition):
     """A fill or mark the engine's books cannot hold (FAILED_PRECONDITION).
 
@@ -115,7 +111,7 @@ def _bounded(value: str, field: str) -> str:
     """``value``, refused when longer than MAX_NAME_BYTES of UTF-8 (empty is allowed)."""
     # A code point is at most 4 bytes, so only a long string needs encoding to know.
     if len(value) > MAX_NAME_BYTES // 4 and len(value.encode()) > MAX_NAME_BYTES:
-        raise InvalidRequest(f"{field} must be at most {MAX_NAME_BYTES} bytes of UTF-8, "
+        raise InvalidArgument(f"{field} must be at most {MAX_NAME_BYTES} bytes of UTF-8, "
                              f"got {len(value.encode())}: {shown(value)}")
     return value
 
@@ -123,7 +119,7 @@ def _bounded(value: str, field: str) -> str:
 def _text(value: str, field: str) -> str:
     """A required id or name: non-empty and within the bound."""
     if not value:
-        raise InvalidRequest(f"{field} is required")
+        raise InvalidArgument(f"{field} is required")
     return _bounded(value, field)
 
 
@@ -135,7 +131,7 @@ def _column(values, field: str, required: bool, first_row: int = 0) -> list[str]
     if values and (max(map(len, values)) > MAX_NAME_BYTES // 4 or (required and not min(map(len, values)))):
         for i, value in enumerate(values, first_row):
             if required and not value:
-                raise InvalidRequest(f"{field}[{i}] is required")
+                raise InvalidArgument(f"{field}[{i}] is required")
             _bounded(value, f"{field}[{i}]")
     return values
 
@@ -144,7 +140,7 @@ def _side(value: int, field: str = "side") -> int:
     side = _SIDES.get(value)
     if side is None:
         name = risk_pb2.Side.Name(value) if value in risk_pb2.Side.values() else value
-        raise InvalidRequest(f"{field} must be BUY or SELL, got {name}")
+        raise InvalidArgument(f"{field} must be BUY or SELL, got {name}")
     return side
 
 
@@ -153,7 +149,7 @@ MAX_QUANTITY = 10**12
 
 def _quantity(value: int, field: str = "quantity") -> int:
     if not 0 < value <= MAX_QUANTITY:
-        raise InvalidRequest(f"{field} must be in 1..{MAX_QUANTITY}, got {value}")
+        raise InvalidArgument(f"{field} must be in 1..{MAX_QUANTITY}, got {value}")
     return value
 
 
@@ -162,7 +158,7 @@ def _price(request, field: str = "price") -> Optional[float]:
         return None
     value = getattr(request, field)
     if not (math.isfinite(value) and value > 0):
-        raise InvalidRequest(f"{field} must be finite and > 0, got {value}")
+        raise InvalidArgument(f"{field} must be finite and > 0, got {value}")
     return value
 
 
@@ -181,7 +177,7 @@ def check_batch_rows(request, max_rows: int) -> None:
         if field.is_repeated:
             rows = len(getattr(request, field.name))
             if rows > max_rows:
-                raise InvalidRequest(f"{field.name} has {rows} rows, over the bound of {max_rows} rows "
+                raise InvalidArgument(f"{field.name} has {rows} rows, over the bound of {max_rows} rows "
                                      f"([engine] max_batch_rows)")
 
 
@@ -229,7 +225,7 @@ def _answer(decision: Decision, cid: str = "", account: Optional[str] = None,
             symbol: Optional[str] = None) -> risk_pb2.CheckResponse:
     code = decision.code
     if code in _MALFORMED:
-        raise InvalidRequest(decision.message)
+        raise InvalidArgument(decision.message)
     message = decision.message if code not in _NAMED else _message(
         code, decision.node, decision.value, decision.limit, cid, account, symbol)
     return risk_pb2.CheckResponse(accepted=code == 0, reason=_REASON_NAMES[code], message=message,
@@ -264,7 +260,7 @@ def limits_from_proto(message: risk_pb2.Limits) -> tuple[Limits, list]:
         bounds = [getattr(p, name) if p.HasField(name) else None for name in ("max_long", "max_short")]
         for name, value in zip(("max_long", "max_short"), bounds):
             if value is not None and value < 0:
-                raise InvalidRequest(f"limits.position_limits[{i}].{name} must be >= 0, got {value}")
+                raise InvalidArgument(f"limits.position_limits[{i}].{name} must be >= 0, got {value}")
         positions.append((p.symbol, *bounds))
     return limits, positions
 
@@ -433,7 +429,7 @@ class RiskService:
         order_id = self._next_id
         decision = self.engine.submit(order_id, account, symbol, side, quantity, price)
         if decision.code in _MALFORMED:
-            raise InvalidRequest(decision.message)
+            raise InvalidArgument(decision.message)
         self._next_id = order_id + 1
         if decision.accepted:
             self._order_ids[cid] = order_id
@@ -498,16 +494,16 @@ class RiskService:
         n = len(request.client_order_ids)
         for field in ("accounts", "symbols", "sides", "quantities", "prices"):
             if len(getattr(request, field)) != n:
-                raise InvalidRequest(f"{field} has {len(getattr(request, field))} rows, client_order_ids has {n}")
+                raise InvalidArgument(f"{field} has {len(getattr(request, field))} rows, client_order_ids has {n}")
         sides = np.asarray(request.sides, dtype=np.int64)
         if (bad := _first((sides != risk_pb2.BUY) & (sides != risk_pb2.SELL))) >= 0:
-            raise InvalidRequest(f"sides[{bad}] must be BUY or SELL")
+            raise InvalidArgument(f"sides[{bad}] must be BUY or SELL")
         quantities = np.asarray(request.quantities, dtype=np.int64)
         if (bad := _first((quantities <= 0) | (quantities > MAX_QUANTITY))) >= 0:
-            raise InvalidRequest(f"quantities[{bad}] must be in 1..{MAX_QUANTITY}, got {quantities[bad]}")
+            raise InvalidArgument(f"quantities[{bad}] must be in 1..{MAX_QUANTITY}, got {quantities[bad]}")
         prices = np.asarray(request.prices, dtype=np.float64)
         if (bad := _first(~np.isfinite(prices) | (prices < 0))) >= 0:
-            raise InvalidRequest(f"prices[{bad}] must be finite and >= 0 (0 = market), got {prices[bad]}")
+            raise InvalidArgument(f"prices[{bad}] must be finite and >= 0 (0 = market), got {prices[bad]}")
         cids: list[str] = []
         symbols: list[str] = []
         accounts: list[str] = []
@@ -517,7 +513,7 @@ class RiskService:
             chunk = _column(request.client_order_ids[start:stop], "client_order_ids", True, start)
             seen.update(chunk)
             if len(seen) != stop:
-                raise InvalidRequest("client_order_ids must be unique within a batch")
+                raise InvalidArgument("client_order_ids must be unique within a batch")
             cids += chunk
             symbols += _column(request.symbols[start:stop], "symbols", True, start)
             accounts += _column(request.accounts[start:stop], "accounts", False, start)
@@ -628,7 +624,7 @@ class RiskService:
             _side(request.side)
         _quantity(request.quantity)
         if not (math.isfinite(request.price) and request.price > 0):
-            raise InvalidRequest(f"price must be finite and > 0, got {request.price}")
+            raise InvalidArgument(f"price must be finite and > 0, got {request.price}")
         try:
             applied = self._fill(request)
         except CapacityError as error:
@@ -652,7 +648,7 @@ class RiskService:
                 pass  # the kernel forgot the order: book it from the fill's own fields below
         if not (request.symbol and request.side):
             if not cid:
-                raise InvalidRequest("client_order_id is required, or symbol and side to book a fill without "
+                raise InvalidArgument("client_order_id is required, or symbol and side to book a fill without "
                                      "an order")
             raise KeyError(f"unknown client_order_id {shown(cid)} (never booked, or forgotten after two day "
                            f"rolls); give symbol and side (and account) to book the fill without an order")
@@ -678,17 +674,17 @@ class RiskService:
         n = len(request.client_order_ids)
         for field in ("exec_ids", "quantities", "prices"):
             if len(getattr(request, field)) != n:
-                raise InvalidRequest(f"{field} has {len(getattr(request, field))} rows, client_order_ids has {n}")
+                raise InvalidArgument(f"{field} has {len(getattr(request, field))} rows, client_order_ids has {n}")
         cids = _column(request.client_order_ids, "client_order_ids", required=True)
         exec_ids = _column(request.exec_ids, "exec_ids", required=True)
         quantities = list(request.quantities)
         quantity_array = np.asarray(quantities, dtype=np.int64)
         if (bad := _first((quantity_array <= 0) | (quantity_array > MAX_QUANTITY))) >= 0:
-            raise InvalidRequest(f"quantities[{bad}] must be in 1..{MAX_QUANTITY}, got {quantities[bad]}")
+            raise InvalidArgument(f"quantities[{bad}] must be in 1..{MAX_QUANTITY}, got {quantities[bad]}")
         prices = list(request.prices)
         price_array = np.asarray(prices, dtype=np.float64)
         if (bad := _first(~np.isfinite(price_array) | (price_array <= 0))) >= 0:
-            raise InvalidRequest(f"prices[{bad}] must be finite and > 0, got {prices[bad]}")
+            raise InvalidArgument(f"prices[{bad}] must be finite and > 0, got {prices[bad]}")
         self._order_ids_of(cids)  # every row's order is known before any row is applied
         applied: list[bool] = []
         for start in range(0, n, BATCH_CHUNK):
@@ -751,7 +747,7 @@ class RiskService:
         cid = _text(request.client_order_id, "client_order_id")
         kind = _EVENTS.get(request.kind)
         if kind is None:
-            raise InvalidRequest("kind must be CANCELLED, EXPIRED or REJECTED")
+            raise InvalidArgument("kind must be CANCELLED, EXPIRED or REJECTED")
         order_id = check_order(self.engine, self._order_ids.get(cid), cid)
         if order_id is None:
             raise KeyError(f"unknown client_order_id {shown(cid)}")
@@ -766,10 +762,10 @@ class RiskService:
     def update_prices(self, request: risk_pb2.PriceUpdates) -> risk_pb2.PriceUpdatesAck:
         """Apply marks; every row is validated before any is applied."""
         if len(request.symbols) != len(request.prices):
-            raise InvalidRequest(f"symbols has {len(request.symbols)} rows, prices has {len(request.prices)}")
+            raise InvalidArgument(f"symbols has {len(request.symbols)} rows, prices has {len(request.prices)}")
         prices = np.asarray(request.prices, dtype=np.float64)
         if (bad := _first(~np.isfinite(prices) | (prices <= 0))) >= 0:
-            raise InvalidRequest(f"prices[{bad}] must be finite and > 0, got {prices[bad]}")
+            raise InvalidArgument(f"prices[{bad}] must be finite and > 0, got {prices[bad]}")
         symbols = _column(request.symbols, "symbols", required=True)
         engine = self.engine
         ids = np.fromiter((engine.symbol_id(s) for s in symbols), dtype=np.int32, count=len(symbols))
@@ -854,7 +850,7 @@ class RiskService:
         """Replace an account's node limits and set the given position limits; logged with the actor."""
         account = _text(request.account, "account")
         if not request.HasField("limits"):
-            raise InvalidRequest("limits is required")
+            raise InvalidArgument("limits is required")
         limits, positions = limits_from_proto(request.limits)
         engine = self.engine
         engine.account_id(account)
@@ -874,15 +870,15 @@ class RiskService:
         """The kill switch on an account (the firm by its name) or a symbol; the state is required."""
         account, symbol = _bounded(request.account, "account"), _bounded(request.symbol, "symbol")
         if account and symbol:
-            raise InvalidRequest("give account or symbol, not both")
+            raise InvalidArgument("give account or symbol, not both")
         engine = self.engine
         if not (account or symbol):
-            raise InvalidRequest(f"account or symbol is required (the whole firm is account {engine.accounts[0]!r})")
+            raise InvalidArgument(f"account or symbol is required (the whole firm is account {engine.accounts[0]!r})")
         state = _STATES.get(request.state)
         if state is None:
             name = (risk_pb2.TradingState.Name(request.state) if request.state in risk_pb2.TradingState.values()
                     else request.state)
-            raise InvalidRequest(f"state must be ACTIVE, REDUCING or HALTED, got {name}")
+            raise InvalidArgument(f"state must be ACTIVE, REDUCING or HALTED, got {name}")
         if symbol:
             engine.symbol_id(symbol)
         else:

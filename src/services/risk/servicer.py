@@ -6,10 +6,11 @@ to live calls only: journal replay is not bounded by today's configuration.
 """
 from __future__ import annotations
 
-from services.common.calls import CallHandling, FailedPrecondition, MalformedRequest
+from services.common.calls import CallHandling, MalformedRequest
+from services.common.errors import FailedPrecondition
 from services.common.logging import get_logger
 from services.proto import risk_pb2, risk_pb2_grpc
-from services.risk.service import MAX_NAME_BYTES, InvalidRequest, RiskService, check_batch_rows
+from services.risk.service import MAX_NAME_BYTES, InvalidArgument, RiskService, check_batch_rows
 
 log = get_logger("risk")
 
@@ -99,7 +100,7 @@ def make_servicer(service: RiskService, calls: CallHandling, server) -> risk_pb2
             async for request in requests:
                 try:
                     if type(request) is MalformedRequest:
-                        raise InvalidRequest(request.error)
+                        raise InvalidArgument(request.error)
                     response = service.submit_order(request)
                 except (ValueError, KeyError) as error:
                     response = refused_in_stream(request, error)

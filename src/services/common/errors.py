@@ -1,0 +1,80 @@
+"""The exceptions a service raises, and the one table that maps them to gRPC status codes.
+
+Each also subclasses the builtin a Python caller would expect (an invalid
+argument is a ValueError, a missing thing a KeyError), so the kernel's own
+errors (``InvalidInputError(RiskError, ValueError)``, ``UnknownAccountError(...,
+KeyError)``) map through the same table without the services naming them.
+"""
+from __future__ import annotations
+
+import grpc
+
+
+class ServiceError(Exception):
+    """Base of the errors a call can end with; ``code`` is the gRPC status it is answered with."""
+
+    code = grpc.StatusCode.INTERNAL
+
+
+class InvalidArgument(ServiceError, ValueError):
+    """A request field is malformed or out of its domain; the message names the field."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class NotFound(ServiceError, KeyError):
+    """The call names something the service does not know."""
+
+    code = grpc.StatusCode.NOT_FOUND
+
+    def __str__(self) -> str:       # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else "not found"
+
+
+class FailedPrecondition(ServiceError, RuntimeError):
+    """The call does not apply to the service's current state (an illegal transition, a halted book)."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class Unavailable(ServiceError, RuntimeError):
+    """The service cannot take the call now (recovering, fenced, stopping); clients retry."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class Unauthenticated(ServiceError):
+    """No valid credentials."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(ServiceError):
+    """Valid credentials, but the caller's role or account scope does not allow the call."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class PortInUse(RuntimeError):
+    """A port a server must listen on is taken; the message names it and the option that changes it."""
+
+
+# Checked in order: the first matching type gives the status. Anything else is INTERNAL (logged
+# with its traceback, answered with "internal error").
+STATUS_OF: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
+    (ServiceError, grpc.StatusCode.INTERNAL),       # its own ``code``
+    (ValueError, grpc.StatusCode.INVALID_ARGUMENT),
+    (KeyError, grpc.StatusCode.NOT_FOUND),
+)
+
+
+def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    """The status and the message a call that raised ``exc`` is answered with."""
+    for kind, code in STATUS_OF:
+        if isinstance(exc, kind):
+            if isinstance(exc, ServiceError):
+                return exc.code, str(exc)
+            if isinstance(exc, KeyError):
+                return code, str(exc.args[0]) if exc.args else "not found"
+            return code, str(exc)
+    return grpc.StatusCode.INTERNAL, "internal error"
