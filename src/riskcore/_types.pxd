@@ -150,10 +150,10 @@ ctypedef struct Order_t:
     i64 filled
 
 ctypedef struct SlotSum:
-    # A slot's totals while recompute() carries leaves up the tree: exact, so a wrap shows.
-    i128 pos
-    i128 cost
-    i128 realized
+    # A slot's totals while recompute() carries leaves up the tree.
+    i64 pos
+    i64 cost
+    i64 realized
 
 ctypedef struct SavedRow:
     # A slot row's working orders before a what-if batch first changed it.

@@ -7,16 +7,18 @@
 # - A message carries at most MAX_QUANTITY (10^12) units at a price below
 #   MAX_PRICE_TICKS (10^15) ticks. Their product can reach 10^27 units x ticks,
 #   far past 64 bits, so the bounds alone do not make sums safe: CAPACITY does.
-# - An instrument's tick value is at most MAX_TICK_VALUE (10^10 micro-units,
-#   10,000 in currency per tick and unit), so one message's money, below
-#   10^27 * 10^10, and every product below, fits a 128-bit integer.
+# - An instrument's tick value is at most 10^10 micro-units (10,000 in
+#   currency per tick and unit; riskcore.config checks it): no real contract
+#   is worth more per tick, and a typo in a multiplier should not pass.
 # - CAPACITY is 2^62 micro-units (4.6e12 in account currency). Each money total
 #   the engine keeps stays within +-CAPACITY: an order's notional, a node's long,
 #   short, working buy and working sell notionals and their sum (gross), its
 #   realized and unrealized P&L, and each position's quantity and cost. Two
-#   such values add or subtract without leaving int64 (|a +- b| < 2^63); a
-#   daily P&L (realized + unrealized - baseline, three terms) and every product
-#   are computed in 128 bits.
+#   such values add or subtract without leaving int64 (|a +- b| < 2^63).
+#   Products and the sums that update a total use the processor's overflow
+#   flag (fixedpoint.pxd): a step that does not overflow is exact, one that
+#   does is past CAPACITY. A gross (four terms) and a daily P&L (three) are
+#   summed in 128 bits.
 # - An order that would pass CAPACITY is rejected (NOTIONAL_OVERFLOW). A fill or
 #   a mark that would take a total past it is refused whole (CapacityError,
 #   nothing applied) and the account or symbol goes HALTED with a
@@ -29,31 +31,15 @@ cdef extern from *:
     static const long long RISKCORE_MAX_QUANTITY = 1000000000000LL;
     static const long long RISKCORE_MAX_PRICE_TICKS = 1000000000000000LL;
     static const long long RISKCORE_CAPACITY = 4611686018427387904LL;
-    static const long long RISKCORE_MAX_TICK_VALUE = 10000000000LL;
     """
     const i64 MAX_QUANTITY "RISKCORE_MAX_QUANTITY"
     const i64 MAX_PRICE_TICKS "RISKCORE_MAX_PRICE_TICKS"
     const i64 CAPACITY "RISKCORE_CAPACITY"
-    const i64 MAX_TICK_VALUE "RISKCORE_MAX_TICK_VALUE"
 
 
 cdef inline bint within(i128 value) noexcept nogil:
     """True when a total fits the engine's capacity (|value| <= 2^62)."""
     return -<i128>CAPACITY <= value <= <i128>CAPACITY
-
-
-cdef inline i128 money(i128 units, i64 ticks, i64 tick_value) noexcept nogil:
-    """``units * ticks * tick_value`` in micro-units, exact while it is within 2^100.
-
-    ``units`` is a position or a message's quantity (within 2^64), ``ticks`` a
-    price (below 2^50). A product past CAPACITY can only be refused, so past
-    2^64 it is returned as +-2^100: it then outweighs any few kept totals it
-    is added to, and ``within`` fails on the sum as it should.
-    """
-    cdef i128 product = units * ticks
-    if product > <i128>CAPACITY or product < -<i128>CAPACITY:
-        return (<i128>1 << 100) if product > 0 else -(<i128>1 << 100)
-    return product * tick_value
 
 
 cdef inline bint pnl_within(i128 value) noexcept nogil:

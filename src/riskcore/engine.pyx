@@ -31,8 +31,9 @@ from riskcore.tables cimport Levels, OrderIndex, Window
 from riskcore.checks cimport reduces_position, collar_band, worst_position, ratio
 from riskcore.fixedpoint cimport (
     tdiv_mul, sat_mul3, price_to_ticks, mark_ticks, round_half_away, sign, iabs, positive_part,
+    add_overflows, sub_overflows, money_overflows,
 )
-from riskcore.bounds cimport MAX_QUANTITY, MAX_PRICE_TICKS, CAPACITY, MAX_TICK_VALUE, within, pnl_within, money
+from riskcore.bounds cimport MAX_QUANTITY, MAX_PRICE_TICKS, CAPACITY, within, pnl_within
 from riskcore.clock cimport Clock, SystemClock
 from riskcore.decision cimport Decision, make_decision
 
@@ -148,10 +149,6 @@ cdef inline i64 _short_value(i64 pos, i64 ref, i64 tv) noexcept nogil:
 cdef inline i64 _unrealized(i64 pos, i64 cost, i64 ref, i64 tv) noexcept nogil:
     # ``cost`` is in micro-units; kept totals are within CAPACITY, so this cannot wrap.
     return pos * ref * tv - cost if ref > 0 else 0
-
-
-cdef inline i128 _unrealized_exact(i128 pos, i128 cost, i64 ref, i64 tv) noexcept nogil:
-    return money(pos, ref, tv) - cost if ref > 0 else 0
 
 
 cdef inline i32 _resolve(object key, dict ids, Py_ssize_t count, str what) except -2:
@@ -915,16 +912,18 @@ cdef class RiskEngine:
     cdef bint _apply_fill(self, i32 leaf_slot, i64 signed_qty, i64 price, i64 released, i64 now) noexcept nogil:
         """Apply a fill to the leaf position and carry the change up the tree.
 
-        Every new total is computed in 128 bits before anything is written:
-        when one would pass CAPACITY the fill is refused whole (False).
-        ``released`` is the working notional this fill took off the path
-        first (a fill of a working order): it no longer counts in the gross.
+        Every new total is computed before anything is written, in 64 bits with
+        the processor's overflow flag (kept totals are within CAPACITY, so a step
+        without overflow is exact): when one would pass CAPACITY the fill is
+        refused whole (False). ``released`` is the working notional this fill
+        took off the path first (a fill of a working order): it no longer
+        counts in the gross.
         """
         cdef Slot_t* slot = &self._slots[leaf_slot]
         cdef Instrument_t* ins = &self._instruments[slot.symbol]
         cdef i64 tv = ins.tick_value, ref = ins.ref, fills
-        cdef i128 pos = slot.pos, cost = slot.cost, realized = 0, removed, closing, rest, dpos, dcost
-        cdef i128 pos_after, cost_after, long_after, short_after, unreal_after, real_after, slot_real
+        cdef i64 pos = slot.pos, cost = slot.cost, realized = 0, removed, closing, rest, dpos, dcost, amount
+        cdef i64 pos_after, cost_after, long_after, short_after, unreal_after, real_after, slot_real, value
         cdef i64 new_long[MAX_DEPTH]
         cdef i64 new_short[MAX_DEPTH]
         cdef i64 new_unreal[MAX_DEPTH]
@@ -934,51 +933,58 @@ cdef class RiskEngine:
         # Average cost in micro-units: a closing fill takes its share of the cost
         # (truncated to the micro-unit), so realized P&L is exact to the micro-unit
         # and the cost left is what the rest of the position carries.
-        if slot.pos == 0 or sign(signed_qty) == sign(slot.pos):
-            pos += signed_qty
-            cost += money(signed_qty, price, tv)
+        if pos == 0 or sign(signed_qty) == sign(pos):
+            if money_overflows(signed_qty, price, tv, &amount) or add_overflows(pos, signed_qty, &pos) \
+                    or add_overflows(cost, amount, &cost):
+                return False
         else:
-            closing = min(iabs(signed_qty), iabs(slot.pos))
-            removed = cost * closing / iabs(slot.pos)           # C division: truncated toward zero
-            realized = money(sign(slot.pos) * closing, price, tv) - removed
+            closing = min(iabs(signed_qty), iabs(pos))
+            removed = tdiv_mul(cost, closing, iabs(pos))        # truncated toward zero; |removed| <= |cost|
+            if money_overflows(sign(pos) * closing, price, tv, &amount) or sub_overflows(amount, removed, &realized):
+                return False
             cost -= removed
             pos += sign(signed_qty) * closing
             rest = iabs(signed_qty) - closing
             if rest > 0:
                 pos = sign(signed_qty) * rest
-                cost = money(pos, price, tv)
-        dpos = pos - slot.pos
-        dcost = cost - slot.cost
+                if money_overflows(pos, price, tv, &cost):
+                    return False
+        dpos = pos - slot.pos                   # both within 2^62 + 10^12: no overflow
+        if sub_overflows(cost, slot.cost, &dcost):
+            return False
         s, k = leaf_slot, 0
         while s >= 0:
             slot = &self._slots[s]
             nd = &self._nodes[slot.node]
-            pos_after, cost_after = slot.pos + dpos, slot.cost + dcost
-            slot_real = self._realized[s] + realized
-            long_after = (nd.long_notional - _long_value(slot.pos, ref, tv)
-                          + money(positive_part(<i64>pos_after) if within(pos_after) else 0, ref, tv))
-            short_after = (nd.short_notional - _short_value(slot.pos, ref, tv)
-                           + money(positive_part(-<i64>pos_after) if within(pos_after) else 0, ref, tv))
-            unreal_after = (nd.unrealized - _unrealized(slot.pos, slot.cost, ref, tv)
-                            + _unrealized_exact(pos_after, cost_after, ref, tv))
-            real_after = nd.realized + realized
+            if (add_overflows(slot.pos, dpos, &pos_after) or add_overflows(slot.cost, dcost, &cost_after)
+                    or add_overflows(self._realized[s], realized, &slot_real)
+                    or add_overflows(nd.realized, realized, &real_after)
+                    or money_overflows(positive_part(pos_after), ref, tv, &value)
+                    or add_overflows(nd.long_notional - _long_value(slot.pos, ref, tv), value, &long_after)
+                    or money_overflows(positive_part(-pos_after), ref, tv, &value)
+                    or add_overflows(nd.short_notional - _short_value(slot.pos, ref, tv), value, &short_after)
+                    or money_overflows(pos_after, ref, tv, &value)
+                    or sub_overflows(value, cost_after, &value)
+                    or add_overflows(nd.unrealized - _unrealized(slot.pos, slot.cost, ref, tv),
+                                     value if ref > 0 else 0, &unreal_after)):
+                return False
             if not (within(pos_after) and within(cost_after) and pnl_within(slot_real)
                     and within(long_after) and within(short_after) and pnl_within(unreal_after)
                     and pnl_within(real_after)
-                    and within(long_after + short_after + nd.wbuy_notional + nd.wsell_notional - released)):
+                    and within(<i128>long_after + short_after + nd.wbuy_notional + nd.wsell_notional - released)):
                 return False
-            new_long[k], new_short[k], new_unreal[k] = <i64>long_after, <i64>short_after, <i64>unreal_after
+            new_long[k], new_short[k], new_unreal[k] = long_after, short_after, unreal_after
             s, k = slot.parent_slot, k + 1
         leaf_node.active = 1
         s, k = leaf_slot, 0
         while s >= 0:
             slot = &self._slots[s]
             nd = &self._nodes[slot.node]
-            slot.pos += <i64>dpos
-            slot.cost += <i64>dcost
-            self._realized[s] += <i64>realized
+            slot.pos += dpos
+            slot.cost += dcost
+            self._realized[s] += realized
             nd.long_notional, nd.short_notional, nd.unrealized = new_long[k], new_short[k], new_unreal[k]
-            nd.realized += <i64>realized
+            nd.realized += realized
             s, k = slot.parent_slot, k + 1
         # The fill throttle and the daily loss, node by node from the account up.
         for k in range(leaf_node.depth):
@@ -1043,20 +1049,30 @@ cdef class RiskEngine:
         return True
 
     cdef bint _revalue(self, Slot_t* slot, i64 old, i64 ref, i64 tv) noexcept nogil:
-        """Move one holder's node totals from reference ``old`` to ``ref``; False (nothing written) past CAPACITY."""
+        """Move one holder's node totals from reference ``old`` to ``ref``; False (nothing written) past CAPACITY.
+
+        64-bit arithmetic with the processor's overflow flag: every kept total is
+        within CAPACITY, so a step that does not overflow is exact, and one that
+        does is past CAPACITY (the mark is refused).
+        """
         cdef Node_t* nd
-        cdef i128 long_after, short_after, unreal_after
+        cdef i64 value, long_after, short_after, unreal_after
         if slot.pos == 0 and slot.cost == 0:
             return True     # nothing to revalue
         nd = &self._nodes[slot.node]
-        long_after = nd.long_notional - _long_value(slot.pos, old, tv) + money(positive_part(slot.pos), ref, tv)
-        short_after = nd.short_notional - _short_value(slot.pos, old, tv) + money(positive_part(-slot.pos), ref, tv)
-        unreal_after = (nd.unrealized - _unrealized(slot.pos, slot.cost, old, tv)
-                        + _unrealized_exact(slot.pos, slot.cost, ref, tv))
-        if not (within(long_after) and within(short_after) and pnl_within(unreal_after)
-                and within(long_after + short_after + nd.wbuy_notional + nd.wsell_notional)):
+        if (money_overflows(positive_part(slot.pos), ref, tv, &value)
+                or add_overflows(nd.long_notional - _long_value(slot.pos, old, tv), value, &long_after)
+                or money_overflows(positive_part(-slot.pos), ref, tv, &value)
+                or add_overflows(nd.short_notional - _short_value(slot.pos, old, tv), value, &short_after)
+                or money_overflows(slot.pos, ref, tv, &value)
+                or sub_overflows(value, slot.cost, &value)
+                or add_overflows(nd.unrealized - _unrealized(slot.pos, slot.cost, old, tv), value if ref > 0 else 0,
+                                 &unreal_after)):
             return False
-        nd.long_notional, nd.short_notional, nd.unrealized = <i64>long_after, <i64>short_after, <i64>unreal_after
+        if not (within(long_after) and within(short_after) and pnl_within(unreal_after)
+                and within(<i128>long_after + short_after + nd.wbuy_notional + nd.wsell_notional)):
+            return False
+        nd.long_notional, nd.short_notional, nd.unrealized = long_after, short_after, unreal_after
         return True
 
     # ----------------------------------------------------------- public API
@@ -1742,31 +1758,34 @@ cdef class RiskEngine:
         Returns the same structured array as :meth:`aggregates`; the engine's
         incremental state is not touched. O(slots + orders + nodes): a parent
         slot is always created before its children, so one pass from the
-        newest slot to the oldest carries every leaf up its chain. Sums are
-        exact (128 bits): a total past the engine's capacity, which the kept
-        64-bit totals could not have held, raises StateError.
+        newest slot to the oldest carries every leaf up its chain. Every sum
+        and product is checked for 64-bit overflow (the processor's flag, so
+        at no measurable cost): a result computed without one is exact, and a
+        total past the engine's capacity, which the kept totals could not have
+        held, raises StateError.
         """
         cdef size_t nn = self._nodes.size(), ns = self._slots.size(), j
         cdef vector[SlotSum]* sums = &self._sums
         cdef vector[uint8_t] leaf = vector[uint8_t](nn, 0)
-        cdef vector[i128] exact = vector[i128](6 * nn, 0)     # long, short, unrealized, realized, wb, ws
         columns = {name: np.zeros(nn, dtype=np.int64) for name in _AGGREGATE_SUMS}
+        cdef i64[::1] longv = columns["long"], shortv = columns["short"], wb = columns["working_buy"]
+        cdef i64[::1] ws = columns["working_sell"], real = columns["realized"], unreal = columns["unrealized"]
         cdef i64[::1] opn = columns["open_orders"]
         cdef Slot_t* slot
         cdef SlotSum* sum
+        cdef SlotSum* up
         cdef SlotSum own
         cdef Order_t* o
         cdef Instrument_t* ins
         cdef Py_ssize_t k
         cdef i32 parent, node = -1
-        cdef i64 tv
-        cdef i128 long_sum = 0, short_sum = 0, unreal_sum = 0, real_sum = 0, notional
-        cdef bint is_leaf = False
+        cdef i64 notional, value, tv, long_sum = 0, short_sum = 0, unreal_sum = 0, real_sum = 0
+        cdef bint is_leaf = False, overflow = False
         with nogil:
             for j in range(1, nn):
                 leaf[j] = self._nodes[j].n_children == 0
             # The engine's own buffer, all zeros between calls: each parent's entry is
-            # cleared as it is read, so no call pages in or wipes a slot's entry.
+            # cleared as it is read, so no call pages in or wipes 24 bytes per slot.
             if sums.size() < ns:
                 sums.resize(ns, SlotSum(pos=0, cost=0, realized=0))
             # One read of each slot: by the time a slot is visited, all its children
@@ -1777,10 +1796,10 @@ cdef class RiskEngine:
                 slot = &self._slots[k]
                 if slot.node != node:
                     if node >= 0:
-                        exact[6 * node] += long_sum
-                        exact[6 * node + 1] += short_sum
-                        exact[6 * node + 2] += unreal_sum
-                        exact[6 * node + 3] += real_sum
+                        overflow |= add_overflows(longv[node], long_sum, &longv[node])
+                        overflow |= add_overflows(shortv[node], short_sum, &shortv[node])
+                        overflow |= add_overflows(unreal[node], unreal_sum, &unreal[node])
+                        overflow |= add_overflows(real[node], real_sum, &real[node])
                     node = slot.node
                     is_leaf = leaf[node]
                     long_sum = short_sum = unreal_sum = real_sum = 0
@@ -1792,40 +1811,50 @@ cdef class RiskEngine:
                 sum = &own
                 parent = slot.parent_slot
                 if parent >= 0:
-                    sums[0][parent].pos += sum.pos
-                    sums[0][parent].cost += sum.cost
-                    sums[0][parent].realized += sum.realized
+                    up = &sums[0][parent]
+                    overflow |= add_overflows(up.pos, sum.pos, &up.pos)
+                    overflow |= add_overflows(up.cost, sum.cost, &up.cost)
+                    overflow |= add_overflows(up.realized, sum.realized, &up.realized)
                 ins = &self._instruments[slot.symbol]
                 tv = ins.tick_value
-                if sum.pos > 0:
-                    long_sum += money(sum.pos, ins.ref, tv)
+                overflow |= money_overflows(sum.pos, ins.ref, tv, &value)
+                if value > 0:
+                    overflow |= add_overflows(long_sum, value, &long_sum)
                 else:
-                    short_sum += money(-sum.pos, ins.ref, tv)
-                unreal_sum += _unrealized_exact(sum.pos, sum.cost, ins.ref, tv)
-                real_sum += sum.realized
+                    overflow |= sub_overflows(short_sum, value, &short_sum)
+                if ins.ref > 0:
+                    overflow |= sub_overflows(value, sum.cost, &value)
+                    overflow |= add_overflows(unreal_sum, value, &unreal_sum)
+                overflow |= add_overflows(real_sum, sum.realized, &real_sum)
             if node >= 0:
-                exact[6 * node] += long_sum
-                exact[6 * node + 1] += short_sum
-                exact[6 * node + 2] += unreal_sum
-                exact[6 * node + 3] += real_sum
+                overflow |= add_overflows(longv[node], long_sum, &longv[node])
+                overflow |= add_overflows(shortv[node], short_sum, &shortv[node])
+                overflow |= add_overflows(unreal[node], unreal_sum, &unreal[node])
+                overflow |= add_overflows(real[node], real_sum, &real[node])
             for j in range(self._orders.size()):
                 o = &self._orders[j]
                 if o.status == OS.WORKING:
-                    notional = money(o.remaining, o.price, self._instruments[o.symbol].tick_value)
-                    exact[6 * o.account + (4 if o.side > 0 else 5)] += notional
+                    overflow |= money_overflows(o.remaining, o.price, self._instruments[o.symbol].tick_value,
+                                                &notional)
+                    if o.side > 0:
+                        overflow |= add_overflows(wb[o.account], notional, &wb[o.account])
+                    else:
+                        overflow |= add_overflows(ws[o.account], notional, &ws[o.account])
                     opn[o.account] += 1
             # A parent node is created before its children: the same newest-first pass.
             for k in range(<Py_ssize_t>nn - 1, 0, -1):
                 parent = self._nodes[k].parent
-                exact[6 * parent + 4] += exact[6 * k + 4]
-                exact[6 * parent + 5] += exact[6 * k + 5]
+                overflow |= add_overflows(wb[parent], wb[k], &wb[parent])
+                overflow |= add_overflows(ws[parent], ws[k], &ws[parent])
                 opn[parent] += opn[k]
-        for j in range(nn):
-            for k, name in enumerate(("long", "short", "unrealized", "realized", "working_buy", "working_sell")):
-                if not within(exact[6 * j + k]):
-                    raise StateError(f"aggregate {name} of {self._account_names[j]!r} recomputes to "
-                                     f"{int(exact[6 * j + k])} micro-units, past the engine's capacity")
-                columns[name][j] = <i64>exact[6 * j + k]
+        if overflow:
+            raise StateError("an aggregate recomputes past 64 bits: the state is past the engine's capacity")
+        for name in ("long", "short", "unrealized", "realized", "working_buy", "working_sell"):
+            column = columns[name]
+            outside = np.nonzero((column > CAPACITY) | (column < -CAPACITY))[0]
+            if outside.size:
+                raise StateError(f"aggregate {name} of {self._account_names[outside[0]]!r} recomputes to "
+                                 f"{int(column[outside[0]])} micro-units, past the engine's capacity")
         return self._fill_aggregates(np.zeros(nn, dtype=AGGREGATE_DTYPE), columns)
 
     def verify(self):

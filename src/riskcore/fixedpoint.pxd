@@ -13,6 +13,9 @@ cdef inline i64 tdiv_mul(i64 a, i64 b, i64 d) noexcept nogil:
 cdef extern from *:
     # True when a * b does not fit in *out (GCC/Clang: one multiply and a flag test).
     bint mul_overflows "__builtin_mul_overflow"(i64 a, i64 b, i64* out) nogil
+    # True when a + b (a - b) does not fit in *out.
+    bint add_overflows "__builtin_add_overflow"(i64 a, i64 b, i64* out) nogil
+    bint sub_overflows "__builtin_sub_overflow"(i64 a, i64 b, i64* out) nogil
 
 
 cdef inline i64 sat_mul3(i64 a, i64 b, i64 c) noexcept nogil:
@@ -74,3 +77,9 @@ cdef inline i64 iabs(i64 x) noexcept nogil:
 cdef inline i64 positive_part(i64 x) noexcept nogil:
     """max(x, 0) without a branch: position signs are unpredictable in a book."""
     return x & ~(x >> 63)
+
+
+cdef inline bint money_overflows(i64 units, i64 ticks, i64 tick_value, i64* out) noexcept nogil:
+    """``*out = units * ticks * tick_value``; True (``*out`` unusable) when it does not fit 64 bits."""
+    cdef i64 product
+    return mul_overflows(units, ticks, &product) or mul_overflows(product, tick_value, out)
