@@ -37,12 +37,18 @@ cdef extern from *:
     const i64 CAPACITY "RISKCORE_CAPACITY"
 
 
-cdef inline bint within(i128 value) noexcept nogil:
+cdef inline bint within(i64 value) noexcept nogil:
     """True when a total fits the engine's capacity (|value| <= 2^62)."""
-    return -<i128>CAPACITY <= value <= <i128>CAPACITY
+    return -CAPACITY <= value <= CAPACITY
 
 
-cdef inline bint pnl_within(i128 value) noexcept nogil:
+cdef inline bint pnl_within(i64 value) noexcept nogil:
     """True when a P&L total fits: strictly inside CAPACITY, so realized + unrealized
     (a day's baseline) stays inside int64 even at both bounds."""
-    return -<i128>CAPACITY < value < <i128>CAPACITY
+    return -CAPACITY < value < CAPACITY
+
+
+cdef inline bint gross_within(i64 long_, i64 short, i64 working_buy, i64 working_sell) noexcept nogil:
+    """True when long + short + working buy + working sell fits the capacity; each term must
+    already be within [0, CAPACITY], so the subtractions below stay inside int64."""
+    return long_ <= CAPACITY - short - working_buy - working_sell

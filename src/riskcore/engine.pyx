@@ -33,7 +33,7 @@ from riskcore.fixedpoint cimport (
     tdiv_mul, sat_mul3, price_to_ticks, mark_ticks, round_half_away, sign, iabs, positive_part,
     add_overflows, sub_overflows, money_overflows,
 )
-from riskcore.bounds cimport MAX_QUANTITY, MAX_PRICE_TICKS, CAPACITY, within, pnl_within
+from riskcore.bounds cimport MAX_QUANTITY, MAX_PRICE_TICKS, CAPACITY, within, pnl_within, gross_within
 from riskcore.clock cimport Clock, SystemClock
 from riskcore.decision cimport Decision, make_decision
 
@@ -149,6 +149,30 @@ cdef inline i64 _short_value(i64 pos, i64 ref, i64 tv) noexcept nogil:
 cdef inline i64 _unrealized(i64 pos, i64 cost, i64 ref, i64 tv) noexcept nogil:
     # ``cost`` is in micro-units; kept totals are within CAPACITY, so this cannot wrap.
     return pos * ref * tv - cost if ref > 0 else 0
+
+
+cdef inline bint _revalue_node(Node_t* nd, Slot_t* slot, i64 old, i64 ref, i64 tv) noexcept nogil:
+    """Move a holder's node totals from reference ``old`` to ``ref``; False (nothing written) past CAPACITY.
+
+    64-bit arithmetic with the processor's overflow flag: every kept total is
+    within CAPACITY, so a step that does not overflow is exact, and one that
+    does is past CAPACITY (the mark is refused).
+    """
+    cdef i64 was = slot.pos * old * tv            # a kept value: within CAPACITY
+    cdef i64 value, long_after, short_after, unreal_after
+    if (money_overflows(slot.pos, ref, tv, &value)
+            or add_overflows(nd.long_notional - positive_part(was), positive_part(value), &long_after)
+            or sub_overflows(nd.short_notional + (was - positive_part(was)), value - positive_part(value),
+                             &short_after)
+            or sub_overflows(value, slot.cost, &value)
+            or add_overflows(nd.unrealized - (was - slot.cost if old > 0 else 0), value if ref > 0 else 0,
+                             &unreal_after)):
+        return False
+    if not (within(long_after) and within(short_after) and pnl_within(unreal_after)
+            and gross_within(long_after, short_after, nd.wbuy_notional, nd.wsell_notional)):
+        return False
+    nd.long_notional, nd.short_notional, nd.unrealized = long_after, short_after, unreal_after
+    return True
 
 
 cdef inline i32 _resolve(object key, dict ids, Py_ssize_t count, str what) except -2:
@@ -971,7 +995,8 @@ cdef class RiskEngine:
             if not (within(pos_after) and within(cost_after) and pnl_within(slot_real)
                     and within(long_after) and within(short_after) and pnl_within(unreal_after)
                     and pnl_within(real_after)
-                    and within(<i128>long_after + short_after + nd.wbuy_notional + nd.wsell_notional - released)):
+                    and gross_within(long_after, short_after, nd.wbuy_notional - (released if signed_qty > 0 else 0),
+                                     nd.wsell_notional - (released if signed_qty < 0 else 0))):
                 return False
             new_long[k], new_short[k], new_unreal[k] = long_after, short_after, unreal_after
             s, k = slot.parent_slot, k + 1
@@ -1049,31 +1074,10 @@ cdef class RiskEngine:
         return True
 
     cdef bint _revalue(self, Slot_t* slot, i64 old, i64 ref, i64 tv) noexcept nogil:
-        """Move one holder's node totals from reference ``old`` to ``ref``; False (nothing written) past CAPACITY.
-
-        64-bit arithmetic with the processor's overflow flag: every kept total is
-        within CAPACITY, so a step that does not overflow is exact, and one that
-        does is past CAPACITY (the mark is refused).
-        """
-        cdef Node_t* nd
-        cdef i64 value, long_after, short_after, unreal_after
+        """Move one holder's node totals from reference ``old`` to ``ref``; False (nothing written) past CAPACITY."""
         if slot.pos == 0 and slot.cost == 0:
             return True     # nothing to revalue
-        nd = &self._nodes[slot.node]
-        if (money_overflows(positive_part(slot.pos), ref, tv, &value)
-                or add_overflows(nd.long_notional - _long_value(slot.pos, old, tv), value, &long_after)
-                or money_overflows(positive_part(-slot.pos), ref, tv, &value)
-                or add_overflows(nd.short_notional - _short_value(slot.pos, old, tv), value, &short_after)
-                or money_overflows(slot.pos, ref, tv, &value)
-                or sub_overflows(value, slot.cost, &value)
-                or add_overflows(nd.unrealized - _unrealized(slot.pos, slot.cost, old, tv), value if ref > 0 else 0,
-                                 &unreal_after)):
-            return False
-        if not (within(long_after) and within(short_after) and pnl_within(unreal_after)
-                and within(<i128>long_after + short_after + nd.wbuy_notional + nd.wsell_notional)):
-            return False
-        nd.long_notional, nd.short_notional, nd.unrealized = long_after, short_after, unreal_after
-        return True
+        return _revalue_node(&self._nodes[slot.node], slot, old, ref, tv)
 
     # ----------------------------------------------------------- public API
 
@@ -1818,10 +1822,9 @@ cdef class RiskEngine:
                 ins = &self._instruments[slot.symbol]
                 tv = ins.tick_value
                 overflow |= money_overflows(sum.pos, ins.ref, tv, &value)
-                if value > 0:
-                    overflow |= add_overflows(long_sum, value, &long_sum)
-                else:
-                    overflow |= sub_overflows(short_sum, value, &short_sum)
+                # Branch-free: position signs are unpredictable across a book.
+                overflow |= add_overflows(long_sum, positive_part(value), &long_sum)
+                overflow |= sub_overflows(short_sum, value - positive_part(value), &short_sum)
                 if ins.ref > 0:
                     overflow |= sub_overflows(value, sum.cost, &value)
                     overflow |= add_overflows(unreal_sum, value, &unreal_sum)
@@ -2095,7 +2098,7 @@ cdef int _costs_to_micros(RiskEngine eng) except -1:
     for j in range(eng._slots.size()):
         slot = &eng._slots[j]
         cost = <i128>slot.cost * eng._instruments[slot.symbol].tick_value
-        if not within(cost):
+        if not -<i128>CAPACITY <= cost <= <i128>CAPACITY:
             raise StateError(f"slot {j}: its cost does not fit the engine's capacity")
         slot.cost = <i64>cost
     return 0

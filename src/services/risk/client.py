@@ -11,95 +11,20 @@ from __future__ import annotations
 
 from typing import Iterator, Optional, Sequence
 
-import grpc
-import pybreaker
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
-
+from services.common.client import ServiceClient, ServiceUnavailable
 from services.proto import risk_pb2, risk_pb2_grpc
 
 ENGINE_UNAVAILABLE = "ENGINE_UNAVAILABLE"
 UNAVAILABLE_CODE = 255
-# CANCELLED reaches this client only from the server side (it never cancels its
-# own calls): a server shutting down cancels calls it had not started.
-_OUTAGE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)
-_RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+EngineUnavailable = ServiceUnavailable
 
 
-class EngineUnavailable(ConnectionError):
-    """The risk engine could not be reached (or the breaker is open)."""
+class RiskClient(ServiceClient):
+    """Synchronous client of the risk engine service (see :class:`~services.common.client.ServiceClient`
+    for the connection, deadline, retry and breaker options)."""
 
-
-def _is_outage(error: BaseException) -> bool:
-    return isinstance(error, grpc.RpcError) and error.code() in _OUTAGE
-
-
-def _is_unavailable(error: BaseException) -> bool:
-    return isinstance(error, grpc.RpcError) and error.code() in _RETRYABLE
-
-
-class RiskClient:
-    """Synchronous client of the risk engine service.
-
-    Parameters
-    ----------
-    target : str
-        ``host:port`` of the engine.
-    token : str, optional
-        Bearer token sent with every call.
-    root_certificates, private_key, certificate_chain : bytes, optional
-        TLS trust roots, and the client key/certificate for mutual TLS.
-    deadline : float
-        Seconds allowed for each attempt of each call.
-    retry_attempts : int
-        Attempts for idempotent calls on UNAVAILABLE.
-    breaker_failures, breaker_reset : int, float
-        Consecutive outages that open the breaker; seconds before it lets a
-        trial call through.
-    """
-
-    def __init__(self, target: str = "localhost:50051", *, token: Optional[str] = None,
-                 root_certificates: Optional[bytes] = None, private_key: Optional[bytes] = None,
-                 certificate_chain: Optional[bytes] = None, deadline: float = 1.0, retry_attempts: int = 4,
-                 retry_initial: float = 0.05, retry_max: float = 1.0, breaker_failures: int = 5,
-                 breaker_reset: float = 5.0, server_name: Optional[str] = None):
-        options = [("grpc.ssl_target_name_override", server_name)] if server_name else []
-        if root_certificates is not None:
-            credentials = grpc.ssl_channel_credentials(root_certificates, private_key, certificate_chain)
-            self._channel = grpc.secure_channel(target, credentials, options=options)
-        else:
-            self._channel = grpc.insecure_channel(target, options=options)
-        self._stub = risk_pb2_grpc.RiskEngineStub(self._channel)
-        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
-        self.deadline = deadline
-        self.breaker = pybreaker.CircuitBreaker(fail_max=breaker_failures, reset_timeout=breaker_reset,
-                                                exclude=[lambda error: not _is_outage(error)])
-        self._retrying = Retrying(retry=retry_if_exception(_is_unavailable),
-                                  wait=wait_exponential_jitter(multiplier=retry_initial, max=retry_max, jitter=retry_initial),
-                                  stop=stop_after_attempt(retry_attempts), reraise=True)
-
-    def close(self) -> None:
-        self._channel.close()
-
-    def __enter__(self) -> "RiskClient":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def _call(self, method: str, request, idempotent: bool = True):
-        rpc = getattr(self._stub, method)
-
-        def attempt():
-            return self.breaker.call(rpc, request, timeout=self.deadline, metadata=self._metadata)
-
-        try:
-            return self._retrying(attempt) if idempotent else attempt()
-        except pybreaker.CircuitBreakerError as error:
-            raise EngineUnavailable(f"{method}: circuit breaker open ({error})") from None
-        except grpc.RpcError as error:
-            if _is_outage(error):
-                raise EngineUnavailable(f"{method}: {error.code().name}: {error.details()}") from error
-            raise
+    def __init__(self, target: str = "localhost:50051", **options):
+        super().__init__(target, risk_pb2_grpc.RiskEngineStub, **options)
 
     def _order_call(self, method: str, request, idempotent: bool = True) -> risk_pb2.CheckResponse:
         try:

@@ -35,7 +35,7 @@ from services.common.auth import check_account, check_accounts, check_order, che
 from services.common.errors import FailedPrecondition, InvalidArgument
 from services.common.logging import get_logger
 from services.proto import risk_pb2
-from services.risk.breaches import BreachHub
+from services.common.fanout import FanOut
 from services.risk.journal import JournalError
 from services.risk.metrics import RiskMetrics
 
@@ -325,7 +325,7 @@ class RiskService:
         self.default_account = default_account
         self.metrics = metrics
         self.journal = journal
-        self.breaches = BreachHub(on_drop=metrics.breaches_dropped.inc)
+        self.breaches: FanOut[risk_pb2.Breach] = FanOut(on_drop=metrics.breaches_dropped.inc)
         self.last_seq = 0 if journal is None else journal.last_seq
         self.snapshot_every = snapshot_every
         self.order_capacity = order_capacity
