@@ -62,6 +62,7 @@ from benchmarks.workload import (
     Book, ReferenceMissing, build_book, check_batches_in_threads, hot_slot_stream, order_stream,
     python_progress_during, random_checks, reason_code, reference_engine_factory, returns_matrix,
 )
+from benchmarks.bench_riskmath import numpy_historical_var
 from riskcore import BUY, SELL, Reason, historical_var, parametric_var
 
 clock_ns = time.perf_counter_ns
@@ -472,9 +473,16 @@ class Suite:
                 result = fn(returns, exposures, 0.99)
                 expect(result.es >= result.var > 0, f"{name}: {result}")
                 yield t.row(f"{name} {shape}", sample_calls(fn, (returns, exposures, 0.99), s.slow_calls))
+            yield t.row(f"numpy historical VaR {shape}", sample_calls(numpy_historical_var, (returns, exposures),
+                                                                      s.slow_calls),
+                        note="context: returns @ exposures, then np.partition, in plain numpy")
             yield t.row(f"numpy returns @ exposures {shape}", sample_calls(np.matmul, (returns, exposures),
                                                                            s.slow_calls),
                         note="context: the P&L step both VaR methods start with, through BLAS")
+        progress = python_progress_during(lambda: [historical_var(returns, exposures, 0.99) for _ in range(20)])
+        yield Row(f"Python thread speed during historical_var {shape}", value=progress,
+                  value_text=f"{progress:.0%}", targets=[Target(">=10%", "value", 0.10, at_most=False)],
+                  note="the product runs in numpy's BLAS without the GIL, the selection in a nogil loop")
 
 
 # ------------------------------------------------------------------- output

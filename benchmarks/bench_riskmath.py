@@ -1,5 +1,33 @@
-"""pytest-benchmark cases of the portfolio risk math (VaR and expected shortfall)."""
+"""Benchmarks of the portfolio risk math (VaR and expected shortfall), next to plain numpy.
+
+pytest-benchmark cases (``python -m pytest benchmarks/bench_riskmath.py --benchmark-only``)
+time each function alone and, in the same group, the same figures in plain numpy, with one
+BLAS thread (through threadpoolctl; skipped without it) and with numpy's default threads.
+
+The same-run comparison prints medians and ratios::
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m benchmarks.bench_riskmath [--rounds N]
+
+For each shape and BLAS thread setting it times riskcore and numpy in alternating blocks of
+calls in one process, so that a shared machine's drift hits both alike. One BLAS thread is set
+with threadpoolctl when it is installed, else by running this module again in a child process
+with ``OPENBLAS_NUM_THREADS=1`` (and the OpenMP and MKL equivalents) in its environment.
+Some machines here set OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE for old OpenBLAS builds; they
+slow a current numpy, so unset both, together, in the benchmark's command alone (never in
+tests or CI). The header prints the BLAS kernel that then runs.
+"""
 from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pytest
@@ -9,29 +37,213 @@ from riskcore import historical_var, parametric_var, scenario_pnl
 
 # (days of history, instruments)
 SHAPES = {"250x500": (250, 500), "1000x2000": (1_000, 2_000)}
+THREADS = {"1 BLAS thread": 1, "default BLAS threads": None}
+CONFIDENCE = 0.99
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
+
+# ------------------------------------------------------------ plain numpy
+
+def numpy_historical_var(returns: np.ndarray, exposures: np.ndarray,
+                         confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Historical VaR and ES in plain numpy: the BLAS product, then a partial sort of the losses."""
+    periods = returns.shape[0]
+    k = max(1, math.ceil(periods * (1 - confidence) - 1e-9))
+    losses = np.partition(-(returns @ exposures), periods - k)
+    return float(losses[periods - k]), float(losses[periods - k:].mean())
+
+
+def numpy_parametric_var(returns: np.ndarray, exposures: np.ndarray,
+                         confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Normal VaR and ES in plain numpy (z at 99% as a constant, as a caller would hold it)."""
+    pnl = returns @ exposures
+    mu, sigma = pnl.mean(), pnl.std(ddof=1)
+    return 2.3263478740408408 * sigma - mu, 2.665214220345808 * sigma - mu
+
+
+def same_run_cases(returns: np.ndarray, exposures: np.ndarray) -> dict[str, tuple[Callable[[], Any],
+                                                                                    Callable[[], Any]]]:
+    """Each riskcore function and its plain-numpy twin, as calls without arguments."""
+    return {
+        "historical_var": (lambda: historical_var(returns, exposures, CONFIDENCE),
+                           lambda: numpy_historical_var(returns, exposures)),
+        "parametric_var": (lambda: parametric_var(returns, exposures, CONFIDENCE),
+                           lambda: numpy_parametric_var(returns, exposures)),
+        "scenario_pnl": (lambda: scenario_pnl(returns, exposures), lambda: returns @ exposures),
+    }
+
+
+# ------------------------------------------------------------ BLAS threads
+
+def have_threadpoolctl() -> bool:
+    try:
+        import threadpoolctl  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def blas_threads(threads: int | None) -> Iterator[None]:
+    """Limit every loaded BLAS to ``threads`` (None: leave the defaults) through threadpoolctl."""
+    if threads is None:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(limits=threads, user_api="blas"):
+        yield
+
+
+def blas_description() -> str:
+    """numpy's BLAS and the kernel it runs, as threadpoolctl reports them."""
+    if not have_threadpoolctl():
+        return f"numpy {np.__version__}; threadpoolctl not installed (no BLAS kernel report)"
+    from threadpoolctl import threadpool_info
+    pools = [f"{p.get('internal_api')} {p.get('version')} {p.get('architecture')} x{p.get('num_threads')}"
+             f" ({os.path.basename(p.get('filepath', ''))})" for p in threadpool_info() if p.get("user_api") == "blas"]
+    return f"numpy {np.__version__}; BLAS: " + "; ".join(pools)
+
+
+# ------------------------------------------------------------ same-run timing
+
+def alternate(pairs: dict[str, tuple[Callable[[], Any], Callable[[], Any]]], rounds: int,
+              block: int = 5) -> dict[str, dict[str, float]]:
+    """Median ns per call of each riskcore call and its numpy twin, timed in turn.
+
+    Calls run in blocks of ``block``, ``rounds`` blocks each after one warm-up block of each,
+    riskcore's first in even rounds and numpy's first in odd ones: a block that follows
+    the other side's finds the caches and BLAS threads as that side left them.
+    """
+    samples: dict[str, dict[str, list[int]]] = {name: {"riskcore": [], "numpy": []} for name in pairs}
+    clock = time.perf_counter_ns
+    for name, (ours, theirs) in pairs.items():
+        for fn in (ours, theirs):
+            for _ in range(block):
+                fn()
+        order = [("riskcore", ours), ("numpy", theirs)]
+        for i in range(rounds):
+            for side, fn in (order if i % 2 == 0 else order[::-1]):
+                out = samples[name][side]
+                for _ in range(block):
+                    t0 = clock()
+                    fn()
+                    out.append(clock() - t0)
+    return {name: {side: float(statistics.median(values)) for side, values in sides.items()}
+            for name, sides in samples.items()}
+
+
+def measure_here(shapes: list[str], rounds: int) -> dict[str, dict[str, dict[str, float]]]:
+    out = {}
+    for shape in shapes:
+        returns, exposures = returns_matrix(*SHAPES[shape])
+        out[shape] = alternate(same_run_cases(returns, exposures), rounds)
+    return out
+
+
+def measure_in_child(shapes: list[str], rounds: int, threads: int) -> dict[str, dict[str, dict[str, float]]]:
+    """The same measurement in a child process whose BLAS reads ``threads`` from its environment."""
+    env = dict(os.environ, **{name: str(threads) for name in THREAD_VARIABLES})
+    argv = [sys.executable, "-m", "benchmarks.bench_riskmath", "--json-here", "--rounds", str(rounds),
+            "--shapes", *shapes]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600, check=True)
+    return json.loads(done.stdout)
+
+
+def compare(shapes: list[str], rounds: int) -> list[dict[str, Any]]:
+    """One row per shape, thread setting and function: both medians (ns) and their ratio."""
+    rows = []
+    for label, threads in THREADS.items():
+        if threads is None or have_threadpoolctl():
+            with blas_threads(threads):
+                figures = measure_here(shapes, rounds)
+            how = "threadpoolctl, in process" if threads else "numpy's default, in process"
+        else:
+            figures = measure_in_child(shapes, rounds, threads)
+            how = f"child process with {', '.join(f'{name}={threads}' for name in THREAD_VARIABLES)}"
+        for shape, cases in figures.items():
+            for name, medians in cases.items():
+                rows.append({"shape": shape, "threads": label, "how": how, "case": name, **medians,
+                             "ratio": medians["riskcore"] / medians["numpy"]})
+    return rows
+
+
+def print_comparison(rows: list[dict[str, Any]]) -> None:
+    for label, how in dict.fromkeys((row["threads"], row["how"]) for row in rows):
+        print(f"{label}: {how}")
+    print(f"{'shape':<10} {'BLAS':<21} {'case':<15} {'riskcore µs':>12} {'numpy µs':>10} {'ratio':>6}")
+    for row in rows:
+        print(f"{row['shape']:<10} {row['threads']:<21} {row['case']:<15} {row['riskcore'] / 1e3:>12.1f} "
+              f"{row['numpy'] / 1e3:>10.1f} {row['ratio']:>6.2f}")
+    print("ratio = riskcore median / numpy median (below 1: riskcore is faster); numpy: returns @ exposures, "
+          "then np.partition (historical) or mean and std (parametric)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=200, help="blocks of 5 calls per side and case")
+    parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    parser.add_argument("--json-here", action="store_true", help=argparse.SUPPRESS)   # the child's mode
+    args = parser.parse_args(argv)
+    if args.json_here:
+        json.dump(measure_here(args.shapes, args.rounds), sys.stdout)
+        return 0
+    print(blas_description())
+    print(f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')} "
+          f"OPENBLAS_L2_SIZE={os.environ.get('OPENBLAS_L2_SIZE', '(unset)')}")
+    print_comparison(compare(args.shapes, args.rounds))
+    return 0
+
+
+# ------------------------------------------------------------ pytest-benchmark
 
 @pytest.fixture(params=list(SHAPES), scope="module")
 def history(request: pytest.FixtureRequest) -> tuple[np.ndarray, np.ndarray]:
     return returns_matrix(*SHAPES[request.param])
 
 
+@pytest.fixture(params=list(THREADS))
+def blas(request: pytest.FixtureRequest, benchmark) -> Iterator[None]:
+    """Run the case with one BLAS thread (threadpoolctl) or numpy's default threads."""
+    threads = THREADS[request.param]
+    if threads is not None and not have_threadpoolctl():
+        pytest.skip("threadpoolctl is not installed; python -m benchmarks.bench_riskmath measures one BLAS "
+                    "thread in a child process instead")
+    shape = f"{request.node.callspec.params['history']}"
+    benchmark.group = f"{benchmark.group}, {shape}, {request.param}"
+    with blas_threads(threads):
+        yield
+
+
 @pytest.mark.benchmark(group="historical VaR 99%")
-def test_historical_var_of_a_portfolio(benchmark, history) -> None:
+def test_historical_var_of_a_portfolio(benchmark, history, blas) -> None:
     returns, exposures = history
-    result = benchmark(historical_var, returns, exposures, 0.99)
+    result = benchmark(historical_var, returns, exposures, CONFIDENCE)
+    assert result.es >= result.var > 0
+
+
+@pytest.mark.benchmark(group="historical VaR 99%")
+def test_numpy_historical_var_of_the_same_portfolio_for_comparison(benchmark, history, blas) -> None:
+    returns, exposures = history
+    var, es = benchmark(numpy_historical_var, returns, exposures)
+    assert (var, es) == pytest.approx(tuple(historical_var(returns, exposures, CONFIDENCE)), rel=1e-9)
+
+
+@pytest.mark.benchmark(group="parametric VaR 99%")
+def test_parametric_var_of_a_portfolio(benchmark, history, blas) -> None:
+    returns, exposures = history
+    result = benchmark(parametric_var, returns, exposures, CONFIDENCE)
     assert result.es >= result.var > 0
 
 
 @pytest.mark.benchmark(group="parametric VaR 99%")
-def test_parametric_var_of_a_portfolio(benchmark, history) -> None:
+def test_numpy_parametric_var_of_the_same_portfolio_for_comparison(benchmark, history, blas) -> None:
     returns, exposures = history
-    result = benchmark(parametric_var, returns, exposures, 0.99)
-    assert result.es >= result.var > 0
+    var, es = benchmark(numpy_parametric_var, returns, exposures)
+    assert (var, es) == pytest.approx(tuple(parametric_var(returns, exposures, CONFIDENCE)), rel=1e-9)
 
 
 @pytest.mark.benchmark(group="portfolio P&L of every scenario")
-def test_scenario_pnl_of_a_portfolio(benchmark, history) -> None:
+def test_scenario_pnl_of_a_portfolio(benchmark, history, blas) -> None:
     # The step both VaR methods start with, next to numpy's BLAS product below.
     returns, exposures = history
     pnl = benchmark(scenario_pnl, returns, exposures)
@@ -39,6 +251,10 @@ def test_scenario_pnl_of_a_portfolio(benchmark, history) -> None:
 
 
 @pytest.mark.benchmark(group="portfolio P&L of every scenario")
-def test_numpy_product_of_the_same_scenarios_for_comparison(benchmark, history) -> None:
+def test_numpy_product_of_the_same_scenarios_for_comparison(benchmark, history, blas) -> None:
     returns, exposures = history
     benchmark(np.matmul, returns, exposures)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
