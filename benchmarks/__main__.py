@@ -535,7 +535,7 @@ def preamble(name: str, overhead: dict[str, float]) -> list[str]:
                 f"perf_counter_ns reads) subtracted; throughput is from loops with no timer inside.",
                 "Targets: published (pub) risk check < 100 µs, aggregation < 1 ms; the rest are our goals."]
     if name == "service":
-        from services.common.grpc_io import LEGACY_IO_EXPERIMENTS
+        from riskcore_services.common.grpc_io import LEGACY_IO_EXPERIMENTS
 
         return ["Rows marked 'defaults' run with grpcio's defaults (GRPC_EXPERIMENTS=\"\"); 'EE off' with "
                 f"GRPC_EXPERIMENTS={LEGACY_IO_EXPERIMENTS}",

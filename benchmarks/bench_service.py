@@ -1,7 +1,7 @@
 """pytest-benchmark cases of the risk service over gRPC on loopback.
 
 Run with ``python -m pytest benchmarks/bench_service.py --benchmark-only``.
-The servers are child processes (``python -m services.risk`` with state in
+The servers are child processes (``python -m riskcore_services.risk`` with state in
 memory, and ``benchmarks.echo_server`` answering the engine's exact
 CheckPosition answer); the client is this pytest process, on the sync stub
 the README shows. grpcio's defaults only: ``GRPC_EXPERIMENTS`` has to be set
@@ -20,7 +20,7 @@ import pytest
 from benchmarks.processes import Children, grpc_env
 from benchmarks.service import bench_config, engine_answer
 from benchmarks.service_client import check_request, order, order_batch
-from services.proto import risk_pb2_grpc
+from riskcore_services.proto import risk_pb2_grpc
 
 DEADLINE = 10.0
 _ids = itertools.count()

@@ -2,7 +2,7 @@
 
 ``python -m benchmarks --suite durability [--quick]`` runs them.
 
-- **Durable fills** through the service (``python -m services.risk`` in a
+- **Durable fills** through the service (``python -m riskcore_services.risk`` in a
   child process) on the SQLite journal (``synchronous = FULL``: every group
   commit is fsynced, in the run's scratch folder on the machine's disk) and on
   NATS JetStream (the Debian ``nats-server`` with ``-js``, file storage, one
@@ -16,7 +16,7 @@
 - **Recovery**: a journal of N single-order records (alternating SubmitOrder
   and ReportFill of that order) written through ``RiskService`` and
   ``SqliteJournal`` in this process, then (a) ``RiskService.recover`` in
-  process on a copy, and (b) ``python -m services.risk`` on another copy, from
+  process on a copy, and (b) ``python -m riskcore_services.risk`` on another copy, from
   process start to ``/ready`` answering 200.
 - **Snapshot** of an engine holding a book of 100k positions
   (``benchmarks.workload.build_book``): ``RiskService.to_state``, the journal's
@@ -180,7 +180,7 @@ class DurabilitySuite:
             baseline.kill()
         yield Row(f"start to /ready, {label}-record journal", samples=1, median_ns=seconds * 1e9,
                   targets=RECOVERY_TARGETS,
-                  note=(f"python -m services.risk from process start; its log: replay "
+                  note=(f"python -m riskcore_services.risk from process start; its log: replay "
                         f"{recovered[0]['replay_seconds']:.2f} s, snapshot load "
                         f"{recovered[0]['snapshot_seconds']:.2f} s"))
         yield Row("start to /ready, empty journal", samples=1, median_ns=base_seconds * 1e9,
@@ -195,10 +195,10 @@ class DurabilitySuite:
 
     def snapshot(self) -> Iterator[Row]:
         from riskcore import ManualClock, RiskEngine
-        from services.common.metrics import new_registry
-        from services.risk.journal import decode_snapshot, encode_snapshot
-        from services.risk.metrics import RiskMetrics
-        from services.risk.service import RiskService
+        from riskcore_services.common.metrics import new_registry
+        from riskcore_services.risk.journal import decode_snapshot, encode_snapshot
+        from riskcore_services.risk.metrics import RiskMetrics
+        from riskcore_services.risk.service import RiskService
 
         from benchmarks.workload import build_book
 
@@ -233,7 +233,7 @@ class DurabilitySuite:
         yield Row(f"snapshot to_state, {size}", samples=len(to_state), median_ns=statistics.median(to_state),
                   note=f"RiskService.to_state (engine state + order ids + answers); {runs}")
         yield Row(f"snapshot encode, {size}", samples=len(encode), median_ns=statistics.median(encode),
-                  note=f"services.risk.journal.encode_snapshot (pickle protocol 5); {runs}")
+                  note=f"riskcore_services.risk.journal.encode_snapshot (pickle protocol 5); {runs}")
         both = statistics.median(a + b for a, b in zip(to_state, encode))
         yield Row(f"snapshot to_state + encode, {size}", samples=len(encode), median_ns=both,
                   note=f"{runs}; the event loop is busy for to_state, the writer thread for the encoding")
@@ -258,10 +258,10 @@ def _seconds(fn: Callable[[], object]) -> float:
 
 def _service(config_path: pathlib.Path, journal, snapshot_every: int = 10**12):
     from riskcore import ManualClock
-    from services.common.metrics import new_registry
-    from services.risk.config import build_engine, load_config
-    from services.risk.metrics import RiskMetrics
-    from services.risk.service import RiskService
+    from riskcore_services.common.metrics import new_registry
+    from riskcore_services.risk.config import build_engine, load_config
+    from riskcore_services.risk.metrics import RiskMetrics
+    from riskcore_services.risk.service import RiskService
 
     config = load_config(config_path)
     engine = build_engine(config, clock=ManualClock(time.time_ns()))
@@ -274,7 +274,7 @@ def build_journal(config_path: pathlib.Path, path: pathlib.Path, events: int) ->
     ``synchronous=OFF``: the build is setup, not a measurement; the records are
     the ones the service writes (same tables, CRCs and payloads).
     """
-    from services.risk.journal import SqliteJournal
+    from riskcore_services.risk.journal import SqliteJournal
 
     from benchmarks.service_client import order, single_fill
 
@@ -302,7 +302,7 @@ def build_journal(config_path: pathlib.Path, path: pathlib.Path, events: int) ->
 
 async def recover_in_process(config_path: pathlib.Path, path: pathlib.Path) -> dict:
     """Open the journal at ``path`` and recover a fresh service from it, as the server does at start."""
-    from services.risk.journal import SqliteJournal
+    from riskcore_services.risk.journal import SqliteJournal
 
     gc.collect()
     t0 = time.perf_counter()
@@ -319,7 +319,7 @@ async def recover_in_process(config_path: pathlib.Path, path: pathlib.Path) -> d
 
 async def write_snapshot(path: pathlib.Path, service) -> float:
     """Seconds to make a snapshot of ``service`` durable in a fresh SQLite journal (synchronous=FULL)."""
-    from services.risk.journal import SqliteJournal
+    from riskcore_services.risk.journal import SqliteJournal
 
     journal = SqliteJournal(str(path))
     try:

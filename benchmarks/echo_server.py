@@ -6,7 +6,7 @@ It implements only ``CheckPosition``, which returns one fixed ``CheckResponse``
 without looking at the request, and ``SubmitStream``, which answers each order
 with an accepted ``CheckResponse`` carrying its client order id (every other RPC
 of ``riskcore.v1.RiskEngine`` answers UNIMPLEMENTED). Everything else is set up as ``riskcore serve risk`` sets up
-the real server (``services.risk.server`` and ``services.cli``): a
+the real server (``riskcore_services.risk.server`` and ``riskcore_services.cli``): a
 ``grpc.aio`` server with the same channel options, the same generated
 servicer registration, on a uvloop event loop, so the difference between the
 two in one run is what the risk service adds per call (call handling, logging,
@@ -24,12 +24,12 @@ import sys
 
 import grpc
 
-from services.proto import risk_pb2, risk_pb2_grpc
+from riskcore_services.proto import risk_pb2, risk_pb2_grpc
 
 # What the engine answers to the README's CheckPosition on the sample configuration. The service
 # benchmark passes the engine's exact answer with --response and checks both servers send the same bytes.
 FIXED_RESPONSE = risk_pb2.CheckResponse(accepted=True, reason="OK", message="accepted", utilisation=0.038)
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024     # services.risk.config.ServerConfig.max_message_bytes
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024     # riskcore_services.risk.config.ServerConfig.max_message_bytes
 
 
 class EchoServicer(risk_pb2_grpc.RiskEngineServicer):
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     response = FIXED_RESPONSE if args.response is None else risk_pb2.CheckResponse.FromString(
         bytes.fromhex(args.response))
-    import uvloop            # as services.cli runs the real server
+    import uvloop            # as riskcore_services.cli runs the real server
 
     uvloop.run(serve(args.host, args.port, response))
     return 0

@@ -23,7 +23,7 @@ import urllib.error
 import urllib.request
 from typing import Any, Callable
 
-from services.common.grpc_io import LEGACY_IO_EXPERIMENTS
+from riskcore_services.common.grpc_io import LEGACY_IO_EXPERIMENTS
 
 START_TIMEOUT = 60.0          # a server or nats-server to come up (a 1M-record recovery included)
 STOP_TIMEOUT = 15.0
@@ -143,7 +143,7 @@ class Children:
 
 
 class RiskServerProcess(Child):
-    """``python -m services.risk --config C --port P --http-port H``."""
+    """``python -m riskcore_services.risk --config C --port P --http-port H``."""
 
     def __init__(self, name: str, config: pathlib.Path, directory: pathlib.Path, env: dict[str, str],
                  log_output: bool = True):
@@ -151,7 +151,7 @@ class RiskServerProcess(Child):
         while self.http_port == self.port:
             self.http_port = free_port()
         self.started = time.perf_counter()
-        super().__init__(name, [sys.executable, "-m", "services.risk", "--config", str(config),
+        super().__init__(name, [sys.executable, "-m", "riskcore_services.risk", "--config", str(config),
                                 "--port", str(self.port), "--http-port", str(self.http_port)],
                          directory, env, log_output)
 

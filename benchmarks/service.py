@@ -1,7 +1,7 @@
 """Service benchmarks: the risk engine over gRPC on loopback, next to a bare gRPC server.
 
 ``python -m benchmarks --suite service [--quick]`` runs them. Each server is
-``python -m services.risk`` in a child process (the sample's instruments and
+``python -m riskcore_services.risk`` in a child process (the sample's instruments and
 accounts plus a ``bench`` account, state in memory so the figures are gRPC +
 engine and not fsync); each client is ``benchmarks.service_client`` in a
 process of its own. In the same run, ``benchmarks.echo_server`` (a grpc.aio
@@ -10,7 +10,7 @@ answer) gives the floor the engine is compared against.
 
 Everything runs twice: with grpcio's defaults, and with the event-engine
 experiments off (``GRPC_EXPERIMENTS`` in the environment of the servers and
-the clients, see :data:`services.common.grpc_io.LEGACY_IO_EXPERIMENTS`; the
+the clients, see :data:`riskcore_services.common.grpc_io.LEGACY_IO_EXPERIMENTS`; the
 service's own default when the variable is unset).
 
 Cases, per mode:
@@ -44,9 +44,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.processes import Children, grpc_env, run_clients
 from benchmarks.results import MS, US, Row, Target, Timing, expect
-from services.common.grpc_io import LEGACY_IO_EXPERIMENTS
+from riskcore_services.common.grpc_io import LEGACY_IO_EXPERIMENTS
 
-SAMPLE_TOML = importlib.resources.files("services.risk").joinpath("sample.toml").read_text()
+SAMPLE_TOML = importlib.resources.files("riskcore_services.risk").joinpath("sample.toml").read_text()
 
 # The account every order case books into: directly under the firm, limits on
 # every check step, room for every order a run sends (1 share at ~190 each).
@@ -95,10 +95,10 @@ def bench_config(directory: pathlib.Path, name: str, requests: str = "changes", 
 def engine_answer(config: pathlib.Path, request) -> bytes:
     """What the engine on ``config`` answers to ``request`` (CheckPosition), serialised: the echo server's answer."""
     from riskcore import ManualClock
-    from services.common.metrics import new_registry
-    from services.risk.config import build_engine, load_config
-    from services.risk.metrics import RiskMetrics
-    from services.risk.service import RiskService
+    from riskcore_services.common.metrics import new_registry
+    from riskcore_services.risk.config import build_engine, load_config
+    from riskcore_services.risk.metrics import RiskMetrics
+    from riskcore_services.risk.service import RiskService
 
     loaded = load_config(config)
     engine = build_engine(loaded, clock=ManualClock(time.time_ns()))

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 import grpc                                    # after the parent set GRPC_EXPERIMENTS in our environment
-from services.proto import risk_pb2, risk_pb2_grpc
+from riskcore_services.proto import risk_pb2, risk_pb2_grpc
 
 clock_ns = time.perf_counter_ns
 DEADLINE = 30.0

@@ -5,7 +5,7 @@
 
 protoc names the modules after the proto path (riskcore/v1/...), which would
 clash with the riskcore kernel package, so the stubs are flattened into
-services.proto and their cross-imports rewritten to match.
+riskcore_services.proto and their cross-imports rewritten to match.
 """
 import argparse
 import pathlib
@@ -32,7 +32,7 @@ def generate() -> dict[str, str]:
         out = {}
         for path in sorted(pathlib.Path(tmp).rglob("*.py*")):
             text = path.read_text()
-            text = re.sub(r"^from riskcore\.v1 import (\w+)", r"from services.proto import \1", text, flags=re.M)
+            text = re.sub(r"^from riskcore\.v1 import (\w+)", r"from riskcore_services.proto import \1", text, flags=re.M)
             out[path.name] = text
         return out
 

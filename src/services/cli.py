@@ -11,14 +11,14 @@ from riskcore import __version__
 
 
 def _serve_risk(args: argparse.Namespace) -> int:
-    from services.common.grpc_io import prefer_legacy_io
+    from riskcore_services.common.grpc_io import prefer_legacy_io
 
     prefer_legacy_io()  # first: nothing below may import grpc before it
-    from services.common.logging import configure_logging
-    from services.risk.config import ConfigError, load_config
-    from services.risk.journal import JournalError
-    from services.common.errors import PortInUse
-    from services.risk.server import RiskServer
+    from riskcore_services.common.logging import configure_logging
+    from riskcore_services.risk.config import ConfigError, load_config
+    from riskcore_services.risk.journal import JournalError
+    from riskcore_services.common.errors import PortInUse
+    from riskcore_services.risk.server import RiskServer
 
     try:
         config = load_config(args.config)
@@ -51,7 +51,7 @@ def _serve_risk(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from services.risk.config import ConfigError, build_engine, load_config
+    from riskcore_services.risk.config import ConfigError, build_engine, load_config
 
     try:
         engine = build_engine(load_config(args.config))
@@ -63,7 +63,7 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _token_digest(args: argparse.Namespace) -> int:
-    from services.common.auth import token_digest
+    from riskcore_services.common.auth import token_digest
 
     token = args.token if args.token is not None else getpass.getpass("token: ")
     print(token_digest(token))

@@ -29,14 +29,14 @@ import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.common.logging import configure_logging
-from services.proto import risk_pb2, risk_pb2_grpc
-from services.risk.config import RiskConfig, load_config
-from services.risk.server import RiskServer
+from riskcore_services.common.logging import configure_logging
+from riskcore_services.proto import risk_pb2, risk_pb2_grpc
+from riskcore_services.risk.config import RiskConfig, load_config
+from riskcore_services.risk.server import RiskServer
 
 # Seconds allowed for any single RPC, HTTP request or server start/stop in these tests.
 DEADLINE = 5.0
-SAMPLE_TOML = importlib.resources.files("services.risk").joinpath("sample.toml").read_text()
+SAMPLE_TOML = importlib.resources.files("riskcore_services.risk").joinpath("sample.toml").read_text()
 
 
 def free_port() -> int:
@@ -180,10 +180,10 @@ class InProcessServer(_Endpoints):
 
 
 class ChildServer(_Endpoints):
-    """``python -m services.risk`` in a child process, on ports picked by the test."""
+    """``python -m riskcore_services.risk`` in a child process, on ports picked by the test."""
 
     def __init__(self, directory: pathlib.Path, config: pathlib.Path | None = None, args=(),
-                 command=("-m", "services.risk")):
+                 command=("-m", "riskcore_services.risk")):
         self._init_endpoints()
         self.port, self.http_port = free_port(), free_port()
         while self.http_port == self.port:
@@ -322,7 +322,7 @@ def stub(server) -> risk_pb2_grpc.RiskEngineStub:
 def _spawner(directory: pathlib.Path):
     children: list[ChildServer] = []
 
-    def start(config: pathlib.Path | None = None, args=(), command=("-m", "services.risk")) -> ChildServer:
+    def start(config: pathlib.Path | None = None, args=(), command=("-m", "riskcore_services.risk")) -> ChildServer:
         child = ChildServer(directory, config, args, command)
         children.append(child)
         return child

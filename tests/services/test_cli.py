@@ -38,7 +38,7 @@ def test_serve_risk_help_explains_every_option_and_its_default():
 
 
 def test_python_dash_m_services_risk_takes_the_same_options():
-    run = subprocess.run([sys.executable, "-m", "services.risk", "--help"], capture_output=True, text=True,
+    run = subprocess.run([sys.executable, "-m", "riskcore_services.risk", "--help"], capture_output=True, text=True,
                          timeout=60)
 
     assert run.returncode == 0
@@ -180,7 +180,7 @@ def _started_line(child) -> dict:
 
 
 def test_serve_risk_runs_on_grpcs_legacy_io_when_the_environment_does_not_choose(spawn, config_file, monkeypatch):
-    from services.common.grpc_io import LEGACY_IO_EXPERIMENTS
+    from riskcore_services.common.grpc_io import LEGACY_IO_EXPERIMENTS
 
     monkeypatch.delenv("GRPC_EXPERIMENTS", raising=False)
     child = spawn(config_file(), command=(str(RISKCORE), "serve", "risk")).wait_ready()

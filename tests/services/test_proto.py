@@ -1,10 +1,10 @@
-"""The generated gRPC stubs in services.proto match proto/ (what ``proto/generate.py --check`` proves)."""
+"""The generated gRPC stubs in riskcore_services.proto match proto/ (what ``proto/generate.py --check`` proves)."""
 import pathlib
 import shutil
 import subprocess
 import sys
 
-from services.proto import risk_pb2
+from riskcore_services.proto import risk_pb2
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 

@@ -16,8 +16,8 @@ import hmac
 from dataclasses import dataclass, field
 from typing import Optional
 
-from services.common import logging as _logging
-from services.common.errors import PermissionDenied, Unauthenticated
+from riskcore_services.common import logging as _logging
+from riskcore_services.common.errors import PermissionDenied, Unauthenticated
 
 ROLES = ("admin", "trader")
 # The tree is at most 8 levels deep (README, "Accounts"); a longer walk means a broken tree.

@@ -17,10 +17,10 @@ import grpc
 from google.protobuf import message_factory
 from google.protobuf.message import Message
 
-from services.common.auth import TokenAuth
-from services.common.errors import status_of
-from services.common.logging import bind_call, get_logger
-from services.common.metrics import GrpcMetrics
+from riskcore_services.common.auth import TokenAuth
+from riskcore_services.common.errors import status_of
+from riskcore_services.common.logging import bind_call, get_logger
+from riskcore_services.common.metrics import GrpcMetrics
 
 log = get_logger("grpc")
 
@@ -128,7 +128,7 @@ class _Call:
     """One call: the checks before its handler, its status, metrics and log line after.
 
     Handlers get it as ``call`` and read ``call.identity``. It is also the
-    call's log tag (see :func:`services.common.logging.bind_call`): the
+    call's log tag (see :func:`riskcore_services.common.logging.bind_call`): the
     request id is worked out at the first line the call logs, which for most
     calls comes after the answer is sent. Called explicitly rather than as an
     async context manager: it sits on every call, and each extra coroutine

@@ -26,7 +26,7 @@ from typing import Annotated, Any, Literal, Optional
 import msgspec
 from msgspec import Meta
 
-from services.common.auth import TokenEntry
+from riskcore_services.common.auth import TokenEntry
 
 
 class ConfigError(ValueError):

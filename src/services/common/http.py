@@ -9,7 +9,7 @@ from typing import Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from services.common.profiling import cpu_profile, thread_stacks
+from riskcore_services.common.profiling import cpu_profile, thread_stacks
 
 MAX_PROFILE_SECONDS = 60.0
 

@@ -25,13 +25,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from riskcore import __version__
-from services.common.auth import TokenAuth
-from services.common.calls import CallHandling, add_servicer
-from services.common.config import Common
-from services.common.errors import PortInUse
-from services.common.http import OpsServer
-from services.common.logging import get_logger
-from services.common.metrics import GrpcMetrics, new_registry
+from riskcore_services.common.auth import TokenAuth
+from riskcore_services.common.calls import CallHandling, add_servicer
+from riskcore_services.common.config import Common
+from riskcore_services.common.errors import PortInUse
+from riskcore_services.common.http import OpsServer
+from riskcore_services.common.logging import get_logger
+from riskcore_services.common.metrics import GrpcMetrics, new_registry
 
 log = get_logger("server")
 
@@ -127,7 +127,7 @@ class Server:
         """Bind, start gRPC (NOT_SERVING), start HTTP, then ``recover``."""
         interceptors = []
         if self.config.tracing_endpoint:
-            from services.common.tracing import tracing_interceptors
+            from riskcore_services.common.tracing import tracing_interceptors
 
             interceptors, self._tracer_provider = tracing_interceptors(self.config.service_name,
                                                                        self.config.tracing_endpoint)

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from services.proto import risk_pb2 as riskcore_dot_v1_dot_risk__pb2
+from riskcore_services.proto import risk_pb2 as riskcore_dot_v1_dot_risk__pb2
 
 GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__

@@ -1,10 +1,10 @@
-"""``python -m services.risk``: the same as ``riskcore serve risk``."""
+"""``python -m riskcore_services.risk``: the same as ``riskcore serve risk``."""
 import argparse
 import sys
 
-from services.cli import _serve_risk, add_risk_options
+from riskcore_services.cli import _serve_risk, add_risk_options
 
-parser = argparse.ArgumentParser(prog="python -m services.risk",
+parser = argparse.ArgumentParser(prog="python -m riskcore_services.risk",
                                  description="Run the riskcore risk engine service.")
 add_risk_options(parser)
 sys.exit(_serve_risk(parser.parse_args()))

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Iterator, Optional, Sequence
 
-from services.common.client import ServiceClient, ServiceUnavailable
-from services.proto import risk_pb2, risk_pb2_grpc
+from riskcore_services.common.client import ServiceClient, ServiceUnavailable
+from riskcore_services.proto import risk_pb2, risk_pb2_grpc
 
 ENGINE_UNAVAILABLE = "ENGINE_UNAVAILABLE"
 UNAVAILABLE_CODE = 255
@@ -20,7 +20,7 @@ EngineUnavailable = ServiceUnavailable
 
 
 class RiskClient(ServiceClient):
-    """Synchronous client of the risk engine service (see :class:`~services.common.client.ServiceClient`
+    """Synchronous client of the risk engine service (see :class:`~riskcore_services.common.client.ServiceClient`
     for the connection, deadline, retry and breaker options)."""
 
     def __init__(self, target: str = "localhost:50051", **options):

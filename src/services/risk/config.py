@@ -21,7 +21,7 @@ import msgspec
 from msgspec import Meta
 
 from riskcore import Instrument, Limits, Reason, RiskEngine, TradingState
-from services.common.config import (
+from riskcore_services.common.config import (
     Common, CommonFile, ConfigError, Seconds, build, common_sections, decode, read_toml, schema,
 )
 
@@ -111,7 +111,7 @@ def parse_config(data: dict, base: pathlib.Path) -> RiskConfig:
 
 def load_config(path: str | pathlib.Path | None = None) -> RiskConfig:
     """Load a TOML configuration file, or the shipped sample when ``path`` is None."""
-    return parse_config(*read_toml(path, "services.risk"))
+    return parse_config(*read_toml(path, "riskcore_services.risk"))
 
 
 def build_engine(config: RiskConfig, clock=None) -> RiskEngine:

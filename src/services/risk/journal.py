@@ -27,9 +27,9 @@ import threading
 import time
 from typing import IO, Any, Callable, Iterator, NamedTuple, cast
 
-from services.common.errors import Unavailable
-from services.risk import journal_reader
-from services.risk.journal_reader import record_crc
+from riskcore_services.common.errors import Unavailable
+from riskcore_services.risk import journal_reader
+from riskcore_services.risk.journal_reader import record_crc
 
 # Covers the record layout and the snapshot blob, engine state included: it moves
 # with riskcore.engine.STATE_VERSION (2: one-cache-line slot rows).

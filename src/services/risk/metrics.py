@@ -8,7 +8,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from riskcore import Reason, RiskEngine
-from services.common.metrics import LoopCounter, LoopHistogram
+from riskcore_services.common.metrics import LoopCounter, LoopHistogram
 
 
 class EngineCollector(Collector):

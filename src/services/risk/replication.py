@@ -37,8 +37,8 @@ import nats
 from nats.js import api
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError, ObjectNotFoundError
 
-from services.common.logging import get_logger
-from services.risk.journal import (FORMAT_VERSION, JournalError, Record, decode_snapshot, encode_snapshot,
+from riskcore_services.common.logging import get_logger
+from riskcore_services.risk.journal import (FORMAT_VERSION, JournalError, Record, decode_snapshot, encode_snapshot,
                                    record_crc)
 
 log = get_logger("risk.replication")

@@ -1,6 +1,6 @@
 """The risk engine's process: the common server plus what is the risk service's own.
 
-``RiskServer`` adds to :class:`~services.common.server.Server` the kernel
+``RiskServer`` adds to :class:`~riskcore_services.common.server.Server` the kernel
 engine and its service, recovery from the journal, the standby/primary roles
 of a replicated journal, the day roller, and the snapshot taken on the way
 down. Tests construct it with port 0 and read the bound ports back.
@@ -13,17 +13,17 @@ import socket
 import time
 
 from riskcore import Limits, ManualClock
-from services.common.config import roll_clock_time
-from services.common.logging import get_logger
-from services.common.schedule import DayRoller, Sleep, TimeNs
-from services.common.server import Server
-from services.proto import risk_pb2
-from services.risk.config import RiskConfig, build_engine, config_drift
-from services.risk.journal import JournalError, SqliteJournal
-from services.risk.metrics import RiskMetrics
-from services.risk.replication import JournalGap, Lease, NatsJournal
-from services.risk.service import RiskService, limits_to_proto
-from services.risk.servicer import make_servicer
+from riskcore_services.common.config import roll_clock_time
+from riskcore_services.common.logging import get_logger
+from riskcore_services.common.schedule import DayRoller, Sleep, TimeNs
+from riskcore_services.common.server import Server
+from riskcore_services.proto import risk_pb2
+from riskcore_services.risk.config import RiskConfig, build_engine, config_drift
+from riskcore_services.risk.journal import JournalError, SqliteJournal
+from riskcore_services.risk.metrics import RiskMetrics
+from riskcore_services.risk.replication import JournalGap, Lease, NatsJournal
+from riskcore_services.risk.service import RiskService, limits_to_proto
+from riskcore_services.risk.servicer import make_servicer
 
 log = get_logger("risk.server")
 
@@ -44,7 +44,7 @@ class RiskServer(Server):
         by ``configuration file``). Every difference is logged either way.
     time_ns, sleep : optional
         The clock the service and its day roller read, and how the roller
-        waits (tests pass a :class:`~services.common.schedule.ManualTime`
+        waits (tests pass a :class:`~riskcore_services.common.schedule.ManualTime`
         and its ``sleep``).
     """
 

@@ -31,13 +31,13 @@ import numpy as np
 from riskcore import (CapacityError, Decision, Limits, ManualClock, Reason, RiskEngine, TradingState,
                       UnknownOrderError)
 from riskcore.decision import describe
-from services.common.auth import check_account, check_accounts, check_order, check_orders
-from services.common.errors import FailedPrecondition, InvalidArgument
-from services.common.logging import get_logger
-from services.proto import risk_pb2
-from services.common.fanout import FanOut
-from services.risk.journal import JournalError
-from services.risk.metrics import RiskMetrics
+from riskcore_services.common.auth import check_account, check_accounts, check_order, check_orders
+from riskcore_services.common.errors import FailedPrecondition, InvalidArgument
+from riskcore_services.common.logging import get_logger
+from riskcore_services.proto import risk_pb2
+from riskcore_services.common.fanout import FanOut
+from riskcore_services.risk.journal import JournalError
+from riskcore_services.risk.metrics import RiskMetrics
 
 log = get_logger("risk")
 

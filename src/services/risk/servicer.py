@@ -6,11 +6,11 @@ to live calls only: journal replay is not bounded by today's configuration.
 """
 from __future__ import annotations
 
-from services.common.calls import CallHandling, MalformedRequest
-from services.common.errors import FailedPrecondition
-from services.common.logging import get_logger
-from services.proto import risk_pb2, risk_pb2_grpc
-from services.risk.service import MAX_NAME_BYTES, InvalidArgument, RiskService, check_batch_rows
+from riskcore_services.common.calls import CallHandling, MalformedRequest
+from riskcore_services.common.errors import FailedPrecondition
+from riskcore_services.common.logging import get_logger
+from riskcore_services.proto import risk_pb2, risk_pb2_grpc
+from riskcore_services.risk.service import MAX_NAME_BYTES, InvalidArgument, RiskService, check_batch_rows
 
 log = get_logger("risk")
 

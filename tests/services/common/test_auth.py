@@ -6,10 +6,10 @@ import pytest
 import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.common.auth import TokenAuth, TokenEntry, token_digest
-from services.proto import risk_pb2
-from services.risk.client import RiskClient
-from services.risk.config import ConfigError, load_config
+from riskcore_services.common.auth import TokenAuth, TokenEntry, token_digest
+from riskcore_services.proto import risk_pb2
+from riskcore_services.risk.client import RiskClient
+from riskcore_services.risk.config import ConfigError, load_config
 
 DEADLINE = 5.0  # seconds for every call
 

@@ -6,9 +6,9 @@ import grpc
 import pytest
 import structlog
 
-from services.common.logging import merge_call_context
-from services.proto import risk_pb2
-from services.risk.config import load_config
+from riskcore_services.common.logging import merge_call_context
+from riskcore_services.proto import risk_pb2
+from riskcore_services.risk.config import load_config
 
 DEADLINE = 5.0  # seconds for every call
 CHECK = risk_pb2.PositionRequest(symbol="AAPL", side=risk_pb2.BUY, quantity=10)

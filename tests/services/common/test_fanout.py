@@ -1,7 +1,7 @@
 """The bounded fan-out hub behind every server stream."""
 import asyncio
 
-from services.common.fanout import FanOut
+from riskcore_services.common.fanout import FanOut
 
 
 def test_every_subscriber_gets_every_event_in_order():

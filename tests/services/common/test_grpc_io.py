@@ -4,7 +4,7 @@ import os
 import grpc  # noqa: F401 - imported, as in any process past start-up
 import pytest
 
-from services.common.grpc_io import prefer_legacy_io
+from riskcore_services.common.grpc_io import prefer_legacy_io
 
 
 def test_prefer_legacy_io_after_grpc_is_imported_raises_instead_of_silently_doing_nothing(monkeypatch):

@@ -7,8 +7,8 @@ import time
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
-from services.common.http import OpsServer
-from services.risk.config import load_config
+from riskcore_services.common.http import OpsServer
+from riskcore_services.risk.config import load_config
 
 DEADLINE = 5.0  # seconds for every request
 

@@ -9,9 +9,9 @@ import grpc
 import pytest
 import structlog
 
-from services.common.auth import token_digest
-from services.common.logging import bind_call, configure_logging, get_logger
-from services.proto import risk_pb2
+from riskcore_services.common.auth import token_digest
+from riskcore_services.common.logging import bind_call, configure_logging, get_logger
+from riskcore_services.proto import risk_pb2
 
 DEADLINE = 5.0  # seconds for every call
 ADMIN = (("authorization", "Bearer admin-token-1"),)

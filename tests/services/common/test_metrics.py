@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.common.metrics import FAST_BUCKETS, LoopCounter, LoopHistogram
+from riskcore_services.common.metrics import FAST_BUCKETS, LoopCounter, LoopHistogram
 
 LABELS = ("method", "code")
 label_values = st.tuples(st.sampled_from(["Check", "Submit"]), st.sampled_from(["OK", "INTERNAL"]))

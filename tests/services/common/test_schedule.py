@@ -7,10 +7,10 @@ import zoneinfo
 
 import pytest
 
-from services.common.schedule import DayRoller, ManualTime
-from services.proto import risk_pb2
-from services.risk.config import load_config
-from services.risk.service import Command
+from riskcore_services.common.schedule import DayRoller, ManualTime
+from riskcore_services.proto import risk_pb2
+from riskcore_services.risk.config import load_config
+from riskcore_services.risk.service import Command
 from conftest import DEADLINE, write_config
 
 UTC = datetime.timezone.utc

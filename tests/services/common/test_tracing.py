@@ -9,7 +9,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from services.proto import risk_pb2
+from riskcore_services.proto import risk_pb2
 
 DEADLINE = 5.0  # seconds for every call
 

@@ -29,7 +29,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.proto import risk_pb2, risk_pb2_grpc
+from riskcore_services.proto import risk_pb2, risk_pb2_grpc
 
 # Seconds allowed for any single RPC or HTTP request in these tests.
 DEADLINE = 5.0
@@ -143,7 +143,7 @@ def log_events(text: str) -> list[dict]:
 # ------------------------------------------------------------------ child engines
 
 class Engine:
-    """``python -m services.risk`` in a child process, restartable on the same ports."""
+    """``python -m riskcore_services.risk`` in a child process, restartable on the same ports."""
 
     _starts = 0
 
@@ -167,7 +167,7 @@ class Engine:
         self._close_channels()
         Engine._starts += 1
         self.log_path = self.directory / f"{self.name}-{Engine._starts}.log"
-        argv = [sys.executable, "-m", "services.risk", "--config", str(self.config),
+        argv = [sys.executable, "-m", "riskcore_services.risk", "--config", str(self.config),
                 "--port", str(self.port), "--http-port", str(self.http_port)]
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.directory,
@@ -673,7 +673,7 @@ def write_journal(path: pathlib.Path, records: list[tuple[int, bytes]], start_ns
     """Append ``(kind, payload)`` records to the journal file at ``path``, 1 µs apart, and close it."""
     import asyncio
 
-    from services.risk.journal import SqliteJournal
+    from riskcore_services.risk.journal import SqliteJournal
 
     async def write():
         journal = SqliteJournal(str(path), "NORMAL")
@@ -710,9 +710,9 @@ def make_service(config_path: pathlib.Path, journal=None, snapshot_every: int = 
     from prometheus_client import CollectorRegistry
 
     from riskcore import ManualClock
-    from services.risk.config import build_engine, load_config
-    from services.risk.metrics import RiskMetrics
-    from services.risk.service import RiskService
+    from riskcore_services.risk.config import build_engine, load_config
+    from riskcore_services.risk.metrics import RiskMetrics
+    from riskcore_services.risk.service import RiskService
 
     config = load_config(config_path)
     engine = build_engine(config, clock=ManualClock(time.time_ns()))
@@ -727,7 +727,7 @@ def with_journal(path: pathlib.Path, config_path: pathlib.Path, action, snapshot
     """
     import asyncio
 
-    from services.risk.journal import SqliteJournal
+    from riskcore_services.risk.journal import SqliteJournal
 
     async def run():
         journal = SqliteJournal(str(path), "NORMAL")

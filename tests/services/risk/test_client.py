@@ -12,8 +12,8 @@ import time
 import grpc
 import pytest
 
-from services.proto import risk_pb2
-from services.risk.client import ENGINE_UNAVAILABLE, UNAVAILABLE_CODE, EngineUnavailable, RiskClient
+from riskcore_services.proto import risk_pb2
+from riskcore_services.risk.client import ENGINE_UNAVAILABLE, UNAVAILABLE_CODE, EngineUnavailable, RiskClient
 
 DEADLINE = 5.0  # seconds for every raw call
 

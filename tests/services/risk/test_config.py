@@ -6,9 +6,9 @@ import tomllib
 import pytest
 
 from riskcore import Instrument, Limits, TradingState
-from services.risk.config import ConfigError, build_engine, load_config, parse_config
+from riskcore_services.risk.config import ConfigError, build_engine, load_config, parse_config
 
-SAMPLE = importlib.resources.files("services.risk").joinpath("sample.toml").read_text()
+SAMPLE = importlib.resources.files("riskcore_services.risk").joinpath("sample.toml").read_text()
 
 
 def sample() -> dict:
@@ -204,7 +204,7 @@ def test_a_value_of_the_wrong_type_or_range_is_one_config_error_line_naming_its_
 def test_the_schema_follows_the_kernels_instrument_and_limits_fields():
     from dataclasses import fields
 
-    from services.risk.config import InstrumentTable, LimitsTable
+    from riskcore_services.risk.config import InstrumentTable, LimitsTable
 
     assert InstrumentTable.__struct_fields__ == tuple(f.name for f in fields(Instrument))
     assert LimitsTable.__struct_fields__ == tuple(f.name for f in fields(Limits))

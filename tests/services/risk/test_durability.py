@@ -1,6 +1,6 @@
 """Durable state of the risk engine with a SQLite journal: kill -9, restart, compare.
 
-Engines run as child processes (``python -m services.risk``) on a journal in
+Engines run as child processes (``python -m riskcore_services.risk``) on a journal in
 tmp_path. Traders record every acknowledgement into an independent position
 model (durability_helpers.Book); after each SIGKILL and restart the engine
 must hold exactly what the acknowledged events imply, plus at most the one
@@ -17,8 +17,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2
 
-from services.proto import risk_pb2
-from services.risk.service import Command
+from riskcore_services.proto import risk_pb2
+from riskcore_services.risk.service import Command
 
 from .durability_helpers import (BUY, DEADLINE, INSTRUMENTS, SELL, TRADERS, Book, Trader, account_state,
                                  apply_request, engines, expected_state, observed_positions,  # noqa: F401
@@ -116,7 +116,7 @@ def test_kill_9_at_random_points_loses_no_acknowledged_event_and_applies_retries
 # ------------------------------------------------------------------ retries and duplicates
 
 def test_risk_client_retrying_across_kill_9_applies_every_order_and_fill_exactly_once(tmp_path, engines):
-    from services.risk.client import RiskClient
+    from riskcore_services.risk.client import RiskClient
 
     engine = engines(write_config(tmp_path, {"path": "journal.db", "snapshot_every": 7})).start().wait_ready()
     book, stop, errors = Book(), threading.Event(), []

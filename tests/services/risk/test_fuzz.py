@@ -39,8 +39,8 @@ from hypothesis import strategies as st
 
 from conftest import DEADLINE, InProcessServer, for_tests
 from riskcore import Reason, TradingState
-from services.proto import risk_pb2
-from services.risk.config import load_config
+from riskcore_services.proto import risk_pb2
+from riskcore_services.risk.config import load_config
 
 P = risk_pb2
 SERVICE = P.DESCRIPTOR.services_by_name["RiskEngine"]

@@ -22,9 +22,9 @@ import time
 import pytest
 
 from riskcore import StateError
-from services.proto import risk_pb2
-from services.risk.journal import FORMAT_VERSION, JournalError, SqliteJournal
-from services.risk.service import Command
+from riskcore_services.proto import risk_pb2
+from riskcore_services.risk.journal import FORMAT_VERSION, JournalError, SqliteJournal
+from riskcore_services.risk.service import Command
 
 from .durability_helpers import (BUY, DEADLINE, SELL, TRADERS, Book, ServiceStub, Trader, account_state,
                                  apply_request, engines, expected_state, make_service,  # noqa: F401

@@ -5,7 +5,7 @@ import grpc
 import pytest
 
 import riskcore
-from services.proto import risk_pb2
+from riskcore_services.proto import risk_pb2
 
 DEADLINE = 5.0  # seconds for every call
 

@@ -17,8 +17,8 @@ import nats
 import pytest
 from grpc_health.v1 import health_pb2
 
-from services.proto import risk_pb2
-from services.risk.replication import JournalGap, Lease, NatsJournal
+from riskcore_services.proto import risk_pb2
+from riskcore_services.risk.replication import JournalGap, Lease, NatsJournal
 
 from .durability_helpers import (DEADLINE, TRADERS, Trader, account_state, engines,  # noqa: F401
                                  expected_state, nats_url, observed_positions, wait_until, write_config)

@@ -14,9 +14,9 @@ from google.protobuf import descriptor_pool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
-from services.proto import risk_pb2
-from services.risk.journal import SqliteJournal
-from services.risk.service import Command
+from riskcore_services.proto import risk_pb2
+from riskcore_services.risk.journal import SqliteJournal
+from riskcore_services.risk.service import Command
 
 DEADLINE = 5.0  # seconds for every call
 
@@ -30,7 +30,7 @@ channel = grpc.insecure_channel('localhost:50051')
 risk_client = risk_pb2_grpc.RiskEngineStub(channel)
 response = risk_client.CheckPosition(risk_pb2.PositionRequest(symbol="AAPL", quantity=1000, side="BUY"))
 """
-SNIPPET_IMPORTS = "import grpc\nfrom services.proto import risk_pb2, risk_pb2_grpc\n"
+SNIPPET_IMPORTS = "import grpc\nfrom riskcore_services.proto import risk_pb2, risk_pb2_grpc\n"
 
 
 def health_stub(server, **channel):

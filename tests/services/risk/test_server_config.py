@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import structlog
 
-from services.proto import risk_pb2
-from services.risk.config import load_config
-from services.risk.server import RiskServer
+from riskcore_services.proto import risk_pb2
+from riskcore_services.risk.config import load_config
+from riskcore_services.risk.server import RiskServer
 
 from conftest import DEADLINE, SAMPLE_TOML, InProcessServer, for_tests
 

@@ -17,7 +17,7 @@ import time
 import grpc
 import pytest
 
-from services.proto import risk_pb2, risk_pb2_grpc
+from riskcore_services.proto import risk_pb2, risk_pb2_grpc
 
 DEADLINE = 5.0  # seconds for every call
 OK_OR_REFUSED = {"OK", "UNAVAILABLE"}

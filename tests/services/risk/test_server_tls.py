@@ -3,9 +3,9 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.proto import risk_pb2
-from services.risk.client import ENGINE_UNAVAILABLE, RiskClient
-from services.risk.config import ConfigError, load_config
+from riskcore_services.proto import risk_pb2
+from riskcore_services.risk.client import ENGINE_UNAVAILABLE, RiskClient
+from riskcore_services.risk.config import ConfigError, load_config
 
 DEADLINE = 5.0  # seconds for every call
 CHECK = risk_pb2.PositionRequest(symbol="AAPL", side=risk_pb2.BUY, quantity=1000)

@@ -14,11 +14,11 @@ import grpc
 import pytest
 
 from riskcore import ManualClock
-from services.common.metrics import new_registry
-from services.proto import risk_pb2
-from services.risk.config import build_engine, load_config
-from services.risk.metrics import RiskMetrics
-from services.risk.service import BATCH_CHUNK, MAX_NAME_BYTES, OverCapacity, RiskService
+from riskcore_services.common.metrics import new_registry
+from riskcore_services.proto import risk_pb2
+from riskcore_services.risk.config import build_engine, load_config
+from riskcore_services.risk.metrics import RiskMetrics
+from riskcore_services.risk.service import BATCH_CHUNK, MAX_NAME_BYTES, OverCapacity, RiskService
 
 DEADLINE = 5.0  # seconds for every call
 
@@ -464,11 +464,11 @@ def test_a_chunked_batch_and_orders_sent_between_its_chunks_replay_to_the_same_d
     # reproduces the batch's codes only if every chunk was journaled in its place.
     import asyncio
 
-    from services.risk.journal import SqliteJournal
+    from riskcore_services.risk.journal import SqliteJournal
 
     from .durability_helpers import make_service, with_journal
 
-    sample = importlib.resources.files("services.risk").joinpath("sample.toml").read_text()
+    sample = importlib.resources.files("riskcore_services.risk").joinpath("sample.toml").read_text()
     config = tmp_path / "riskcore.toml"
     config.write_text(sample)
     path = tmp_path / "journal.db"
@@ -558,7 +558,7 @@ def _engine_observable(service) -> tuple:
 def test_fill_or_mark_refused_for_capacity_is_journaled_and_replays_to_the_same_halt(tmp_path, scenario):
     from .durability_helpers import with_journal
 
-    sample = importlib.resources.files("services.risk").joinpath("sample.toml").read_text()
+    sample = importlib.resources.files("riskcore_services.risk").joinpath("sample.toml").read_text()
     config = tmp_path / "riskcore.toml"
     config.write_text(sample)
     journal = tmp_path / "journal.db"

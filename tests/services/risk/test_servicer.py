@@ -10,7 +10,7 @@ import queue
 import grpc
 import pytest
 
-from services.proto import risk_pb2
+from riskcore_services.proto import risk_pb2
 
 DEADLINE = 5.0  # seconds for every call
 
