@@ -22,8 +22,9 @@ def test_help_lists_the_commands():
     run = riskcore("--help")
 
     assert run.returncode == 0
-    for command in ("serve", "check-config", "token-digest"):
+    for command in ("serve", "check-config", "config", "token-digest"):
         assert command in run.stdout
+    assert "run a service: risk" in " ".join(run.stdout.split())
 
 
 def test_serve_risk_help_explains_every_option_and_its_default():
@@ -44,6 +45,31 @@ def test_python_dash_m_services_risk_takes_the_same_options():
     assert run.returncode == 0
     for option in ("--config", "--host", "--port", "--http-host", "--http-port", "--log-level"):
         assert option in run.stdout
+
+
+def test_config_sample_prints_the_shipped_sample_which_check_config_accepts(tmp_path):
+    import importlib.resources
+
+    run = riskcore("config", "sample", "risk")
+
+    assert run.returncode == 0
+    assert run.stdout == importlib.resources.files("riskcore_services.risk").joinpath("sample.toml").read_text()
+    path = tmp_path / "riskcore.toml"
+    path.write_text(run.stdout)
+    assert riskcore("check-config", path).returncode == 0
+
+
+def test_serve_risk_without_a_config_keeps_state_in_the_working_directory_and_says_so(spawn, tmp_path):
+    child = spawn(None, command=(str(RISKCORE), "serve", "risk")).wait_ready()
+
+    state = _started_line(child)["state"]
+    assert state == f"new journal at {tmp_path / 'riskcore-risk.db'}"
+    assert (tmp_path / "riskcore-risk.db").is_file()
+    child.signal(signal.SIGTERM)
+    assert child.wait() == 0
+
+    again = spawn(None, command=(str(RISKCORE), "serve", "risk")).wait_ready()
+    assert _started_line(again)["state"].startswith(f"recovered from {tmp_path / 'riskcore-risk.db'}")
 
 
 def test_version_prints_the_package_version():

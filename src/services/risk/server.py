@@ -74,7 +74,15 @@ class RiskServer(Server):
         return [(RISK_SERVICE, make_servicer(self.service, self.calls, self))]
 
     def started(self) -> dict:
-        return dict(role=self.role, journal=getattr(self.journal, "path", None), accounts=len(self.engine.accounts),
+        # Say where state lives and whether it came back, so nobody is surprised by yesterday's positions.
+        if self.journal is None:
+            state = "in memory only: lost when the process exits"
+        elif self.recovery and (self.recovery["snapshot_seq"] or self.recovery["replayed"]):
+            state = (f"recovered from {self.journal.path} (snapshot {self.recovery['snapshot_seq']}, "
+                     f"{self.recovery['replayed']} records replayed)")
+        else:
+            state = f"new journal at {self.journal.path}"
+        return dict(role=self.role, state=state, accounts=len(self.engine.accounts),
                     instruments=len(self.engine.symbols))
 
     async def recover(self) -> None:
