@@ -30,7 +30,8 @@ from riskcore import (
     TradingState,
     UnknownOrderError,
 )
-from test_properties import ref, scaled
+from tests.riskcore import reference as ref
+from tests.riskcore.test_properties import scaled
 
 START_NS = 1_700_000_000 * 10**9
 LEAVES = ["a", "b", "solo"]

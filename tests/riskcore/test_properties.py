@@ -9,12 +9,9 @@ step.
 """
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
-import pathlib
 import random
-import sys
 
 import numpy as np
 import pytest
@@ -34,19 +31,7 @@ from riskcore import (
     TradingState,
     UnknownOrderError,
 )
-
-
-def _load_reference():
-    """Load reference.py by path: tests/riskcore is not a package."""
-    path = pathlib.Path(__file__).with_name("reference.py")
-    spec = importlib.util.spec_from_file_location("riskcore_reference_model", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-ref = _load_reference()
+from tests.riskcore import reference as ref
 
 settings.register_profile(
     "riskcore-properties",
