@@ -220,7 +220,7 @@ struct Counters {
     uint64_t unknown_type;        // skipped by their framed length
     uint64_t short_message;       // shorter than their type's length (or empty): skipped
     uint64_t truncated_frame;     // a frame cut off at the end of the final buffer: dropped
-    uint64_t bad_field;           // a side that is not B/S, zero shares on an add, stock locate 0
+    uint64_t bad_field;           // a side not B/S, zero shares on an add, stock locate 0, a state not H/P/Q/T
     uint64_t unknown_ref;         // an execution, cancel, delete or replace of an order not in the book
     uint64_t duplicate_add;       // an add (or a replace's new reference) of a reference already live
     uint64_t over_execution;      // executed or cancelled more than remaining: clamped

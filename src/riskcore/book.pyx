@@ -251,8 +251,8 @@ cdef class Book:
     def last_trade(self, symbol):
         """Return ``LastTrade(price, shares, timestamp)`` of ``symbol``, or None before its first trade.
 
-        A trade is an E (at the order's price), a C marked printable, a P, or
-        a Q that crossed shares.
+        A trade is an E (at the order's price), a C marked printable, or a P
+        or Q of more than 0 shares.
         """
         cdef SymbolBook* sym = self._book(self._locate(symbol))
         if sym == NULL or sym.last_size == 0:
@@ -314,10 +314,12 @@ cdef class Book:
             reason: ``unknown_type``, ``short_message`` (shorter than its
             type's length), ``truncated_frame`` (cut off at the end of a
             feed), ``bad_field`` (a side not B/S, zero shares on an add or
-            replace, stock locate 0 on a stock message); then the integrity
+            replace, stock locate 0 on a stock message, a trading state not
+            H/P/Q/T); then the integrity
             counters of applied messages: ``unknown_ref``, ``duplicate_add``,
             ``over_execution`` (clamped to what remained) and ``crossed_book``
-            (best bid >= best ask after an add or replace: never on valid data).
+            (an add or replace at or better than its side's best left best
+            bid >= best ask: never on valid data).
         """
         self._idle()
         cdef Counters c = self._state.counters

@@ -62,7 +62,8 @@ cdef enum Status:
     DECODED = 0
     SHORT_MESSAGE = 1       # shorter than its type's length
     UNKNOWN_TYPE = 2
-    BAD_FIELD = 3           # side not B/S, zero shares on an add, stock locate 0 on a stock message
+    BAD_FIELD = 3           # side not B/S, zero shares on an add, stock locate 0 on a stock message,
+                            # a trading state not H/P/Q/T
 
 
 # The fields of one message; which are set depends on the type.
@@ -178,7 +179,7 @@ cdef inline Status decode_message(const uint8_t* m, Py_ssize_t length, Message* 
     elif t == MSG_TRADING_ACTION:
         out.stock = m + 11
         out.code = m[19]
-        if out.locate == 0:
+        if out.locate == 0 or (out.code != b'H' and out.code != b'P' and out.code != b'Q' and out.code != b'T'):
             return BAD_FIELD
     elif t == MSG_STOCK_DIRECTORY:
         out.stock = m + 11

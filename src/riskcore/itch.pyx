@@ -48,7 +48,8 @@ OtherMessage = namedtuple("OtherMessage", "type locate tracking timestamp body")
 _STATUS_TEXT = {
     SHORT_MESSAGE: "shorter than its type's length",
     UNKNOWN_TYPE: "of an unknown type",
-    BAD_FIELD: "has a bad field (side not B or S, zero shares on an add, or stock locate 0)",
+    BAD_FIELD: "has a bad field (side not B or S, zero shares on an add, stock locate 0, or a trading state "
+               "not H, P, Q or T)",
 }
 _STATUS_REASON = {SHORT_MESSAGE: "short_message", UNKNOWN_TYPE: "unknown_type", BAD_FIELD: "bad_field"}
 
@@ -81,11 +82,10 @@ cdef inline void apply_message(BookState* st, const uint8_t* m, Py_ssize_t lengt
     elif t == MSG_EXECUTED_PRICE:
         # A non-printable execution reduces the order but is not a last sale.
         execute_order(st, msg.ref, <uint32_t>msg.shares, msg.price, False, msg.code == b'Y', msg.timestamp)
-    elif t == MSG_TRADE:
-        # Hidden liquidity: a print, and no change to the displayed book.
-        record_trade(st, msg.locate, msg.price, msg.shares, msg.timestamp)
-    elif t == MSG_CROSS_TRADE:
-        if msg.shares > 0:          # a cross that matched nothing prints no trade
+    elif t == MSG_TRADE or t == MSG_CROSS_TRADE:
+        # P: hidden liquidity, a print and no change to the displayed book.
+        # Q: a cross that matched nothing (0 shares) prints no trade, nor does a P of 0.
+        if msg.shares > 0:
             record_trade(st, msg.locate, msg.price, msg.shares, msg.timestamp)
     elif t == MSG_TRADING_ACTION:
         set_trading_state(st, msg.locate, msg.code)
