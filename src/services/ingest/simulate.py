@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import gzip
 import random
+from bisect import bisect_right
 import socket
 import struct
 import threading
@@ -50,6 +51,7 @@ CLOSE_NS = 16 * 3600 * 10**9
 END_NS = 20 * 3600 * 10**9
 TICK = 100                           # one cent in Price(4) units
 MPIDS = (b"GSCO", b"MSCO", b"JPMS", b"CDRG", b"VIRT")
+LOTS = (100, 100, 100, 200, 300, 500, 1000)
 
 # The mix of the day's body, in shares of messages (the live-order level steers adds and removals).
 MIX = (("A", 0.36), ("F", 0.04), ("D", 0.27), ("X", 0.06), ("E", 0.08), ("C", 0.02), ("U", 0.10),
@@ -167,8 +169,8 @@ def generate(config: SimulationConfig, chunk_messages: int = 65_536) -> Iterator
         # Most cancels and executions hit recent orders.
         n = len(live)
         if n > 64 and rand() < 0.7:
-            return live[n - 1 - randrange(64)]
-        return live[randrange(n)]
+            return live[n - 1 - int(rand() * 64)]
+        return live[int(rand() * n)]
 
     def remove(ref: int) -> None:
         entry = orders.pop(ref)
@@ -190,11 +192,7 @@ def generate(config: SimulationConfig, chunk_messages: int = 65_536) -> Iterator
         hi, lo = ts >> 32, ts & 0xFFFFFFFF
         track = i & 0xFFFF
         r = rand()
-        kind = "A"
-        for k, c in zip(kinds, cum):
-            if r < c:
-                kind = k
-                break
+        kind = kinds[bisect_right(cum, r)] if r < cum[-1] else kinds[-1]
         n_live = len(live)
         if n_live == 0 or (kind in "DXECU" and n_live < target_live // 4):
             kind = "A"
@@ -206,7 +204,7 @@ def generate(config: SimulationConfig, chunk_messages: int = 65_536) -> Iterator
                 syms[loc - 1].halted = False
                 out.append(pack_h(25, b"H", loc, track, hi, lo, syms[loc - 1].name, b"T", b" ", b"    "))
             else:
-                loc = randrange(n_sym) + 1
+                loc = int(rand() * n_sym) + 1
                 s = syms[loc - 1]
                 if s.halted:
                     kind = "A"          # already halted: an add instead
@@ -217,23 +215,23 @@ def generate(config: SimulationConfig, chunk_messages: int = 65_536) -> Iterator
         if kind == "H":
             pass
         elif kind == "A" or kind == "F":
-            loc = randrange(n_sym) + 1
+            loc = int(rand() * n_sym) + 1
             s = syms[loc - 1]
             buy = rand() < 0.5
             price = price_for(s, buy)
-            shares = rng.choice((100, 100, 100, 200, 300, 500, 1000)) if rand() < 0.8 else randrange(1, 5000)
+            shares = LOTS[int(rand() * len(LOTS))] if rand() < 0.8 else 1 + int(rand() * 4999)
             ref = next_ref
-            next_ref += 1 + (randrange(3) == 0)
+            next_ref += 1 + (rand() < 0.33)
             side = b"B" if buy else b"S"
             if kind == "A":
                 out.append(pack_a(36, b"A", loc, track, hi, lo, ref, side, shares, s.name, price))
             else:
                 out.append(pack_f(40, b"F", loc, track, hi, lo, ref, side, shares, s.name, price,
-                                  MPIDS[randrange(len(MPIDS))]))
+                                  MPIDS[int(rand() * len(MPIDS))]))
             orders[ref] = [len(live), loc, buy, price, shares]
             live.append(ref)
         elif kind == "P" or kind == "Q":
-            loc = randrange(n_sym) + 1
+            loc = int(rand() * n_sym) + 1
             s = syms[loc - 1]
             if s.halted:                # no trades while halted: the halt ends instead
                 s.halted = False
