@@ -264,7 +264,7 @@ event = st.one_of(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(derandomize=True, max_examples=400, deadline=None)
 @given(st.lists(event, max_size=80), st.randoms(use_true_random=False))
 def test_any_event_sequence_gives_the_models_book_and_counters(events, rng):
     data = ib.frame(*events)
@@ -281,7 +281,7 @@ def test_any_event_sequence_gives_the_models_book_and_counters(events, rng):
     compare(book, model, LOCATES)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(derandomize=True, max_examples=200, deadline=None)
 @given(st.lists(event, min_size=1, max_size=60), st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)),
                                                          max_size=8), st.integers(0, 40))
 def test_mutated_streams_never_crash_and_agree_with_the_model(events, flips, cut):

@@ -18,6 +18,7 @@ included), and says when to send which re-request, with bounded retries.
 from __future__ import annotations
 
 import heapq
+import ipaddress
 import socket
 import struct
 import time
@@ -415,7 +416,10 @@ class Receiver:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
         host, port = address
-        group = socket.inet_aton(host)[0] >= 224 and socket.inet_aton(host)[0] <= 239
+        try:
+            group = ipaddress.ip_address(host).is_multicast
+        except ValueError:          # a host name: unicast
+            group = False
         if group:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             self.sock.bind(("", port))
