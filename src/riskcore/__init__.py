@@ -33,9 +33,9 @@ from riskcore.riskmath import VaRResult, historical_var, parametric_var, scenari
 __version__ = "0.1.0"
 
 __all__ = [
-    "BUY", "SELL", "Aggregate", "Book", "BreachEvent", "CapacityError", "Clock", "Decision", "Instrument", "InvalidConfigError",
-    "InvalidInputError", "Limits", "MalformedMessageError", "ManualClock", "OrderInfo", "OrderStatus", "Position", "Reason",
-    "RiskEngine", "RiskError", "StateError", "SystemClock", "TradingState", "UnknownAccountError",
-    "UnknownOrderError", "UnknownSymbolError", "VaRResult", "historical_var", "parametric_var",
-    "format_price", "scenario_pnl", "stress",
+    "BUY", "SELL", "Aggregate", "Book", "BreachEvent", "CapacityError", "Clock", "Decision", "Instrument",
+    "InvalidConfigError", "InvalidInputError", "Limits", "MalformedMessageError", "ManualClock", "OrderInfo",
+    "OrderStatus", "Position", "Reason", "RiskEngine", "RiskError", "StateError", "SystemClock", "TradingState",
+    "UnknownAccountError", "UnknownOrderError", "UnknownSymbolError", "VaRResult", "format_price",
+    "historical_var", "parametric_var", "scenario_pnl", "stress",
 ]
