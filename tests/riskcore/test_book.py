@@ -7,6 +7,7 @@ independent pure-Python book that parses the bytes itself.
 from __future__ import annotations
 
 import random
+import threading
 
 import pytest
 from hypothesis import given, settings
@@ -343,3 +344,22 @@ def test_valid_sequences_never_cross_or_trip_an_integrity_counter(seed):
     model.feed(ib.frame(*events))
     assert integrity(book) == CLEAN
     compare(book, model, LOCATES)
+
+
+def test_calls_on_a_book_while_another_thread_feeds_it_raise_instead_of_reading_torn_state():
+    # Three million deletes of an unknown order: a feed long enough (tens of ms,
+    # without the GIL) for this thread to call in while it runs.
+    data = ib.frame(ib.delete(99)) * 3_000_000
+    book = Book()
+    feeder = threading.Thread(target=book.feed, args=(data,))
+    refused = 0
+    feeder.start()
+    while feeder.is_alive():
+        try:
+            book.top(1)
+        except RuntimeError as error:
+            assert "another thread" in str(error)
+            refused += 1
+    feeder.join()
+    assert refused > 0
+    assert book.counters()["unknown_ref"] == 3_000_000 and book.top(1) == (None, 0, None, 0, None)
