@@ -8,7 +8,8 @@
 Suites:
 
 - **kernel**: the compiled engine in this process: 1M single checks,
-  1M-order batches, 100k-position books (this module).
+  1M-order batches, 100k-position books; and a simulated 10M-message,
+  5,000-symbol ITCH 5.0 day replayed from a file into an L3 book (this module).
 - **service**: the risk engine over gRPC on loopback, next to a bare gRPC
   server, with grpcio's defaults and with its event-engine experiments off
   (``benchmarks/service.py``).
@@ -83,6 +84,9 @@ class Scale:
     slow_calls: int             # samples of millisecond cases
     reference_calls: int        # samples of the reference model's check
     var_shapes: tuple[tuple[int, int], ...]
+    itch_messages: int = 10_000_000     # the ITCH day replayed (decode + L3 book)
+    itch_symbols: int = 5_000
+    itch_runs: int = 3
 
 
 FULL = Scale(checks=1_000_000, lifecycles=500_000, book_symbols=(10, 100, 1_000), check_symbols=1_000,
@@ -90,7 +94,8 @@ FULL = Scale(checks=1_000_000, lifecycles=500_000, book_symbols=(10, 100, 1_000)
              reference_calls=500, var_shapes=((250, 500), (1_000, 2_000)))
 QUICK = Scale(checks=20_000, lifecycles=20_000, book_symbols=(10, 100), check_symbols=100,
               batch=100_000, batch_runs=2, thread_batch=50_000, fast_calls=5_000, slow_calls=100,
-              reference_calls=30, var_shapes=((250, 500), (1_000, 2_000)))
+              reference_calls=30, var_shapes=((250, 500), (1_000, 2_000)),
+              itch_messages=200_000, itch_symbols=500, itch_runs=2)
 
 
 SINGLE_CHECK_TARGETS = [
@@ -98,6 +103,7 @@ SINGLE_CHECK_TARGETS = [
     Target("p99.9<=20µs", "p999_ns", 20 * US), Target("pub <100µs", "p999_ns", 100 * US, published=True),
 ]
 BATCH_TARGETS = [Target(">=10M/s", "throughput", 10e6, at_most=False)]
+ITCH_TARGETS = [Target(">=8M/s", "throughput", 8e6, at_most=False)]
 
 
 # ------------------------------------------------------------------ timing
@@ -234,6 +240,7 @@ class Suite:
             ("price updates", self.prices),
             ("aggregates", self.aggregates),
             ("VaR", self.var),
+            ("ITCH replay", self.itch),
         ]
 
     def single_check(self) -> Iterator[Row]:
@@ -483,6 +490,42 @@ class Suite:
         yield Row(f"Python thread speed during historical_var {shape}", value=progress,
                   value_text=f"{progress:.0%}", targets=[Target(">=10%", "value", 0.10, at_most=False)],
                   note="the product runs in numpy's BLAS without the GIL, the selection in a nogil loop")
+
+
+    def itch(self) -> Iterator[Row]:
+        """A simulated ITCH 5.0 day replayed from a file into an L3 book (decode + book), plain and gzip."""
+        from riskcore import Book
+        from services.ingest.reader import replay
+        from services.ingest.simulate import SimulationConfig, write_day_file
+
+        s = self.scale
+        config = SimulationConfig(messages=s.itch_messages, symbols=s.itch_symbols, seed=0)
+        label = (f"{s.itch_messages // 1_000_000}M" if s.itch_messages >= 1_000_000
+                 else f"{s.itch_messages // 1000}k")
+        with tempfile.TemporaryDirectory(prefix="riskcore-itch-") as scratch:
+            for compress in (False, True):
+                path = os.path.join(scratch, "day.itch.gz" if compress else "day.itch")
+                write_day_file(path, config, compress=compress)
+                runs, book = [], None
+                for _ in range(s.itch_runs):
+                    book = Book()
+                    stats = replay(path, book)
+                    counters = {k: v for k, v in book.counters().items() if v}
+                    expect(counters == {"messages": config.messages}, f"ITCH replay: {counters}")
+                    runs.append(stats.seconds * 1e9)
+                median = statistics.median(runs)
+                yield Row(f"ITCH replay {label} msgs x {s.itch_symbols:,} symbols, {'gzip' if compress else 'plain'}",
+                          samples=len(runs), median_ns=median, throughput=config.messages / (median / 1e9),
+                          unit="msg/s", targets=[] if compress else ITCH_TARGETS,
+                          note=f"file -> decode -> L3 book, median of {len(runs)} runs (best "
+                               f"{config.messages / (min(runs) / 1e9) / 1e6:.2f}M/s); {book.orders:,} live "
+                               f"orders at the end")
+            with open(os.path.join(scratch, "day.itch"), "rb") as handle:
+                data = handle.read()
+        progress = python_progress_during(lambda: Book().feed(data))
+        yield Row("Python thread speed during Book.feed", value=progress, value_text=f"{progress:.0%}",
+                  targets=[Target(">=10%", "value", 0.10, at_most=False)],
+                  note="share of its free-running speed a counting thread keeps; ~2% if the GIL were held")
 
 
 # ------------------------------------------------------------------- output

@@ -42,3 +42,11 @@ class UnknownOrderError(_LookupError):
 
 class StateError(RiskError, RuntimeError):
     """A snapshot cannot be restored, or the state failed its consistency check."""
+
+
+class MalformedMessageError(InvalidInputError):
+    """A market-data message cannot be decoded; ``reason`` is the book's counter name for it."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason

@@ -69,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     token = commands.add_parser("token-digest", help="print the SHA-256 digest to configure for a bearer token")
     token.add_argument("token", nargs="?", help="the token (prompted for when omitted)")
     token.set_defaults(handler=_token_digest)
+
+    from services.ingest.cli import add_feed_commands
+
+    add_feed_commands(commands)
     return parser
 
 
