@@ -495,8 +495,8 @@ class Suite:
     def itch(self) -> Iterator[Row]:
         """A simulated ITCH 5.0 day replayed from a file into an L3 book (decode + book), plain and gzip."""
         from riskcore import Book
-        from services.ingest.reader import replay
-        from services.ingest.simulate import SimulationConfig, write_day_file
+        from riskcore_services.ingest.reader import replay
+        from riskcore_services.ingest.simulate import SimulationConfig, write_day_file
 
         s = self.scale
         config = SimulationConfig(messages=s.itch_messages, symbols=s.itch_symbols, seed=0)

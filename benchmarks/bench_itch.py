@@ -18,8 +18,8 @@ import pytest
 
 from benchmarks.workload import python_progress_during
 from riskcore import Book
-from services.ingest.reader import replay
-from services.ingest.simulate import SimulationConfig, write_day_file
+from riskcore_services.ingest.reader import replay
+from riskcore_services.ingest.simulate import SimulationConfig, write_day_file
 
 MESSAGES = int(os.environ.get("RISKCORE_BENCH_ITCH_MESSAGES", 10_000_000))
 SYMBOLS = 5_000

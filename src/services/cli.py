@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("token", nargs="?", help="the token (prompted for when omitted)")
     token.set_defaults(handler=_token_digest)
 
-    from services.ingest.cli import add_feed_commands
+    from riskcore_services.ingest.cli import add_feed_commands
 
     add_feed_commands(commands)
     return parser

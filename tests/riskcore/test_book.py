@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import itch_bytes as ib
-from itch_model import ModelBook
+from tests.riskcore import itch_bytes as ib
+from tests.riskcore.itch_model import ModelBook
 from riskcore import Book, UnknownSymbolError, format_price
 
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import itch_bytes as ib
+from tests.riskcore import itch_bytes as ib
 from riskcore import Book, MalformedMessageError
 from riskcore import itch
 

@@ -9,7 +9,7 @@ from riskcore import Book, format_price
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from services.ingest.simulate import SimulationConfig, write_day_file
+    from riskcore_services.ingest.simulate import SimulationConfig, write_day_file
 
     try:
         config = SimulationConfig(messages=args.messages, symbols=args.symbols, seed=args.seed)
@@ -38,7 +38,7 @@ def write_top_of_book(book: Book, path: str) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from services.ingest.reader import ReplayStats, replay
+    from riskcore_services.ingest.reader import ReplayStats, replay
 
     if args.speed is not None and not args.speed > 0:
         print(f"riskcore feed replay: --speed must be > 0, got {args.speed}", file=sys.stderr)

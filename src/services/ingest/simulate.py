@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from typing import BinaryIO, Iterator, Sequence
 
-from services.ingest import moldudp64
+from riskcore_services.ingest import moldudp64
 
 # Each message with its 2-byte length in front (day-file framing); the
 # 6-byte timestamp is packed as its high 2 bytes and low 4 bytes.

@@ -5,7 +5,7 @@ import pathlib
 
 import pytest
 
-from services.ingest.simulate import SimulationConfig, generate
+from riskcore_services.ingest.simulate import SimulationConfig, generate
 
 SMALL = SimulationConfig(messages=30_000, symbols=25, seed=11)
 

@@ -1,19 +1,8 @@
 """The independent ITCH book model of tests/riskcore (itch_model.py), for the ingest tests."""
 from __future__ import annotations
 
-import importlib.util
-import pathlib
-import sys
-
 from riskcore import Book, format_price
-
-_PATH = pathlib.Path(__file__).resolve().parents[2] / "riskcore" / "itch_model.py"
-_spec = importlib.util.spec_from_file_location("itch_model_for_ingest", _PATH)
-assert _spec is not None and _spec.loader is not None, _PATH
-_module = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = _module
-_spec.loader.exec_module(_module)
-ModelBook = _module.ModelBook
+from tests.riskcore.itch_model import ModelBook
 
 
 def model_of(data: bytes) -> "ModelBook":

@@ -7,7 +7,7 @@ import struct
 import subprocess
 import sys
 
-from services.ingest.simulate import SimulationConfig, generate
+from riskcore_services.ingest.simulate import SimulationConfig, generate
 
 from .model import model_csv_rows, model_of
 

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from riskcore import Book
-from services.ingest import moldudp64 as mold
-from services.ingest.simulate import MoldUDP64Server, split_messages
+from riskcore_services.ingest import moldudp64 as mold
+from riskcore_services.ingest.simulate import MoldUDP64Server, split_messages
 
 from .model import assert_book_matches_model, books_equal, model_of
 

@@ -6,7 +6,7 @@ import gzip
 import pytest
 
 from riskcore import Book
-from services.ingest.reader import MAX_FRAME, open_day_file, replay
+from riskcore_services.ingest.reader import MAX_FRAME, open_day_file, replay
 
 from .model import assert_book_matches_model, books_equal, model_of
 

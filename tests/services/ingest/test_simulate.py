@@ -8,7 +8,7 @@ import pytest
 
 from riskcore import Book
 from riskcore import itch
-from services.ingest.simulate import SimulationConfig, generate, header_messages, split_messages, write_day_file
+from riskcore_services.ingest.simulate import SimulationConfig, generate, header_messages, split_messages, write_day_file
 
 from .model import assert_book_matches_model, model_of
 

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from riskcore import Book
-from services.ingest import soupbintcp as soup
-from services.ingest.simulate import split_messages
+from riskcore_services.ingest import soupbintcp as soup
+from riskcore_services.ingest.simulate import split_messages
 
 from .model import assert_book_matches_model, books_equal, model_of
 
