@@ -21,6 +21,7 @@ from riskcore_services.proto import risk_pb2, risk_pb2_grpc
 
 DEADLINE = 5.0  # seconds for every call
 OK_OR_REFUSED = {"OK", "UNAVAILABLE"}
+CALLS_BEFORE_SIGNAL = 60   # answered calls the load has made when SIGTERM is sent
 
 
 class Load:
@@ -57,6 +58,16 @@ class Load:
                     time.sleep(0.005)  # a refused call returns at once: don't spin
                 with self._lock:
                     self.results.append((request_id, started, time.time(), code))
+
+    def wait_for(self, calls: int, timeout: float = 30.0) -> None:
+        """Until ``calls`` calls have been answered (a count, not a time: the machine's speed must not matter)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            with self._lock:
+                if len(self.results) >= calls:
+                    return
+            time.sleep(0.01)
+        raise AssertionError(f"only {len(self.results)} of {calls} calls answered in {timeout} s")
 
     def stop(self) -> list[tuple[str, float, float, str]]:
         self._stop.set()
@@ -105,7 +116,7 @@ def shutdown(spawn_for_module, config_writer) -> Shutdown:
     answers.append(next(stream))
     load = Load(child.target)
     try:
-        time.sleep(0.5)
+        load.wait_for(CALLS_BEFORE_SIGNAL)
         signalled = time.time()
         child.signal(signal.SIGTERM)
         end, ready = time.monotonic() + DEADLINE, 200
@@ -145,7 +156,7 @@ def test_sigterm_lets_every_call_in_flight_at_the_signal_finish_ok(shutdown):
     begun = [line for line in lines if line["event"] == "call" and line.get("request_id", "").startswith("load-")
              and _instant(line) - line["duration_us"] / 1e6 < signal_seen]
 
-    assert len(begun) > 50
+    assert len(begun) >= CALLS_BEFORE_SIGNAL
     assert [line["request_id"] for line in begun if line["code"] != "OK"] == []
     assert [line["request_id"] for line in begun if client.get(line["request_id"]) != "OK"] == []
 
@@ -153,7 +164,7 @@ def test_sigterm_lets_every_call_in_flight_at_the_signal_finish_ok(shutdown):
 def test_every_call_completed_before_sigterm_succeeded(shutdown):
     before = [code for _, started, ended, code in shutdown.results if ended < shutdown.signalled]
 
-    assert len(before) > 50
+    assert len(before) >= CALLS_BEFORE_SIGNAL
     assert set(before) == {"OK"}
 
 
