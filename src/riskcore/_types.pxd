@@ -149,6 +149,19 @@ ctypedef struct Order_t:
     i64 remaining
     i64 filled
 
+ctypedef struct CheckResult:
+    # What a pre-trade evaluation found, returned to its caller (never parked on the engine):
+    # for a rejection, the node, value and limit its message names; for an acceptance, the
+    # highest utilisation and the order's terms that booking it needs.
+    i32 node                # deciding node, -1 for none
+    double value
+    double limit
+    double util
+    i64 price               # ticks (the reference for a market order)
+    i64 notional            # micro-units
+    i32 slot                # the (account, symbol) leaf slot
+
+
 ctypedef struct SlotSum:
     # A slot's totals while recompute() carries leaves up the tree.
     i64 pos

@@ -7,7 +7,7 @@ from libcpp.utility cimport pair
 
 from riskcore._types cimport (
     i64, i32, Instrument_t, Node_t, Slot_t, Order_t, Event_t, SlotSum, SavedRow, SavedNode, PositionLimit_t,
-    PendingRun,
+    PendingRun, CheckResult,
 )
 from riskcore.clock cimport Clock
 from riskcore.decision cimport Decision
@@ -53,14 +53,6 @@ cdef class RiskEngine:
     cdef list _symbol_names
     cdef set _exec_ids                                 # today's execution ids
     cdef set _exec_ids_before                          # the previous day's
-    # What the last evaluation found: the reason's details and the order's terms.
-    cdef i32 _fail_node
-    cdef double _fail_value
-    cdef double _fail_limit
-    cdef double _util
-    cdef i64 _eval_price
-    cdef i64 _eval_notional
-    cdef i32 _eval_slot
 
     cdef i64 _now(self) noexcept
     cdef i32 _lookup_account(self, object account) except -2
@@ -71,10 +63,10 @@ cdef class RiskEngine:
     cdef i32 _slot_chain(self, i32 node, i32 symbol) noexcept nogil
     cdef inline uint8_t _evaluate(self, i32 acct, i32 sym, i64 side, i64 q, double price, bint market,
                            i64 now, i32 oidx, bint check_id, i64 order_id, bint measure,
-                           i32 leaf_slot) noexcept nogil
+                           i32 leaf_slot, CheckResult* r) noexcept nogil
     @cython.final
     cdef void _reserve(self, i64 order_id, i32 acct, i32 sym, i64 side, i64 q, bint market,
-                       i64 now, bint record, bint is_modify) noexcept nogil
+                       i64 now, bint record, bint is_modify, const CheckResult* r) noexcept nogil
     @cython.final
     cdef inline Window* _window(self, i32 node, int which) noexcept nogil
     @cython.final
@@ -112,4 +104,4 @@ cdef class RiskEngine:
     cdef void _after_pnl_change(self, i32 node, i64 now) noexcept nogil
     cdef void _record_event(self, i64 now, i32 node, uint8_t reason, i64 value, i64 limit) noexcept nogil
     cdef object _fill_aggregates(self, out, dict columns)
-    cdef Decision _decision(self, uint8_t code, object quantity=*)
+    cdef Decision _decision(self, uint8_t code, CheckResult* r, object quantity=*)

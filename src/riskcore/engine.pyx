@@ -23,6 +23,7 @@ from libcpp.map cimport map as cmap
 from riskcore._types cimport (
     i64, i32, i128, uint8_t, int8_t, INT64_MAX, INT64_MIN, MAX_DEPTH,
     Instrument_t, Limits_t, Node_t, Slot_t, Order_t, Event_t, SavedRow, SavedNode, PositionLimit_t, PendingRun,
+    CheckResult,
 )
 from riskcore._types cimport Reason as R
 from riskcore._types cimport TradingState as TS
@@ -571,14 +572,16 @@ cdef class RiskEngine:
 
     cdef uint8_t _evaluate(self, i32 acct, i32 sym, i64 side, i64 q, double price, bint market,
                            i64 now, i32 oidx, bint check_id, i64 order_id, bint measure,
-                           i32 leaf_slot) noexcept nogil:
+                           i32 leaf_slot, CheckResult* r) noexcept nogil:
         """Run the checks in the model's order; 0 (OK) or the first failing reason.
 
         ``oidx >= 0`` evaluates a modify of that order. ``leaf_slot`` is the
         (account, symbol) slot when the caller has looked it up, else -1. ``measure`` computes
-        the highest limit utilisation (``_util``): single decisions report it,
-        batches return only codes and skip its divisions. Changes nothing but
-        the pruning of expired window entries (and creating empty slots).
+        the highest limit utilisation (``r.util``): single decisions report it,
+        batches return only codes and skip its divisions. What it found goes to
+        ``r``: a rejection's node, value and limit, or an acceptance's terms for
+        ``_reserve``. Changes nothing but the pruning of expired window entries
+        (and creating empty slots).
         """
         cdef Instrument_t* ins
         cdef Node_t* node
@@ -591,23 +594,23 @@ cdef class RiskEngine:
         cdef bint stale, has_ref, is_modify = oidx >= 0, reducing
         cdef double util = 0.0
         cdef DupKey dkey
-        self._fail_node = -1
-        self._fail_value = 0.0
-        self._fail_limit = 0.0
-        self._util = 0.0
+        r.node = -1
+        r.value = 0.0
+        r.limit = 0.0
+        r.util = 0.0
 
         # 1. malformed
         if side != 1 and side != -1:
             return R.INVALID_SIDE
         if q <= 0 or q > MAX_QUANTITY:
-            self._fail_value = <double>q
+            r.value = <double>q
             return R.INVALID_QUANTITY
         if not market and not (isfinite(price) and price > 0):
-            self._fail_value = price
+            r.value = price
             return R.INVALID_PRICE
         # 2. order id
         if check_id and self._order_index.contains(order_id):
-            self._fail_value = <double>order_id
+            r.value = <double>order_id
             return R.DUPLICATE_ORDER_ID
         # 3. symbol and account
         if sym < 0 or sym >= <i32>self._instruments.size():
@@ -619,7 +622,7 @@ cdef class RiskEngine:
             return R.UNKNOWN_ACCOUNT
         node = &self._nodes[acct]
         if node.n_children > 0 or acct == 0:
-            self._fail_node = acct
+            r.node = acct
             return R.ACCOUNT_NOT_TRADABLE
         if leaf_slot < 0:
             leaf_slot = self._slot_chain(acct, sym)
@@ -627,21 +630,21 @@ cdef class RiskEngine:
         while s >= 0:
             slot = &self._slots[s]
             if self._nodes[slot.node].has_allowlist and not slot.permitted:
-                self._fail_node = slot.node
+                r.node = slot.node
                 return R.SYMBOL_NOT_PERMITTED
             s = slot.parent_slot
         # 4. grids
         tv = ins.tick_value
         if ins.lot_size != 1 and q % ins.lot_size != 0:     # (a division costs more than the test)
-            self._fail_value = <double>q
-            self._fail_limit = <double>ins.lot_size
+            r.value = <double>q
+            r.limit = <double>ins.lot_size
             return R.LOT_SIZE
         p = 0
         if not market:
             p = price_to_ticks(price, ins.tick_size)
             if p < 0:
-                self._fail_value = price
-                self._fail_limit = ins.tick_size
+                r.value = price
+                r.limit = ins.tick_size
                 return R.TICK_SIZE
         # 5. trading state: the symbol, then the path from the account up
         leaf = &self._slots[leaf_slot]
@@ -659,10 +662,10 @@ cdef class RiskEngine:
             n = node.path[k]
             nd = &self._nodes[n]
             if nd.state == TS.HALTED:
-                self._fail_node = n
+                r.node = n
                 return R.EXECUTION_THROTTLE if nd.state_cause == R.EXECUTION_THROTTLE else R.TRADING_HALTED
             if nd.state == TS.REDUCING and not reducing:
-                self._fail_node = n
+                r.node = n
                 return R.DAILY_LOSS_LIMIT if nd.state_cause == R.DAILY_LOSS_LIMIT else R.REDUCE_ONLY
         # 6. price: reference, band, collar. A modify that keeps its price (a limit
         # order's, or a market order's booked one) and adds no quantity only lowers
@@ -676,31 +679,31 @@ cdef class RiskEngine:
             if (market or ins.require_ref) and not has_ref:
                 return R.NO_REFERENCE_PRICE
             if ins.require_ref and stale:
-                self._fail_value = (now - ins.ref_time) / 1e9
-                self._fail_limit = ins.max_ref_age / 1e9
+                r.value = (now - ins.ref_time) / 1e9
+                r.limit = ins.max_ref_age / 1e9
                 return R.STALE_REFERENCE_PRICE
             if market:
                 p = ref
             if p < ins.min_price or p > ins.max_price:
-                self._fail_value = p * ins.tick_size
-                self._fail_limit = (ins.min_price if p < ins.min_price else ins.max_price) * ins.tick_size
+                r.value = p * ins.tick_size
+                r.limit = (ins.min_price if p < ins.min_price else ins.max_price) * ins.tick_size
                 return R.PRICE_OUT_OF_RANGE
             if not market and has_ref:
                 if side > 0:
                     band = collar_band(ref, ins.collar_bps_buy, ins.collar_ticks_buy)
                     if band >= 0 and p > ref + band:
-                        self._fail_value = p * ins.tick_size
-                        self._fail_limit = (ref + band) * ins.tick_size
+                        r.value = p * ins.tick_size
+                        r.limit = (ref + band) * ins.tick_size
                         return R.PRICE_COLLAR
                 else:
                     band = collar_band(ref, ins.collar_bps_sell, ins.collar_ticks_sell)
                     if band >= 0 and p < ref - band:
-                        self._fail_value = p * ins.tick_size
-                        self._fail_limit = (ref - band) * ins.tick_size
+                        r.value = p * ins.tick_size
+                        r.limit = (ref - band) * ins.tick_size
                         return R.PRICE_COLLAR
         notional = sat_mul3(q, p, tv)
         if notional > CAPACITY:
-            self._fail_value = <double>notional / 1e6
+            r.value = <double>notional / 1e6
             return R.NOTIONAL_OVERFLOW
         dn = notional - old_n
         # Keep every node's gross notional within range, so no aggregate can wrap.
@@ -712,8 +715,8 @@ cdef class RiskEngine:
                     | positive_part(dn)) >> 59 != 0
                     and <i128>nd.long_notional + nd.short_notional + nd.wbuy_notional + nd.wsell_notional + dn
                     > <i128>CAPACITY):
-                self._fail_node = node.path[k]
-                self._fail_value = <double>notional / 1e6
+                r.node = node.path[k]
+                r.value = <double>notional / 1e6
                 return R.NOTIONAL_OVERFLOW
         # 7. order size along the path
         for k in range(node.depth):
@@ -721,13 +724,13 @@ cdef class RiskEngine:
             nd = &self._nodes[n]
             lim = nd.limits.max_order_qty
             if q > lim:
-                self._fail_node, self._fail_value, self._fail_limit = n, <double>q, <double>lim
+                r.node, r.value, r.limit = n, <double>q, <double>lim
                 return R.MAX_ORDER_QUANTITY
             if measure:
                 util = max(util, ratio(q, lim))
             lim = nd.limits.max_order_notional
             if notional > lim:
-                self._fail_node, self._fail_value, self._fail_limit = n, notional / 1e6, lim / 1e6
+                r.node, r.value, r.limit = n, notional / 1e6, lim / 1e6
                 return R.MAX_ORDER_NOTIONAL
             if measure:
                 util = max(util, ratio(notional, lim))
@@ -740,7 +743,7 @@ cdef class RiskEngine:
             if slot.limited:
                 lim = self._position_limits[s].max_long if side > 0 else self._position_limits[s].max_short
             if dq > 0 and v > lim:
-                self._fail_node, self._fail_value, self._fail_limit = slot.node, <double>v, <double>lim
+                r.node, r.value, r.limit = slot.node, <double>v, <double>lim
                 return R.POSITION_LIMIT
             if measure:
                 util = max(util, ratio(v, lim))
@@ -752,7 +755,7 @@ cdef class RiskEngine:
             v = nd.long_notional + nd.short_notional + nd.wbuy_notional + nd.wsell_notional + dn
             lim = nd.limits.max_gross
             if dn > 0 and v > lim:
-                self._fail_node, self._fail_value, self._fail_limit = n, v / 1e6, lim / 1e6
+                r.node, r.value, r.limit = n, v / 1e6, lim / 1e6
                 return R.MAX_GROSS_NOTIONAL
             if measure:
                 util = max(util, ratio(v, lim))
@@ -762,7 +765,7 @@ cdef class RiskEngine:
                 v = nd.short_notional - nd.long_notional + nd.wsell_notional + dn
             lim = nd.limits.max_net
             if dn > 0 and v > lim:
-                self._fail_node, self._fail_value, self._fail_limit = n, v / 1e6, lim / 1e6
+                r.node, r.value, r.limit = n, v / 1e6, lim / 1e6
                 return R.MAX_NET_NOTIONAL
             if measure:
                 util = max(util, ratio(v, lim))
@@ -773,7 +776,7 @@ cdef class RiskEngine:
             if not is_modify:
                 lim = nd.limits.max_open_orders
                 if nd.open_orders + 1 > lim:
-                    self._fail_node, self._fail_value, self._fail_limit = n, nd.open_orders + 1.0, <double>lim
+                    r.node, r.value, r.limit = n, nd.open_orders + 1.0, <double>lim
                     return R.MAX_OPEN_ORDERS
                 if measure:
                     util = max(util, ratio(nd.open_orders + 1, lim))
@@ -781,14 +784,14 @@ cdef class RiskEngine:
                 if count >= 0:
                     v = self._window(n, W_NEW).count(now, length)
                     if v >= count:
-                        self._fail_node, self._fail_value, self._fail_limit = n, <double>v, <double>count
+                        r.node, r.value, r.limit = n, <double>v, <double>count
                         return R.ORDER_RATE_LIMIT
             else:
                 count, length = nd.limits.modify_rate_count, nd.limits.modify_rate_window
                 if count >= 0:
                     v = self._window(n, W_MODIFY).count(now, length)
                     if v >= count:
-                        self._fail_node, self._fail_value, self._fail_limit = n, <double>v, <double>count
+                        r.node, r.value, r.limit = n, <double>v, <double>count
                         return R.MODIFY_RATE_LIMIT
         # 11. duplicate content
         if not is_modify and self._dup_window > 0:
@@ -796,7 +799,7 @@ cdef class RiskEngine:
             dkey.first.second = q * 2 + (side > 0)
             dkey.second = _price_key(side, p, market)
             if self._dup_last.count(dkey) and now - self._dup_last[dkey] < self._dup_window:
-                self._fail_value = (now - self._dup_last[dkey]) / 1e9
+                r.value = (now - self._dup_last[dkey]) / 1e9
                 return R.DUPLICATE_ORDER
         # 12. self-match against the account's own working orders (best level kept in the row)
         v = _price_key(side, p, market)
@@ -804,17 +807,17 @@ cdef class RiskEngine:
         if best != INT64_MIN:
             best = _level_key(-side, best)
             if (v >= best) if side > 0 else (v <= best):
-                self._fail_limit = best * ins.tick_size
+                r.limit = best * ins.tick_size
                 return R.SELF_MATCH
-        self._util = util
-        self._eval_price = p
-        self._eval_notional = notional
-        self._eval_slot = leaf_slot
+        r.util = util
+        r.price = p
+        r.notional = notional
+        r.slot = leaf_slot
         return R.OK
 
     cdef void _reserve(self, i64 order_id, i32 acct, i32 sym, i64 side, i64 q, bint market,
-                       i64 now, bint record, bint is_modify) noexcept nogil:
-        """Book an order that just passed ``_evaluate`` (its terms are in ``_eval_*``).
+                       i64 now, bint record, bint is_modify, const CheckResult* r) noexcept nogil:
+        """Book an order that just passed ``_evaluate`` (its terms are in ``r``).
 
         A modify re-books the replaced order (already released) and counts
         against the modify rate instead of the new-order rate and duplicate guard.
@@ -823,8 +826,8 @@ cdef class RiskEngine:
         level moves, which is all a later order's self-match check reads. A
         booking batch moves the best level at once and the levels at its end.
         """
-        cdef i32 s = self._eval_slot
-        cdef i64 p = self._eval_price, notional = self._eval_notional
+        cdef i32 s = r.slot
+        cdef i64 p = r.price, notional = r.notional
         cdef i64 key = _level_key(side, _price_key(side, p, market))
         cdef Slot_t* slot
         cdef Node_t* nd
@@ -855,9 +858,9 @@ cdef class RiskEngine:
                 if self._what_if:
                     saved.pushed += 1
             s = slot.parent_slot
-        slot = &self._slots[self._eval_slot]
+        slot = &self._slots[r.slot]
         if is_modify:
-            self._resting_side(self._eval_slot, side).add(key)     # its old level went in _release
+            self._resting_side(r.slot, side).add(key)     # its old level went in _release
         if side > 0:
             slot.best_buy = max(slot.best_buy, key)
         else:
@@ -882,7 +885,7 @@ cdef class RiskEngine:
             order.id = order_id
             order.account = acct
             order.symbol = sym
-            order.slot = self._eval_slot
+            order.slot = r.slot
             order.side = <int8_t>side
             order.market = market
             order.status = OS.WORKING
@@ -891,7 +894,7 @@ cdef class RiskEngine:
             self._order_index.set(order_id, <i32>self._orders.size())
             self._orders.push_back(order)
             self._order_next.push_back(-1)
-            self._defer_level(self._eval_slot, side, <i32>self._orders.size() - 1)
+            self._defer_level(r.slot, side, <i32>self._orders.size() - 1)
 
     cdef void _release(self, i32 leaf_slot, i64 side, i64 qty, i64 price, i64 price_key,
                        bint close) noexcept nogil:
@@ -1081,16 +1084,14 @@ cdef class RiskEngine:
 
     # ----------------------------------------------------------- public API
 
-    cdef Decision _decision(self, uint8_t code, object quantity=None):
+    cdef Decision _decision(self, uint8_t code, CheckResult* r, object quantity=None):
         if code == R.INVALID_QUANTITY and quantity is not None:
             # The core saw 0 for values that are not whole numbers; report what the caller sent.
             try:
-                self._fail_value = float(quantity)
+                r.value = float(quantity)
             except (TypeError, ValueError, OverflowError):
                 pass
-        return make_decision(code, self._util,
-                             None if self._fail_node < 0 else self._account_names[self._fail_node],
-                             self._fail_value, self._fail_limit)
+        return make_decision(code, r.util, None if r.node < 0 else self._account_names[r.node], r.value, r.limit)
 
     def check(self, account, symbol, side, quantity, price=None):
         """Check an order without booking it (a what-if).
@@ -1113,10 +1114,11 @@ cdef class RiskEngine:
         About a microsecond; allocates only the (untracked) Decision.
         """
         cdef bint market = price is None
+        cdef CheckResult r
         cdef uint8_t code = self._evaluate(
             self._lookup_account(account), self._lookup_symbol(symbol), _side(side), _quantity(quantity),
-            0.0 if market else _price(price), market, self._clock.now(), -1, False, 0, True, -1)
-        return self._decision(code, quantity)
+            0.0 if market else _price(price), market, self._clock.now(), -1, False, 0, True, -1, &r)
+        return self._decision(code, &r, quantity)
 
     def submit(self, long long order_id, account, symbol, side, quantity, price=None):
         """Check an order and, when accepted, book it as working.
@@ -1127,11 +1129,12 @@ cdef class RiskEngine:
         cdef i32 acct = self._lookup_account(account)
         cdef i32 sym = self._lookup_symbol(symbol)
         cdef i64 sd = _side(side), q = _quantity(quantity), now = self._clock.now()
+        cdef CheckResult r
         cdef uint8_t code = self._evaluate(acct, sym, sd, q, 0.0 if market else _price(price), market,
-                                           now, -1, True, order_id, True, -1)
+                                           now, -1, True, order_id, True, -1, &r)
         if code == R.OK:
-            self._reserve(order_id, acct, sym, sd, q, market, now, True, False)
-        return self._decision(code, quantity)
+            self._reserve(order_id, acct, sym, sd, q, market, now, True, False, &r)
+        return self._decision(code, &r, quantity)
 
     cdef i32 _order_row(self, i64 order_id) noexcept nogil:
         """Row of an order in the order table, -1 when unknown or forgotten."""
@@ -1157,9 +1160,10 @@ cdef class RiskEngine:
         cdef bint market
         cdef double px
         cdef uint8_t code
+        cdef CheckResult r
         if oidx < 0:
-            self._fail_node, self._fail_value, self._fail_limit, self._util = -1, <double>order_id, 0.0, 0.0
-            return self._decision(R.UNKNOWN_ORDER)
+            r = CheckResult(node=-1, value=<double>order_id, limit=0.0, util=0.0, price=0, notional=0, slot=-1)
+            return self._decision(R.UNKNOWN_ORDER, &r)
         order = &self._orders[oidx]
         market = price is None and order.market
         tv = self._instruments[order.symbol].tick_value
@@ -1167,17 +1171,18 @@ cdef class RiskEngine:
             px = order.price * self._instruments[order.symbol].tick_size
         else:
             px = _price(price)
-        code = self._evaluate(order.account, order.symbol, order.side, q, px, market, now, oidx, False, 0, True, order.slot)
+        code = self._evaluate(order.account, order.symbol, order.side, q, px, market, now, oidx, False, 0, True,
+                              order.slot, &r)
         if code != R.OK:
-            return self._decision(code, quantity)
+            return self._decision(code, &r, quantity)
         order = &self._orders[oidx]
         self._release(order.slot, order.side, order.remaining, order.price,
                       _price_key(order.side, order.price, order.market), True)
-        self._reserve(order_id, order.account, order.symbol, order.side, q, market, now, False, True)
-        order.price = self._eval_price
+        self._reserve(order_id, order.account, order.symbol, order.side, q, market, now, False, True, &r)
+        order.price = r.price
         order.remaining = q
         order.market = market
-        return self._decision(code)
+        return self._decision(code, &r)
 
     def request_cancel(self, long long order_id):
         """Check a cancel request against the cancel rate limits.
@@ -1189,9 +1194,10 @@ cdef class RiskEngine:
         cdef Node_t* node
         cdef Node_t* nd
         cdef i32 k, n
-        self._fail_node, self._fail_value, self._fail_limit, self._util = -1, <double>order_id, 0.0, 0.0
+        cdef CheckResult r = CheckResult(node=-1, value=<double>order_id, limit=0.0, util=0.0, price=0, notional=0,
+                                         slot=-1)
         if oidx < 0:
-            return self._decision(R.UNKNOWN_ORDER)
+            return self._decision(R.UNKNOWN_ORDER, &r)
         node = &self._nodes[self._orders[oidx].account]
         for k in range(node.depth):
             n = node.path[k]
@@ -1199,14 +1205,14 @@ cdef class RiskEngine:
             if nd.limits.cancel_rate_count >= 0:
                 v = self._window(n, W_CANCEL).count(now, nd.limits.cancel_rate_window)
                 if v >= nd.limits.cancel_rate_count:
-                    self._fail_node, self._fail_value, self._fail_limit = n, <double>v, <double>nd.limits.cancel_rate_count
-                    return self._decision(R.CANCEL_RATE_LIMIT)
+                    r.node, r.value, r.limit = n, <double>v, <double>nd.limits.cancel_rate_count
+                    return self._decision(R.CANCEL_RATE_LIMIT, &r)
         for k in range(node.depth):
             n = node.path[k]
             if self._nodes[n].limits.cancel_rate_count >= 0:
                 self._window(n, W_CANCEL).push(now)
-        self._fail_value = 0.0
-        return self._decision(R.OK)
+        r.value = 0.0
+        return self._decision(R.OK, &r)
 
     def _batch_arrays(self, accounts, symbols, sides, quantities, prices, market):
         n = len(accounts)
@@ -1259,6 +1265,7 @@ cdef class RiskEngine:
         cdef uint8_t[::1] reasons = out
         cdef i64 now = self._clock.now(), oid = 0
         cdef uint8_t code
+        cdef CheckResult r
         cdef i32 ahead[LOOKAHEAD_BOOKING]          # slot of order j at ahead[j % LOOKAHEAD_BOOKING], -1 unknown
         cdef Py_ssize_t j, d = LOOKAHEAD_BOOKING if record else LOOKAHEAD_WHAT_IF
         with nogil:
@@ -1293,11 +1300,11 @@ cdef class RiskEngine:
                 if record:
                     oid = order_ids[i]
                 code = self._evaluate(accounts[i], symbols[i], sides[i], quantities[i], prices[i],
-                                      market[i] != 0, now, -1, record, oid, False, ahead[i % LOOKAHEAD_BOOKING])
+                                      market[i] != 0, now, -1, record, oid, False, ahead[i % LOOKAHEAD_BOOKING], &r)
                 reasons[i] = code
                 if code == R.OK:
                     self._reserve(oid, accounts[i], symbols[i], sides[i], quantities[i], market[i] != 0,
-                                  now, record, False)
+                                  now, record, False, &r)
             if not record:
                 self._take_back()
         return out
