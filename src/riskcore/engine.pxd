@@ -6,7 +6,7 @@ from libcpp.map cimport map as cmap
 from libcpp.utility cimport pair
 
 from riskcore._types cimport (
-    i64, i32, Instrument_t, Node_t, Slot_t, Order_t, Event_t, SlotSum, SavedRow, SavedNode, PositionLimit_t,
+    i64, i32, INT64_MAX, INT64_MIN, Instrument_t, Node_t, Slot_t, Order_t, Event_t, SlotSum, SavedRow, SavedNode, PositionLimit_t,
     PendingRun, CheckResult,
 )
 from riskcore.clock cimport Clock
@@ -14,6 +14,29 @@ from riskcore.decision cimport Decision
 from riskcore.tables cimport Levels, OrderIndex, SlotIndex, Window
 
 ctypedef pair[pair[i64, i64], i64] DupKey
+
+cdef enum:
+    # Which of a node's four sliding windows.
+    W_NEW = 0
+    W_MODIFY = 1
+    W_CANCEL = 2
+    W_FILL = 3
+
+
+cdef inline i64 _slot_key(i32 node, i32 symbol) noexcept nogil:
+    return (<i64>node << 32) | <i64>symbol
+
+
+cdef inline i64 _price_key(i64 side, i64 price, bint market) noexcept nogil:
+    # A working market order crosses everything on the other side.
+    if market:
+        return INT64_MAX if side > 0 else INT64_MIN
+    return price
+
+
+cdef inline i64 _level_key(i64 side, i64 price_key) noexcept nogil:
+    # Sell keys are stored bit-inverted, so each side's best level sorts last.
+    return price_key if side > 0 else ~price_key
 
 
 cdef class RiskEngine:

@@ -87,14 +87,6 @@ cdef Limits_t _NO_LIMITS = Limits_t(
 )
 
 
-cdef enum:
-    # Which of a node's four sliding windows.
-    W_NEW = 0
-    W_MODIFY = 1
-    W_CANCEL = 2
-    W_FILL = 3
-
-
 cdef extern from *:
     void prefetch "__builtin_prefetch"(const void* address) nogil
 
@@ -121,22 +113,6 @@ cdef inline i64 _seconds_to_ns(object seconds):
 cdef inline i64 _money(object value):
     # Limits are given in currency; the engine compares integer micro-units.
     return INT64_MAX if value is None else round(value * 1e6)
-
-
-cdef inline i64 _slot_key(i32 node, i32 symbol) noexcept nogil:
-    return (<i64>node << 32) | <i64>symbol
-
-
-cdef inline i64 _price_key(i64 side, i64 price, bint market) noexcept nogil:
-    # A working market order crosses everything on the other side.
-    if market:
-        return INT64_MAX if side > 0 else INT64_MIN
-    return price
-
-
-cdef inline i64 _level_key(i64 side, i64 price_key) noexcept nogil:
-    # Sell keys are stored bit-inverted, so each side's best level sorts last.
-    return price_key if side > 0 else ~price_key
 
 
 cdef inline i64 _long_value(i64 pos, i64 ref, i64 tv) noexcept nogil:
@@ -1967,220 +1943,18 @@ cdef class RiskEngine:
     # --------------------------------------------------- snapshot / restore
 
     def to_state(self):
-        """Return the whole engine state as plain data (for snapshots).
-
-        Struct tables are raw bytes of a fixed layout, versioned by
-        ``STATE_VERSION``; everything else is lists, sets, dicts and ints.
-        """
-        self._flush_all_levels()
-        return {
-            "version": STATE_VERSION,
-            "layout": (sizeof(Instrument_t), sizeof(Node_t), sizeof(Slot_t), sizeof(Order_t), sizeof(Event_t),
-                       sizeof(PositionLimit_t)),
-            "instruments": _vector_bytes(self._instruments.data(), self._instruments.size(), sizeof(Instrument_t)),
-            "nodes": _vector_bytes(self._nodes.data(), self._nodes.size(), sizeof(Node_t)),
-            "slots": _vector_bytes(self._slots.data(), self._slots.size(), sizeof(Slot_t)),
-            "realized": _vector_bytes(self._realized.data(), self._realized.size(), sizeof(i64)),
-            "position_limits": _vector_bytes(self._position_limits.data(), self._position_limits.size(),
-                                             sizeof(PositionLimit_t)),
-            "orders": _vector_bytes(self._orders.data(), self._orders.size(), sizeof(Order_t)),
-            "events": _vector_bytes(self._events.data(), self._events.size(), sizeof(Event_t)),
-            "order_index": _order_index_dict(self._order_index),
-            "windows": [_windows_list(self._windows, which) for which in (W_NEW, W_MODIFY, W_CANCEL, W_FILL)],
-            "resting": [(j, _levels_dict(self._rest_buy[j], 1), _levels_dict(self._rest_sell[j], -1))
-                        for j in range(self._slots.size())
-                        if not (self._rest_buy[j].empty() and self._rest_sell[j].empty())],
-            "dup_last": dict(self._dup_last),
-            "dup_expiry": [(self._dup_expiry[j].first, self._dup_expiry[j].second)
-                           for j in range(self._dup_expiry.size())],
-            "dup_window": self._dup_window,
-            "accounts": list(self._account_names),
-            "symbols": list(self._symbol_names),
-            # Copies, not sorted lists: sorting a day's million ids took a second per snapshot.
-            "exec_ids": set(self._exec_ids),
-            "exec_ids_before": set(self._exec_ids_before),
-        }
+        """Return the whole engine state as plain data (for snapshots); see :mod:`riskcore.snapshot`."""
+        from riskcore.snapshot import engine_state
+        return engine_state(self)
 
     @classmethod
     def from_state(cls, state, Clock clock=None):
-        """Rebuild an engine from :meth:`to_state` output.
+        """Rebuild an engine from :meth:`to_state` output (this version's or the one before).
 
         Raises StateError when the state is from an incompatible version or
         its tables are inconsistent.
         """
-        cdef RiskEngine eng = cls.__new__(cls)
-        version = state.get("version") if isinstance(state, dict) else None
-        if type(version) is not int or version not in (2, STATE_VERSION):
-            raise StateError(f"snapshot version {state.get('version') if isinstance(state, dict) else None!r} "
-                             f"is not a supported version (2 or {STATE_VERSION})")
-        if tuple(state["layout"]) != (sizeof(Instrument_t), sizeof(Node_t), sizeof(Slot_t), sizeof(Order_t),
-                                      sizeof(Event_t), sizeof(PositionLimit_t)):
-            raise StateError("snapshot struct layout does not match this build")
-        eng._clock = clock if clock is not None else SystemClock()
-        eng._dup_window = state["dup_window"]
-        eng._instruments.resize(_records(state["instruments"], sizeof(Instrument_t)))
-        _copy_into(eng._instruments.data(), state["instruments"])
-        eng._nodes.resize(_records(state["nodes"], sizeof(Node_t)))
-        _copy_into(eng._nodes.data(), state["nodes"])
-        eng._slots.resize(_records(state["slots"], sizeof(Slot_t)))
-        _copy_into(eng._slots.data(), state["slots"])
-        eng._realized.resize(_records(state["realized"], sizeof(i64)))
-        _copy_into(eng._realized.data(), state["realized"])
-        eng._position_limits.resize(_records(state["position_limits"], sizeof(PositionLimit_t)))
-        _copy_into(eng._position_limits.data(), state["position_limits"])
-        if eng._realized.size() != eng._slots.size() or eng._position_limits.size() != eng._slots.size():
-            raise StateError("snapshot slot tables disagree in length")
-        eng._orders.resize(_records(state["orders"], sizeof(Order_t)))
-        _copy_into(eng._orders.data(), state["orders"])
-        eng._events.resize(_records(state["events"], sizeof(Event_t)))
-        _copy_into(eng._events.data(), state["events"])
-        if (eng._nodes.size() != len(state["accounts"]) or eng._instruments.size() != len(state["symbols"])):
-            raise StateError("snapshot tables disagree with its account and symbol lists")
-        cdef size_t j
-        cdef DupKey dkey
-        eng._symbol_slots.resize(eng._instruments.size())
-        for j in range(eng._nodes.size()):
-            eng._nodes[j].saved = -1
-        for j in range(eng._slots.size()):
-            if eng._slots[j].symbol < 0 or <size_t>eng._slots[j].symbol >= eng._instruments.size():
-                raise StateError(f"slot {j} names an unknown symbol")
-            if eng._slots[j].node < 0 or <size_t>eng._slots[j].node >= eng._nodes.size():
-                raise StateError(f"slot {j} names an unknown account")
-            eng._slots[j].saved = 0
-            eng._slots[j].limited = (eng._position_limits[j].max_long != INT64_MAX
-                                     or eng._position_limits[j].max_short != INT64_MAX)
-            if eng._slot_index.find(eng._slots[j].node, eng._slots[j].symbol) >= 0:
-                raise StateError(f"slot {j} repeats another slot's account and symbol")
-            eng._slot_index.add(eng._slots[j].node, eng._slots[j].symbol, <i32>j)
-            eng._symbol_slots[eng._slots[j].symbol].push_back(<i32>j)
-        for k, v in state["order_index"].items():
-            if not -1 <= v < <i64>eng._orders.size():
-                raise StateError(f"order index of order {k} points outside the order table")
-            eng._order_index.set(k, v)
-        _check_references(eng)
-        if version == 2:
-            _costs_to_micros(eng)
-        eng._mark_allowlists()
-        if len(state["windows"]) != 4 or any(len(kind) != eng._nodes.size() for kind in state["windows"]):
-            raise StateError("snapshot windows disagree with its account table")
-        eng._windows.resize(4 * eng._nodes.size())
-        for which, kind in zip((W_NEW, W_MODIFY, W_CANCEL, W_FILL), state["windows"]):
-            for j, runs in enumerate(kind):
-                for t, c in runs:
-                    eng._window(j, which).append(t, c)
-                eng._window(j, which).recount()
-        eng._rest_buy.resize(eng._slots.size())
-        eng._rest_sell.resize(eng._slots.size())
-        eng._pending.resize(2 * eng._slots.size(), PendingRun(newest=-1, count=0))
-        eng._order_next.resize(eng._orders.size(), -1)
-        for j, buys, sells in state["resting"]:
-            if not 0 <= j < <i64>eng._slots.size():
-                raise StateError(f"working orders recorded for unknown slot {j}")
-            _load_levels(&eng._rest_buy[j], buys, 1)
-            _load_levels(&eng._rest_sell[j], sells, -1)
-        for j in range(eng._slots.size()):
-            eng._slots[j].best_buy = INT64_MIN if eng._rest_buy[j].empty() else eng._rest_buy[j].best()
-            eng._slots[j].best_sell = INT64_MIN if eng._rest_sell[j].empty() else eng._rest_sell[j].best()
-        for ((a, b), c), v in state["dup_last"].items():
-            dkey.first.first, dkey.first.second, dkey.second = a, b, c
-            eng._dup_last[dkey] = v
-        for t, ((a, b), c) in state["dup_expiry"]:
-            dkey.first.first, dkey.first.second, dkey.second = a, b, c
-            eng._dup_expiry.push_back(pair[i64, DupKey](t, dkey))
-        eng._account_names = list(state["accounts"])
-        eng._account_ids = {name: i for i, name in enumerate(eng._account_names)}
-        eng._symbol_names = list(state["symbols"])
-        eng._symbol_ids = {name: i for i, name in enumerate(eng._symbol_names)}
-        eng._exec_ids = set(state["exec_ids"])
-        eng._exec_ids_before = set(state["exec_ids_before"])
-        eng.verify()
-        return eng
+        from riskcore.snapshot import restore_engine
+        return restore_engine(cls, state, clock)
 
 
-cdef int _costs_to_micros(RiskEngine eng) except -1:
-    # Version 2 kept a position's cost in tick-units; 3 keeps micro-units.
-    cdef size_t j
-    cdef Slot_t* slot
-    cdef i128 cost
-    for j in range(eng._slots.size()):
-        slot = &eng._slots[j]
-        cost = <i128>slot.cost * eng._instruments[slot.symbol].tick_value
-        if not -<i128>CAPACITY <= cost <= <i128>CAPACITY:
-            raise StateError(f"slot {j}: its cost does not fit the engine's capacity")
-        slot.cost = <i64>cost
-    return 0
-
-
-cdef bytes _vector_bytes(const void* data, size_t n, size_t item):
-    return (<const char*>data)[:n * item] if n else b""
-
-
-cdef int _check_references(RiskEngine eng) except -1:
-    # Every index stored in one table must point inside the table it names:
-    # a snapshot that fails this would read outside memory, not just be wrong.
-    cdef size_t j
-    cdef i32 nn = <i32>eng._nodes.size(), ns = <i32>eng._slots.size(), nsym = <i32>eng._instruments.size()
-    cdef Slot_t* slot
-    cdef Order_t* o
-    cdef Node_t* nd
-    cdef i32 k
-    for j in range(eng._nodes.size()):
-        nd = &eng._nodes[j]
-        if not (-1 <= nd.parent < nn and 1 <= nd.depth <= MAX_DEPTH):
-            raise StateError(f"account {j} has an invalid parent or depth")
-        for k in range(nd.depth):
-            if not 0 <= nd.path[k] < nn:
-                raise StateError(f"account {j} has an invalid path")
-    for j in range(eng._slots.size()):
-        slot = &eng._slots[j]
-        if not (0 <= slot.node < nn and -1 <= slot.parent_slot < ns):
-            raise StateError(f"position slot {j} points outside the tables")
-    for j in range(eng._orders.size()):
-        o = &eng._orders[j]
-        if not (0 <= o.account < nn and 0 <= o.symbol < nsym and 0 <= o.slot < ns):
-            raise StateError(f"order record {j} points outside the tables")
-    for j in range(eng._events.size()):
-        if not 0 <= eng._events[j].node < nn:
-            raise StateError(f"event {j} names an unknown account")
-    return 0
-
-
-cdef size_t _records(bytes raw, size_t item) except? 0:
-    if len(raw) % item:
-        raise StateError(f"snapshot table of {len(raw)} bytes is not a whole number of {item}-byte records")
-    return len(raw) // item
-
-
-cdef void _copy_into(void* dst, bytes raw) noexcept:
-    if len(raw):
-        memcpy(dst, <const char*>raw, len(raw))
-
-
-cdef list _windows_list(vector[Window]& windows, int which):
-    """Runs (time, events) of one kind of window, per node."""
-    cdef size_t j, k
-    cdef Window* w
-    out = []
-    for j in range(windows.size() // 4):
-        w = &windows[4 * j + which]
-        out.append([(w.run(k).first, w.run(k).second) for k in range(w.runs())])
-    return out
-
-
-cdef dict _order_index_dict(OrderIndex& index):
-    cdef vector[pair[i64, i32]] pairs = index.items()
-    cdef size_t j
-    return {pairs[j].first: pairs[j].second for j in range(pairs.size())}
-
-
-cdef dict _levels_dict(Levels& levels, i64 side):
-    """Price key -> count of one side's working orders (snapshots keep plain price keys)."""
-    cdef size_t j
-    return {_level_key(side, levels.key_at(j)): levels.count_at(j) for j in range(levels.size())}
-
-
-cdef void _load_levels(Levels* levels, dict counts, i64 side) except *:
-    for key, count in counts.items():
-        if count <= 0:
-            raise StateError(f"working order count {count!r} at price key {key!r} is not positive")
-        levels.add(_level_key(side, key), count)

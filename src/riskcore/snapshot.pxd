@@ -1,0 +1,2 @@
+# Snapshots of a RiskEngine (see snapshot.pyx).
+from riskcore.engine cimport RiskEngine
