@@ -14,7 +14,7 @@ import contextvars
 import hashlib
 import hmac
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, TypeVar
 
 from riskcore_services.common import logging as _logging
 from riskcore_services.common.errors import PermissionDenied, Unauthenticated
@@ -131,7 +131,7 @@ class TokenAuth:
 def _refuse(identity: Identity, what: str) -> PermissionDenied:
     log.warning("call refused: outside the token's accounts", token=identity.name, target=what, peer=_peer())
     return PermissionDenied(
-                     f"{what} is outside the accounts of token {identity.name!r} ({', '.join(sorted(identity.accounts))})")
+                     f"{what} is outside the accounts of token {identity.name!r} ({', '.join(sorted(identity.accounts or ()))})")
 
 
 def _within(engine, account: str, roots: frozenset[str]) -> Optional[bool]:
@@ -199,7 +199,10 @@ def check_orders(engine, order_ids: list, client_order_ids: list) -> list:
     return order_ids
 
 
-def check_order(engine, order_id: Optional[int], client_order_id: str) -> Optional[int]:
+_OrderId = TypeVar("_OrderId", bound=Optional[int])
+
+
+def check_order(engine, order_id: _OrderId, client_order_id: str) -> _OrderId:
     """Return ``order_id`` if the current caller may act on the order's account.
 
     An id the engine does not know (never booked, or forgotten after its day)

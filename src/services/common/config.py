@@ -21,7 +21,7 @@ import tomllib
 import typing
 import zoneinfo
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional, TypeAlias
 
 import msgspec
 from msgspec import Meta
@@ -129,10 +129,11 @@ def schema(cls, name: str, fields: dict[str, str] | None = None, defaults: dict 
     """
     hints = typing.get_type_hints(cls, include_extras=True)
     by_name = {f.name: f for f in dataclasses.fields(cls)}
-    spec = []
+    defaults = defaults or {}
+    spec: list[tuple[Any, ...]] = []
     for key, attribute in (fields or {f: f for f in by_name}).items():
         f, hint = by_name[attribute], types.get(key, hints[attribute])
-        if key in (defaults or {}):
+        if key in defaults:
             spec.append((key, hint, defaults[key]))
         elif f.default is not dataclasses.MISSING:
             spec.append((key, hint, f.default))
@@ -149,13 +150,33 @@ def schema(cls, name: str, fields: dict[str, str] | None = None, defaults: dict 
                              namespace=namespace)
 
 
-ServerTable = schema(ServerConfig, "ServerTable")
-TlsTable = schema(TlsConfig, "TlsTable", cert=str, key=str, client_ca=Optional[str])
-StateTable = schema(StateConfig, "StateTable", path=Optional[str])
-TokenTable = schema(TokenEntry, "TokenTable")
-LoggingTable = schema(Common, "LoggingTable", {"level": "log_level", "requests": "log_requests"})
-TracingTable = schema(Common, "TracingTable", {"endpoint": "tracing_endpoint", "service_name": "service_name"})
-ProfilingTable = schema(Common, "ProfilingTable", {"enabled": "profiling"})
+if TYPE_CHECKING:
+    class Table(msgspec.Struct):
+        """What a type checker sees of a table that :func:`schema` builds at import time.
+
+        Its fields come from a dataclass's annotations at run time, so a checker
+        cannot know them: reading one is ``Any``. The dataclass a table is built
+        into (:func:`build`) is what the rest of the code reads, fully typed.
+        """
+
+        def __init__(self, **fields: Any) -> None: ...
+        def __getattr__(self, name: str) -> Any: ...
+
+    ServerTable: TypeAlias = Table
+    TlsTable: TypeAlias = Table
+    StateTable: TypeAlias = Table
+    TokenTable: TypeAlias = Table
+    LoggingTable: TypeAlias = Table
+    TracingTable: TypeAlias = Table
+    ProfilingTable: TypeAlias = Table
+else:
+    ServerTable = schema(ServerConfig, "ServerTable")
+    TlsTable = schema(TlsConfig, "TlsTable", cert=str, key=str, client_ca=Optional[str])
+    StateTable = schema(StateConfig, "StateTable", path=Optional[str])
+    TokenTable = schema(TokenEntry, "TokenTable")
+    LoggingTable = schema(Common, "LoggingTable", {"level": "log_level", "requests": "log_requests"})
+    TracingTable = schema(Common, "TracingTable", {"endpoint": "tracing_endpoint", "service_name": "service_name"})
+    ProfilingTable = schema(Common, "ProfilingTable", {"enabled": "profiling"})
 
 
 class AuthTable(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
@@ -240,9 +261,9 @@ def common_sections(file: CommonFile, data: dict, base: pathlib.Path, **server_d
     ``[server]`` keys the file does not set (its ports)."""
     tls = None
     if file.tls is not None:
-        paths = {k: None if v is None else base / v for k, v in msgspec.structs.asdict(file.tls).items()}
+        paths = {k: base / v for k, v in msgspec.structs.asdict(file.tls).items() if v is not None}
         for key, path in paths.items():
-            if path is not None and not path.is_file():
+            if not path.is_file():
                 raise ConfigError(f"tls.{key}: no such file {str(path)!r}")
         tls = TlsConfig(**paths)
     server = msgspec.structs.asdict(file.server)

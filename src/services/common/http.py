@@ -47,7 +47,8 @@ class OpsServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
         await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]
+        # The one site's first socket: (host, port) for IPv4, (host, port, flow, scope) for IPv6.
+        self.port = self._runner.addresses[0][1]
         return self.port
 
     async def stop(self) -> None:

@@ -12,7 +12,7 @@ import argparse
 import asyncio
 import dataclasses
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, Coroutine
 
 
 
@@ -71,11 +71,12 @@ def serve(entry: ServiceEntry, args: argparse.Namespace) -> int:
         print(f"riskcore: cannot open the {entry.name} service's state: {type(error).__name__}: {error}",
               file=sys.stderr)
         return 2
+    runner: Callable[[Coroutine[Any, Any, None]], None]
     try:
         import uvloop
+        runner = uvloop.run
     except ImportError:  # optional: the standard loop works, a little slower
-        uvloop = None
-    runner = asyncio.run if uvloop is None else uvloop.run
+        runner = asyncio.run
     try:
         runner(server.run_until_signal())
     except PortInUse as error:

@@ -102,7 +102,8 @@ def decode_request(data: bytes) -> tuple[bytes, int, int]:
 
 def block_offsets(blocks: bytes | memoryview, count: int) -> list[int]:
     """The offsets where each of ``count`` blocks starts, and the end; MoldUDP64Error when they do not fit."""
-    offsets, pos, n = [], 0, len(blocks)
+    offsets: list[int] = []
+    pos, n = 0, len(blocks)
     for _ in range(count):
         if pos + 2 > n:
             raise MoldUDP64Error(f"packet ends inside block {len(offsets) + 1} of {count}")

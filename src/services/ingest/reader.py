@@ -13,9 +13,10 @@ than its recorded time since the first message, divided by ``speed``.
 from __future__ import annotations
 
 import gzip
+import io
 import time
 from dataclasses import dataclass
-from typing import BinaryIO, Callable
+from typing import Callable
 
 from riskcore import Book
 
@@ -24,7 +25,7 @@ CHUNK_BYTES = 8 * 2**20
 MAX_FRAME = 2 + 0xFFFF           # a chunk must hold the largest frame
 
 
-def open_day_file(path: str) -> BinaryIO:
+def open_day_file(path: str) -> io.BufferedIOBase:
     """Open ``path`` for reading bytes, through gzip when it starts with the gzip magic."""
     raw = open(path, "rb")
     magic = raw.read(2)

@@ -19,6 +19,7 @@ end-of-session packets.
 from __future__ import annotations
 
 import gzip
+import io
 import random
 from bisect import bisect_right
 import socket
@@ -26,7 +27,7 @@ import struct
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import BinaryIO, Iterator, Sequence
+from typing import Iterator, Sequence
 
 from riskcore_services.ingest import moldudp64
 
@@ -101,7 +102,7 @@ def symbol_names(count: int, rng: random.Random) -> list[str]:
     """``count`` distinct tickers of 1 to 5 capital letters, in a seeded order."""
     letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
     names: set[str] = set()
-    out = []
+    out: list[str] = []
     while len(out) < count:
         name = "".join(rng.choice(letters) for _ in range(rng.choice((1, 2, 3, 3, 4, 4, 4, 5))))
         if name not in names:
@@ -300,7 +301,7 @@ def generate(config: SimulationConfig, chunk_messages: int = 65_536) -> Iterator
 def write_day_file(path: str, config: SimulationConfig, compress: bool = False) -> int:
     """Write the day of ``config`` to ``path`` (gzip when ``compress``); return the bytes written (uncompressed)."""
     written = 0
-    handle: BinaryIO
+    handle: io.BufferedIOBase
     with (gzip.open(path, "wb", compresslevel=1) if compress else open(path, "wb")) as handle:
         for chunk in generate(config):
             handle.write(chunk)
@@ -387,7 +388,8 @@ class MoldUDP64Server:
         last = len(self.messages) if last is None else min(last, len(self.messages))
         seq = first
         while seq <= last:
-            batch, size = [], 0
+            batch: list[bytes] = []
+            size = 0
             while seq + len(batch) <= last:
                 m = self.messages[seq + len(batch) - 1]
                 if batch and size + 2 + len(m) > self.max_payload:

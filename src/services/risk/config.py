@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, NamedTuple, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple, Optional, TypeAlias
 
 import msgspec
 from msgspec import Meta
@@ -73,16 +73,26 @@ class RiskConfig(Common):
 
 # ------------------------------------------------------------------ the file's schema
 
-InstrumentTable = schema(Instrument, "InstrumentTable")
-LimitsTable = schema(Limits, "LimitsTable")
-PositionLimitTable = schema(PositionLimitConfig, "PositionLimitTable")
-EngineTable = schema(RiskConfig, "EngineTable", {"firm": "firm", "default_account": "default_account",
-                                                  "duplicate_window": "duplicate_window",
-                                                  "order_capacity": "order_capacity",
-                                                  "max_batch_rows": "max_batch_rows"})
-AccountTable = schema(AccountConfig, "AccountTable", limits=LimitsTable,
-                       position_limits=tuple[PositionLimitTable, ...],
-                       state=Literal[tuple(TradingState.__members__)], defaults={"state": "ACTIVE", "limits": msgspec.field(default_factory=LimitsTable)})
+if TYPE_CHECKING:
+    from riskcore_services.common.config import Table  # built at import time: see Table
+
+    InstrumentTable: TypeAlias = Table
+    LimitsTable: TypeAlias = Table
+    PositionLimitTable: TypeAlias = Table
+    EngineTable: TypeAlias = Table
+    AccountTable: TypeAlias = Table
+else:
+    InstrumentTable = schema(Instrument, "InstrumentTable")
+    LimitsTable = schema(Limits, "LimitsTable")
+    PositionLimitTable = schema(PositionLimitConfig, "PositionLimitTable")
+    EngineTable = schema(RiskConfig, "EngineTable", {"firm": "firm", "default_account": "default_account",
+                                                      "duplicate_window": "duplicate_window",
+                                                      "order_capacity": "order_capacity",
+                                                      "max_batch_rows": "max_batch_rows"})
+    AccountTable = schema(AccountConfig, "AccountTable", limits=LimitsTable,
+                           position_limits=tuple[PositionLimitTable, ...],
+                           state=Literal[tuple(TradingState.__members__)],
+                           defaults={"state": "ACTIVE", "limits": msgspec.field(default_factory=LimitsTable)})
 
 
 class ConfigFile(CommonFile, kw_only=True, forbid_unknown_fields=True, frozen=True):
@@ -203,10 +213,10 @@ def config_drift(config: RiskConfig, engine: RiskEngine) -> list[Drift]:
                                engine.trading_state(account=account).name))
     parents = {engine.parent(a) for a in theirs}
     for account in (a for a in common if a not in parents and a != config.firm):
-        mine = [s for s in symbols if _permitted(wanted, account, s)]
-        recovered = [s for s in symbols if _permitted(engine, account, s)]
-        if mine != recovered:
-            drift.append(Drift("allowed_symbols", account, mine, recovered))
+        mine_permitted = [s for s in symbols if _permitted(wanted, account, s)]
+        recovered_permitted = [s for s in symbols if _permitted(engine, account, s)]
+        if mine_permitted != recovered_permitted:
+            drift.append(Drift("allowed_symbols", account, mine_permitted, recovered_permitted))
     return drift
 
 

@@ -219,7 +219,7 @@ class SqliteJournal:
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start the writer thread; waiters are woken on ``loop``."""
         self._loop = loop
-        self._writer = threading.Thread(target=self._write_loop, name="journal-writer", daemon=True)
+        self._writer = threading.Thread(target=self._write_loop, args=(loop,), name="journal-writer", daemon=True)
         self._writer.start()
 
     def append(self, time_ns: int, kind: int, payload: bytes) -> int:
@@ -236,6 +236,8 @@ class SqliteJournal:
             return
         if self._failure is not None:
             raise JournalError(f"journal writer failed: {self._failure}")
+        if self._loop is None:
+            raise JournalError(f"{self.path}: wait() before start(): nothing would make record {seq} durable")
         future = self._loop.create_future()
         self._waiters.append((seq, future))
         await future
@@ -259,7 +261,7 @@ class SqliteJournal:
             os.close(self._lock)  # releases the flock
             self._lock = -1
 
-    def _write_loop(self) -> None:
+    def _write_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         while True:
             item = self._queue.get()
             batch, stop = [], False
@@ -272,15 +274,15 @@ class SqliteJournal:
             else:
                 stop = True
             try:
-                self._commit(batch)
+                self._commit(batch, loop)
             except BaseException as error:  # noqa: BLE001 - fail every waiter, never ack
                 self._failure = error
-                self._loop.call_soon_threadsafe(self._fail_waiters, error)
+                loop.call_soon_threadsafe(self._fail_waiters, error)
                 return
             if stop:
                 return
 
-    def _commit(self, batch: list) -> None:
+    def _commit(self, batch: list, loop: asyncio.AbstractEventLoop) -> None:
         records = [item for item in batch if item[0] != "snapshot"]
         db = self._db
         db.execute("BEGIN")
@@ -298,7 +300,7 @@ class SqliteJournal:
         self.commits += 1
         self.records_written += len(records)
         if records:
-            self._loop.call_soon_threadsafe(self._wake, records[-1][0])
+            loop.call_soon_threadsafe(self._wake, records[-1][0])
 
     def _wake(self, seq: int) -> None:
         self.durable_seq = max(self.durable_seq, seq)

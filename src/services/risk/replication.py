@@ -26,6 +26,7 @@ holder has fenced itself, and without comparing clocks across hosts.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import io
 import json
@@ -34,7 +35,10 @@ import time
 from typing import Awaitable, Callable, Optional
 
 import nats
-from nats.js import api
+from nats.aio.client import Client
+from nats.js import JetStreamContext, api
+from nats.js.kv import KeyValue
+from nats.js.object_store import ObjectStore
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError, ObjectNotFoundError
 
 from riskcore_services.common.logging import get_logger
@@ -79,9 +83,10 @@ class NatsJournal:
         self.path = f"jetstream:{self.stream}"
         self.last_seq = 0
         self.durable_seq = 0
-        self._nc = None
-        self._js = None
-        self._queue: asyncio.Queue | None = None
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._objects_store: ObjectStore | None = None
+        self._queue: asyncio.Queue[tuple[int, bytes]] | None = None
         self._publisher: asyncio.Task | None = None
         self._waiters: list[tuple[int, asyncio.Future]] = []
         self._acks: set[int] = set()
@@ -93,23 +98,32 @@ class NatsJournal:
 
     async def connect(self) -> None:
         self._nc = await nats.connect(self.servers, name=f"riskcore-{self.name}", max_reconnect_attempts=-1)
-        self._js = self._nc.jetstream()
+        js = self._js = self._nc.jetstream()
         config = api.StreamConfig(name=self.stream, subjects=[self.subject], storage=api.StorageType.FILE,
                                   num_replicas=self.replicas, duplicate_window=120.0)
         try:
-            await self._js.stream_info(self.stream)
+            await js.stream_info(self.stream)
         except NotFoundError:
-            await self._js.add_stream(config)
-        self._objects = await self._js.create_object_store(f"riskcore_snapshots_{self.name}")
-        info = await self._js.stream_info(self.stream)
+            await js.add_stream(config)
+        self._objects_store = await js.create_object_store(f"riskcore_snapshots_{self.name}")
+        info = await js.stream_info(self.stream)
         self.last_seq = self.durable_seq = info.state.last_seq
 
     @property
-    def jetstream(self):
+    def jetstream(self) -> JetStreamContext:
+        """The JetStream context; raises JournalError before :meth:`connect`."""
+        if self._js is None:
+            raise JournalError(f"{self.path}: not connected to NATS (connect() first)")
         return self._js
 
+    @property
+    def _objects(self) -> ObjectStore:
+        if self._objects_store is None:
+            raise JournalError(f"{self.path}: not connected to NATS (connect() first)")
+        return self._objects_store
+
     async def stream_last_seq(self) -> int:
-        return (await self._js.stream_info(self.stream)).state.last_seq
+        return (await self.jetstream.stream_info(self.stream)).state.last_seq
 
     # ---------------------------------------------------------- recovery
 
@@ -127,9 +141,9 @@ class NatsJournal:
             base, state = meta["seq"], decode_snapshot(body)
             self._stored_seq = max(self._stored_seq, base)
         end = await self.stream_last_seq()
-        records = []
+        records: list[Record] = []
         if end > base:
-            subscription = await self._js.subscribe(
+            subscription = await self.jetstream.subscribe(
                 self.subject, ordered_consumer=True,
                 config=api.ConsumerConfig(deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
                                           opt_start_seq=base + 1))
@@ -202,7 +216,8 @@ class NatsJournal:
         Raises JournalGap when the next record is gone (purged by a snapshot
         the follower has not loaded): the caller reloads and follows again.
         """
-        subscription = await self._js.subscribe(
+        js = self.jetstream
+        subscription = await js.subscribe(
             self.subject, ordered_consumer=True,
             config=api.ConsumerConfig(deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after + 1))
         try:
@@ -212,7 +227,7 @@ class NatsJournal:
                 except nats.errors.TimeoutError:
                     # A quiet stream: records purged behind a snapshot show only as a first
                     # sequence past ours (a dead primary publishes nothing that would reveal them).
-                    first = (await self._js.stream_info(self.stream)).state.first_seq
+                    first = (await js.stream_info(self.stream)).state.first_seq
                     if first > self.last_seq + 1:
                         raise JournalGap(f"{self.path}: expected record {self.last_seq + 1}, the stream starts "
                                          f"at {first}") from None
@@ -229,25 +244,29 @@ class NatsJournal:
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start publishing (as the primary) after ``last_seq``."""
-        self._queue = asyncio.Queue()
-        self._publisher = loop.create_task(self._publish_loop())
+        queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
+        self._queue = queue
+        self._publisher = loop.create_task(self._publish_loop(queue, self.jetstream))
 
     def append(self, time_ns: int, kind: int, payload: bytes) -> int:
         if self._failure is not None:
             raise JournalError(f"journal publish failed: {self._failure}")
+        queue = self._queue
+        if queue is None:
+            raise JournalError(f"{self.path}: append() before start(): only the primary writes")
         self.last_seq += 1
         data = _HEADER.pack(time_ns, kind, record_crc(time_ns, kind, payload)) + payload
-        self._queue.put_nowait((self.last_seq, data))
+        queue.put_nowait((self.last_seq, data))
         return self.last_seq
 
-    async def _publish_loop(self) -> None:
+    async def _publish_loop(self, queue: asyncio.Queue[tuple[int, bytes]], js: JetStreamContext) -> None:
         try:
             while True:
-                seq, data = await self._queue.get()
-                future = await self._js.publish_async(
+                seq, data = await queue.get()
+                future = await js.publish_async(
                     self.subject, data, headers={"Nats-Expected-Last-Sequence": str(seq - 1),
                                                  "Nats-Msg-Id": f"{self.name}-{seq}"})
-                future.add_done_callback(lambda done, seq=seq: self._acked(seq, done))
+                future.add_done_callback(functools.partial(self._acked, seq))
         except asyncio.CancelledError:
             raise
         except Exception as error:  # noqa: BLE001 - stop acknowledging anything
@@ -312,7 +331,7 @@ class NatsJournal:
         purges nothing, and no purge ever goes below 2.
         """
         if seq >= 1:
-            await self._js.purge_stream(self.stream, seq=seq + 1)
+            await self.jetstream.purge_stream(self.stream, seq=seq + 1)
 
     async def aclose(self) -> None:
         """Wait for what is in flight to be acknowledged and snapshots being stored, then disconnect."""
@@ -324,7 +343,8 @@ class NatsJournal:
             if self._failure is None and self.last_seq > self.durable_seq:
                 await asyncio.wait_for(self.wait(self.last_seq), timeout=10)
             self._publisher.cancel()
-        await self._nc.drain()
+        if self._nc is not None:  # None: connect() never succeeded, nothing to drain
+            await self._nc.drain()
 
 
 def _release(target: int, future: asyncio.Future, durable: int) -> bool:
@@ -354,11 +374,11 @@ class Lease:
         self.poll = ttl / 10
         self._clock = clock
         self._sleep = sleep
-        self._kv = None
+        self._kv: KeyValue | None = None
         self._revision: Optional[int] = None
         self._acquired_at = 0.0
 
-    async def _bucket(self):
+    async def _bucket(self) -> KeyValue:
         if self._kv is None:
             js, bucket = self._journal.jetstream, f"riskcore_lease_{self._journal.name}"
             try:
@@ -370,9 +390,10 @@ class Lease:
 
     async def holder(self) -> Optional[str]:
         try:
-            return (await (await self._bucket()).get("primary")).value.decode()
+            entry = await (await self._bucket()).get("primary")
         except KeyNotFoundError:
             return None
+        return None if entry.value is None else entry.value.decode()
 
     async def try_acquire(self, force: bool = False, stale: Optional[int] = None) -> bool:
         """Take the lease if it is free, or if it is still at revision ``stale`` (expired by

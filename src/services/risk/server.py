@@ -11,6 +11,7 @@ import asyncio
 import os
 import socket
 import time
+from typing import Any
 
 from riskcore import Limits, ManualClock
 from riskcore_services.common.config import roll_clock_time
@@ -58,6 +59,7 @@ class RiskServer(Server):
             roll_clock_time(state.roll_time), state.roll_timezone, time_ns, sleep)
         self._drift_reported = False
         self.engine = engine if engine is not None else build_engine(config, clock=ManualClock(time_ns()))
+        self.journal: SqliteJournal | NatsJournal | None
         if state.backend == "jetstream":
             self.journal = NatsJournal(list(state.nats_servers), state.name, state.replicas)
         elif state.path is not None:
@@ -68,7 +70,7 @@ class RiskServer(Server):
         self._lease: Lease | None = None
         self.service = RiskService(self.engine, config.default_account, RiskMetrics(self.registry, self.engine),
                                    self.journal, state.snapshot_every, config.order_capacity, time_ns)
-        self.recovery: dict | None = None
+        self.recovery: dict[str, Any] | None = None
 
     def servicers(self):
         return [(RISK_SERVICE, make_servicer(self.service, self.calls, self))]
@@ -87,57 +89,60 @@ class RiskServer(Server):
 
     async def recover(self) -> None:
         """Recover the journal's state (the standalone or primary engine), or follow a primary."""
-        if self.journal is not None:
-            self.journal.on_failure = self._journal_failed
-        if isinstance(self.journal, SqliteJournal):
+        journal = self.journal
+        if journal is not None:
+            journal.on_failure = self._journal_failed
+        if isinstance(journal, SqliteJournal):
             # Not ready (health NOT_SERVING, calls UNAVAILABLE) until the state is back.
-            base, state, records = self.journal.load()
-            self.recovery = await self.service.recover(base, state, records)
-            self._recovered()
-            self.journal.start(asyncio.get_running_loop())
-            if state is None and not self.recovery["replayed"]:
+            base, state, records = journal.load()
+            recovery = self._recovered(journal, await self.service.recover(base, state, records))
+            journal.start(asyncio.get_running_loop())
+            if state is None and not recovery["replayed"]:
                 self.service.snapshot()  # the configuration's state is the base every replay starts from
             await self._apply_config()
             await self._serve()
-        elif isinstance(self.journal, NatsJournal):
-            await self.journal.connect()
-            self._lease = Lease(self.journal, f"{socket.gethostname()}:{os.getpid()}:{self.port}",
-                                self.config.state.lease_seconds)
-            if await self._lease.try_acquire():
-                self._hold_lease()
-                await self._reload()
-                await self._become_primary()
+        elif isinstance(journal, NatsJournal):
+            await journal.connect()
+            lease = self._lease = Lease(journal, f"{socket.gethostname()}:{os.getpid()}:{self.port}",
+                                        self.config.state.lease_seconds)
+            if await lease.try_acquire():
+                self._hold_lease(lease)
+                await self._reload(journal)
+                await self._become_primary(journal)
             else:
                 # A standby starts from the primary's snapshot, never from its own configuration.
-                while not await self.journal.has_snapshot():
+                while not await journal.has_snapshot():
                     await asyncio.sleep(0.05)
-                await self._reload()
-                self._follow()
+                await self._reload(journal)
+                self._follow(journal, lease)
         else:
             await self._serve()
 
-    async def _reload(self) -> None:
+    async def _reload(self, journal: NatsJournal) -> None:
         """Recover from the newest snapshot and the stream after it (again if a purge races us)."""
         for attempt in range(20):
             try:
-                base, state, records = await self.journal.load()
+                base, state, records = await journal.load()
             except JournalGap as gap:
                 log.warning("snapshot replaced while loading; loading again", error=str(gap), attempt=attempt)
                 continue
-            self.recovery = await self.service.recover(base, state, records)
-            self._recovered()
+            self._recovered(journal, await self.service.recover(base, state, records))
             return
-        raise JournalError(f"{self.journal.path}: could not load a consistent snapshot and stream")
+        raise JournalError(f"{journal.path}: could not load a consistent snapshot and stream")
 
     def _journal_failed(self, error: BaseException) -> None:
         """The journal cannot make writes durable: stop taking calls rather than answer without it."""
-        log.error("journal failed; no longer serving", journal=self.journal.path, error=str(error))
+        # Installed as the journal's on_failure, so there is a journal; the check is for the type checker.
+        path = self.journal.path if self.journal is not None else None
+        log.error("journal failed; no longer serving", journal=path, error=str(error))
         self.ready = False
         asyncio.get_running_loop().create_task(self.set_serving(False))
 
-    def _recovered(self) -> None:
+    def _recovered(self, journal: SqliteJournal | NatsJournal, recovery: dict[str, Any]) -> dict[str, Any]:
+        """Take the recovered engine, log what came back and how the file differs from it; return ``recovery``."""
+        self.recovery = recovery
         self.engine = self.service.engine
-        log.info("state recovered", journal=self.journal.path, **self.recovery)
+        log.info("state recovered", journal=journal.path, **recovery)
         if not self._drift_reported:
             self._drift_reported = True
             for drift in config_drift(self.config, self.engine):
@@ -145,6 +150,7 @@ class RiskServer(Server):
                             target=drift.target, file=drift.file, state=drift.state,
                             fix=("restart with --apply-config or use SetLimits/SetTradingState" if drift.applicable
                                  else "not applied: start on a new journal to change it"))
+        return recovery
 
     async def _apply_config(self) -> None:
         """With ``apply_config``, journal the file's limits and states where the state differs (the writer only)."""
@@ -178,7 +184,7 @@ class RiskServer(Server):
             self.spawn(self.roller.run(lambda: self.service.last_roll_ns, self._roll))
         await self.serve()
 
-    def _follow(self) -> None:
+    def _follow(self, journal: NatsJournal, lease: Lease) -> None:
         """Run as a hot standby: apply the primary's records; take over when its lease expires."""
         self.role = "standby"
         service = self.service
@@ -189,53 +195,56 @@ class RiskServer(Server):
         async def follow_forever() -> None:
             while True:
                 try:
-                    await self.journal.follow(self.journal.last_seq, apply)
+                    await journal.follow(journal.last_seq, apply)
                 except JournalGap as gap:
                     log.warning("standby fell behind a snapshot; reloading", error=str(gap))
-                    await self._reload()
+                    await self._reload(journal)
 
         self._follower = self.spawn(follow_forever())
-        self.spawn(self._take_over_when_free())
-        log.info("standby following the primary", holder_seq=self.journal.last_seq)
+        self.spawn(self._take_over_when_free(journal, lease))
+        log.info("standby following the primary", holder_seq=journal.last_seq)
 
-    async def _take_over_when_free(self) -> None:
+    async def _take_over_when_free(self, journal: NatsJournal, lease: Lease) -> None:
         while True:
-            stale = await self._lease.wait_expired()
-            if await self._lease.try_acquire(stale=stale):
-                self._hold_lease()
-                await self._become_primary()
+            stale = await lease.wait_expired()
+            if await lease.try_acquire(stale=stale):
+                self._hold_lease(lease)
+                await self._become_primary(journal)
                 return
 
-    def _hold_lease(self) -> None:
+    def _hold_lease(self, lease: Lease) -> None:
         """Renew the lease from the moment it is ours (a long drain must not let it lapse)."""
-        self.spawn(self._lease.hold(self._lost_lease))
+        self.spawn(lease.hold(self._lost_lease))
 
     async def promote(self) -> str:
         """Operator failover: take the lease now and serve as the primary."""
-        if self.role == "standby":
-            await self._lease.try_acquire(force=True)
-            self._hold_lease()
+        # Only a replicated engine is ever a standby, and it has both (the checks are for the type checker).
+        journal, lease = self.journal, self._lease
+        if self.role == "standby" and isinstance(journal, NatsJournal) and lease is not None:
+            await lease.try_acquire(force=True)
+            self._hold_lease(lease)
             # Give the old primary a renewal period to see it lost the lease and stop.
-            await asyncio.sleep(self._lease.ttl / 2)
-            await self._become_primary()
+            await asyncio.sleep(lease.ttl / 2)
+            await self._become_primary(journal)
         return self.role
 
-    async def _become_primary(self) -> None:
+    async def _become_primary(self, journal: NatsJournal) -> None:
         if self.role == "standby":
             # Drain: every record the old primary had acknowledged is applied before we write.
-            end = await self.journal.stream_last_seq()
+            end = await journal.stream_last_seq()
             while self.service.last_seq < end:
                 if self._follower.done():
                     raise JournalError(f"standby stopped following: {self._follower.exception()}")
                 await asyncio.sleep(0.002)
             self._follower.cancel()
-            self.journal.last_seq = self.journal.durable_seq = self.service.last_seq
+            journal.last_seq = journal.durable_seq = self.service.last_seq
         if self.role == "fenced":
             return  # lost the lease again while loading or draining: someone else serves
-        first_start = self.role == "starting" and self.recovery["snapshot_seq"] == 0 and not self.recovery["replayed"]
+        first_start = (self.role == "starting" and self.recovery is not None
+                       and self.recovery["snapshot_seq"] == 0 and not self.recovery["replayed"])
         self.role = "primary"
-        self.journal.start(asyncio.get_running_loop())
-        if first_start and not await self.journal.has_snapshot():
+        journal.start(asyncio.get_running_loop())
+        if first_start and not await journal.has_snapshot():
             self.service.snapshot()  # standbys start from this, not from their own configuration
         await self._apply_config()
         await self._serve()

@@ -24,7 +24,7 @@ import math
 import time
 from enum import IntEnum
 from itertools import islice
-from typing import Callable, Generator, Iterable, Optional
+from typing import Any, Callable, Generator, Iterable, Optional, TypeVar
 
 import numpy as np
 
@@ -53,7 +53,7 @@ MAX_NAME_BYTES = 128
 BATCH_CHUNK = 4096
 _VALIDATION_CHUNK = 4 * BATCH_CHUNK
 _TURNS_BETWEEN_CHUNKS = 8
-_SIDES = {risk_pb2.BUY: 1, risk_pb2.SELL: -1}
+_SIDES: dict[int, int] = {risk_pb2.BUY: 1, risk_pb2.SELL: -1}
 _SIDE_NAMES = {1: "BUY", -1: "SELL"}
 _EVENTS = {risk_pb2.OrderEvent.CANCELLED: "cancel", risk_pb2.OrderEvent.EXPIRED: "expire",
            risk_pb2.OrderEvent.REJECTED: "reject"}
@@ -181,7 +181,10 @@ def check_batch_rows(request, max_rows: int) -> None:
                                      f"([engine] max_batch_rows)")
 
 
-def _run(steps: Generator):
+_Result = TypeVar("_Result")
+
+
+def _run(steps: Generator[None, None, _Result]) -> _Result:
     """Run a chunked command to its end without yielding (replay, direct calls); return its result."""
     while True:
         try:
@@ -190,7 +193,7 @@ def _run(steps: Generator):
             return done.value
 
 
-async def _run_yielding(steps: Generator):
+async def _run_yielding(steps: Generator[None, None, _Result]) -> _Result:
     """Run a chunked command, letting the event loop serve other calls between its chunks."""
     while True:
         try:
@@ -1002,7 +1005,8 @@ class RiskService:
         return applied
 
 
-_REPLAY = {
+# Keyed by the record's kind as a plain int (IntEnum members hash and compare as their values).
+_REPLAY: dict[int, tuple[Callable[[RiskService, Any], object], Callable[[bytes], Any]]] = {
     Command.SUBMIT: (RiskService._replay_submit, risk_pb2.OrderRequest.FromString),
     Command.SUBMIT_BATCH: (RiskService.submit_orders, risk_pb2.OrderBatch.FromString),
     Command.MODIFY: (RiskService.modify_order, risk_pb2.ModifyRequest.FromString),
