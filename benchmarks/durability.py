@@ -168,15 +168,15 @@ class DurabilitySuite:
             copy = self._copy(source, "recovery-process.db")
             config = bench_config(self.directory, "recovery-process.toml", state={"path": str(copy)})
             server = kids.risk_server("risk-recovery", config, grpc_env(False))
-            seconds = server.wait_ready(timeout=max(60.0, events / 10_000))
-            recovered = server.log_events("state recovered")
+            seconds = server.wait_ready(timeout=max(60.0, events / 10_000)).ready_seconds
+            recovered = server.events("state recovered")
             expect(len(recovered) == 1 and recovered[0]["replayed"] == built,
                    f"recovery log line: {recovered!r}")
             server.kill()          # no shutdown snapshot: the copy is thrown away
             empty = bench_config(self.directory, "recovery-empty.toml",
                                  state={"path": str(self.directory / "recovery-empty.db")})
             baseline = kids.risk_server("risk-empty", empty, grpc_env(False))
-            base_seconds = baseline.wait_ready()
+            base_seconds = baseline.wait_ready().ready_seconds
             baseline.kill()
         yield Row(f"start to /ready, {label}-record journal", samples=1, median_ns=seconds * 1e9,
                   targets=RECOVERY_TARGETS,

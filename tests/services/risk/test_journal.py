@@ -405,7 +405,7 @@ def test_a_wal_torn_in_its_last_commit_recovers_every_earlier_acknowledged_event
     before_last = trader.book.copy()
     last = risk_pb2.Fill(exec_id="last", quantity=7, price=6001.00, account="t2", symbol="ESZ6", side=BUY)
     assert stub.ReportFill(last, timeout=DEADLINE).applied
-    engine.kill9()
+    engine.kill()
     wal = tmp_path / "journal.db-wal"
     _, frames = wal_frames(wal)
     assert frames[-1][2], "the last frame of the log is not a commit"
@@ -427,7 +427,7 @@ def test_a_wal_torn_after_kill_9_mid_stream_loses_at_most_the_final_commit_and_r
     for trader in traders:
         trader.start(engine.stub(), stop)
     time.sleep(0.6)
-    engine.kill9()
+    engine.kill()
     for trader in traders:
         trader.join()
     tear_last_frame(tmp_path / "journal.db-wal")
@@ -492,7 +492,7 @@ def test_the_journal_of_an_engine_killed_by_sigkill_opens_for_the_next_engine(tm
     first = engines(config, "first").start().wait_ready()
     assert first.stub().ReportFill(risk_pb2.Fill(exec_id="x-1", quantity=5, price=190.0, account="t0",
                                                  symbol="AAPL", side=BUY), timeout=DEADLINE).applied
-    first.kill9()
+    first.kill()
 
     second = engines(config, "second").start().wait_ready()
 

@@ -19,9 +19,10 @@ from grpc_health.v1 import health_pb2
 
 from riskcore_services.proto import risk_pb2
 from riskcore_services.risk.replication import JournalGap, Lease, NatsJournal
+from riskcore_services.testing import wait_until
 
 from .durability_helpers import (DEADLINE, TRADERS, Trader, account_state, engines,  # noqa: F401
-                                 expected_state, nats_url, observed_positions, wait_until, write_config)
+                                 expected_state, nats_url, observed_positions, write_config)
 
 SEED = 4242
 LEASE = 1.0
@@ -88,7 +89,7 @@ def test_standby_takes_over_from_a_primary_killed_mid_stream_with_every_acknowle
     traders = [Trader(account, SEED + i) for i, account in enumerate(TRADERS)]
 
     stream(primary, traders, 1.5)
-    primary.kill9()
+    primary.kill()
     for trader in traders:
         trader.join()
     assert sum(len(t.acked) for t in traders) > 100
@@ -103,7 +104,7 @@ def test_standby_takes_over_from_a_primary_killed_mid_stream_with_every_acknowle
     third.wait_log("standby following the primary")
     assert_refuses_calls(third)
     time.sleep(0.2)
-    standby.kill9()
+    standby.kill()
     third.wait_ready(LEASE * 10)
     assert whole_state(third.stub()) == before
 
@@ -117,7 +118,7 @@ def test_a_standby_started_while_the_primary_streams_and_snapshots_takes_over_ex
     standby = engines(config, "standby").start()
     standby.wait_log("standby following the primary", timeout=15)
     time.sleep(0.8)
-    primary.kill9()
+    primary.kill()
     stop.set()
     for trader in traders:
         trader.join()
@@ -324,12 +325,12 @@ def test_a_primary_rolling_the_day_at_its_first_start_keeps_its_journal_for_a_st
     standby = engines(config, "standby").start()
     standby.wait_log("standby following the primary")
     acked += _fills_from_before_start(primary, 10, first=len(acked))
-    primary.kill9()
+    primary.kill()
     standby.wait_ready(LEASE * 10)
     _holds_exactly(standby, acked)
 
     # Everything stopped uncleanly; the next engine recovers every acknowledged record from the stream.
-    standby.kill9()
+    standby.kill()
     primary.start().wait_ready(LEASE * 10)
     _holds_exactly(primary, acked)
     assert len(primary.events("start of day roll")) == 0      # the roll was journalled, not repeated
