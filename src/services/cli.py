@@ -8,11 +8,13 @@ import sys
 
 from riskcore import __version__
 from riskcore_services.common.runner import ServiceEntry, add_options, serve
+from riskcore_services.ingest import entry as ingest_entry
 from riskcore_services.risk import entry as risk_entry
 
 # Every service `riskcore serve` runs: (entry, default gRPC port, default HTTP port).
 SERVICES: dict[str, tuple[ServiceEntry, int, int]] = {
     risk_entry.ENTRY.name: (risk_entry.ENTRY, *risk_entry.PORTS),
+    ingest_entry.ENTRY.name: (ingest_entry.ENTRY, *ingest_entry.PORTS),
 }
 
 

@@ -49,7 +49,7 @@ class ReplayStats:
         return self.messages / self.seconds if self.seconds > 0 else 0.0
 
 
-def _next_frame(view: memoryview, pos: int, end: int) -> tuple[int, int] | None:
+def next_frame(view: memoryview, pos: int, end: int) -> tuple[int, int] | None:
     """(length of the frame at pos, its timestamp or -1 when too short for one), or None if incomplete."""
     if pos + 2 > end:
         return None
@@ -108,7 +108,7 @@ def replay(path: str, book: Book, *, speed: float | None = None, chunk_bytes: in
             if speed is None:
                 consumed = book.feed_chunk(view[:filled])
             else:
-                while (frame := _next_frame(view, consumed, filled)) is not None:
+                while (frame := next_frame(view, consumed, filled)) is not None:
                     size, ts = frame
                     if ts < 0:          # too short to be stamped: the book counts it
                         consumed += book.feed_chunk(view[consumed:consumed + size])

@@ -481,7 +481,8 @@ def test_a_second_engine_on_the_same_journal_exits_2_with_one_line_naming_the_pa
 
     assert second.wait_refusal() == 2
     path = tmp_path / "journal.db"
-    assert second.output() == (f"riskcore: cannot open the journal: JournalError: {path} is in use by another "
+    assert second.output() == (f"riskcore: cannot open the risk service's state: JournalError: {path} is in use "
+                               f"by another "
                                f"risk engine (pid {first.process.pid}, lock {path}.lock); stop it or give this "
                                f"engine another [state] path\n")
     assert first.ready_status() == 200

@@ -1,0 +1,2 @@
+# Audit of a RiskEngine (see audit.pyx).
+from riskcore.engine cimport RiskEngine

@@ -1,0 +1,6 @@
+import numpy as np
+
+from riskcore.engine import RiskEngine
+
+def recompute(self: RiskEngine) -> np.ndarray: ...
+def verify(self: RiskEngine) -> bool: ...
