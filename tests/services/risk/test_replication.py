@@ -181,22 +181,21 @@ def test_a_follower_behind_a_snapshot_purge_fails_loudly_instead_of_skipping_rec
                 primary.snapshot(20, {"state": "after 20"})
         await asyncio.wait_for(primary.wait(seq), DEADLINE)
         await wait_for_purge(primary, 21)
-        applied, failure = [], None
-        task = asyncio.create_task(follower.follow(follower.last_seq, lambda record: applied.append(record.seq)))
+        applied = []
         try:
-            await asyncio.wait_for(asyncio.shield(task), 2.0)
-        except asyncio.TimeoutError:
-            pass
-        except Exception as error:  # noqa: BLE001 - a loud failure is what we want
-            failure = error
-        task.cancel()
-        await primary.aclose()
-        await follower._nc.drain()
-        return applied, failure
+            await asyncio.wait_for(follower.follow(follower.last_seq, lambda record: applied.append(record.seq)),
+                                   DEADLINE)
+        except JournalGap as gap:
+            return applied, gap
+        finally:
+            await primary.aclose()
+            await follower._nc.drain()
+        return applied, None
 
-    applied, failure = asyncio.run(run())
-    # Either it fails, or it applies 11.. in order; applying 21.. after 10 silently loses 11..20.
-    assert failure is not None or applied[:1] == [11], f"follower applied {applied} after record 10"
+    applied, gap = asyncio.run(run())
+    # Records 11..20 are gone: the follower must say so (JournalGap) before applying anything after
+    # 10; applying 21.. after 10 would silently lose 11..20.
+    assert (applied, type(gap)) == ([], JournalGap), f"follower applied {applied} after record 10, then {gap!r}"
 
 
 def test_a_follower_behind_the_newest_snapshot_of_a_quiet_stream_reports_the_gap_instead_of_waiting(nats_url):
