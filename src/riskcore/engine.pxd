@@ -121,8 +121,6 @@ cdef class RiskEngine:
     cdef bint _finish(self, i64 order_id, int8_t status) except -1
     @cython.final
     cdef bint _set_reference(self, i32 sym, i64 ref, i64 now) noexcept nogil
-    @cython.final
-    cdef bint _revalue(self, Slot_t* slot, i64 old, i64 ref, i64 tv) noexcept nogil
     cdef int _refuse(self, i32 node, i32 sym, i64 now, str what) except -1
     cdef void _after_pnl_change(self, i32 node, i64 now) noexcept nogil
     cdef void _record_event(self, i64 now, i32 node, uint8_t reason, i64 value, i64 limit) noexcept nogil

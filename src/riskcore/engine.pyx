@@ -133,18 +133,29 @@ cdef inline bint _revalue_node(Node_t* nd, Slot_t* slot, i64 old, i64 ref, i64 t
 
     64-bit arithmetic with the processor's overflow flag: every kept total is
     within CAPACITY, so a step that does not overflow is exact, and one that
-    does is past CAPACITY (the mark is refused).
+    does is past CAPACITY (the mark is refused). Between two references the
+    change is one product, ``pos * (ref - old) * tv``, for the long or short
+    side and for the unrealized P&L alike; from or to no reference, where
+    unrealized P&L starts or stops counting, the values are taken whole.
     """
-    cdef i64 was = slot.pos * old * tv            # a kept value: within CAPACITY
-    cdef i64 value, long_after, short_after, unreal_after
-    if (money_overflows(slot.pos, ref, tv, &value)
-            or add_overflows(nd.long_notional - positive_part(was), positive_part(value), &long_after)
-            or sub_overflows(nd.short_notional + (was - positive_part(was)), value - positive_part(value),
-                             &short_after)
-            or sub_overflows(value, slot.cost, &value)
-            or add_overflows(nd.unrealized - (was - slot.cost if old > 0 else 0), value if ref > 0 else 0,
-                             &unreal_after)):
-        return False
+    cdef i64 delta, value, was, long_after, short_after, unreal_after
+    if old > 0 and ref > 0:
+        # |delta| <= the larger of the two values (same sign): an overflow means the new one is past 2^63.
+        if (money_overflows(slot.pos, ref - old, tv, &delta)
+                or add_overflows(nd.long_notional, delta if slot.pos > 0 else 0, &long_after)
+                or sub_overflows(nd.short_notional, delta if slot.pos < 0 else 0, &short_after)
+                or add_overflows(nd.unrealized, delta, &unreal_after)):
+            return False
+    else:
+        was = slot.pos * old * tv            # a kept value: within CAPACITY
+        if (money_overflows(slot.pos, ref, tv, &value)
+                or add_overflows(nd.long_notional - positive_part(was), positive_part(value), &long_after)
+                or sub_overflows(nd.short_notional + (was - positive_part(was)), value - positive_part(value),
+                                 &short_after)
+                or sub_overflows(value, slot.cost, &value)
+                or add_overflows(nd.unrealized - (was - slot.cost if old > 0 else 0), value if ref > 0 else 0,
+                                 &unreal_after)):
+            return False
     if not (within(long_after) and within(short_after) and pnl_within(unreal_after)
             and gross_within(long_after, short_after, nd.wbuy_notional, nd.wsell_notional)):
         return False
@@ -1031,16 +1042,19 @@ cdef class RiskEngine:
         Returns False, with nothing changed, when a holder's totals would pass CAPACITY.
         """
         cdef Instrument_t* ins = &self._instruments[sym]
-        cdef i64 old = ins.ref
+        cdef i64 old = ins.ref, tv = ins.tick_value
         cdef vector[i32]* holders = &self._symbol_slots[sym]
         cdef Slot_t* slot
         cdef size_t j, undo
         if old != ref:
             for j in range(holders.size()):
-                if not self._revalue(&self._slots[deref(holders)[j]], old, ref, ins.tick_value):
+                slot = &self._slots[deref(holders)[j]]
+                if (slot.pos != 0 or slot.cost != 0) and not _revalue_node(&self._nodes[slot.node], slot, old, ref, tv):
                     # Back to the old reference: those totals were kept, so they fit.
                     for undo in range(j):
-                        self._revalue(&self._slots[deref(holders)[undo]], ref, old, ins.tick_value)
+                        slot = &self._slots[deref(holders)[undo]]
+                        if slot.pos != 0 or slot.cost != 0:
+                            _revalue_node(&self._nodes[slot.node], slot, ref, old, tv)
                     return False
         ins.ref = ref
         ins.ref_time = now
@@ -1051,12 +1065,6 @@ cdef class RiskEngine:
                 if slot.pos != 0 or slot.cost != 0:
                     self._after_pnl_change(slot.node, now)
         return True
-
-    cdef bint _revalue(self, Slot_t* slot, i64 old, i64 ref, i64 tv) noexcept nogil:
-        """Move one holder's node totals from reference ``old`` to ``ref``; False (nothing written) past CAPACITY."""
-        if slot.pos == 0 and slot.cost == 0:
-            return True     # nothing to revalue
-        return _revalue_node(&self._nodes[slot.node], slot, old, ref, tv)
 
     # ----------------------------------------------------------- public API
 
