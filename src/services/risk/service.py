@@ -940,7 +940,10 @@ class RiskService:
     def restore(self, state: dict) -> None:
         """Replace the state with a :meth:`to_state` snapshot."""
         if state.get("version") != SNAPSHOT_VERSION:
-            raise ValueError(f"service snapshot version {state.get('version')!r} is not {SNAPSHOT_VERSION}")
+            # An earlier release's journal: its records mean other things (TradingState was renumbered
+            # when TRADING_STATE_UNSPECIFIED became 0), so it is refused, never replayed.
+            raise JournalError(f"the journal's snapshot has service state version {state.get('version')!r}, written "
+                               f"by another release; this one reads {SNAPSHOT_VERSION}: start on a new [state] path")
         self.clock.time_ns = state["clock_ns"]
         self.engine = RiskEngine.from_state(state["engine"], clock=self.clock)
         self.engine.reserve_orders(self.order_capacity)

@@ -499,3 +499,21 @@ def test_the_journal_of_an_engine_killed_by_sigkill_opens_for_the_next_engine(tm
 
     assert not second.stub().ReportFill(risk_pb2.Fill(exec_id="x-1", quantity=5, price=190.0, account="t0",
                                                       symbol="AAPL", side=BUY), timeout=DEADLINE).applied
+
+
+def test_a_journal_of_an_earlier_release_is_refused_at_start_not_replayed(tmp_path, build_server):
+    # The previous release's records carry TradingState values renumbered since (UNSPECIFIED is 0 now):
+    # replayed, a journaled HALTED would come back REDUCING. Its base snapshot says which release wrote it.
+    from riskcore_services.risk.journal import decode_snapshot, encode_snapshot
+
+    path = tmp_path / "journal.db"
+    build_server(state_path=path).start().stop()
+    (seq, blob), = sql(path, "SELECT seq, state FROM snapshots")
+    state = decode_snapshot(blob)
+    state["version"] = 1
+    old = encode_snapshot(state)
+    sql(path, "UPDATE snapshots SET state = ?, sha256 = ? WHERE seq = ?", old, hashlib.sha256(old).hexdigest(), seq)
+
+    server = build_server(state_path=path)
+    with pytest.raises(JournalError, match="service state version 1, written by another release"):
+        server.start()
