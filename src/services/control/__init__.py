@@ -1,0 +1,1 @@
+"""The control plane: supervised strategy processes, their lifecycle, and the kill switch (issue 15)."""
