@@ -1,0 +1,97 @@
+"""The child process of one strategy: ``python -m riskcore_services.control.run package.module:Class``.
+
+Started by the supervisor in its own process group, with (environment):
+``RISKCORE_STRATEGY`` (name), ``RISKCORE_ACCOUNT``, ``RISKCORE_STRATEGY_CONFIG``
+(JSON), ``RISKCORE_RISK_TARGET`` (host:port or empty) and
+``RISKCORE_HEARTBEAT_INTERVAL`` (seconds).
+
+Protocol, one line each on the original stdout (the strategy's own prints go to
+stderr): ``ready`` once ``on_start`` returned, ``hb`` every heartbeat interval,
+``paused``/``resumed``. Signals: SIGTERM stops (``on_stop``, exit 0), SIGUSR1
+pauses, SIGUSR2 resumes. Heartbeats come from the same loop as the ticks, so
+a hung tick shows as silence.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import signal
+import sys
+import time
+
+# Checks for signals between sleeps this often; a signal handler only sets a flag.
+STEP = 0.01
+
+
+def load(entry: str) -> type:
+    module, _, attribute = entry.partition(":")
+    if not module or not attribute:
+        raise ValueError(f"strategy entry point must be package.module:Class, got {entry!r}")
+    target = importlib.import_module(module)
+    for part in attribute.split("."):
+        target = getattr(target, part)
+    return target
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m riskcore_services.control.run package.module:Class", file=sys.stderr)
+        return 2
+    # The heartbeat pipe is the stdout we were given; the strategy's stdout becomes stderr.
+    channel = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+
+    def say(word: str) -> None:
+        channel.write(word + "\n")
+
+    flags = {"stop": False, "pause": False, "resume": False}
+    signal.signal(signal.SIGTERM, lambda *_: flags.__setitem__("stop", True))
+    signal.signal(signal.SIGUSR1, lambda *_: flags.__setitem__("pause", True))
+    signal.signal(signal.SIGUSR2, lambda *_: flags.__setitem__("resume", True))
+
+    env = os.environ
+    name, account = env.get("RISKCORE_STRATEGY", "strategy"), env.get("RISKCORE_ACCOUNT", "")
+    config = json.loads(env.get("RISKCORE_STRATEGY_CONFIG", "{}"))
+    target = env.get("RISKCORE_RISK_TARGET", "")
+    beat = float(env.get("RISKCORE_HEARTBEAT_INTERVAL", "0.5"))
+    risk = None
+    if target:
+        from riskcore_services.control.sdk import AccountRiskClient
+
+        risk = AccountRiskClient(target, account, deadline=1.0)
+    strategy = load(argv[0])(name, account, config, risk)
+    strategy.on_start()
+    say("ready")
+    paused = False
+    now = time.monotonic()
+    next_beat, next_tick = now, now
+    while not flags["stop"]:
+        if flags["pause"]:
+            flags["pause"] = False
+            if not paused:
+                paused = True
+                strategy.on_pause()
+                say("paused")
+        if flags["resume"]:
+            flags["resume"] = False
+            if paused:
+                paused = False
+                strategy.on_resume()
+                say("resumed")
+        now = time.monotonic()
+        if now >= next_beat:
+            say("hb")
+            next_beat = now + beat
+        if not paused and now >= next_tick:
+            strategy.on_tick()
+            next_tick = time.monotonic() + strategy.interval
+        time.sleep(STEP)
+    strategy.on_stop()
+    if risk is not None:
+        risk.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

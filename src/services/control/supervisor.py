@@ -1,0 +1,422 @@
+"""Strategy processes: start, watch, stop, restart, and the risk engine told at each step.
+
+Each strategy runs as ``python -m riskcore_services.control.run <entry>`` in a
+process group of its own (``start_new_session``), so a stop reaches whatever
+it spawned and nothing outlives it. One task per process waits on two things
+at once: the process's exit (``Process.wait``, the event loop's child
+watcher: no polling) and the next line on its heartbeat pipe (its stdout),
+with the heartbeat timeout as the wait's limit. Silence past the timeout
+fails the strategy and kills its group.
+
+What a strategy may do is decided by :class:`~riskcore_services.control.lifecycle.Lifecycle`;
+the supervisor does what it answers and tells the risk engine: an account is
+made ACTIVE before its strategy starts (refused, fail closed, when the engine
+cannot be reached), REDUCING or HALTED when paused, HALTED when stopped,
+failed or faulted. The kill switch halts the firm first, then stops
+everything.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import os
+import random as _random
+import signal
+import sys
+import time
+from typing import Any, Callable, Mapping, Optional
+
+from riskcore_services.common.errors import FailedPrecondition, NotFound, Unavailable
+from riskcore_services.common.logging import get_logger
+from riskcore_services.control.lifecycle import BackoffPolicy, Lifecycle, State, Trigger
+
+log = get_logger("control.supervisor")
+
+__all__ = ["Event", "RiskGate", "StrategySpec", "Supervisor", "Timings"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StrategySpec:
+    """What a strategy is: its entry point, account and configuration (JSON-able)."""
+
+    name: str
+    entry: str                                   # package.module:Class
+    account: str
+    config: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    env: Mapping[str, str] = dataclasses.field(default_factory=dict)   # added to the child's environment
+
+    def __post_init__(self) -> None:
+        if not self.name or len(self.name) > 64:
+            raise ValueError(f"name: expected 1 to 64 characters, got {self.name!r}")
+        module, _, attribute = self.entry.partition(":")
+        if not module or not attribute:
+            raise ValueError(f"entry: expected package.module:Class, got {self.entry!r}")
+        if not self.account:
+            raise ValueError("account: required")
+        try:
+            json.dumps(dict(self.config))
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"config: not JSON-able ({error})") from None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Timings:
+    heartbeat_interval: float = 0.5     # the child's
+    heartbeat_timeout: float = 5.0      # silence longer than this fails the strategy
+    stop_grace: float = 5.0             # SIGTERM, then this long, then SIGKILL
+    start_timeout: float = 30.0         # from the spawn to the child's "ready" (imports, on_start)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.heartbeat_interval < self.heartbeat_timeout or self.stop_grace < 0:
+            raise ValueError(f"invalid timings {self}")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Event:
+    """A lifecycle transition, as WatchEvents streams it and the log records it."""
+
+    strategy: str
+    state: State
+    previous: State
+    reason: str
+    pid: int
+    restarts: int
+    time: float                          # wall clock, seconds since the epoch
+
+
+class RiskGate:
+    """The risk engine's trading states, called off the event loop (the RiskClient is synchronous).
+
+    Every failure to reach it is :class:`Unavailable`.
+    """
+
+    def __init__(self, client: Any, firm: str, pause_state: str = "REDUCING"):
+        self.client = client
+        self.firm = firm
+        self.pause_state = pause_state
+
+    async def set(self, account: str, state: str) -> None:
+        from riskcore_services.common.client import ServiceUnavailable
+
+        try:
+            await asyncio.to_thread(self.client.set_trading_state, state, account)
+        except ServiceUnavailable as error:
+            raise Unavailable(f"risk engine unreachable: cannot set {account!r} {state}: {error}") from None
+
+    def close(self) -> None:
+        self.client.close()
+
+
+@dataclasses.dataclass(eq=False)
+class _Managed:
+    spec: StrategySpec
+    life: Lifecycle
+    process: Optional[asyncio.subprocess.Process] = None
+    task: Optional[asyncio.Task] = None
+    retry: Optional[asyncio.TimerHandle] = None
+    exited: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    started_at: float = 0.0
+    last_beat: float = 0.0
+    busy: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)   # one operator call at a time
+
+
+class Supervisor:
+    """The strategies of one control plane and their processes.
+
+    Parameters
+    ----------
+    timings : Timings
+    policy : BackoffPolicy
+        Restart delays and breaker, per strategy.
+    risk : RiskGate or None
+        None only in tests that have no risk engine: no account states are set.
+    on_event : callable
+        Called with every :class:`Event` (on the event loop; must not block).
+    clock, random : callable
+        Injected into each strategy's lifecycle.
+    risk_target : str
+        ``host:port`` of the risk engine, for the strategies' own clients.
+    """
+
+    def __init__(self, timings: Timings, policy: BackoffPolicy, risk: Optional[RiskGate],
+                 on_event: Callable[[Event], None] = lambda event: None,
+                 clock: Callable[[], float] = time.monotonic, random: Callable[[], float] = _random.random,
+                 risk_target: str = ""):
+        self.timings = timings
+        self.risk_target = risk_target     # given to each strategy's risk client
+        self.policy = policy
+        self.risk = risk
+        self.on_event = on_event
+        self.clock = clock
+        self.random = random
+        self._strategies: dict[str, _Managed] = {}
+
+    # ------------------------------------------------------------ reads
+
+    def get(self, name: str) -> _Managed:
+        try:
+            return self._strategies[name]
+        except KeyError:
+            raise NotFound(f"no strategy {name!r}") from None
+
+    def names(self) -> list[str]:
+        return sorted(self._strategies)
+
+    def info(self, name: str) -> dict[str, Any]:
+        """State, pid, uptime, restarts, last error and heartbeat age of one strategy."""
+        managed = self.get(name)
+        alive = managed.life.state.has_process and managed.process is not None
+        now = self.clock()
+        return dict(name=name, entry=managed.spec.entry, account=managed.spec.account, state=managed.life.state,
+                    pid=managed.process.pid if alive and managed.process else 0,
+                    uptime=now - managed.started_at if alive else 0.0, restarts=managed.life.restarts,
+                    last_error=managed.life.last_error,
+                    heartbeat_age=now - managed.last_beat if alive else 0.0,
+                    backoff=managed.life.delay if managed.life.state is State.BACKOFF else 0.0)
+
+    # ------------------------------------------------------------ operator calls
+
+    def register(self, spec: StrategySpec) -> None:
+        if spec.name in self._strategies:
+            raise FailedPrecondition(f"strategy {spec.name!r} is already registered "
+                                     f"({self._strategies[spec.name].life.state.name})")
+        life = Lifecycle(spec.name, self.policy, self.clock, self.random)
+        self._strategies[spec.name] = _Managed(spec, life)
+        self._emit(self._strategies[spec.name], State.REGISTERED, "registered")
+
+    def remove(self, name: str) -> None:
+        managed = self.get(name)
+        if managed.life.state not in (State.REGISTERED, State.STOPPED, State.FAULTED):
+            raise FailedPrecondition(f"strategy {name!r} is {managed.life.state.name}: cannot remove (stop it first)")
+        del self._strategies[name]
+
+    async def start(self, name: str) -> None:
+        managed = self.get(name)
+        async with managed.busy:
+            if not managed.life.allows(Trigger.START):
+                managed.life.fire(Trigger.START)          # raises, naming the state
+            await self._set_risk(managed, "ACTIVE")       # fail closed: unreachable refuses the start
+            previous = managed.life.state
+            managed.life.fire(Trigger.START)
+            self._emit(managed, previous, "start")
+            await self._spawn(managed)
+
+    async def stop(self, name: str, reason: str = "stop") -> None:
+        managed = self.get(name)
+        async with managed.busy:
+            await self._stop(managed, reason)
+
+    async def restart(self, name: str) -> None:
+        managed = self.get(name)
+        if managed.life.state is State.FAULTED:
+            raise FailedPrecondition(f"strategy {name!r} is FAULTED: cannot restart (reset it first)")
+        if managed.life.allows(Trigger.STOP):
+            await self.stop(name, "restart")
+        await self.start(name)
+
+    async def pause(self, name: str) -> None:
+        managed = self.get(name)
+        async with managed.busy:
+            if not managed.life.allows(Trigger.PAUSE):
+                managed.life.fire(Trigger.PAUSE)
+            await self._set_risk(managed, self.risk.pause_state if self.risk else "REDUCING")
+            managed.life.fire(Trigger.PAUSE)
+            self._signal(managed, signal.SIGUSR1)
+            self._emit(managed, State.RUNNING, "pause")
+
+    async def resume(self, name: str) -> None:
+        managed = self.get(name)
+        async with managed.busy:
+            if not managed.life.allows(Trigger.RESUME):
+                managed.life.fire(Trigger.RESUME)
+            await self._set_risk(managed, "ACTIVE")
+            managed.life.fire(Trigger.RESUME)
+            self._signal(managed, signal.SIGUSR2)
+            self._emit(managed, State.PAUSED, "resume")
+
+    async def reset(self, name: str) -> None:
+        managed = self.get(name)
+        managed.life.reset()
+        self._emit(managed, State.FAULTED, "reset")
+
+    async def kill_switch(self, reason: str = "kill switch") -> list[str]:
+        """Halt the firm in the risk engine, then stop every strategy; return the names stopped.
+
+        The strategies are stopped even when the risk engine cannot be reached; then Unavailable says so.
+        """
+        error: Optional[Unavailable] = None
+        if self.risk is not None:
+            try:
+                await self.risk.set(self.risk.firm, "HALTED")
+            except Unavailable as failure:
+                error = failure
+        stopping = [m for m in self._strategies.values() if m.life.allows(Trigger.STOP)]
+        await asyncio.gather(*(self.stop(m.spec.name, reason) for m in stopping), return_exceptions=True)
+        if error is not None:
+            raise error
+        return [m.spec.name for m in stopping]
+
+    async def close(self) -> None:
+        """Stop every strategy (SIGTERM, grace, SIGKILL) and leave no process behind."""
+        for managed in self._strategies.values():
+            if managed.retry is not None:
+                managed.retry.cancel()
+        await asyncio.gather(*(self.stop(m.spec.name, "shutdown") for m in list(self._strategies.values())
+                               if m.life.allows(Trigger.STOP)), return_exceptions=True)
+        for managed in self._strategies.values():
+            if managed.process is not None:
+                _kill_group(managed.process.pid, signal.SIGKILL)
+            if managed.task is not None and not managed.task.done():
+                managed.task.cancel()
+
+    # ------------------------------------------------------------ processes
+
+    async def _spawn(self, managed: _Managed) -> None:
+        spec = managed.spec
+        env = dict(os.environ)
+        env.update(spec.env)
+        env.update(RISKCORE_STRATEGY=spec.name, RISKCORE_ACCOUNT=spec.account,
+                   RISKCORE_STRATEGY_CONFIG=json.dumps(dict(spec.config)),
+                   RISKCORE_HEARTBEAT_INTERVAL=str(self.timings.heartbeat_interval),
+                   RISKCORE_RISK_TARGET=self.risk_target)
+        managed.exited = asyncio.Event()
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "riskcore_services.control.run", spec.entry, stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE, env=env, start_new_session=True)
+        except OSError as error:
+            managed.exited.set()
+            self._failed(managed, f"cannot start the process: {error}")
+            return
+        managed.process = process
+        managed.started_at = managed.last_beat = self.clock()
+        managed.task = asyncio.get_running_loop().create_task(self._watch(managed, process))
+
+    async def _watch(self, managed: _Managed, process: asyncio.subprocess.Process) -> None:
+        """Until the process ends: heartbeats and readiness from its pipe, silence past the timeout, exit."""
+        assert process.stdout is not None
+        exit_task = asyncio.ensure_future(process.wait())
+        reason = ""
+        try:
+            while not exit_task.done():
+                timeout = (self.timings.start_timeout if managed.life.state is State.STARTING
+                           else self.timings.heartbeat_timeout)
+                line = asyncio.ensure_future(process.stdout.readline())
+                done, _ = await asyncio.wait({exit_task, line}, timeout=timeout,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if line in done:
+                    word = line.result().strip()
+                    if not word:            # the pipe closed: only the exit is left to wait for
+                        done, _ = await asyncio.wait({exit_task}, timeout=timeout)
+                        if not done:
+                            reason = "heartbeat lost (pipe closed)"
+                            break
+                        continue
+                    managed.last_beat = self.clock()
+                    if word == b"ready" and managed.life.state is State.STARTING:
+                        managed.life.fire(Trigger.READY)
+                        self._emit(managed, State.STARTING, "ready")
+                    continue
+                line.cancel()
+                if not done:
+                    reason = f"heartbeat lost (none for {timeout:g} s)"
+                    break
+            if reason:
+                _kill_group(process.pid, signal.SIGKILL)
+            code = await exit_task
+        finally:
+            # Whatever the leader left in its group goes with it.
+            _kill_group(process.pid, signal.SIGKILL)
+            managed.exited.set()
+        if managed.life.state is State.STOPPING:
+            managed.life.fire(Trigger.EXITED)
+            self._emit(managed, State.STOPPING, f"exited with code {code}")
+        elif managed.life.state.has_process:
+            self._failed(managed, reason or _exit_reason(code))
+
+    def _failed(self, managed: _Managed, reason: str) -> None:
+        previous = managed.life.state
+        state = managed.life.fail(reason)
+        log.warning("strategy failed", strategy=managed.spec.name, reason=reason, state=state.name,
+                    backoff=managed.life.delay if state is State.BACKOFF else None)
+        self._emit(managed, previous, reason, shown=State.FAILED)
+        self._emit(managed, State.FAILED, reason)
+        asyncio.get_running_loop().create_task(self._halt_quietly(managed))
+        if state is State.BACKOFF:
+            loop = asyncio.get_running_loop()
+            managed.retry = loop.call_later(managed.life.delay,
+                                            lambda: loop.create_task(self._retry(managed)))
+
+    async def _retry(self, managed: _Managed) -> None:
+        async with managed.busy:
+            managed.retry = None
+            if managed.life.state is not State.BACKOFF:
+                return
+            managed.life.fire(Trigger.RETRY)
+            self._emit(managed, State.BACKOFF, "retry")
+            try:
+                await self._set_risk(managed, "ACTIVE")
+            except Unavailable as error:
+                self._failed(managed, str(error))
+                return
+            await self._spawn(managed)
+
+    async def _stop(self, managed: _Managed, reason: str) -> None:
+        life = managed.life
+        previous = life.state
+        life.fire(Trigger.STOP)
+        if managed.retry is not None:
+            managed.retry.cancel()
+            managed.retry = None
+        self._emit(managed, previous, reason)
+        await self._halt_quietly(managed)
+        if life.state is State.STOPPED:         # from FAILED or BACKOFF: no process
+            return
+        process = managed.process
+        assert process is not None
+        _kill_group(process.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(managed.exited.wait(), self.timings.stop_grace)
+        except asyncio.TimeoutError:
+            log.warning("strategy ignored SIGTERM: killing its process group", strategy=managed.spec.name,
+                        grace_seconds=self.timings.stop_grace)
+            _kill_group(process.pid, signal.SIGKILL)
+            await managed.exited.wait()
+
+    # ------------------------------------------------------------ helpers
+
+    async def _set_risk(self, managed: _Managed, state: str) -> None:
+        if self.risk is not None:
+            await self.risk.set(managed.spec.account, state)
+
+    async def _halt_quietly(self, managed: _Managed) -> None:
+        """HALTED in the risk engine, logging (not raising) when it cannot be reached: the stop goes on."""
+        try:
+            await self._set_risk(managed, "HALTED")
+        except Unavailable as error:
+            log.error("cannot halt the strategy's account", strategy=managed.spec.name, error=str(error))
+
+    def _signal(self, managed: _Managed, sig: signal.Signals) -> None:
+        if managed.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(managed.process.pid, sig)
+
+    def _emit(self, managed: _Managed, previous: State, reason: str, shown: Optional[State] = None) -> None:
+        state = shown or managed.life.state
+        pid = managed.process.pid if managed.process is not None else 0
+        log.info("strategy transition", strategy=managed.spec.name, state=state.name, previous=previous.name,
+                 reason=reason, pid=pid)
+        self.on_event(Event(managed.spec.name, state, previous, reason, pid, managed.life.restarts, time.time()))
+
+
+def _exit_reason(code: int) -> str:
+    if code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    return f"exited with code {code}"
+
+
+def _kill_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)

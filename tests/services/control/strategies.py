@@ -1,0 +1,46 @@
+"""Sample strategies the control plane tests run as real child processes."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from riskcore_services.control.sdk import Strategy
+
+
+class Behaves(Strategy):
+    interval = 0.05
+
+
+class CrashesAtStart(Strategy):
+    def on_start(self) -> None:
+        raise RuntimeError("cannot connect to the venue")
+
+
+class IgnoresSigterm(Strategy):
+    interval = 0.05
+
+    def on_start(self) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+class StopsHeartbeating(Strategy):
+    """Runs, then hangs in a tick: no more heartbeats."""
+
+    interval = 0.05
+
+    def on_tick(self) -> None:
+        if self.config.get("hang", True):
+            time.sleep(3600)
+
+
+class SpawnsAChild(Strategy):
+    """Leaves a grandchild in its process group (which must not outlive the strategy)."""
+
+    interval = 0.05
+
+    def on_start(self) -> None:
+        import subprocess
+        import sys
+
+        self.child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
