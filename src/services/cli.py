@@ -8,6 +8,7 @@ import sys
 
 from riskcore import __version__
 from riskcore_services.common.runner import ServiceEntry, add_options, serve
+from riskcore_services.control import entry as control_entry
 from riskcore_services.ingest import entry as ingest_entry
 from riskcore_services.risk import entry as risk_entry
 
@@ -15,6 +16,7 @@ from riskcore_services.risk import entry as risk_entry
 SERVICES: dict[str, tuple[ServiceEntry, int, int]] = {
     risk_entry.ENTRY.name: (risk_entry.ENTRY, *risk_entry.PORTS),
     ingest_entry.ENTRY.name: (ingest_entry.ENTRY, *ingest_entry.PORTS),
+    control_entry.ENTRY.name: (control_entry.ENTRY, *control_entry.PORTS),
 }
 
 

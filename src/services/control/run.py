@@ -19,16 +19,18 @@ import os
 import signal
 import sys
 import time
+from typing import Any
 
 # Checks for signals between sleeps this often; a signal handler only sets a flag.
 STEP = 0.01
 
 
-def load(entry: str) -> type:
+def load(entry: str) -> Any:
+    """The object ``package.module:Attribute`` names."""
     module, _, attribute = entry.partition(":")
     if not module or not attribute:
         raise ValueError(f"strategy entry point must be package.module:Class, got {entry!r}")
-    target = importlib.import_module(module)
+    target: Any = importlib.import_module(module)
     for part in attribute.split("."):
         target = getattr(target, part)
     return target

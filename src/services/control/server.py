@@ -1,0 +1,85 @@
+"""The control plane's process: the common server plus the supervisor of the strategies.
+
+``ControlServer`` adds to :class:`~riskcore_services.common.server.Server` one
+:class:`~riskcore_services.control.supervisor.Supervisor`, its link to the
+risk engine (a RiskClient, whose deadline, retries and breaker apply) and the
+``WatchEvents`` hub. On the way down every strategy is stopped (SIGTERM,
+grace, SIGKILL) before gRPC stops. Desired state is not yet durable: the
+strategies of the configuration file are registered again at each start.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from riskcore_services.common.errors import Unavailable
+from riskcore_services.common.fanout import FanOut
+from riskcore_services.common.logging import get_logger
+from riskcore_services.common.server import Server
+from riskcore_services.control.config import ConfigError, ControlConfig
+from riskcore_services.control.servicer import make_servicer
+from riskcore_services.control.supervisor import Event, RiskGate, Supervisor
+from riskcore_services.proto import control_pb2
+
+log = get_logger("control.server")
+
+CONTROL_PLANE = control_pb2.DESCRIPTOR.services_by_name["ControlPlane"]
+
+
+def make_risk_client(config: ControlConfig) -> Any:
+    """A RiskClient for ``risk_target`` with the configured deadline and token (ConfigError if unreadable)."""
+    from riskcore_services.risk.client import RiskClient
+
+    token = None
+    if config.risk_token_file is not None:
+        try:
+            token = config.risk_token_file.read_text().strip()
+        except OSError as error:
+            raise ConfigError(f"control.risk_token_file: cannot read {str(config.risk_token_file)!r}: "
+                              f"{error.strerror}") from None
+    return RiskClient(config.risk_target, token=token, deadline=config.risk_deadline)
+
+
+class ControlServer(Server):
+    """The ControlPlane service over a :class:`Supervisor`.
+
+    Parameters
+    ----------
+    config : ControlConfig
+    risk_client : RiskClient, optional
+        Defaults to one for ``config.risk_target``.
+    """
+
+    def __init__(self, config: ControlConfig, risk_client: Optional[Any] = None):
+        super().__init__(config, [CONTROL_PLANE], "control plane")
+        self.config: ControlConfig = config
+        self.gate = RiskGate(risk_client or make_risk_client(config), config.firm, config.pause_mode)
+        self.events: FanOut[Optional[Event]] = FanOut()
+        self.supervisor = Supervisor(config.timings(), config.policy(), self.gate, self.events.publish,
+                                     risk_target=config.risk_target)
+
+    def servicers(self):
+        return [(CONTROL_PLANE, make_servicer(self, self.calls))]
+
+    def started(self) -> dict:
+        return dict(risk_target=self.config.risk_target, strategies=len(self.config.strategies),
+                    durable=False)
+
+    async def recover(self) -> None:
+        """Register the configured strategies, serve, then start those marked ``start``."""
+        for entry in self.config.strategies:
+            self.supervisor.register(entry.spec())
+        await self.serve()
+        for entry in self.config.strategies:
+            if entry.start:
+                try:
+                    await self.supervisor.start(entry.name)
+                except Unavailable as error:
+                    log.error("strategy not started", strategy=entry.name, error=str(error))
+
+    async def stop(self, grace: float | None = None) -> None:
+        await self.supervisor.close()
+        self.events.publish(None)           # ends the WatchEvents streams
+        await super().stop(grace)
+
+    async def flush(self) -> None:
+        self.gate.close()
