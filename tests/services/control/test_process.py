@@ -1,0 +1,54 @@
+"""``riskcore serve control`` as a real process: starts its configured strategies, and SIGTERM stops them."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import grpc
+
+from riskcore_services.proto import control_pb2 as pb
+from riskcore_services.proto import control_pb2_grpc, risk_pb2
+from riskcore_services.risk.client import RiskClient
+from riskcore_services.testing import Children, ServerProcess
+
+from .conftest import CHILD_ENV, group_members
+
+CONFIG = """
+[server]
+drain_seconds = 0.0
+grace_seconds = 1.0
+
+[control]
+risk_target = "127.0.0.1:{port}"
+heartbeat_interval = 0.05
+heartbeat_timeout = 2.0
+stop_grace = 1.0
+
+[[control.strategies]]
+name = "good"
+entry = "tests.services.control.strategies:Behaves"
+account = "momentum"
+start = true
+"""
+
+
+def test_serve_control_starts_its_configured_strategies_and_sigterm_stops_them_and_exits_0(tmp_path, serve):
+    risk = serve()
+    config = tmp_path / "control.toml"
+    config.write_text(CONFIG.format(port=risk.port))
+    with Children(tmp_path) as children:
+        control = children.add(ServerProcess("control", tmp_path, config, command=("-m", "riskcore_services.control"),
+                                             env={**os.environ, **CHILD_ENV})).start().wait_ready()
+        with grpc.insecure_channel(f"127.0.0.1:{control.port}") as channel:
+            stub = control_pb2_grpc.ControlPlaneStub(channel)
+            end = time.monotonic() + 30
+            while (answer := stub.GetStrategy(pb.StrategyRequest(name="good"), timeout=5)).state \
+                    != pb.STRATEGY_STATE_RUNNING:
+                assert time.monotonic() < end, f"never RUNNING: {answer}"
+                time.sleep(0.02)
+        control.signal(signal.SIGTERM)
+        assert control.wait() == 0, control.output()
+        assert not group_members(answer.pid)
+    with RiskClient(f"127.0.0.1:{risk.port}", deadline=2.0) as client:
+        assert next(a for a in client.get_exposure("momentum") if a.account == "momentum").state == risk_pb2.HALTED
