@@ -16,6 +16,7 @@ from riskcore_services.common.fanout import FanOut
 from riskcore_services.common.logging import get_logger
 from riskcore_services.common.server import Server
 from riskcore_services.control.config import ConfigError, ControlConfig
+from riskcore_services.control.metrics import register_metrics
 from riskcore_services.control.servicer import make_servicer
 from riskcore_services.control.supervisor import Event, RiskGate, Supervisor
 from riskcore_services.proto import control_pb2
@@ -56,6 +57,7 @@ class ControlServer(Server):
         self.events: FanOut[Optional[Event]] = FanOut()
         self.supervisor = Supervisor(config.timings(), config.policy(), self.gate, self.events.publish,
                                      risk_target=config.risk_target)
+        register_metrics(self.registry, self.supervisor)
 
     def servicers(self):
         return [(CONTROL_PLANE, make_servicer(self, self.calls))]

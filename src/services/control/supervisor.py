@@ -152,6 +152,10 @@ class Supervisor:
         self.clock = clock
         self.random = random
         self._strategies: dict[str, _Managed] = {}
+        # Totals since start, kept across removals, for the metrics.
+        self.restarts_total = 0
+        self.breaker_trips_total = 0
+        self.failures_total = {"exit": 0, "heartbeat": 0, "spawn": 0, "risk": 0}
 
     # ------------------------------------------------------------ reads
 
@@ -288,7 +292,7 @@ class Supervisor:
                 stdout=asyncio.subprocess.PIPE, env=env, start_new_session=True)
         except OSError as error:
             managed.exited.set()
-            self._failed(managed, f"cannot start the process: {error}")
+            self._failed(managed, f"cannot start the process: {error}", "spawn")
             return
         managed.process = process
         managed.started_at = managed.last_beat = self.clock()
@@ -334,11 +338,14 @@ class Supervisor:
             managed.life.fire(Trigger.EXITED)
             self._emit(managed, State.STOPPING, f"exited with code {code}")
         elif managed.life.state.has_process:
-            self._failed(managed, reason or _exit_reason(code))
+            self._failed(managed, reason or _exit_reason(code), "heartbeat" if reason else "exit")
 
-    def _failed(self, managed: _Managed, reason: str) -> None:
+    def _failed(self, managed: _Managed, reason: str, kind: str = "exit") -> None:
         previous = managed.life.state
         state = managed.life.fail(reason)
+        self.failures_total[kind] += 1
+        if state is State.FAULTED:
+            self.breaker_trips_total += 1
         log.warning("strategy failed", strategy=managed.spec.name, reason=reason, state=state.name,
                     backoff=managed.life.delay if state is State.BACKOFF else None)
         self._emit(managed, previous, reason, shown=State.FAILED)
@@ -355,11 +362,12 @@ class Supervisor:
             if managed.life.state is not State.BACKOFF:
                 return
             managed.life.fire(Trigger.RETRY)
+            self.restarts_total += 1
             self._emit(managed, State.BACKOFF, "retry")
             try:
                 await self._set_risk(managed, "ACTIVE")
             except Unavailable as error:
-                self._failed(managed, str(error))
+                self._failed(managed, str(error), "risk")
                 return
             await self._spawn(managed)
 

@@ -44,3 +44,17 @@ class SpawnsAChild(Strategy):
         import sys
 
         self.child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
+
+
+class CrashesLater(Strategy):
+    """Runs a few ticks, then dies."""
+
+    interval = 0.02
+
+    def on_start(self) -> None:
+        self.ticks = 0
+
+    def on_tick(self) -> None:
+        self.ticks += 1
+        if self.ticks > 3:
+            os._exit(3)

@@ -6,6 +6,7 @@ import dataclasses
 
 import grpc
 import pytest
+from prometheus_client import generate_latest
 
 from riskcore_services.common.config import ServerConfig
 from riskcore_services.control.config import ControlConfig, StrategyEntry, load_config
@@ -13,7 +14,7 @@ from riskcore_services.control.server import ControlServer
 from riskcore_services.proto import control_pb2 as pb
 from riskcore_services.proto import control_pb2_grpc, risk_pb2
 from riskcore_services.risk.client import RiskClient
-from riskcore_services.testing import free_port
+from riskcore_services.testing import Metrics, free_port
 
 from .conftest import CHILD_ENV, group_members
 
@@ -151,6 +152,11 @@ def test_a_crashing_strategy_faults_over_grpc_and_reset_lets_it_start_again(cont
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await stub.Restart(pb.StrategyRequest(name="crash"), timeout=DEADLINE)
         assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "FAULTED" in refused.value.details()
+        metrics = Metrics(generate_latest(server.registry).decode())
+        assert metrics.value("riskcore_control_restarts_total") == 2
+        assert metrics.value("riskcore_control_breaker_trips_total") == 1
+        assert metrics.value("riskcore_control_failures_total", kind="exit") == 3
+        assert metrics.value("riskcore_control_strategies", state="FAULTED") == 1
         reset = await stub.Reset(pb.StrategyRequest(name="crash"), timeout=DEADLINE)
         assert reset.state == pb.STRATEGY_STATE_STOPPED and reset.last_error == ""
     control(scenario)

@@ -1,6 +1,8 @@
 """The supervisor on real child processes and a real risk engine (in process)."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from riskcore_services.common.errors import FailedPrecondition, Unavailable
@@ -156,3 +158,20 @@ def test_start_is_refused_when_the_risk_engine_is_unreachable(harness):
         assert s.get("x").life.state is State.REGISTERED
         gate.close()
     harness(scenario, risk=False)
+
+
+def test_a_strategy_that_crashes_while_running_is_restarted_after_backoff(harness):
+    async def scenario(h):
+        s = h.supervisor
+        s.register(spec("later", "CrashesLater"))
+        await s.start("later")
+        await until(lambda: s.get("later").life.restarts == 1 and s.get("later").life.state is State.RUNNING,
+                    what="a restart that reaches RUNNING")
+        assert h.states("later")[:7] == ["REGISTERED", "STARTING", "RUNNING", "FAILED", "BACKOFF", "STARTING",
+                                         "RUNNING"]
+        failed = next(e for e in h.events if e.state is State.FAILED)
+        assert (failed.previous, failed.reason) == (State.RUNNING, "exited with code 3")
+        assert s.failures_total["exit"] >= 1 and s.restarts_total >= 1
+        await s.stop("later")              # legal in every state it can be in: its breaker never opens here
+        assert s.get("later").life.state is State.STOPPED
+    harness(scenario, policy=dataclasses.replace(POLICY, breaker=1000))
