@@ -8,7 +8,7 @@ risk engine Unavailable, a malformed field INVALID_ARGUMENT naming it.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Optional
 
 from riskcore_services.common.calls import CallHandling
 from riskcore_services.common.errors import InvalidArgument
@@ -50,6 +50,11 @@ def register_spec(request: control_pb2.RegisterStrategyRequest) -> StrategySpec:
         raise InvalidArgument(str(error)) from None
 
 
+def left(call: Any) -> Optional[float]:
+    """Seconds left of the call's deadline (None without one): the risk engine's calls made for it get no more."""
+    return call.context.time_remaining()
+
+
 def make_servicer(server: "ControlServer", calls: CallHandling) -> control_pb2_grpc.ControlPlaneServicer:
     """Return the ControlPlane servicer driving ``server.supervisor``, each method wrapped by ``calls``."""
     supervisor = server.supervisor
@@ -66,27 +71,27 @@ def make_servicer(server: "ControlServer", calls: CallHandling) -> control_pb2_g
 
         @calls.rpc("Start", admin=True, changes=True)
         async def Start(self, request, call):
-            await supervisor.start(request.name)
+            await supervisor.start(request.name, timeout=left(call))
             return answer(request.name)
 
         @calls.rpc("Stop", admin=True, changes=True)
         async def Stop(self, request, call):
-            await supervisor.stop(request.name)
+            await supervisor.stop(request.name, timeout=left(call))
             return answer(request.name)
 
         @calls.rpc("Pause", admin=True, changes=True)
         async def Pause(self, request, call):
-            await supervisor.pause(request.name)
+            await supervisor.pause(request.name, timeout=left(call))
             return answer(request.name)
 
         @calls.rpc("Resume", admin=True, changes=True)
         async def Resume(self, request, call):
-            await supervisor.resume(request.name)
+            await supervisor.resume(request.name, timeout=left(call))
             return answer(request.name)
 
         @calls.rpc("Restart", admin=True, changes=True)
         async def Restart(self, request, call):
-            await supervisor.restart(request.name)
+            await supervisor.restart(request.name, timeout=left(call))
             return answer(request.name)
 
         @calls.rpc("Reset", admin=True, changes=True)
@@ -110,7 +115,7 @@ def make_servicer(server: "ControlServer", calls: CallHandling) -> control_pb2_g
 
         @calls.rpc("KillSwitch", admin=True, changes=True, always=True)
         async def KillSwitch(self, request, call):
-            stopped = await supervisor.kill_switch(request.reason or "kill switch")
+            stopped = await supervisor.kill_switch(request.reason or "kill switch", timeout=left(call))
             return control_pb2.KillSwitchResponse(stopped=stopped)
 
         @calls.rpc("WatchEvents")

@@ -97,11 +97,12 @@ class RiskGate:
         self.firm = firm
         self.pause_state = pause_state
 
-    async def set(self, account: str, state: str) -> None:
+    async def set(self, account: str, state: str, timeout: Optional[float] = None) -> None:
+        """Set ``account``'s trading state; ``timeout`` (seconds) narrows the client's deadline."""
         from riskcore_services.common.client import ServiceUnavailable
 
         try:
-            await asyncio.to_thread(self.client.set_trading_state, state, account)
+            await asyncio.to_thread(self.client.set_trading_state, state, account, "", timeout)
         except ServiceUnavailable as error:
             raise Unavailable(f"risk engine unreachable: cannot set {account!r} {state}: {error}") from None
 
@@ -196,46 +197,52 @@ class Supervisor:
             raise FailedPrecondition(f"strategy {name!r} is {managed.life.state.name}: cannot remove (stop it first)")
         del self._strategies[name]
 
-    async def start(self, name: str) -> None:
+    async def start(self, name: str, timeout: Optional[float] = None) -> None:
+        """Make the account ACTIVE, then start the process. ``timeout``, here and below: the time left of
+        the call this is done for, which bounds the risk engine's calls."""
         managed = self.get(name)
         async with managed.busy:
             if not managed.life.allows(Trigger.START):
                 managed.life.fire(Trigger.START)          # raises, naming the state
-            await self._set_risk(managed, "ACTIVE")       # fail closed: unreachable refuses the start
+            await self._set_risk(managed, "ACTIVE", timeout)       # fail closed: unreachable refuses the start
             previous = managed.life.state
             managed.life.fire(Trigger.START)
             self._emit(managed, previous, "start")
             await self._spawn(managed)
 
-    async def stop(self, name: str, reason: str = "stop") -> None:
+    async def stop(self, name: str, reason: str = "stop", signal_first: bool = False,
+                   timeout: Optional[float] = None) -> None:
+        """SIGTERM, grace, SIGKILL; returns once STOPPED. The account is halted first, unless
+        ``signal_first`` (the kill switch, which has halted the firm already and must reach every process
+        at once)."""
         managed = self.get(name)
         async with managed.busy:
-            await self._stop(managed, reason)
+            await self._stop(managed, reason, signal_first, timeout)
 
-    async def restart(self, name: str) -> None:
+    async def restart(self, name: str, timeout: Optional[float] = None) -> None:
         managed = self.get(name)
         if managed.life.state is State.FAULTED:
             raise FailedPrecondition(f"strategy {name!r} is FAULTED: cannot restart (reset it first)")
         if managed.life.allows(Trigger.STOP):
-            await self.stop(name, "restart")
-        await self.start(name)
+            await self.stop(name, "restart", timeout=timeout)
+        await self.start(name, timeout)
 
-    async def pause(self, name: str) -> None:
+    async def pause(self, name: str, timeout: Optional[float] = None) -> None:
         managed = self.get(name)
         async with managed.busy:
             if not managed.life.allows(Trigger.PAUSE):
                 managed.life.fire(Trigger.PAUSE)
-            await self._set_risk(managed, self.risk.pause_state if self.risk else "REDUCING")
+            await self._set_risk(managed, self.risk.pause_state if self.risk else "REDUCING", timeout)
             managed.life.fire(Trigger.PAUSE)
             self._signal(managed, signal.SIGUSR1)
             self._emit(managed, State.RUNNING, "pause")
 
-    async def resume(self, name: str) -> None:
+    async def resume(self, name: str, timeout: Optional[float] = None) -> None:
         managed = self.get(name)
         async with managed.busy:
             if not managed.life.allows(Trigger.RESUME):
                 managed.life.fire(Trigger.RESUME)
-            await self._set_risk(managed, "ACTIVE")
+            await self._set_risk(managed, "ACTIVE", timeout)
             managed.life.fire(Trigger.RESUME)
             self._signal(managed, signal.SIGUSR2)
             self._emit(managed, State.PAUSED, "resume")
@@ -245,7 +252,7 @@ class Supervisor:
         managed.life.reset()
         self._emit(managed, State.FAULTED, "reset")
 
-    async def kill_switch(self, reason: str = "kill switch") -> list[str]:
+    async def kill_switch(self, reason: str = "kill switch", timeout: Optional[float] = None) -> list[str]:
         """Halt the firm in the risk engine, then stop every strategy; return the names stopped.
 
         The strategies are stopped even when the risk engine cannot be reached; then Unavailable says so.
@@ -253,11 +260,13 @@ class Supervisor:
         error: Optional[Unavailable] = None
         if self.risk is not None:
             try:
-                await self.risk.set(self.risk.firm, "HALTED")
+                await self.risk.set(self.risk.firm, "HALTED", timeout)
             except Unavailable as failure:
                 error = failure
         stopping = [m for m in self._strategies.values() if m.life.allows(Trigger.STOP)]
-        await asyncio.gather(*(self.stop(m.spec.name, reason) for m in stopping), return_exceptions=True)
+        await asyncio.gather(*(self.stop(m.spec.name, reason, signal_first=True, timeout=timeout)
+                               for m in stopping),
+                             return_exceptions=True)
         if error is not None:
             raise error
         return [m.spec.name for m in stopping]
@@ -371,7 +380,8 @@ class Supervisor:
                 return
             await self._spawn(managed)
 
-    async def _stop(self, managed: _Managed, reason: str) -> None:
+    async def _stop(self, managed: _Managed, reason: str, signal_first: bool = False,
+                    timeout: Optional[float] = None) -> None:
         life = managed.life
         previous = life.state
         life.fire(Trigger.STOP)
@@ -379,12 +389,17 @@ class Supervisor:
             managed.retry.cancel()
             managed.retry = None
         self._emit(managed, previous, reason)
-        await self._halt_quietly(managed)
         if life.state is State.STOPPED:         # from FAILED or BACKOFF: no process
+            await self._halt_quietly(managed, timeout)
             return
         process = managed.process
         assert process is not None
-        _kill_group(process.pid, signal.SIGTERM)
+        if signal_first:
+            _kill_group(process.pid, signal.SIGTERM)
+            await self._halt_quietly(managed, timeout)
+        else:
+            await self._halt_quietly(managed, timeout)
+            _kill_group(process.pid, signal.SIGTERM)
         try:
             await asyncio.wait_for(managed.exited.wait(), self.timings.stop_grace)
         except asyncio.TimeoutError:
@@ -395,14 +410,14 @@ class Supervisor:
 
     # ------------------------------------------------------------ helpers
 
-    async def _set_risk(self, managed: _Managed, state: str) -> None:
+    async def _set_risk(self, managed: _Managed, state: str, timeout: Optional[float] = None) -> None:
         if self.risk is not None:
-            await self.risk.set(managed.spec.account, state)
+            await self.risk.set(managed.spec.account, state, timeout)
 
-    async def _halt_quietly(self, managed: _Managed) -> None:
+    async def _halt_quietly(self, managed: _Managed, timeout: Optional[float] = None) -> None:
         """HALTED in the risk engine, logging (not raising) when it cannot be reached: the stop goes on."""
         try:
-            await self._set_risk(managed, "HALTED")
+            await self._set_risk(managed, "HALTED", timeout)
         except Unavailable as error:
             log.error("cannot halt the strategy's account", strategy=managed.spec.name, error=str(error))
 

@@ -114,10 +114,14 @@ class RiskClient(ServiceClient):
     def set_limits(self, account: str, limits: risk_pb2.Limits) -> risk_pb2.Limits:
         return self._call("SetLimits", risk_pb2.SetLimitsRequest(account=account, limits=limits)).limits
 
-    def set_trading_state(self, state: str, account: str = "", symbol: str = "") -> risk_pb2.TradingStateResponse:
-        """The kill switch: ACTIVE, REDUCING or HALTED on ``account`` (the firm by its name) or ``symbol``."""
+    def set_trading_state(self, state: str, account: str = "", symbol: str = "",
+                          timeout: Optional[float] = None) -> risk_pb2.TradingStateResponse:
+        """The kill switch: ACTIVE, REDUCING or HALTED on ``account`` (the firm by its name) or ``symbol``.
+
+        ``timeout`` narrows each attempt's deadline (the time left of the call made on behalf of).
+        """
         return self._call("SetTradingState", risk_pb2.TradingStateRequest(account=account, symbol=symbol,
-                                                                           state=state))
+                                                                           state=state), timeout=timeout)
 
     def watch_breaches(self) -> Iterator[risk_pb2.Breach]:
         """Stream breach and state-change events until the caller stops iterating."""

@@ -185,7 +185,7 @@ def test_pause_mode_halted_halts_the_account_on_pause(control):
         await stub.RegisterStrategy(register("p", "Behaves"), timeout=DEADLINE)
         await stub.Start(pb.StrategyRequest(name="p"), timeout=DEADLINE)
         await wait_state(stub, "p", pb.STRATEGY_STATE_RUNNING)
-        paused = await stub.Pause(pb.StrategyRequest(name="p"), timeout=DEADLINE)
+        paused = await stub.Pause(pb.StrategyRequest(name="p"))     # no deadline: the client's own applies
         assert paused.state == pb.STRATEGY_STATE_PAUSED
         assert account_state(client, "momentum") == risk_pb2.HALTED
         resumed = await stub.Resume(pb.StrategyRequest(name="p"), timeout=DEADLINE)
