@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from riskcore_services.common.errors import Unavailable
+from riskcore_services.common.errors import FailedPrecondition, Unavailable
 from riskcore_services.common.fanout import FanOut
 from riskcore_services.common.logging import get_logger
 from riskcore_services.common.server import Server
@@ -75,10 +75,11 @@ class ControlServer(Server):
             if entry.start:
                 try:
                     await self.supervisor.start(entry.name)
-                except Unavailable as error:
+                except (Unavailable, FailedPrecondition) as error:
                     log.error("strategy not started", strategy=entry.name, error=str(error))
 
     async def stop(self, grace: float | None = None) -> None:
+        self.ready = False                  # no start while the strategies are being stopped
         await self.supervisor.close()
         self.events.publish(None)           # ends the WatchEvents streams
         await super().stop(grace)

@@ -89,7 +89,8 @@ class Event:
 class RiskGate:
     """The risk engine's trading states, called off the event loop (the RiskClient is synchronous).
 
-    Every failure to reach it is :class:`Unavailable`.
+    Every failure to reach it is :class:`Unavailable`; a refusal (an unknown account, a token without the
+    right) is :class:`FailedPrecondition`.
     """
 
     def __init__(self, client: Any, firm: str, pause_state: str = "REDUCING"):
@@ -101,10 +102,16 @@ class RiskGate:
         """Set ``account``'s trading state; ``timeout`` (seconds) narrows the client's deadline."""
         from riskcore_services.common.client import ServiceUnavailable
 
+        import grpc
+
         try:
             await asyncio.to_thread(self.client.set_trading_state, state, account, "", timeout)
         except ServiceUnavailable as error:
             raise Unavailable(f"risk engine unreachable: cannot set {account!r} {state}: {error}") from None
+        except grpc.RpcError as error:
+            # An account the engine does not know, a token it refuses: nothing starts that it cannot limit.
+            raise FailedPrecondition(f"risk engine refused {state} on account {account!r}: "
+                                     f"{error.code().name}: {error.details()}") from None
 
     def close(self) -> None:
         self.client.close()
@@ -375,7 +382,7 @@ class Supervisor:
             self._emit(managed, State.BACKOFF, "retry")
             try:
                 await self._set_risk(managed, "ACTIVE")
-            except Unavailable as error:
+            except (Unavailable, FailedPrecondition) as error:
                 self._failed(managed, str(error), "risk")
                 return
             await self._spawn(managed)
@@ -418,7 +425,7 @@ class Supervisor:
         """HALTED in the risk engine, logging (not raising) when it cannot be reached: the stop goes on."""
         try:
             await self._set_risk(managed, "HALTED", timeout)
-        except Unavailable as error:
+        except (Unavailable, FailedPrecondition) as error:
             log.error("cannot halt the strategy's account", strategy=managed.spec.name, error=str(error))
 
     def _signal(self, managed: _Managed, sig: signal.Signals) -> None:

@@ -206,6 +206,17 @@ def test_start_is_unavailable_when_the_risk_engine_cannot_be_reached(control):
     control(scenario, risk=False)
 
 
+def test_start_is_refused_when_the_risk_engine_does_not_know_the_account(control):
+    async def scenario(stub, server, client):
+        await stub.RegisterStrategy(register("x", "Behaves", account="nobody"), timeout=DEADLINE)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.Start(pb.StrategyRequest(name="x"), timeout=DEADLINE)
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "risk engine refused ACTIVE on account 'nobody'" in refused.value.details()
+        assert (await stub.GetStrategy(pb.StrategyRequest(name="x"), timeout=DEADLINE)).pid == 0
+    control(scenario)
+
+
 def test_the_shipped_sample_loads_with_the_control_planes_ports():
     config = load_config(None)
     assert (config.server.port, config.server.http_port) == (50052, 8082)
