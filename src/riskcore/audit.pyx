@@ -21,17 +21,8 @@ from riskcore.errors import StateError
 
 
 def recompute(RiskEngine self):
-    """Rebuild every aggregate from the leaves and working orders, from scratch.
-
-    Returns the same structured array as :meth:`aggregates`; the engine's
-    incremental state is not touched. O(slots + orders + nodes): a parent
-    slot is always created before its children, so one pass from the
-    newest slot to the oldest carries every leaf up its chain. Every sum
-    and product is checked for 64-bit overflow (the processor's flag, so
-    at no measurable cost): a result computed without one is exact, and a
-    total past the engine's capacity, which the kept totals could not have
-    held, raises StateError.
-    """
+    """:meth:`RiskEngine.recompute`: one newest-to-oldest pass over the slots (a parent slot is
+    created before its children), every step checked for 64-bit overflow."""
     cdef size_t nn = self._nodes.size(), ns = self._slots.size(), j
     cdef vector[SlotSum]* sums = &self._sums
     cdef vector[uint8_t] leaf = vector[uint8_t](nn, 0)
@@ -127,10 +118,7 @@ def recompute(RiskEngine self):
 
 
 def verify(RiskEngine self):
-    """Prove the incremental aggregates equal a full recompute.
-
-    Raises StateError naming the first node and field that differ.
-    """
+    """:meth:`RiskEngine.verify`: price levels against working orders, then kept against recomputed."""
     cdef size_t j, k
     cdef Order_t* o
     cdef PendingRun* run

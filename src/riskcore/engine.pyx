@@ -138,12 +138,14 @@ cdef inline bint _revalue_node(Node_t* nd, Slot_t* slot, i64 old, i64 ref, i64 t
     side and for the unrealized P&L alike; from or to no reference, where
     unrealized P&L starts or stops counting, the values are taken whole.
     """
-    cdef i64 delta, value, was, long_after, short_after, unreal_after
+    cdef i64 delta, value, was, long_after, short_after, unreal_after, long_mask
     if old > 0 and ref > 0:
         # |delta| <= the larger of the two values (same sign): an overflow means the new one is past 2^63.
+        # Masks, not branches: position signs are unpredictable across holders.
+        long_mask = -<i64>(slot.pos > 0)
         if (money_overflows(slot.pos, ref - old, tv, &delta)
-                or add_overflows(nd.long_notional, delta if slot.pos > 0 else 0, &long_after)
-                or sub_overflows(nd.short_notional, delta if slot.pos < 0 else 0, &short_after)
+                or add_overflows(nd.long_notional, delta & long_mask, &long_after)
+                or sub_overflows(nd.short_notional, delta & ~long_mask, &short_after)
                 or add_overflows(nd.unrealized, delta, &unreal_after)):
             return False
     else:
@@ -1719,7 +1721,7 @@ cdef class RiskEngine:
             (n.long_notional - n.short_notional) / 1e6,
             (n.long_notional + n.short_notional + n.wbuy_notional + n.wsell_notional) / 1e6,
             n.wbuy_notional / 1e6, n.wsell_notional / 1e6, n.realized / 1e6, n.unrealized / 1e6,
-            (int(n.realized) + n.unrealized - n.sod_pnl) / 1e6, n.open_orders, TradingState(n.state))
+            <double>(<i128>n.realized + n.unrealized - n.sod_pnl) / 1e6, n.open_orders, TradingState(n.state))
 
     def aggregates(self):
         """Every node's incrementally kept aggregate, in integer micro-units."""
