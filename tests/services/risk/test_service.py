@@ -18,6 +18,7 @@ from riskcore_services.common.metrics import new_registry
 from riskcore_services.proto import risk_pb2
 from riskcore_services.risk.config import build_engine, load_config
 from riskcore_services.risk.metrics import RiskMetrics
+from riskcore_services.risk.journal import JournalError
 from riskcore_services.risk.service import BATCH_CHUNK, MAX_NAME_BYTES, OverCapacity, RiskService
 
 DEADLINE = 5.0  # seconds for every call
@@ -610,5 +611,5 @@ def test_snapshot_of_another_version_is_refused():
     state = make_service().to_state()
     state["version"] = 1
 
-    with pytest.raises(ValueError, match="version 1"):
+    with pytest.raises(JournalError, match="service state version 1, written by another release"):
         make_service().restore(state)
