@@ -1,12 +1,17 @@
 """What every call gets around its handler: status mapping, request ids, one log line, metrics."""
 import dataclasses
+import datetime
+import io
+import json
+import threading
 import time
 
 import grpc
 import pytest
 import structlog
 
-from riskcore_services.common.logging import merge_call_context
+from riskcore_services.common import logging as logs
+from riskcore_services.common.logging import LogWriter, configure_logging, flush_logs, merge_call_context
 from riskcore_services.proto import risk_pb2
 from riskcore_services.risk.config import load_config
 
@@ -17,7 +22,8 @@ CHECK = risk_pb2.PositionRequest(symbol="AAPL", side=risk_pb2.BUY, quantity=10)
 def logged(logs: list, event: str, count: int) -> list:
     """The captured lines named ``event``, once there are ``count`` of them.
 
-    A call's own line is written just after its answer is sent, so the client can be a moment ahead.
+    A call's own line is rendered by the log writer's thread after its answer is sent, so the client can
+    be ahead of it.
     """
     end = time.monotonic() + DEADLINE
     while len(lines := [e for e in logs if e["event"] == event]) < count and time.monotonic() < end:
@@ -73,7 +79,7 @@ def test_unexpected_exception_is_logged_as_an_error_with_its_traceback(broken_ch
 
     assert [e["log_level"] for e in errors] == ["error"]
     assert errors[0]["code"] == "INTERNAL"
-    assert isinstance(errors[0]["exc_info"], RuntimeError) and "kaboom" in str(errors[0]["exc_info"])
+    assert "Traceback" in errors[0]["exception"] and "RuntimeError: kaboom" in errors[0]["exception"]
 
 
 def test_server_keeps_serving_after_an_internal_error(broken_check):
@@ -149,3 +155,101 @@ def test_requests_setting_chooses_which_successful_calls_are_logged(serve, level
         calls = logged(logs, "call", len(logged_ids))   # lines come in call order
 
     assert {e["request_id"] for e in calls} == logged_ids
+
+
+# ------------------------------------------------------------------ access lines off the event loop
+
+@pytest.fixture
+def written_lines(monkeypatch):
+    """Logging configured into a BytesIO (the suite's configuration is put back after); ``read(count, where)``
+    returns the JSON lines written for which ``where`` holds (access lines by default), once there are
+    ``count`` of them."""
+    saved = structlog.get_config()
+    monkeypatch.setattr(logs, "_pipeline", logs._pipeline)
+    file = io.BytesIO()
+    configure_logging("info", cache=False, file=file)
+
+    def read(count: int = 1, where=lambda line: line["event"] == "call") -> list[dict]:
+        # A failed call's line is queued once its status is sent, so the client can be ahead of it.
+        end = time.monotonic() + DEADLINE
+        while True:
+            assert flush_logs(DEADLINE)
+            lines = [json.loads(line) for line in file.getvalue().decode().splitlines()]
+            found = [line for line in lines if where(line)]
+            if len(found) >= count or time.monotonic() > end:
+                return found
+            time.sleep(0.01)
+
+    yield read
+    flush_logs(DEADLINE)
+    structlog.configure(**saved)
+
+
+def test_access_lines_are_rendered_on_the_log_writers_thread_not_the_event_loop(stub):
+    def thread(logger, method_name, event_dict):
+        event_dict["thread"] = threading.current_thread().name
+        return event_dict
+
+    with structlog.testing.capture_logs(processors=[thread]) as logs_:
+        stub.CheckPosition(CHECK, timeout=DEADLINE, metadata=(("x-request-id", "req-thread"),))
+        [line] = logged(logs_, "call", 1)
+
+    assert line["request_id"] == "req-thread"
+    assert line["thread"] == "riskcore-log-writer"
+
+
+def test_a_written_access_line_has_the_calls_id_method_token_code_duration_and_end_time(server, written_lines):
+    before = datetime.datetime.now(datetime.timezone.utc)
+    server.stub().CheckPosition(CHECK, timeout=DEADLINE, metadata=(("x-request-id", "req-fields"),))
+    answered = datetime.datetime.now(datetime.timezone.utc)
+
+    [line] = written_lines()
+    assert {key: line[key] for key in ("request_id", "method", "token", "code", "error", "level", "component")} == {
+        "request_id": "req-fields", "method": "CheckPosition", "token": "anonymous", "code": "OK", "error": None,
+        "level": "info", "component": "grpc"}
+    assert 0 < line["duration_us"] < DEADLINE * 1e6
+    # Stamped when the call ended, not when the writer got to it.
+    assert before <= datetime.datetime.fromisoformat(line["timestamp"]) <= answered
+
+
+def test_a_failing_calls_written_line_is_an_error_with_its_traceback(broken_check, written_lines):
+    with pytest.raises(grpc.RpcError):
+        broken_check.stub().CheckPosition(CHECK, timeout=DEADLINE, metadata=(("x-request-id", "req-boom"),))
+
+    [line] = written_lines(where=lambda line: line.get("request_id") == "req-boom")
+    assert (line["event"], line["level"], line["code"], line["method"]) == (
+        "call failed", "error", "INTERNAL", "CheckPosition")
+    assert "Traceback" in line["exception"] and "RuntimeError: kaboom" in line["exception"]
+
+
+def test_calls_go_on_while_the_log_queue_is_full_and_each_dropped_line_is_counted(monkeypatch, serve):
+    """The writer thread is held inside a line, so the queue only fills: every call is still answered,
+    the lines beyond the queue's capacity are dropped, counted and exported; the rest are written."""
+    writer, release, taken = LogWriter(capacity=5), threading.Event(), threading.Event()
+
+    class Held:
+        def log_fields(self):
+            taken.set()
+            assert release.wait(DEADLINE)
+            return "info", "held", {}
+
+    monkeypatch.setattr(logs, "_writer", writer)     # the server's calls and its metrics use this one
+    server = serve(dataclasses.replace(load_config(None), log_requests="all"))
+    stub = server.stub()
+    try:
+        assert writer.submit(Held()) and taken.wait(DEADLINE)
+        with structlog.testing.capture_logs() as captured:
+            answers = [stub.CheckPosition(CHECK, timeout=DEADLINE, metadata=(("x-request-id", f"req-{n}"),))
+                       for n in range(12)]
+            assert all(answer.accepted for answer in answers)
+            assert writer.dropped == 7
+            metrics = server.metrics()
+            release.set()
+            assert writer.flush(DEADLINE)
+    finally:
+        release.set()
+        writer.close()
+
+    assert metrics.value("riskcore_log_lines_dropped_total") == 7
+    assert metrics.value("riskcore_grpc_requests_total", method="CheckPosition", code="OK") == 12
+    assert [e["request_id"] for e in captured if e["event"] == "call"] == [f"req-{n}" for n in range(5)]
