@@ -10,6 +10,7 @@ from riskcore import __version__
 from riskcore_services.common.runner import ServiceEntry, add_options, serve
 from riskcore_services.control import entry as control_entry
 from riskcore_services.ingest import entry as ingest_entry
+from riskcore_services.monitor import entry as monitor_entry
 from riskcore_services.risk import entry as risk_entry
 
 # Every service `riskcore serve` runs: (entry, default gRPC port, default HTTP port).
@@ -17,6 +18,7 @@ SERVICES: dict[str, tuple[ServiceEntry, int, int]] = {
     risk_entry.ENTRY.name: (risk_entry.ENTRY, *risk_entry.PORTS),
     ingest_entry.ENTRY.name: (ingest_entry.ENTRY, *ingest_entry.PORTS),
     control_entry.ENTRY.name: (control_entry.ENTRY, *control_entry.PORTS),
+    monitor_entry.ENTRY.name: (monitor_entry.ENTRY, *monitor_entry.PORTS),
 }
 
 

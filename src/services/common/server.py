@@ -29,6 +29,7 @@ from riskcore_services.common.auth import TokenAuth
 from riskcore_services.common.calls import CallHandling, add_servicer
 from riskcore_services.common.config import Common
 from riskcore_services.common.errors import PortInUse
+from riskcore_services.common.events import EVENTS_SERVICE, EventStream
 from riskcore_services.common.http import OpsServer
 from riskcore_services.common.logging import get_logger
 from riskcore_services.common.metrics import GrpcMetrics, new_registry
@@ -77,13 +78,19 @@ class Server:
         The gRPC services it serves (their methods label the call metrics).
     name : str
         What log lines call the service ("risk engine", "control plane").
+
+    Every service also serves ``Events.WatchEvents`` over :attr:`event_stream`,
+    labelled with the subclass's :attr:`event_source`.
     """
+
+    event_source = "service"  # the events' source label: risk, control, ingest, monitor
 
     def __init__(self, config: Common, services: Sequence[ServiceDescriptor], name: str):
         self.config = config
         self.name = name
-        self.services = list(services)
+        self.services = [*services, EVENTS_SERVICE]
         self.registry = new_registry()
+        self.event_stream = EventStream(self.event_source, self.registry)
         self.grpc_metrics = GrpcMetrics(self.registry, [m.name for s in self.services for m in s.methods],
                                         __version__)
         self.ready = False
@@ -136,7 +143,7 @@ class Server:
         self._server = grpc.aio.server(interceptors=interceptors, options=[
             ("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit),
             ("grpc.so_reuseport", 0)])
-        for descriptor, servicer in self.servicers():
+        for descriptor, servicer in [*self.servicers(), (EVENTS_SERVICE, self.event_stream.servicer(self.calls))]:
             add_servicer(self._server, descriptor, servicer)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(

@@ -16,12 +16,16 @@ from riskcore_services.common.fanout import FanOut
 from riskcore_services.common.logging import get_logger
 from riskcore_services.common.server import Server
 from riskcore_services.control.config import ConfigError, ControlConfig
+from riskcore_services.control.lifecycle import State
 from riskcore_services.control.metrics import register_metrics
 from riskcore_services.control.servicer import make_servicer
 from riskcore_services.control.supervisor import Event, RiskGate, Supervisor
 from riskcore_services.proto import control_pb2
 
 log = get_logger("control.server")
+
+# The states a strategy_state event reports as trouble (active).
+TROUBLE = frozenset({State.FAILED, State.BACKOFF, State.FAULTED})
 
 CONTROL_PLANE = control_pb2.DESCRIPTOR.services_by_name["ControlPlane"]
 
@@ -50,14 +54,34 @@ class ControlServer(Server):
         Defaults to one for ``config.risk_target``.
     """
 
+    event_source = "control"
+
     def __init__(self, config: ControlConfig, risk_client: Optional[Any] = None):
         super().__init__(config, [CONTROL_PLANE], "control plane")
         self.config: ControlConfig = config
         self.gate = RiskGate(risk_client or make_risk_client(config), config.firm, config.pause_mode)
         self.events: FanOut[Optional[Event]] = FanOut()
-        self.supervisor = Supervisor(config.timings(), config.policy(), self.gate, self.events.publish,
+        self.supervisor = Supervisor(config.timings(), config.policy(), self.gate, self._transition,
                                      risk_target=config.risk_target)
         register_metrics(self.registry, self.supervisor)
+        self.event_stream.conditions = self._conditions
+
+    def _transition(self, event: Event) -> None:
+        """A lifecycle transition: to WatchEvents subscribers, and to monitoring as a strategy_state event."""
+        self.events.publish(event)
+        self.event_stream.forward(self._strategy_event(event.strategy, event.state, event.reason,
+                                                       int(event.time * 1e9)))
+
+    def _strategy_event(self, name: str, state: State, reason: str, time_ns: int | None = None):
+        # ``cause`` names a failure's kind where the reason tells it: heartbeat loss has rules of its own.
+        cause = "heartbeat" if reason.startswith("heartbeat lost") else ""
+        return self.event_stream.event("strategy_state", {"strategy": name, "state": state.name, "cause": cause},
+                                       active=state in TROUBLE, detail=reason, time_ns=time_ns)
+
+    def _conditions(self) -> list:
+        supervisor = self.supervisor
+        return [self._strategy_event(name, info["state"], info["last_error"])
+                for name in supervisor.names() for info in (supervisor.info(name),)]
 
     def servicers(self):
         return [(CONTROL_PLANE, make_servicer(self, self.calls))]

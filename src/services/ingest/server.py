@@ -33,7 +33,11 @@ from riskcore_services.ingest.quotes import Quote, QuoteHub, mark_price
 from riskcore_services.ingest.servicer import make_servicer
 from riskcore_services.ingest.simulate import SimulationConfig, write_day_file
 from riskcore_services.ingest.sources import FeedState, MoldUDP64Source, ReplaySource
-from riskcore_services.proto import ingest_pb2
+from riskcore_services.proto import ingest_pb2, monitor_pb2
+
+# The book's counters that say it applied something it could not make sense of (never on valid data).
+INTEGRITY_COUNTERS = frozenset({"unknown_ref", "duplicate_add", "over_execution", "crossed_book"})
+GAP_STATES = (FeedState.GAP, FeedState.RECOVERING)
 
 log = get_logger("ingest.server")
 
@@ -100,6 +104,8 @@ class IngestServer(Server):
         short deadlines).
     """
 
+    event_source = "ingest"
+
     def __init__(self, config: IngestConfig, source: ReplaySource | MoldUDP64Source | None = None,
                  risk_client: Any = None):
         super().__init__(config, [MARKET_DATA], "market data ingest")
@@ -130,6 +136,7 @@ class IngestServer(Server):
             self.nats = NatsQuotes(config.nats_servers, config.nats_stream, config.nats_subject,
                                    config.nats_history, config.marks_interval, encode_quote)
         self.metrics = IngestMetrics(self.registry, self)
+        self.event_stream.conditions = self._conditions
 
     def servicers(self):
         return [(MARKET_DATA, make_servicer(self, self.calls))]
@@ -199,7 +206,11 @@ class IngestServer(Server):
         for kind, count in counts.items():
             self.message_totals[kind] += count - self._seen_types.get(kind, 0)
         for name, count in counters.items():
-            self.counter_totals[name] += count - self._seen_counters.get(name, 0)
+            new = count - self._seen_counters.get(name, 0)
+            self.counter_totals[name] += new
+            if new and name in INTEGRITY_COUNTERS:
+                self.event_stream.publish("book_inconsistent", {"feed": self.config.source, "counter": name},
+                                          value=self.counter_totals[name], detail=f"{new} new {name}")
         self._seen_types, self._seen_counters = counts, counters
         self.view = BookView(len(book.symbols()), book.orders, book.last_timestamp, sum(counts.values()))
 
@@ -230,6 +241,8 @@ class IngestServer(Server):
             return
         self.state = state
         log.info("feed state", state=state.name, was=was.name, expected=self.source.session().get("expected_sequence"))
+        for event in self._conditions():
+            self.event_stream.forward(event)
         if state.stale and not was.stale and self.risk is not None:
             self._withheld.update(self.risk.drop_pending())
         if was.stale and not state.stale and self._withheld:
@@ -237,6 +250,14 @@ class IngestServer(Server):
             symbols, self._withheld = self._withheld, set()
             self._publish([self.hub.latest[s].mark for s in sorted(symbols) if s in self.hub.latest],
                           self.view.last_timestamp)
+
+    def _conditions(self) -> list[monitor_pb2.Event]:
+        """The feed's gap and staleness now, as events."""
+        state, stream = self.state, self.event_stream
+        session = self.source.session().get("session", "")
+        detail = f"feed {state.name}"
+        return [stream.event("feed_gap", {"session": session}, active=state in GAP_STATES, detail=detail),
+                stream.event("feed_stale", {"feed": self.config.source}, active=state.stale, detail=detail)]
 
     async def restart(self) -> None:
         """Start again on an empty book (a looping replay)."""

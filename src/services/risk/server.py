@@ -20,6 +20,7 @@ from riskcore_services.common.schedule import DayRoller, Sleep, TimeNs
 from riskcore_services.common.server import Server
 from riskcore_services.proto import risk_pb2
 from riskcore_services.risk.config import RiskConfig, build_engine, config_drift
+from riskcore_services.risk.events import RiskEvents
 from riskcore_services.risk.journal import JournalError, SqliteJournal
 from riskcore_services.risk.metrics import RiskMetrics
 from riskcore_services.risk.replication import JournalGap, Lease, NatsJournal
@@ -49,6 +50,8 @@ class RiskServer(Server):
         and its ``sleep``).
     """
 
+    event_source = "risk"
+
     def __init__(self, config: RiskConfig, engine=None, *, apply_config: bool = False,
                  time_ns: TimeNs = time.time_ns, sleep: Sleep = asyncio.sleep):
         super().__init__(config, [RISK_SERVICE], "risk engine")
@@ -71,9 +74,11 @@ class RiskServer(Server):
         self.service = RiskService(self.engine, config.default_account, RiskMetrics(self.registry, self.engine),
                                    self.journal, state.snapshot_every, config.order_capacity, time_ns)
         self.recovery: dict[str, Any] | None = None
+        self.events = RiskEvents(self.event_stream, self.service)
+        self.service.on_breach = self.events.breach
 
     def servicers(self):
-        return [(RISK_SERVICE, make_servicer(self.service, self.calls, self))]
+        return [(RISK_SERVICE, make_servicer(self.service, self.calls, self, self.events))]
 
     def started(self) -> dict:
         # Say where state lives and whether it came back, so nobody is surprised by yesterday's positions.

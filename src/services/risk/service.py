@@ -329,6 +329,7 @@ class RiskService:
         self.metrics = metrics
         self.journal = journal
         self.breaches: FanOut[risk_pb2.Breach] = FanOut(on_drop=metrics.breaches_dropped.inc)
+        self.on_breach: Callable[[risk_pb2.Breach], None] = lambda breach: None   # the event stream's hook
         self.last_seq = 0 if journal is None else journal.last_seq
         self.snapshot_every = snapshot_every
         self.order_capacity = order_capacity
@@ -374,6 +375,10 @@ class RiskService:
         """Return once every command applied so far is in the journal (no-op without one)."""
         if self.journal is not None:
             await self.journal.wait(self.last_seq)
+
+    def _breach(self, breach: risk_pb2.Breach) -> None:
+        self.breaches.publish(breach)
+        self.on_breach(breach)
 
     def account(self, name: str) -> str:
         """The account an order or fill names: an empty name is the default account."""
@@ -895,7 +900,7 @@ class RiskService:
         self._record(Command.SET_STATE, request)
         if self._replay_time is None:
             log.warning("trading state changed", target=target, state=state.name, actor=actor)
-            self.breaches.publish(risk_pb2.Breach(
+            self._breach(risk_pb2.Breach(
                 time_unix_nano=self.clock.time_ns, account=account, symbol=symbol,
                 reason="STATE_CHANGE", state=_STATE_TO_WIRE[int(state)], actor=actor))
         return risk_pb2.TradingStateResponse(target=target, state=_STATE_TO_WIRE[int(state)])
@@ -924,7 +929,7 @@ class RiskService:
         for event in self.engine.drain_events():
             log.warning("limit breach", account=event.account, reason=event.reason.name, value=event.value,
                         limit=event.limit)
-            self.breaches.publish(risk_pb2.Breach(
+            self._breach(risk_pb2.Breach(
                 time_unix_nano=event.time, account=event.account, symbol=event.symbol or "",
                 reason=event.reason.name, value=event.value, limit=event.limit,
                 state=_STATE_TO_WIRE[int(self.engine.trading_state(event.account))]))

@@ -10,6 +10,7 @@ from riskcore_services.common.calls import CallHandling, MalformedRequest
 from riskcore_services.common.errors import FailedPrecondition
 from riskcore_services.common.logging import get_logger
 from riskcore_services.proto import risk_pb2, risk_pb2_grpc
+from riskcore_services.risk.events import RiskEvents
 from riskcore_services.risk.service import MAX_NAME_BYTES, InvalidArgument, RiskService, check_batch_rows
 
 log = get_logger("risk")
@@ -30,13 +31,21 @@ def refused_in_stream(request, error: Exception) -> risk_pb2.CheckResponse:
     return risk_pb2.CheckResponse(accepted=False, reason=reason, message=message, client_order_id=cid)
 
 
-def make_servicer(service: RiskService, calls: CallHandling, server) -> risk_pb2_grpc.RiskEngineServicer:
+def make_servicer(service: RiskService, calls: CallHandling, server, events: RiskEvents
+                  ) -> risk_pb2_grpc.RiskEngineServicer:
     """Return the RiskEngine servicer bound to ``service``, each method wrapped by ``calls``.
 
     ``server`` (a RiskServer) answers Promote; its ``config.max_batch_rows``
-    bounds the rows of batch calls.
+    bounds the rows of batch calls. ``events`` hears of every rejection and
+    of every call that changed state.
     """
     max_rows = server.config.max_batch_rows
+    changed, rejected = events.changed, events.rejected
+
+    def decided(request, response: risk_pb2.CheckResponse) -> risk_pb2.CheckResponse:
+        if not response.accepted:
+            rejected(request.account)
+        return response
 
     def query(name, apply):
         @calls.rpc(name)
@@ -54,6 +63,7 @@ def make_servicer(service: RiskService, calls: CallHandling, server) -> risk_pb2
                 # A refusal may be journaled too (a fill over capacity halts its account): even an
                 # error is answered once what the call journaled is durable.
                 await service.durable()
+                changed()
             return response
 
         return handler
@@ -66,6 +76,7 @@ def make_servicer(service: RiskService, calls: CallHandling, server) -> risk_pb2
                 response = await apply(request, max_rows)
             finally:
                 await service.durable()
+                changed()
             return response
 
         return handler
@@ -79,11 +90,11 @@ def make_servicer(service: RiskService, calls: CallHandling, server) -> risk_pb2
         return service.set_limits(request, actor)
 
     class RiskEngineServicer(risk_pb2_grpc.RiskEngineServicer):
-        CheckPosition = query("CheckPosition", service.check_position)
+        CheckPosition = query("CheckPosition", lambda request: decided(request, service.check_position(request)))
         GetPositions = query("GetPositions", service.get_positions)
         GetExposure = query("GetExposure", service.get_exposure)
         GetLimits = query("GetLimits", service.get_limits)
-        SubmitOrder = command("SubmitOrder", lambda request, actor: service.submit_order(request))
+        SubmitOrder = command("SubmitOrder", lambda request, actor: decided(request, service.submit_order(request)))
         SubmitOrders = chunked("SubmitOrders", service.submit_orders_chunked)
         ModifyOrder = command("ModifyOrder", lambda request, actor: service.modify_order(request))
         RequestCancel = command("RequestCancel", lambda request, actor: service.request_cancel(request))
@@ -101,11 +112,12 @@ def make_servicer(service: RiskService, calls: CallHandling, server) -> risk_pb2
                 try:
                     if type(request) is MalformedRequest:
                         raise InvalidArgument(request.error)
-                    response = service.submit_order(request)
+                    response = decided(request, service.submit_order(request))
                 except (ValueError, KeyError) as error:
                     response = refused_in_stream(request, error)
                 else:
                     await service.durable()
+                    changed()
                 await call.context.write(response)
 
         @calls.rpc("Promote", admin=True, always=True, changes=True)

@@ -1,0 +1,1 @@
+"""The monitor service: alert rules evaluated on the other services' events, delivered in milliseconds."""
