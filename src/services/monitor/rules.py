@@ -62,7 +62,7 @@ class Rule:
         if self.above is not None and self.above != self.above:
             raise ValueError(f"monitor.rules {self.name}.above: must be a number, got NaN")
         fields = {name for _, name, _, _ in string.Formatter().parse(self.summary) if name}
-        known = {"value", "limit", "detail", "source", *IDENTITY[self.kind], *self.match, "state", "reason"}
+        known = {"value", "limit_value", "detail", "source", *IDENTITY[self.kind], *self.match, "state", "reason"}
         unknown = sorted(fields - known)
         if unknown:
             raise ValueError(f"monitor.rules {self.name}.summary: unknown field(s) {unknown}; "
@@ -94,8 +94,8 @@ class Rule:
 
     def say(self, event: monitor_pb2.Event) -> str:
         """The human summary of ``event`` (missing labels read as empty)."""
-        values = _Blank(event.labels)
-        values.update(value=event.value, limit=event.limit, detail=event.detail, source=event.source)
+        values = _Blank(value=event.value, limit_value=event.limit, detail=event.detail, source=event.source)
+        values.update(event.labels)
         try:
             return self.summary.format_map(values)
         except (ValueError, TypeError):  # a format spec that does not fit this value (":.0%" on a label)

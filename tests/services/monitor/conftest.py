@@ -72,3 +72,78 @@ def watch_alerts() -> Iterator:
     yield open_reader
     for reader in readers:
         reader.close()
+
+
+class WebhookReceiver:
+    """A real HTTP server on 127.0.0.1 that records every JSON body POSTed to it."""
+
+    def __init__(self) -> None:
+        import http.server
+        import json
+
+        bodies: queue.Queue[list] = queue.Queue()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers["Content-Length"])
+                bodies.put(json.loads(self.rfile.read(length)))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.bodies = bodies
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/api/v2/alerts"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def next_alert(self, alertname: str, resolved: bool, timeout: float = ALERT_TIMEOUT) -> dict:
+        """The next posted alert named ``alertname`` that is resolved (``endsAt`` past) or firing."""
+        import datetime
+
+        while True:
+            for alert in self.bodies.get(timeout=timeout):
+                ends = datetime.datetime.fromisoformat(alert["endsAt"])
+                past = ends <= datetime.datetime.now(datetime.timezone.utc)
+                if alert["labels"]["alertname"] == alertname and past == resolved:
+                    return alert
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class DeadReceiver:
+    """A port that takes connections and never answers (a hung receiver)."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self._socket = socket.socket()
+        self._socket.bind(("127.0.0.1", 0))
+        self._socket.listen(1024)
+        self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}/api/v2/alerts"
+
+    def close(self) -> None:
+        self._socket.close()
+
+
+@pytest.fixture
+def receivers() -> Iterator:
+    made: list = []
+
+    def make(kind=WebhookReceiver):
+        made.append(kind())
+        return made[-1]
+
+    yield make
+    for receiver in made:
+        receiver.close()
+
+
+def webhook(name: str, url: str, **settings) -> str:
+    text = f'\n[[monitor.webhooks]]\nname = "{name}"\nurl = "{url}"\n'
+    return text + "".join(f"{key} = {value}\n" for key, value in settings.items())
