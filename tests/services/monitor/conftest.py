@@ -38,6 +38,7 @@ class AlertReader:
         self._call = monitor_pb2_grpc.AlertsStub(channel).WatchAlerts(monitor_pb2.WatchAlertsRequest())
         self._call.initial_metadata()   # subscribed
         self.alerts: queue.Queue[monitor_pb2.Alert] = queue.Queue()
+        self.skipped: list[monitor_pb2.Alert] = []
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
 
@@ -49,11 +50,18 @@ class AlertReader:
             pass
 
     def next_alert(self, rule: str, status: int | None = None, timeout: float = ALERT_TIMEOUT) -> monitor_pb2.Alert:
-        """The next alert of ``rule`` (and ``status``), skipping others."""
+        """The first alert of ``rule`` (and ``status``) not taken yet; others stay for later calls."""
+        def wanted(alert: monitor_pb2.Alert) -> bool:
+            return alert.rule == rule and (status is None or alert.status == status)
+
+        for index, alert in enumerate(self.skipped):
+            if wanted(alert):
+                return self.skipped.pop(index)
         while True:
             alert = self.alerts.get(timeout=timeout)
-            if alert.rule == rule and (status is None or alert.status == status):
+            if wanted(alert):
                 return alert
+            self.skipped.append(alert)
 
     def close(self) -> None:
         self._call.cancel()
