@@ -14,6 +14,17 @@ from riskcore_services.proto import monitor_pb2, monitor_pb2_grpc
 from riskcore_services.testing import Children, ServerProcess
 
 ALERT_TIMEOUT = 15.0
+FIRING, RESOLVED = monitor_pb2.ALERT_STATUS_FIRING, monitor_pb2.ALERT_STATUS_RESOLVED
+
+KILL_SWITCH_RULE = """
+[[monitor.rules]]
+name = "KillSwitchEngaged"
+kind = "trading_state"
+match = { account = "FIRM" }
+states = ["HALTED"]
+severity = "critical"
+summary = "the firm is HALTED ({detail})"
+"""
 
 
 def monitor_config(directory: pathlib.Path, sources: dict[str, str], rules: str, extra: str = "") -> pathlib.Path:

@@ -6,12 +6,10 @@ from __future__ import annotations
 from conftest import write_config
 from control.conftest import CHILD_ENV
 
-from riskcore_services.proto import control_pb2, control_pb2_grpc, monitor_pb2
+from riskcore_services.proto import control_pb2, control_pb2_grpc
 from riskcore_services.testing import Children, ServerProcess
 
-from .conftest import monitor_config, start_monitor
-
-FIRING, RESOLVED = monitor_pb2.ALERT_STATUS_FIRING, monitor_pb2.ALERT_STATUS_RESOLVED
+from .conftest import FIRING, RESOLVED, monitor_config, start_monitor
 
 RULES = """
 [[monitor.rules]]

@@ -10,12 +10,10 @@ from ingest.service_helpers import IngestProcess, ingest_config
 
 from riskcore_services.ingest import moldudp64
 from riskcore_services.ingest.simulate import SimulationConfig, generate, split_messages
-from riskcore_services.proto import ingest_pb2, monitor_pb2
+from riskcore_services.proto import ingest_pb2
 from riskcore_services.testing import Children, wait_until
 
-from .conftest import monitor_config, start_monitor
-
-FIRING, RESOLVED = monitor_pb2.ALERT_STATUS_FIRING, monitor_pb2.ALERT_STATUS_RESOLVED
+from .conftest import FIRING, RESOLVED, monitor_config, start_monitor
 
 RULES = """
 [[monitor.rules]]

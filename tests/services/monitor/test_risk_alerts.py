@@ -11,19 +11,9 @@ from conftest import write_config
 from riskcore_services.proto import monitor_pb2, monitor_pb2_grpc, risk_pb2, risk_pb2_grpc
 from riskcore_services.testing import Children, ServerProcess
 
-from .conftest import monitor_config, start_monitor
+from .conftest import FIRING, KILL_SWITCH_RULE, RESOLVED, monitor_config, start_monitor
 
-FIRING, RESOLVED = monitor_pb2.ALERT_STATUS_FIRING, monitor_pb2.ALERT_STATUS_RESOLVED
-
-RULES = """
-[[monitor.rules]]
-name = "KillSwitchEngaged"
-kind = "trading_state"
-match = { account = "FIRM" }
-states = ["HALTED"]
-severity = "critical"
-summary = "the firm is HALTED ({detail})"
-
+RULES = KILL_SWITCH_RULE + """
 [[monitor.rules]]
 name = "GrossHigh"
 kind = "utilisation"

@@ -7,23 +7,13 @@ import datetime
 import pytest
 from conftest import write_config
 
-from riskcore_services.proto import monitor_pb2, risk_pb2, risk_pb2_grpc
-from riskcore_services.testing import Children, ServerProcess, wait_until
+from riskcore_services.proto import risk_pb2, risk_pb2_grpc
+from riskcore_services.testing import Children, ServerProcess
 
-from .conftest import DeadReceiver, monitor_config, start_monitor, webhook
+from .conftest import (FIRING, KILL_SWITCH_RULE, RESOLVED, DeadReceiver, monitor_config, start_monitor,
+                       webhook)
 
-FIRING, RESOLVED = monitor_pb2.ALERT_STATUS_FIRING, monitor_pb2.ALERT_STATUS_RESOLVED
-
-RULES = """
-[[monitor.rules]]
-name = "KillSwitchEngaged"
-kind = "trading_state"
-match = { account = "FIRM" }
-states = ["HALTED"]
-severity = "critical"
-summary = "the firm is HALTED ({detail})"
-labels = { team = "risk" }
-"""
+RULES = KILL_SWITCH_RULE + 'labels = { team = "risk" }\n'
 
 
 @pytest.fixture
