@@ -19,8 +19,11 @@ say) stops everything already started and exits non-zero, naming it.
 from __future__ import annotations
 
 import argparse
+import ctypes
+import functools
 import io
 import json
+import os
 import pathlib
 import signal
 import sys
@@ -39,6 +42,7 @@ DEPENDENCY_ORDER = ("risk", "control", "ingest")
 # A service stopping gets its in-flight calls' grace (10 s in the shipped samples) and this much more.
 STOP_TIMEOUT = 15.0
 RISK_DEFAULT_PORT = 50051
+PR_SET_PDEATHSIG = 1          # <linux/prctl.h>
 
 STRATEGY_NAME = "watcher"
 STRATEGY_ENTRY = "riskcore_services.control.example:PositionWatcher"
@@ -114,6 +118,16 @@ def _ingest_config(ports: dict[str, Ports]) -> str:
 CONFIGS: dict[str, Callable[[dict[str, Ports]], str]] = {"control": _control_config, "ingest": _ingest_config}
 
 
+def _stop_with_parent(parent: int) -> None:
+    """In a service's process before it runs: SIGTERM when ``riskcore up`` dies, even by SIGKILL, so a killed
+    stack leaves no service holding its ports (Linux's PR_SET_PDEATHSIG)."""
+    if sys.platform != "linux":
+        return
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:   # it died before the call above: nothing will send the signal now
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 class StackService(Endpoints, ChildProcess):
     """One service of the stack: ``riskcore serve <name>`` in the state folder, in a process group of its own."""
 
@@ -127,7 +141,8 @@ class StackService(Endpoints, ChildProcess):
             path.write_text(config)
             argv += ["--config", str(path)]
         # process_group=0: the terminal's Ctrl-C reaches `riskcore up` only, which stops the stack in order.
-        ChildProcess.__init__(self, name, argv, state_dir, process_group=0)
+        ChildProcess.__init__(self, name, argv, state_dir, process_group=0,
+                              preexec_fn=functools.partial(_stop_with_parent, os.getpid()))
 
     def why_exited(self) -> str:
         """The exit status, the last line the service wrote (its one-line start error), and where its log is."""

@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import pty
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
 
 import grpc
 import pytest
 
 from riskcore_services.proto import monitor_pb2, monitor_pb2_grpc
-from riskcore_services.testing import free_ports
+from riskcore_services.testing import free_ports, wait_until
 
 FIRING = monitor_pb2.Alert(
     key="hard_breach|account=momentum", rule="hard_breach", status=monitor_pb2.ALERT_STATUS_FIRING,
@@ -76,3 +79,33 @@ def test_status_lists_the_alerts_the_monitor_says_are_firing(monitor):
                       r"41,000,000\s+│ (\d+) s", row)
     assert found, row
     assert int(found.group(1)) >= 90          # it started 90 s before the test
+
+
+def test_the_live_view_on_a_terminal_refreshes_until_ctrl_c_then_exits_0():
+    risk, control, ingest, monitor = (f"127.0.0.1:{port}" for port in free_ports(4))
+    terminal, child_end = pty.openpty()
+    view = subprocess.Popen([sys.executable, "-m", "riskcore_services.cli", "status", "--interval", "0.1", "--risk",
+                             risk, "--control", control, "--ingest", ingest, "--monitor", monitor],
+                            stdin=child_end, stdout=child_end, stderr=child_end)
+    os.close(child_end)
+    screen = bytearray()
+
+    def read_terminal() -> None:   # a terminal nobody reads fills up and blocks the view
+        try:
+            while chunk := os.read(terminal, 65536):
+                screen.extend(chunk)
+        except OSError:            # the view exited: the terminal's other end is closed
+            pass
+
+    reader = threading.Thread(target=read_terminal, daemon=True)
+    reader.start()
+    try:
+        wait_until(lambda: screen.count(b"riskcore status at") >= 3, 30, "three refreshes of the view")
+        view.send_signal(signal.SIGINT)
+        assert view.wait(30) == 0
+    finally:
+        view.kill()
+        view.wait(30)
+        reader.join(30)
+        os.close(terminal)
+    assert b"Traceback" not in screen

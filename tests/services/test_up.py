@@ -104,7 +104,7 @@ def stack(tmp_path_factory):
         wait_until(lambda: up.check_running() or READY_LINE in up.output(), START_TIMEOUT, "riskcore up to be ready")
         yield Stack(up, ports, folder / "state")
     finally:
-        up.close()
+        up.stop()    # SIGTERM: riskcore up stops its stack (a no-op after the SIGINT test)
 
 
 def test_up_prints_where_each_service_runs_and_the_readmes_snippet_on_its_port(stack):
@@ -233,4 +233,20 @@ def test_a_service_that_dies_under_up_stops_the_stack_and_exits_1(tmp_path):
         assert "riskcore up: ingest exited with -9" in up.output()
         assert not [pid for pid in pids.values() if alive(pid)]
     finally:
-        up.close()
+        up.stop()
+
+
+def test_a_killed_up_takes_its_services_with_it(tmp_path):
+    up = ChildProcess("up", up_command(tmp_path / "state", stack_ports()), tmp_path)
+    try:
+        up.start()
+        wait_until(lambda: up.check_running() or READY_LINE in up.output(), START_TIMEOUT, "riskcore up to be ready")
+        processes = descendants(up.process.pid)
+        assert len(processes) >= len(SERVICES) + 1          # the services and the strategy
+
+        up.kill()    # SIGKILL: no handler of its own runs
+
+        wait_until(lambda: not [pid for pid in processes if alive(pid)], START_TIMEOUT,
+                   "the services and the strategy to exit after riskcore up was killed")
+    finally:
+        up.stop()
