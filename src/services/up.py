@@ -86,7 +86,8 @@ def plan_ports(services: dict[str, tuple[ServiceEntry, int, int]], base: int | N
     for name, ports in plan.items():
         for port in (ports.grpc, ports.http):
             if not 1 <= port <= 65535:
-                raise ValueError(f"{name}: port {port} is outside 1..65535 (check --base-port)")
+                raise ValueError(f"{name}: port {port} is outside 1..65535 (the stack must know its ports, so "
+                                 f"not 0; check --base-port)")
     owners: dict[int, str] = {}
     for name, ports in plan.items():
         for port in (ports.grpc, ports.http):
@@ -267,9 +268,10 @@ class Stack:
 def run(args: argparse.Namespace, services: dict[str, tuple[ServiceEntry, int, int]]) -> int:
     """Run the stack until SIGINT or SIGTERM: 0 after a clean stop, 1 when a service exits on its own,
     2 when it cannot start."""
-    grpc_ports = {name: getattr(args, f"{name}_port") for name in services if getattr(args, f"{name}_port")}
+    grpc_ports = {name: getattr(args, f"{name}_port") for name in services
+                  if getattr(args, f"{name}_port") is not None}
     http_ports = {name: getattr(args, f"{name}_http_port") for name in services
-                  if getattr(args, f"{name}_http_port")}
+                  if getattr(args, f"{name}_http_port") is not None}
     try:
         ports = plan_ports(services, args.base_port, grpc_ports, http_ports)
     except ValueError as error:

@@ -218,6 +218,17 @@ def test_port_plan_shifts_every_default_by_the_base_port_and_refuses_a_clash():
         plan_ports(SERVICES, 60051, {"control": 60051}, {})
     with pytest.raises(ValueError, match="outside 1..65535"):
         plan_ports(SERVICES, 65534, {}, {})
+    with pytest.raises(ValueError, match="risk: port 0 is outside 1..65535"):
+        plan_ports(SERVICES, None, {"risk": 0}, {})
+
+
+def test_up_with_a_port_it_cannot_use_says_so_and_starts_nothing(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "riskcore_services.cli", "up", "--state-dir", str(tmp_path / "state"),
+                          "--risk-port", "0"], capture_output=True, text=True, timeout=60)
+
+    assert run.returncode == 2
+    assert run.stderr.startswith("riskcore up: risk: port 0 is outside 1..65535")
+    assert not (tmp_path / "state").exists()
 
 
 def test_a_service_that_dies_under_up_stops_the_stack_and_exits_1(tmp_path):
