@@ -54,9 +54,13 @@ class SimulatedDay:
     messages: Annotated[int, Meta(ge=1, le=100_000_000)] = 100_000
     symbols: Annotated[int, Meta(ge=1, le=65_535)] = 20
     seed: int = 0
+    names: tuple[str, ...] = ()               # tickers of the first symbols (the others are drawn)
 
     def __post_init__(self) -> None:
-        SimulationConfig(self.messages, self.symbols, self.seed)   # its own bounds, as a ValueError
+        self.simulation()                     # its own bounds, as a ValueError
+
+    def simulation(self) -> SimulationConfig:
+        return SimulationConfig(self.messages, self.symbols, self.seed, self.names)
 
 
 @dataclass(frozen=True, slots=True)

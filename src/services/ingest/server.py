@@ -31,7 +31,7 @@ from riskcore_services.ingest.metrics import IngestMetrics
 from riskcore_services.ingest.outputs import NatsQuotes, RiskMarks
 from riskcore_services.ingest.quotes import Quote, QuoteHub, mark_price
 from riskcore_services.ingest.servicer import make_servicer
-from riskcore_services.ingest.simulate import SimulationConfig, write_day_file
+from riskcore_services.ingest.simulate import write_day_file
 from riskcore_services.ingest.sources import FeedState, MoldUDP64Source, ReplaySource
 from riskcore_services.proto import ingest_pb2, monitor_pb2
 
@@ -85,7 +85,7 @@ def write_simulated_day(path: pathlib.Path, day: SimulatedDay) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
-        write_day_file(str(partial), SimulationConfig(day.messages, day.symbols, day.seed))
+        write_day_file(str(partial), day.simulation())
         partial.replace(path)
     finally:
         partial.unlink(missing_ok=True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import gzip
 import io
 import random
+import re
 from bisect import bisect_right
 import socket
 import struct
@@ -58,6 +59,7 @@ LOTS = (100, 100, 100, 200, 300, 500, 1000)
 MIX = (("A", 0.36), ("F", 0.04), ("D", 0.27), ("X", 0.06), ("E", 0.08), ("C", 0.02), ("U", 0.10),
        ("P", 0.03), ("Q", 0.005), ("H", 0.005))
 LIVE_PER_SYMBOL = 40                 # the live orders per symbol the day hovers around
+TICKER = re.compile(r"[A-Z0-9]{1,8}")  # the Stock field is 8 alphanumeric bytes, space padded
 
 
 def header_messages(symbols: int) -> int:
@@ -77,15 +79,27 @@ class SimulationConfig:
         Symbols, with stock locates 1..symbols (at most 65,535).
     seed : int
         The same seed makes the same bytes.
+    names : tuple of str
+        Tickers of the first symbols (so a day can carry symbols a risk
+        engine knows); the others get seeded random tickers, as all do when
+        it is empty. 1 to 8 capital letters or digits each, distinct.
     """
 
     messages: int = 1_000_000
     symbols: int = 100
     seed: int = 0
+    names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not 1 <= self.symbols <= 65_535:
             raise ValueError(f"symbols must be in 1..65535, got {self.symbols}")
+        if len(self.names) > self.symbols:
+            raise ValueError(f"names: {len(self.names)} tickers for {self.symbols} symbols")
+        for name in self.names:
+            if not TICKER.fullmatch(name):
+                raise ValueError(f"names: a ticker is 1 to 8 capital letters or digits, got {name[:40]!r}")
+        if len(set(self.names)) != len(self.names):
+            raise ValueError(f"names: tickers must be distinct, got {list(self.names)}")
         if self.messages < header_messages(self.symbols):
             raise ValueError(f"messages must be at least 2 * symbols + 6 = {header_messages(self.symbols)} "
                              f"for {self.symbols} symbols, got {self.messages}")
@@ -120,8 +134,10 @@ def generate(config: SimulationConfig, chunk_messages: int = 65_536) -> Iterator
     """
     rng = random.Random(config.seed)
     n_sym = config.symbols
+    # Drawn whether or not names are given, so a day without names is the same bytes as before they existed.
+    drawn = [name for name in symbol_names(n_sym, rng) if name not in config.names]
     syms = [_Symbol(name.encode().ljust(8), rng.randrange(500, 50_000) * TICK)
-            for name in symbol_names(n_sym, rng)]
+            for name in (*config.names, *drawn)[:n_sym]]
     total = config.messages
     body = total - header_messages(n_sym)
     step = max(1, (END_NS - START_NS) // (total + 1))

@@ -32,6 +32,13 @@ def test_relative_paths_are_taken_from_the_files_folder(tmp_path):
     assert (config.server.port, config.server.http_port) == (6000, 8083)
 
 
+def test_a_generated_day_can_name_its_first_symbols():
+    config = parse_config({"ingest": {"replay": {"file": "x", "generate": {"symbols": 3, "names": ["AAPL", "SPY"]}}}},
+                          pathlib.Path("/"))
+    assert config.replay.generate is not None
+    assert config.replay.generate.simulation().names == ("AAPL", "SPY")
+
+
 @pytest.mark.parametrize("nats, expected", [("", ()), ("nats://a:4222", ("nats://a:4222",)),
                                             (["nats://a:1", "tls://b:2"], ("nats://a:1", "tls://b:2"))])
 def test_nats_servers_empty_one_or_a_list(nats, expected):
@@ -47,6 +54,8 @@ def test_nats_servers_empty_one_or_a_list(nats, expected):
     ({"replay": {"file": "x"}, "nats_servers": "redis://x"}, "ingest.nats_servers: expected a list of nats://"),
     ({"replay": {"file": "x"}, "nats_subject": "md.x"}, "ingest.nats_subject: expected str matching regex"),
     ({"replay": {"file": "x", "generate": {"messages": 3}}}, "ingest.replay.generate: messages must be at least"),
+    ({"replay": {"file": "x", "generate": {"symbols": 1, "names": ["AAPL", "MSFT"]}}},
+     "ingest.replay.generate: names: 2 tickers for 1 symbols"),
     ({"source": "moldudp64", "moldudp64": {"retry_after": 0}}, "ingest.moldudp64.retry_after: expected float > 0"),
     ({"source": "moldudp64", "moldudp64": {"soup": "h:70000"}}, "ingest.moldudp64: soup: port must be in"),
     ({"source": "moldudp64", "moldudp64": {"exchange_timezone": "Mars/Base"}}, "unknown time zone 'Mars/Base'"),

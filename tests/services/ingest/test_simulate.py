@@ -69,3 +69,26 @@ def test_the_smallest_day_is_its_header_and_trailer():
 def test_a_day_that_cannot_be_made_is_refused(kwargs):
     with pytest.raises(ValueError):
         SimulationConfig(**kwargs)
+
+
+def test_named_tickers_take_the_first_symbols_and_the_others_stay_drawn_and_distinct():
+    config = SimulationConfig(messages=2_000, symbols=6, seed=3, names=("AAPL", "MSFT", "SPY"))
+    directory = [itch.parse(m) for m in split_messages(b"".join(generate(config))) if m[:1] == b"R"]
+    tickers = [m.stock for m in directory]
+    assert tickers[:3] == ["AAPL", "MSFT", "SPY"]
+    assert len(set(tickers)) == 6
+
+
+def test_a_day_without_names_is_the_day_it_was_before_names(small_day):
+    assert b"".join(generate(SimulationConfig(messages=30_000, symbols=25, seed=11, names=()))) == small_day
+
+
+@pytest.mark.parametrize("names, message", [
+    (("AAPL", "MSFT", "SPY"), "3 tickers for 2 symbols"),
+    (("aapl",), "1 to 8 capital letters"),
+    (("TOOLONGNAME",), "1 to 8 capital letters"),
+    (("AAPL", "AAPL"), "distinct"),
+])
+def test_names_that_cannot_name_the_days_symbols_are_refused(names, message):
+    with pytest.raises(ValueError, match=message):
+        SimulationConfig(messages=1_000, symbols=2, names=names)
