@@ -448,7 +448,6 @@ class NatsServer(ChildProcess):
         return self
 
 
-
 # ------------------------------------------------------------------ Debian's Prometheus and Alertmanager
 
 # What installs the servers only Debian ships (prometheus and promtool; Alertmanager and amtool).
@@ -462,7 +461,7 @@ class DebianServerMissing(FileNotFoundError):
 
 
 class PromQLError(ValueError):
-    """Prometheus refused a query (a PromQL parse or evaluation error); the message is Prometheus's."""
+    """Prometheus's API answered an error, such as a query's parse error; the message is Prometheus's."""
 
 
 def debian_binary(*names: str) -> str:
