@@ -24,7 +24,7 @@ def test_prometheus_scrapes_every_service(stack):
     assert {(s["metric"]["job"], s["value"][1]) for s in up} == {(job_name(n), "1") for n in stack.services}
 
 
-def test_the_kill_switch_fires_trading_halted_in_prometheus_and_alertmanager_lists_it(stack):
+def test_the_kill_switch_fires_trading_halted_which_alertmanager_lists_until_it_resolves(stack):
     assert not stack.prometheus.alerts("RiskcoreTradingHalted")
     with RiskClient(stack.services["risk"].target, deadline=5.0) as client:
         client.set_trading_state("HALTED", account="equities")
@@ -45,6 +45,9 @@ def test_the_kill_switch_fires_trading_halted_in_prometheus_and_alertmanager_lis
             client.set_trading_state("ACTIVE", account="equities")
     wait_until(lambda: not stack.prometheus.alerts("RiskcoreTradingHalted"), SETTLE,
                "RiskcoreTradingHalted to resolve once equities is ACTIVE again")
+    # Prometheus sends the resolved alert on: Alertmanager no longer lists it as active.
+    wait_until(lambda: not stack.alertmanager.alerts("RiskcoreTradingHalted"), SETTLE,
+               "Alertmanager to drop RiskcoreTradingHalted once resolved")
 
 
 def test_a_killed_service_is_down_for_prometheus_and_its_alert_goes_pending(stack):
