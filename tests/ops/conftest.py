@@ -41,13 +41,9 @@ def job_name(service: str) -> str:
     return f"riskcore-{service}"
 
 
-def alerting_rules() -> list[dict[str, Any]]:
-    return [rule for path in RULES for group in load_yaml(path)["groups"] for rule in group["rules"] if "alert" in rule]
-
-
-def recording_rules() -> list[dict[str, Any]]:
-    return [rule for path in RULES for group in load_yaml(path)["groups"] for rule in group["rules"]
-            if "record" in rule]
+def shipped_rules(kind: str) -> list[dict[str, Any]]:
+    """The shipped rules of ``kind``: "alert" (alerting rules) or "record" (recording rules)."""
+    return [rule for path in RULES for group in load_yaml(path)["groups"] for rule in group["rules"] if kind in rule]
 
 
 def _write_service_config(name: str, path: pathlib.Path, addresses: dict[str, str]) -> None:

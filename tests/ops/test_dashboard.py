@@ -10,7 +10,7 @@ import pytest
 
 from riskcore_services.testing import Metrics, PromQLError
 
-from .conftest import DASHBOARD, alerting_rules, recording_rules
+from .conftest import DASHBOARD, shipped_rules
 
 # A metric name in PromQL: riskcore_... or a recording rule's level:metric:operations.
 _NAME = re.compile(r"\b(riskcore_[a-z0-9_]+|[a-z_]+:[a-z0-9_]+:[a-z0-9_]+)\b")
@@ -75,8 +75,8 @@ def test_prometheus_refuses_a_bad_expression_with_its_parse_error(stack):
 @pytest.mark.debian_servers
 def test_every_metric_the_dashboard_and_the_rules_use_is_exported_or_recorded(stack):
     exported = set().union(*(exported_names(metrics) for metrics in stack.metrics().values()))
-    recorded = {rule["record"] for rule in recording_rules()}
-    used = {name for expr in [*expressions(), *(rule["expr"] for rule in alerting_rules() + recording_rules())]
+    recorded = {rule["record"] for rule in shipped_rules("record")}
+    used = {name for expr in [*expressions(), *(rule["expr"] for rule in shipped_rules("alert") + shipped_rules("record"))]
             for name in _NAME.findall(expr)}
 
     assert used - exported - recorded == set()

@@ -7,8 +7,7 @@ import pytest
 
 from riskcore_services.cli import SERVICES
 
-from .conftest import (ALERTMANAGER_YML, PROMETHEUS_YML, RULE_TESTS, RULES, alerting_rules, job_name, load_yaml,
-                       recording_rules)
+from .conftest import ALERTMANAGER_YML, PROMETHEUS_YML, RULE_TESTS, RULES, job_name, load_yaml, shipped_rules
 
 
 def run(*argv: str) -> subprocess.CompletedProcess[str]:
@@ -54,15 +53,15 @@ def test_every_alert_has_a_unit_test_where_it_fires_and_one_where_it_stays_quiet
             for case in test.get("alert_rule_test", ()):
                 cases.setdefault(case["alertname"], set()).add(bool(case.get("exp_alerts")))
 
-    assert {rule["alert"]: cases.get(rule["alert"], set()) for rule in alerting_rules()} \
-        == {rule["alert"]: {True, False} for rule in alerting_rules()}
+    assert {rule["alert"]: cases.get(rule["alert"], set()) for rule in shipped_rules("alert")} \
+        == {rule["alert"]: {True, False} for rule in shipped_rules("alert")}
 
 
 def test_every_recording_rule_has_a_unit_test():
     tested = {case["expr"] for path in RULE_TESTS for test in load_yaml(path)["tests"]
               for case in test.get("promql_expr_test", ())}
 
-    assert {rule["record"] for rule in recording_rules()} <= tested
+    assert {rule["record"] for rule in shipped_rules("record")} <= tested
 
 
 def test_every_rule_file_is_unit_tested():
@@ -72,7 +71,7 @@ def test_every_rule_file_is_unit_tested():
 
 
 def test_every_alert_has_a_severity_a_summary_and_a_description():
-    for rule in alerting_rules():
+    for rule in shipped_rules("alert"):
         assert rule["labels"]["severity"] in ("critical", "warning"), rule["alert"]
         assert rule["annotations"]["summary"] and rule["annotations"]["description"], rule["alert"]
         assert rule["alert"].startswith("Riskcore"), rule["alert"]
