@@ -76,8 +76,8 @@ def test_prometheus_refuses_a_bad_expression_with_its_parse_error(stack):
 def test_every_metric_the_dashboard_and_the_rules_use_is_exported_or_recorded(stack):
     exported = set().union(*(exported_names(metrics) for metrics in stack.metrics().values()))
     recorded = {rule["record"] for rule in shipped_rules("record")}
-    used = {name for expr in [*expressions(), *(rule["expr"] for rule in shipped_rules("alert") + shipped_rules("record"))]
-            for name in _NAME.findall(expr)}
+    rules = shipped_rules("alert") + shipped_rules("record")
+    used = {name for expr in [*expressions(), *(rule["expr"] for rule in rules)] for name in _NAME.findall(expr)}
 
     assert used - exported - recorded == set()
     assert "riskcore_checks_total" in exported and "riskcore_control_strategies" in exported
