@@ -8,9 +8,14 @@ scope, or a fixture's teardown. Nothing here needs pytest, and grpc is only
 imported to open a channel, so a benchmark's parent process can choose
 grpcio's I/O for its children before anything imports it.
 
+Prometheus, promtool and Alertmanager come from Debian, not from the
+package index: :func:`debian_binary` finds them, :class:`PrometheusServer` and
+:class:`AlertmanagerServer` run them, and :func:`require_debian_binary` turns
+a missing one into a pytest skip (a failure where CI requires them).
+
 Used by ``tests/services`` (fixtures in its ``conftest.py`` and
-``risk/durability_helpers.py``) and by ``benchmarks/processes.py``; neither
-imports the other.
+``risk/durability_helpers.py``), ``tests/ops`` (fixtures in ``tests/conftest.py``)
+and by ``benchmarks/processes.py``; neither imports the other.
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ import sys
 import sysconfig
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, TypeVar
 
@@ -36,9 +42,10 @@ if TYPE_CHECKING:
 
     import grpc
 
-__all__ = ["HOST", "START_TIMEOUT", "STOP_TIMEOUT", "ChildExited", "ChildProcess", "Children", "Endpoints",
-           "Metrics", "NatsServer", "ServerProcess", "free_port", "free_ports", "http_get", "log_events",
-           "nats_server_binary", "wait_until"]
+__all__ = ["DEBIAN_INSTALL", "HOST", "REQUIRE_DEBIAN_SERVERS", "START_TIMEOUT", "STOP_TIMEOUT",
+           "AlertmanagerServer", "ChildExited", "ChildProcess", "Children", "DebianServerMissing", "Endpoints",
+           "Metrics", "NatsServer", "PrometheusServer", "PromQLError", "ServerProcess", "debian_binary", "free_port",
+           "free_ports", "http_get", "log_events", "nats_server_binary", "require_debian_binary", "wait_until"]
 
 HOST = "127.0.0.1"
 # Seconds for one HTTP request, for a server or nats-server to come up (a large recovery included),
@@ -440,3 +447,150 @@ class NatsServer(ChildProcess):
         wait_until(listening, timeout, f"{self.name} to listen on {self.port}")
         return self
 
+
+# ------------------------------------------------------------------ Debian's Prometheus and Alertmanager
+
+# What installs the servers only Debian ships (prometheus and promtool; Alertmanager and amtool).
+DEBIAN_INSTALL = "apt-get install prometheus prometheus-alertmanager"
+# Set to 1 where the servers must be present (CI): a missing one fails the test instead of skipping it.
+REQUIRE_DEBIAN_SERVERS = "RISKCORE_REQUIRE_DEBIAN_SERVERS"
+
+
+class DebianServerMissing(FileNotFoundError):
+    """A server or tool only Debian ships (prometheus, promtool, alertmanager, amtool) is not installed."""
+
+
+class PromQLError(ValueError):
+    """Prometheus's API answered an error, such as a query's parse error; the message is Prometheus's."""
+
+
+def debian_binary(*names: str) -> str:
+    """The path of the first of ``names`` on PATH (Debian calls Alertmanager ``prometheus-alertmanager``,
+    upstream ``alertmanager``); DebianServerMissing naming the install command when none is there."""
+    for name in names:
+        found = shutil.which(name)
+        if found is not None:
+            return found
+    raise DebianServerMissing(f"{' or '.join(names)} is not installed: {DEBIAN_INSTALL}")
+
+
+def require_debian_binary(*names: str) -> str:
+    """:func:`debian_binary` for a pytest test: a missing binary skips the test, with the install
+    command as the reason, unless ``RISKCORE_REQUIRE_DEBIAN_SERVERS=1``, where it fails it (CI installs
+    them, so a skip there would hide a test that never ran)."""
+    import pytest  # here: nothing else in the harness needs pytest
+
+    try:
+        return debian_binary(*names)
+    except DebianServerMissing as missing:
+        if os.environ.get(REQUIRE_DEBIAN_SERVERS) == "1":
+            pytest.fail(f"{missing} ({REQUIRE_DEBIAN_SERVERS}=1 requires it)", pytrace=False)
+        pytest.skip(str(missing))
+
+
+class _DebianServer(ChildProcess):
+    """A Debian server on 127.0.0.1 at a port picked here, its configuration (JSON, which is YAML) and
+    its storage in ``directory/name``; ready once ``/-/ready`` answers 200."""
+
+    def __init__(self, name: str, directory: pathlib.Path, config: dict[str, Any], binary: str):
+        self.port = free_port()
+        self.home = directory / name
+        self.config_path = self.home / f"{name}.yml"
+        self.config = config
+        super().__init__(name, [binary, f"--config.file={self.config_path}", *self._options()], directory)
+
+    def _options(self) -> list[str]:
+        """The command-line options after ``--config.file``: where to listen and to keep data."""
+        raise NotImplementedError
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def address(self) -> str:
+        """``host:port``, as a Prometheus target or an alertmanagers entry names it."""
+        return f"{HOST}:{self.port}"
+
+    def start(self) -> Self:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(json.dumps(self.config, indent=2))
+        return super().start()
+
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> Self:
+        """Return once ``/-/ready`` answers 200; ChildExited if it exits, TimeoutError after ``timeout``."""
+        def ready() -> bool:
+            self.check_running()
+            try:
+                return http_get(f"{self.url}/-/ready", timeout=1.0)[0] == 200
+            except OSError:
+                return False
+        wait_until(ready, timeout, f"{self.name} to be ready on {self.port}", interval=0.05)
+        return self
+
+    def get_json(self, path: str) -> Any:
+        """GET ``path`` and return its decoded JSON (RuntimeError naming the status when it is not 2xx)."""
+        status, body = http_get(f"{self.url}{path}")
+        if not 200 <= status < 300:
+            raise RuntimeError(f"{self.name} answered {status} to {path}: {body[:500]}")
+        return json.loads(body)
+
+
+class PrometheusServer(_DebianServer):
+    """Debian's ``prometheus`` on ``config`` (a parsed prometheus.yml) with ``rules`` as its rule files.
+
+    ``rule_files`` in ``config`` is replaced by the absolute paths of ``rules``, so the configuration
+    can be written away from the rules; the TSDB lives in ``directory/name/data``.
+    """
+
+    def __init__(self, directory: pathlib.Path, config: dict[str, Any], rules: Iterable[pathlib.Path] = (),
+                 *, name: str = "prometheus", binary: str | None = None):
+        super().__init__(name, directory, {**config, "rule_files": [str(p.resolve()) for p in rules]},
+                         binary or debian_binary("prometheus"))
+
+    def _options(self) -> list[str]:
+        return [f"--storage.tsdb.path={self.home / 'data'}", f"--web.listen-address={self.address}",
+                "--log.level=warn"]
+
+    def _api(self, path: str) -> Any:
+        status, body = http_get(f"{self.url}{path}")
+        try:
+            answer = json.loads(body)
+        except ValueError:
+            raise RuntimeError(f"{self.name} answered {status} to {path}: {body[:500]}") from None
+        if answer.get("status") != "success":
+            raise PromQLError(f"{answer.get('errorType')}: {answer.get('error')}")
+        return answer["data"]
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """The instant vector (or scalar) ``expr`` evaluates to now: ``/api/v1/query``'s ``result``;
+        PromQLError when Prometheus refuses the expression (it names the parse error)."""
+        return self._api("/api/v1/query?" + urllib.parse.urlencode({"query": expr}))["result"]
+
+    def alerts(self, name: str | None = None, state: str | None = None) -> list[dict[str, Any]]:
+        """The pending and firing alerts of ``/api/v1/alerts`` (only those called ``name``, in ``state``)."""
+        return [alert for alert in self._api("/api/v1/alerts")["alerts"]
+                if (name is None or alert["labels"].get("alertname") == name)
+                and (state is None or alert["state"] == state)]
+
+    def targets(self) -> list[dict[str, Any]]:
+        """The active scrape targets of ``/api/v1/targets``, each with its ``health`` and ``lastError``."""
+        return self._api("/api/v1/targets?state=active")["activeTargets"]
+
+
+class AlertmanagerServer(_DebianServer):
+    """Debian's ``prometheus-alertmanager`` (upstream: ``alertmanager``) on ``config`` (a parsed
+    alertmanager.yml), alone: its cluster port is turned off, so nothing listens on a fixed port."""
+
+    def __init__(self, directory: pathlib.Path, config: dict[str, Any], *, name: str = "alertmanager",
+                 binary: str | None = None):
+        super().__init__(name, directory, config, binary or debian_binary("prometheus-alertmanager", "alertmanager"))
+
+    def _options(self) -> list[str]:
+        return [f"--storage.path={self.home / 'data'}", f"--web.listen-address={self.address}",
+                "--cluster.listen-address=", "--log.level=warn"]
+
+    def alerts(self, name: str | None = None) -> list[dict[str, Any]]:
+        """The alerts Alertmanager holds (``/api/v2/alerts``), only those called ``name`` when given."""
+        query = "" if name is None else "?" + urllib.parse.urlencode({"filter": f'alertname="{name}"'})
+        return self.get_json(f"/api/v2/alerts{query}")

@@ -23,6 +23,7 @@ import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import Gauge
 
 from riskcore import __version__
 from riskcore_services.common.auth import TokenAuth
@@ -94,6 +95,9 @@ class Server:
         self.grpc_metrics = GrpcMetrics(self.registry, [m.name for s in self.services for m in s.methods],
                                         __version__)
         self.ready = False
+        # Read at scrape time: an alert can tell a service that runs but refuses calls from one that is down.
+        Gauge("riskcore_ready", "1 while the service takes calls (/ready answers 200), else 0",
+              registry=self.registry).set_function(lambda: float(self.ready))
         self.calls = CallHandling(TokenAuth(list(config.tokens)), self.grpc_metrics, config.log_requests,
                                   is_ready=lambda: self.ready)
         self.port = 0

@@ -1,4 +1,4 @@
-"""The risk service's own metrics: decisions, check latency, exposure and limit use.
+"""The risk service's own metrics: decisions, check latency, exposure, limit use and trading states.
 
 Exposure and utilisation are read from the engine at scrape time by a
 collector, so the check path pays nothing for them.
@@ -7,12 +7,12 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from riskcore import Reason, RiskEngine
+from riskcore import Reason, RiskEngine, TradingState
 from riskcore_services.common.metrics import LoopCounter, LoopHistogram
 
 
 class EngineCollector(Collector):
-    """Exposure per account and limit utilisation per account and limit."""
+    """Exposure, P&L, limit utilisation and trading state (the kill switch) per account."""
 
     def __init__(self, engine: RiskEngine):
         self.engine = engine
@@ -24,6 +24,9 @@ class EngineCollector(Collector):
         pnl = GaugeMetricFamily("riskcore_pnl", "P&L per account, in currency", labels=["account", "kind"])
         utilisation = GaugeMetricFamily("riskcore_limit_utilisation_ratio",
                                         "Use of each set limit as a fraction of the limit", labels=["account", "limit"])
+        # One series per state, 1 for the current one (the kill switch's alert matches state="HALTED").
+        states = GaugeMetricFamily("riskcore_trading_state", "1 for each account's current trading state",
+                                   labels=["account", "state"])
         names = engine.accounts
         for row in engine.aggregates():
             account = names[row["account"]]
@@ -36,9 +39,13 @@ class EngineCollector(Collector):
                 pnl.add_metric([account, kind.removesuffix("_pnl")], row[kind] / 1e6)
             for limit, (_, _, ratio) in engine.utilisation(account).items():
                 utilisation.add_metric([account, limit], ratio)
+            state = engine.trading_state(account)
+            for each in TradingState:
+                states.add_metric([account, each.name], 1.0 if each is state else 0.0)
         yield exposure
         yield pnl
         yield utilisation
+        yield states
 
 
 class RiskMetrics:

@@ -149,6 +149,22 @@ def test_metrics_limit_utilisation_follows_open_orders(server, stub):
     assert {"max_gross_notional", "max_net_notional"} <= limits
 
 
+def test_metrics_show_each_accounts_trading_state_and_the_kill_switch(server, stub):
+    stub.SetTradingState(risk_pb2.TradingStateRequest(account="equities", state=risk_pb2.HALTED), timeout=DEADLINE)
+    stub.SetTradingState(risk_pb2.TradingStateRequest(account="momentum", state=risk_pb2.REDUCING), timeout=DEADLINE)
+
+    metrics = server.metrics()
+
+    current = {s.labels["account"]: s.labels["state"] for s in metrics.samples("riskcore_trading_state")
+               if s.value == 1}
+    assert current["equities"] == "HALTED" and current["momentum"] == "REDUCING" and current["FIRM"] == "ACTIVE"
+    # One series per account and state, so an alert on state="HALTED" sees 0 before the halt.
+    for account in current:
+        assert {s.labels["state"]: s.value for s in metrics.samples("riskcore_trading_state")
+                if s.labels["account"] == account} == {state: float(state == current[account])
+                                                        for state in ("ACTIVE", "REDUCING", "HALTED")}
+
+
 def test_metrics_include_process_platform_gc_and_build_info(server):
     metrics = server.metrics()
 

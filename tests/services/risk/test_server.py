@@ -180,6 +180,7 @@ def test_graceful_stop_goes_not_ready_refuses_new_calls_and_finishes_in_flight_c
     stub = server.stub()
     health = HealthWatch(server)
     assert health.next() == SERVING
+    assert server.metrics().value("riskcore_ready") == 1
     orders: queue.Queue = queue.Queue()
     stream = stub.SubmitStream(iter(orders.get, None), timeout=30)
     orders.put(risk_pb2.OrderRequest(client_order_id="before", symbol="AAPL", side=risk_pb2.BUY, quantity=1))
@@ -190,6 +191,7 @@ def test_graceful_stop_goes_not_ready_refuses_new_calls_and_finishes_in_flight_c
     try:
         assert health.next() == NOT_SERVING
         assert server.http("/ready")[0] == 503
+        assert server.metrics().value("riskcore_ready") == 0
         with pytest.raises(grpc.RpcError) as refused:
             server.stub().CheckPosition(risk_pb2.PositionRequest(symbol="AAPL", side=risk_pb2.BUY, quantity=1),
                                         timeout=DEADLINE)
