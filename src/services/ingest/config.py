@@ -92,9 +92,6 @@ class MoldUDP64Config:
     request_max: Annotated[int, Meta(ge=1, le=0xFFFE)] = 1_000
     retry_after: Annotated[float, Meta(gt=0, le=60)] = 0.05
     max_retries: Annotated[int, Meta(ge=0, le=10_000)] = 20
-    # Received bytes waiting for the book at most; a packet past it is dropped before sequencing (its
-    # messages come back as a gap).
-    backlog_bytes: Annotated[int, Meta(ge=1 << 16, le=2**31)] = 64 << 20
     receive_buffer: Annotated[int, Meta(ge=1 << 16, le=2**31)] = 8 << 20
     exchange_timezone: str = "America/New_York"   # ITCH stamps are ns since midnight there (for the lag)
 
