@@ -438,19 +438,31 @@ class MoldUDP64Server:
         self.stats.dropped += len(dropped)
         self.stats.dropped_sequences += dropped
         self.send(data, offsets, burst, pause)
-        for _ in range(end_packets):
-            self._send.send(moldudp64.encode_end_of_session(self.session, len(self.messages) + 1))
-            time.sleep(end_interval)
+        self.end_session(end_packets, end_interval)
 
-    def send(self, data: bytes, offsets: np.ndarray, burst: int = 32, pause: float = 0.0005) -> None:
-        """Send the encoded datagrams (:meth:`encoded`), ``burst`` at a time with ``pause`` seconds between."""
+    def send(self, data: bytes, offsets: np.ndarray, burst: int = 32, pause: float = 0.0005,
+             rate: float | None = None) -> None:
+        """Send the encoded datagrams (:meth:`encoded`), ``burst`` at a time (``sendmmsg``).
+
+        Between bursts: ``pause`` seconds, or with ``rate`` (datagrams per
+        second) until the burst's time on that schedule.
+        """
         self._send.connect(self.target)
         count = len(offsets) - 1
         step = burst or count
+        start = time.perf_counter()
         for first in range(0, count, step):
-            self.stats.packets += send_datagrams(self._send.fileno(), data, offsets, first, min(count, first + step))
-            if pause:
-                time.sleep(pause)
+            last = min(count, first + step)
+            self.stats.packets += send_datagrams(self._send.fileno(), data, offsets, first, last)
+            wait = pause if rate is None else start + last / rate - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+
+    def end_session(self, packets: int = 3, interval: float = 0.01) -> None:
+        """Send ``packets`` end-of-session packets, ``interval`` seconds apart."""
+        for _ in range(packets):
+            self._send.sendto(moldudp64.encode_end_of_session(self.session, len(self.messages) + 1), self.target)
+            time.sleep(interval)
 
     def heartbeat(self) -> None:
         """Send one heartbeat carrying the next sequence number."""
