@@ -12,7 +12,9 @@
   goal's rate and unpaced (as fast as the sender goes). Throughput is
   messages applied per second from the first datagram taken to the last
   message applied; "lost" is what never arrived (no re-request server here,
-  so any loss stays visible). Sender and receiver share the machine's cores.
+  so any loss stays visible). Sender and receiver share the machine's cores;
+  the "receiver alone" rows send a burst that fits the socket buffer first
+  and then time the receiver draining it, which is its own speed.
 - **Recovery of a 10k-message gap**: the receiver has applied 1,000
   messages when a packet 10,000 messages ahead arrives; timed from that
   step's return (the gap known) to the book whole again: the SoupBinTCP
@@ -45,19 +47,24 @@ RECOVERY_TARGETS = [Target("<=100ms", "median_ns", 100e6)]
 SESSION = "BENCH00001"
 BATCHED_PAYLOAD = 1_400         # bytes of blocks per packet: about 44 of the simulator's messages
 GAP = 10_000
+RECEIVE_BUFFER = 64 << 20       # SO_RCVBUFFORCE when allowed (root), else capped at net.core.rmem_max
 
 
 @dataclass(frozen=True)
 class IngestScale:
     batched_messages: int       # the day sent ~44 messages a packet
     single_messages: int        # the day sent one message a packet
+    batched_burst: int          # sent whole before the receiver starts: must fit the socket buffer
+    single_burst: int
     runs: int                   # runs of each UDP case (median)
     recovery_runs: int
     timeout: float
 
 
-FULL = IngestScale(batched_messages=3_000_000, single_messages=600_000, runs=3, recovery_runs=30, timeout=120.0)
-QUICK = IngestScale(batched_messages=100_000, single_messages=20_000, runs=1, recovery_runs=3, timeout=60.0)
+FULL = IngestScale(batched_messages=3_000_000, single_messages=600_000, batched_burst=1_000_000,
+                   single_burst=50_000, runs=3, recovery_runs=30, timeout=120.0)
+QUICK = IngestScale(batched_messages=100_000, single_messages=20_000, batched_burst=100_000, single_burst=10_000,
+                    runs=1, recovery_runs=3, timeout=60.0)
 
 
 class IngestSuite:
@@ -81,23 +88,30 @@ class IngestSuite:
 
     def batched(self) -> Iterator[Row]:
         day = self._day(self.scale.batched_messages, "batched.itch")
-        for rate in (1.1e6, 0.0):
-            yield self._udp_row(day, BATCHED_PAYLOAD, rate, "msg/s", BATCHED_TARGETS)
+        yield self._udp_row(day, BATCHED_PAYLOAD, 1.1e6, "msg/s", BATCHED_TARGETS)
+        yield self._udp_row(day, BATCHED_PAYLOAD, 0.0, "msg/s", [])
+        burst = self._day(self.scale.batched_burst, "batched-burst.itch")
+        yield self._udp_row(burst, BATCHED_PAYLOAD, 0.0, "msg/s", BATCHED_TARGETS, drain=True)
 
     def single(self) -> Iterator[Row]:
         day = self._day(self.scale.single_messages, "single.itch")
-        for rate in (330e3, 0.0):         # one message a packet: messages/s are packets/s
-            yield self._udp_row(day, 1, rate, "pkt/s", SINGLE_TARGETS)
+        yield self._udp_row(day, 1, 330e3, "pkt/s", SINGLE_TARGETS)   # one message a packet: msg/s are pkt/s
+        yield self._udp_row(day, 1, 0.0, "pkt/s", [])
+        burst = self._day(self.scale.single_burst, "single-burst.itch")
+        yield self._udp_row(burst, 1, 0.0, "pkt/s", SINGLE_TARGETS, drain=True)
 
-    def _udp_row(self, day: pathlib.Path, max_payload: int, rate: float, unit: str, targets: list[Target]) -> Row:
-        """Median of the runs; ``rate`` is the offered messages/s (0: unpaced)."""
-        runs = [self._udp_run(day, max_payload, rate, f"sender-{max_payload}-{int(rate)}-{k}")
+    def _udp_row(self, day: pathlib.Path, max_payload: int, rate: float, unit: str, targets: list[Target],
+                 drain: bool = False) -> Row:
+        """Median of the runs; ``rate`` is the offered messages/s (0: unpaced). ``drain``: the receiver
+        starts once everything sent waits in its socket buffer (its own speed, with the sender done)."""
+        runs = [self._udp_run(day, max_payload, rate, f"sender-{max_payload}-{int(rate)}-{k}", drain)
                 for k in range(self.scale.runs)]
         runs.sort(key=lambda r: r["rate"])
         middle = runs[len(runs) // 2]
         per_packet = middle["messages"] / middle["packets"]
         throughput = middle["rate"] / (per_packet if unit == "pkt/s" else 1)
-        offered = f"offered {rate / 1e3:,.0f}k {unit}" if rate else "unpaced"
+        offered = "receiver alone, a full socket buffer" if drain else (
+            f"offered {rate / 1e3:,.0f}k {unit}" if rate else "unpaced")
         lost = max(r["lost"] for r in runs)
         rates = ", ".join(f"{r['rate'] / 1e6:.2f}M" for r in runs)
         return Row(f"UDP end to end, {per_packet:.0f} msg/packet, {offered}", samples=len(runs),
@@ -108,10 +122,11 @@ class IngestSuite:
                         f"{middle['sent_rate'] / 1e6:.2f}M msg/s); receive -> sequence -> decode -> book -> marks, "
                         f"{middle['steps']:,} steps; lost: most of any run")
 
-    def _udp_run(self, day: pathlib.Path, max_payload: int, rate: float, name: str) -> dict:
+    def _udp_run(self, day: pathlib.Path, max_payload: int, rate: float, name: str, drain: bool) -> dict:
         book = Book()
-        sequencer = moldudp64.Sequencer()
-        with moldudp64.Receiver(sequencer, book, receive_buffer=4 << 20, batch=256) as receiver, \
+        # Room for everything after a gap: "lost" counts what never arrived, not what a full buffer refused.
+        sequencer = moldudp64.Sequencer(moldudp64.SequencerConfig(reorder_limit=10_000_000))
+        with moldudp64.Receiver(sequencer, book, receive_buffer=RECEIVE_BUFFER, batch=256) as receiver, \
                 Children(self.directory) as children:
             spec = dict(name=name, file=str(day), host=receiver.address[0], port=receiver.address[1],
                         session=SESSION, max_payload=max_payload, burst=256, rate=rate)
@@ -119,6 +134,7 @@ class IngestSuite:
             ready = sender.wait_ready(self.scale.timeout)["ready"]
             packets, messages = ready["packets"], ready["messages"]
             sender.release()
+            sent = sender.result(self.scale.timeout) if drain else None
             first_ns, last_ns, steps = -1, -1, 0
             deadline = time.monotonic() + self.scale.timeout
             while sequencer.end_sequence is None and time.monotonic() < deadline:
@@ -130,7 +146,7 @@ class IngestSuite:
                     first_ns = got.received_ns
                 if sequencer.stats.messages > before:
                     last_ns = time.time_ns()
-            sent = sender.result(self.scale.timeout)
+            sent = sent or sender.result(self.scale.timeout)
         expect(sequencer.end_sequence == messages + 1, f"{name}: no end of session ({sequencer.stats})")
         delivered = sequencer.stats.messages
         expect(book.counters()["messages"] == delivered, f"{name}: the book applied {book.counters()} of {delivered}")

@@ -92,7 +92,9 @@ class MoldUDP64Config:
     request_max: Annotated[int, Meta(ge=1, le=0xFFFE)] = 1_000
     retry_after: Annotated[float, Meta(gt=0, le=60)] = 0.05
     max_retries: Annotated[int, Meta(ge=0, le=10_000)] = 20
-    receive_buffer: Annotated[int, Meta(ge=1 << 16, le=2**31)] = 8 << 20
+    # SO_RCVBUF: a burst the receive loop has not taken yet waits here (past net.core.rmem_max only with
+    # CAP_NET_ADMIN); a full buffer drops packets, which come back as a gap.
+    receive_buffer: Annotated[int, Meta(ge=1 << 16, le=2**31)] = 64 << 20
     exchange_timezone: str = "America/New_York"   # ITCH stamps are ns since midnight there (for the lag)
 
     def __post_init__(self) -> None:

@@ -22,6 +22,7 @@ import heapq
 import ipaddress
 import socket
 import struct
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence
@@ -36,6 +37,7 @@ REQUEST = struct.Struct(">10sQH")
 HEARTBEAT = 0
 END_OF_SESSION = 0xFFFF
 MAX_MESSAGES_PER_PACKET = 0xFFFE
+SO_RCVBUFFORCE = 33        # Linux's <asm-generic/socket.h>; the socket module does not name it
 
 
 class MoldUDP64Error(ValueError):
@@ -405,6 +407,15 @@ class Sequencer:
 
 # ----------------------------------------------------------------- receiver
 
+def set_receive_buffer(sock: socket.socket, size: int) -> None:
+    """Ask for a receive buffer of ``size`` bytes: past ``net.core.rmem_max`` when the process may
+    (``SO_RCVBUFFORCE`` needs CAP_NET_ADMIN), else as much as the system allows."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
+    except PermissionError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+
+
 class Receiver:
     """Receive one MoldUDP64 session on UDP into a book: the common path compiled, the rest sequenced here.
 
@@ -439,7 +450,7 @@ class Receiver:
         self.request_address = request_address
         self.clock = clock
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        set_receive_buffer(self.sock, receive_buffer)
         host, port = address
         try:
             group = ipaddress.ip_address(host).is_multicast
@@ -453,6 +464,9 @@ class Receiver:
         else:
             self.sock.bind((host, port))
         self._packets = PacketReceiver(self.sock.fileno(), batch)
+        # Held while the socket is in use, so close() never pulls the descriptor from under a step that a
+        # worker thread is still running.
+        self._using = threading.Lock()
 
     @property
     def address(self) -> tuple[str, int]:
@@ -482,19 +496,21 @@ class Receiver:
         seq = self.sequencer
         in_sequence = (seq.session is not None and not seq.in_gap and not seq.held and not seq.failed
                        and seq.end_sequence is None)
-        got = self._packets.receive(self.book, seq.session or bytes(10), seq.expected, in_sequence,
-                                    max_packets, wait, budget)
-        seq.took(got)
-        now = self.clock()
-        for datagram in got.others:
-            self._apply(seq.on_data(datagram, now))
-        self._request(seq.poll(self.clock()))
+        with self._using:
+            got = self._packets.receive(self.book, seq.session or bytes(10), seq.expected, in_sequence,
+                                        max_packets, wait, budget)
+            seq.took(got)
+            now = self.clock()
+            for datagram in got.others:
+                self._apply(seq.on_data(datagram, now))
+            self._request(seq.poll(self.clock()))
         return got
 
     def inject(self, packets: Iterable[Packet]) -> None:
         """Sequence packets recovered another way (SoupBinTCP) as if they had arrived."""
-        for packet in packets:
-            self._apply(self.sequencer.on_packet(packet, self.clock()))
+        with self._using:
+            for packet in packets:
+                self._apply(self.sequencer.on_packet(packet, self.clock()))
 
     def run(self, timeout: float = 30.0, idle: float = 0.01) -> bool:
         """Receive until the session has ended and been delivered whole, the sequencer fails, or ``timeout``.
@@ -513,7 +529,9 @@ class Receiver:
         return seq.ended
 
     def close(self) -> None:
-        self.sock.close()
+        """Close the socket, once a step running in another thread has returned (at most ``wait`` later)."""
+        with self._using:
+            self.sock.close()
 
     def __enter__(self) -> "Receiver":
         return self

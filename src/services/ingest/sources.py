@@ -2,18 +2,23 @@
 
 A source runs as the server's feed task and drives a :class:`Feed` (the
 server): it hands over length-framed messages in sequence with
-:meth:`Feed.apply` and says whether they can be trusted with
-:meth:`Feed.set_state`. Sources do no decoding; the book does (compiled,
+:meth:`Feed.apply` (a replay) or feeds the book in :meth:`Feed.run_on_book`
+(UDP), and says whether they can be trusted with :meth:`Feed.set_state`.
+Sources do no decoding; the book does (compiled,
 without the GIL, in a worker thread for large chunks).
 
-MoldUDP64 recovery, in order (the research notes' "by size of gap"): the
-sequencer holds packets past a gap in a bounded reorder buffer and re-requests
-the missing messages with bounded retries; a gap larger than ``soup_after``
-messages, or one the re-requests could not fill, is fetched over SoupBinTCP
-(log in at the first missing sequence number) when a SoupBinTCP server is
-configured, while live packets keep arriving into the reorder buffer and are
-applied after the recovered ones. Without one, a gap the re-requests cannot
-fill leaves the feed FAILED: its book is wrong until a restart.
+MoldUDP64 is received by a compiled loop (``_udp``, through
+``moldudp64.Receiver``) in a worker thread holding the book; only packets out
+of sequence reach the Python sequencer. Recovery, in order (the research
+notes' "by size of gap"): the sequencer holds packets past a gap in a bounded
+reorder buffer and re-requests the missing messages with bounded retries; a
+gap larger than ``soup_after`` messages, or one the re-requests could not
+fill, is fetched over SoupBinTCP (log in at the first missing sequence
+number) when a SoupBinTCP server is configured, while live packets keep
+arriving into the reorder buffer and are applied after the recovered ones (a
+live packet that finds it full fails the feed closed until fetched too).
+Without one, a gap the re-requests cannot fill leaves the feed FAILED: its
+book is wrong until a restart.
 """
 from __future__ import annotations
 
@@ -36,6 +41,7 @@ from riskcore_services.ingest.soupbintcp import SoupBinTCPClient, SoupBinTCPErro
 log = get_logger("ingest.feed")
 
 T = TypeVar("T")
+IDLE_STEP = 0.01          # seconds a UDP step waits for a first datagram at most
 
 
 class FeedState(enum.Enum):
@@ -290,7 +296,8 @@ class MoldUDP64Source:
         self._bound.set()
         log.info("receiving MoldUDP64", address=f"{self.address[0]}:{self.address[1]}", group=config.group,
                  rerequest=config.rerequest or None, soup=config.soup or None)
-        step = functools.partial(receiver.step, config.retry_after)
+        # Idle steps end soon, so GetBook (which waits for the book) waits little on a quiet feed.
+        step = functools.partial(receiver.step, min(config.retry_after, IDLE_STEP))
         try:
             while True:
                 got = await feed.run_on_book(step)
@@ -299,6 +306,8 @@ class MoldUDP64Source:
                     taken = self.exchange_now() - (time.time_ns() - got.received_ns)
                     feed.observe_lag(max(0.0, (taken - got.first_timestamp) / 1e9))
                 await self._recover(feed, receiver)
+                if self.sequencer.failed and not self.sequencer.in_gap:
+                    self.sequencer.failed = False   # the gap was filled after all (a late answer): whole again
                 feed.set_state(self.state())
         finally:
             if self._recovery is not None:

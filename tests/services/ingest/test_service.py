@@ -429,6 +429,22 @@ def test_live_data_past_the_queue_during_a_recovery_fails_closed_until_fetched_t
     assert_serves_the_models_book(server, model)
 
 
+def test_a_late_join_replays_from_sequence_one_over_soupbintcp(ingest, tmp_path, small_day, model):
+    messages = split_messages(small_day)
+    session, packets = session_packets(messages, "LATEJOIN")
+    with SoupBinTCPServer(messages) as soup_server:
+        server = ingest(ingest_config(tmp_path, **mold_config(tmp_path, **soup_settings(soup_server), soup_after=100)))
+        address = server.run(server.server.source.bound())
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for seq, batch in packets[len(packets) // 2:]:      # joined halfway through the session
+                sock.sendto(moldudp64.encode_packet(session, seq, batch), address)
+            sock.sendto(moldudp64.encode_end_of_session(session, len(messages) + 1), address)
+            status = server.wait_state(ENDED)
+    assert soup_server.logins[0] == ("user", "secret", "", 1)
+    assert status.sessions[0].recovered_messages >= packets[len(packets) // 2][0] - 1
+    assert_serves_the_models_book(server, model)
+
+
 def assert_serves_the_models_book(server: IngestProcess, model) -> None:
     status = server.status()
     assert status.messages == 30_000 and dict(status.counters) == {
