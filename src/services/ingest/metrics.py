@@ -73,6 +73,7 @@ class IngestCollector(Collector):
                  "Messages delivered after their gap was opened (re-request or SoupBinTCP)"),
                 ("rerequests", "requests", "MoldUDP64 re-requests sent, retries included"),
                 ("soup_recoveries", "soup_recoveries", "Gaps filled over SoupBinTCP"),
+                ("file_recoveries", "file_recoveries", "Gaps filled from the recovery file"),
                 ("malformed_packets", "malformed", "MoldUDP64 datagrams dropped as malformed or of another session")):
             family = CounterMetricFamily(f"riskcore_ingest_{name}", help_text)
             family.add_metric([], session.get(key, 0))

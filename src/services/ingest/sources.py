@@ -35,7 +35,7 @@ from riskcore import Book
 from riskcore_services.common.logging import get_logger
 from riskcore_services.ingest import moldudp64
 from riskcore_services.ingest.config import MoldUDP64Config, ReplayConfig, split_address
-from riskcore_services.ingest.reader import next_frame, open_day_file
+from riskcore_services.ingest.reader import next_frame, open_day_file, read_messages
 from riskcore_services.ingest.soupbintcp import SoupBinTCPClient, SoupBinTCPError
 
 log = get_logger("ingest.feed")
@@ -248,14 +248,16 @@ class MoldUDP64Source:
         self.clock = clock
         self.exchange_now = exchange_now or exchange_clock(config.exchange_timezone)
         self.address: tuple[str, int] | None = None
+        self.recovery_file = config.recovery_file if self.soup is None else None
         self.soup_recoveries = 0
         self.soup_failures = 0
+        self.file_recoveries = 0
         self.recovery_overflow = 0         # live messages dropped while a recovery ran: the feed went FAILED
         self.last_error = ""
         self._recovery: asyncio.Task[tuple[int, list[bytes]]] | None = None
         self._overflow_mark = 0            # sequencer overflow count when the recovery started
         self._inconsistent = False
-        self._soup_not_before = 0.0
+        self._recovery_not_before = 0.0
         self._bound = asyncio.Event()
 
     async def bound(self) -> tuple[str, int]:
@@ -272,6 +274,7 @@ class MoldUDP64Source:
                     requests=stats.requests, duplicates=stats.duplicates, reorder_held=seq.held,
                     reorder_overflow=stats.overflow, malformed=stats.malformed + stats.wrong_session,
                     soup_recoveries=self.soup_recoveries, soup_failures=self.soup_failures,
+                    file_recoveries=self.file_recoveries,
                     recovery_overflow=self.recovery_overflow, last_error=self.last_error)
 
     def state(self) -> FeedState:
@@ -314,17 +317,19 @@ class MoldUDP64Source:
                 self._recovery.cancel()
             receiver.close()
 
-    def _needs_soup(self) -> bool:
+    def _needs_recovery(self) -> bool:
         seq = self.sequencer
-        if self.soup is None or self.clock() < self._soup_not_before or not seq.in_gap:
+        if self.soup is None and self.recovery_file is None or self.clock() < self._recovery_not_before \
+                or not seq.in_gap:
             return False
         return seq.failed or seq.highest - seq.expected > self.config.soup_after
 
     async def _recover(self, feed: Feed, receiver: moldudp64.Receiver) -> None:
-        """Start a SoupBinTCP fetch of the front of the gap when one is due; apply one that has finished."""
+        """Start a fetch of the front of the gap (SoupBinTCP or the recovery file) when one is due; apply one
+        that has finished."""
         seq, config = self.sequencer, self.config
         if self._recovery is None:
-            if self._needs_soup():
+            if self._needs_recovery():
                 first = seq.expected
                 last = min(seq.highest - 1, first + config.soup_batch - 1)
                 self._overflow_mark = seq.stats.overflow
@@ -343,22 +348,31 @@ class MoldUDP64Source:
         task, self._recovery = self._recovery, None
         try:
             first, messages = task.result()
-        except (OSError, SoupBinTCPError) as error:
-            self.soup_failures += 1
-            self.last_error = f"SoupBinTCP: {type(error).__name__}: {error}"
-            self._soup_not_before = self.clock() + 1.0
-            log.warning("SoupBinTCP recovery failed; trying again in 1 s", error=self.last_error)
+        except (OSError, SoupBinTCPError, EOFError) as error:
+            if self.soup is not None:
+                self.soup_failures += 1
+            where = "SoupBinTCP" if self.soup is not None else "recovery file"
+            self.last_error = f"{where}: {type(error).__name__}: {error}"
+            self._recovery_not_before = self.clock() + 1.0
+            log.warning("recovery failed; trying again in 1 s", error=self.last_error)
             return
-        self.soup_recoveries += 1
+        if self.soup is not None:
+            self.soup_recoveries += 1
+        else:
+            self.file_recoveries += 1
         seq.failed = False          # the sequencer may retry re-requests for whatever is still missing
         session = seq.session
         assert session is not None  # a gap is only known once a packet has named the session
         await feed.run_on_book(functools.partial(receiver.inject, as_packets(session, first, messages)))
-        log.info("gap recovered over SoupBinTCP", first=first, messages=len(messages))
+        log.info("gap recovered", source="soupbintcp" if self.soup is not None else "file", first=first,
+                 messages=len(messages))
 
     async def _fetch(self, first: int, last: int) -> tuple[int, list[bytes]]:
         config = self.config
-        assert self.soup is not None
-        messages = await asyncio.to_thread(fetch_over_soup, self.soup, config.soup_username, config.soup_password,
-                                           first, last)
+        if self.soup is not None:
+            messages = await asyncio.to_thread(fetch_over_soup, self.soup, config.soup_username,
+                                               config.soup_password, first, last)
+        else:
+            assert self.recovery_file is not None
+            messages = await asyncio.to_thread(read_messages, str(self.recovery_file), first, last)
         return first, messages

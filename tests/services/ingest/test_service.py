@@ -445,6 +445,23 @@ def test_a_late_join_replays_from_sequence_one_over_soupbintcp(ingest, tmp_path,
     assert_serves_the_models_book(server, model)
 
 
+def test_without_soupbintcp_a_large_gap_is_recovered_from_the_recovery_file(ingest, tmp_path, small_day_file,
+                                                                              small_day, model):
+    messages = split_messages(small_day)
+    session, packets = session_packets(messages, "FILETEST")
+    server = ingest(ingest_config(tmp_path, **mold_config(tmp_path, recovery_file=str(small_day_file),
+                                                          soup_after=100)))
+    address = server.run(server.server.source.bound())
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for seq, batch in packets[:5] + packets[300:]:       # about 13,000 messages missing
+            sock.sendto(moldudp64.encode_packet(session, seq, batch), address)
+        sock.sendto(moldudp64.encode_end_of_session(session, len(messages) + 1), address)
+        status = server.wait_state(ENDED)
+    (feed,) = status.sessions
+    assert feed.file_recoveries >= 1 and feed.soup_recoveries == 0 and feed.gaps == 1
+    assert_serves_the_models_book(server, model)
+
+
 def assert_serves_the_models_book(server: IngestProcess, model) -> None:
     status = server.status()
     assert status.messages == 30_000 and dict(status.counters) == {
