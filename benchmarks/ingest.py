@@ -36,6 +36,7 @@ from typing import Callable, Iterator
 
 from benchmarks.processes import Children, child_env
 from benchmarks.results import Row, Target, expect
+from benchmarks.workload import python_progress_during
 from riskcore import Book
 from riskcore_services.ingest import moldudp64
 from riskcore_services.ingest.simulate import SimulationConfig, SoupBinTCPServer, generate, split_messages
@@ -99,6 +100,13 @@ class IngestSuite:
         yield self._udp_row(day, 1, 0.0, "pkt/s", [])
         burst = self._day(self.scale.single_burst, "single-burst.itch")
         yield self._udp_row(burst, 1, 0.0, "pkt/s", SINGLE_TARGETS, drain=True)
+        run = self._udp_run(burst, 1, 0.0, "sender-gil", drain=True, spin=True)
+        progress = run["progress"]
+        yield Row("Python thread speed during the UDP receive loop", value=progress, value_text=f"{progress:.0%}",
+                  targets=[Target(">=10%", "value", 0.10, at_most=False)],
+                  note="share of its free-running speed a counting thread keeps while the receiver drains a full "
+                       "socket buffer of one-message packets (recvmmsg, checks and decoding without the GIL; "
+                       "the sequencer and marks with it, once a step); ~2% if the GIL were held")
 
     def _udp_row(self, day: pathlib.Path, max_payload: int, rate: float, unit: str, targets: list[Target],
                  drain: bool = False) -> Row:
@@ -122,7 +130,9 @@ class IngestSuite:
                         f"{middle['sent_rate'] / 1e6:.2f}M msg/s); receive -> sequence -> decode -> book -> marks, "
                         f"{middle['steps']:,} steps; lost: most of any run")
 
-    def _udp_run(self, day: pathlib.Path, max_payload: int, rate: float, name: str, drain: bool) -> dict:
+    def _udp_run(self, day: pathlib.Path, max_payload: int, rate: float, name: str, drain: bool,
+                 spin: bool = False) -> dict:
+        """One run; with ``spin`` (and ``drain``) a pure-Python thread counts meanwhile (its progress)."""
         book = Book()
         # Room for everything after a gap: "lost" counts what never arrived, not what a full buffer refused.
         sequencer = moldudp64.Sequencer(moldudp64.SequencerConfig(reorder_limit=10_000_000))
@@ -137,21 +147,28 @@ class IngestSuite:
             sent = sender.result(self.scale.timeout) if drain else None
             first_ns, last_ns, steps = -1, -1, 0
             deadline = time.monotonic() + self.scale.timeout
-            while sequencer.end_sequence is None and time.monotonic() < deadline:
-                before = sequencer.stats.messages
-                got = receiver.step(0.5, max_packets=4096, budget=0.005)
-                book.marks()
-                steps += 1
-                if first_ns < 0 and got.received_ns > 0:
-                    first_ns = got.received_ns
-                if sequencer.stats.messages > before:
-                    last_ns = time.time_ns()
+
+            def receive() -> None:
+                nonlocal first_ns, last_ns, steps
+                while sequencer.end_sequence is None and time.monotonic() < deadline:
+                    before = sequencer.stats.messages
+                    got = receiver.step(0.5, max_packets=4096, budget=0.005)
+                    book.marks()
+                    steps += 1
+                    if first_ns < 0 and got.received_ns > 0:
+                        first_ns = got.received_ns
+                    if sequencer.stats.messages > before:
+                        last_ns = time.time_ns()
+
+            progress = python_progress_during(receive) if spin else None
+            if not spin:
+                receive()
             sent = sent or sender.result(self.scale.timeout)
         expect(sequencer.end_sequence == messages + 1, f"{name}: no end of session ({sequencer.stats})")
         delivered = sequencer.stats.messages
         expect(book.counters()["messages"] == delivered, f"{name}: the book applied {book.counters()} of {delivered}")
         return dict(rate=delivered / ((last_ns - first_ns) / 1e9), lost=messages - delivered, messages=messages,
-                    packets=packets, steps=steps, sent_rate=messages / sent["seconds"])
+                    packets=packets, steps=steps, sent_rate=messages / sent["seconds"], progress=progress)
 
     def recovery(self) -> Iterator[Row]:
         head = 1_000
