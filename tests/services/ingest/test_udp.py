@@ -67,9 +67,9 @@ def test_the_receiver_fed_in_pieces_builds_the_book_of_one_feed(link, small_day)
     rx, tx = link
     messages = split_messages(small_day)
     receiver, book, expected = PacketReceiver(rx.fileno(), batch=8), Book(), 1
-    for seq, batch in packets_of(messages):
+    for k, (seq, batch) in enumerate(packets_of(messages)):
         tx.send(mold.encode_packet(SESSION, seq, batch))
-        if seq % 50 == 1:                          # drain now and then, so the socket never overflows
+        if k % 100 == 99:                          # drain now and then, so the socket never overflows
             expected = receive_all(receiver, book, expected).expected
     while expected <= len(messages):
         got = receive_all(receiver, book, expected)
