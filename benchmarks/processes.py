@@ -27,13 +27,19 @@ from riskcore_services.testing import START_TIMEOUT, STOP_TIMEOUT, ChildProcess,
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
 
-def grpc_env(legacy_io: bool) -> dict[str, str]:
-    """This process's environment with ``GRPC_EXPERIMENTS`` set to :data:`LEGACY_IO_EXPERIMENTS` or to ""
-    (grpcio's defaults, which the server then keeps instead of applying its own default)."""
+def child_env() -> dict[str, str]:
+    """This process's environment, with the repository on ``PYTHONPATH`` (children run ``benchmarks.*``)."""
     env = dict(os.environ)
-    env["GRPC_EXPERIMENTS"] = LEGACY_IO_EXPERIMENTS if legacy_io else ""
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    return env
+
+
+def grpc_env(legacy_io: bool) -> dict[str, str]:
+    """:func:`child_env` with ``GRPC_EXPERIMENTS`` set to :data:`LEGACY_IO_EXPERIMENTS` or to ""
+    (grpcio's defaults, which the server then keeps instead of applying its own default)."""
+    env = child_env()
+    env["GRPC_EXPERIMENTS"] = LEGACY_IO_EXPERIMENTS if legacy_io else ""
     return env
 
 
@@ -55,8 +61,8 @@ class Children(testing.Children):
     def nats_server(self, name: str = "nats-server") -> NatsServer:
         return self.add(NatsServer(self.directory, name)).start()
 
-    def client(self, spec: dict, env: dict[str, str]) -> "ClientProcess":
-        return self.add(ClientProcess(spec, self.directory, env)).start()
+    def client(self, spec: dict, env: dict[str, str], module: str = "benchmarks.service_client") -> "ClientProcess":
+        return self.add(ClientProcess(spec, self.directory, env, module)).start()
 
 
 class _LineReader:
@@ -107,11 +113,13 @@ class EchoServerProcess(ChildProcess):
 
 
 class ClientProcess(ChildProcess):
-    """``python -m benchmarks.service_client SPEC``: ready, released, result (see that module)."""
+    """``python -m MODULE SPEC`` (``benchmarks.service_client`` unless told): ready, released, result (see
+    that module)."""
 
-    def __init__(self, spec: dict, directory: pathlib.Path, env: dict[str, str]):
+    def __init__(self, spec: dict, directory: pathlib.Path, env: dict[str, str],
+                 module: str = "benchmarks.service_client"):
         spec = {**spec, "directory": str(directory)}
-        super().__init__(spec["name"], [sys.executable, "-m", "benchmarks.service_client", json.dumps(spec)],
+        super().__init__(spec["name"], [sys.executable, "-m", module, json.dumps(spec)],
                          directory, env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
     def start(self) -> "ClientProcess":

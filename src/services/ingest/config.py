@@ -87,19 +87,21 @@ class MoldUDP64Config:
     soup: Address = ""                        # host:port of a SoupBinTCP server replaying the session; "": none
     soup_username: Annotated[str, Meta(max_length=6)] = ""
     soup_password: Annotated[str, Meta(max_length=10)] = ""
-    # A gap of more messages than this goes to SoupBinTCP at once (when configured) instead of re-requests,
-    # as does a gap the re-requests could not fill.
+    # A gap of more messages than this goes to SoupBinTCP (or the recovery file) at once, when configured,
+    # instead of re-requests, as does a gap the re-requests could not fill.
     soup_after: Annotated[int, Meta(ge=1)] = 10_000
+    # A day file of this session (plain or gzip; message i is sequence number i) to recover from when there
+    # is no SoupBinTCP server.
+    recovery_file: Optional[pathlib.Path] = None
     # Messages one SoupBinTCP recovery step fetches at most (its memory bound); a larger gap takes several.
     soup_batch: Annotated[int, Meta(ge=1, le=10_000_000)] = 1_000_000
     reorder_limit: Annotated[int, Meta(ge=0, le=10_000_000)] = 100_000
     request_max: Annotated[int, Meta(ge=1, le=0xFFFE)] = 1_000
     retry_after: Annotated[float, Meta(gt=0, le=60)] = 0.05
     max_retries: Annotated[int, Meta(ge=0, le=10_000)] = 20
-    # Received bytes waiting for the book at most; a packet past it is dropped before sequencing (its
-    # messages come back as a gap).
-    backlog_bytes: Annotated[int, Meta(ge=1 << 16, le=2**31)] = 64 << 20
-    receive_buffer: Annotated[int, Meta(ge=1 << 16, le=2**31)] = 8 << 20
+    # SO_RCVBUF: a burst the receive loop has not taken yet waits here (past net.core.rmem_max only with
+    # CAP_NET_ADMIN); a full buffer drops packets, which come back as a gap.
+    receive_buffer: Annotated[int, Meta(ge=1 << 16, le=2**31)] = 64 << 20
     exchange_timezone: str = "America/New_York"   # ITCH stamps are ns since midnight there (for the lag)
 
     def __post_init__(self) -> None:
@@ -161,7 +163,7 @@ if TYPE_CHECKING:
 else:
     SimulatedDayTable = schema(SimulatedDay, "SimulatedDayTable")
     ReplayTable = schema(ReplayConfig, "ReplayTable", file=Optional[str], generate=Optional[SimulatedDayTable])
-    MoldUDP64Table = schema(MoldUDP64Config, "MoldUDP64Table")
+    MoldUDP64Table = schema(MoldUDP64Config, "MoldUDP64Table", recovery_file=Optional[str])
     IngestTable = schema(
         IngestConfig, "IngestTable", {key: key for key in _INGEST_KEYS},
         defaults={"replay": msgspec.field(default_factory=ReplayTable),
@@ -196,7 +198,10 @@ def parse_config(data: dict, base: pathlib.Path) -> IngestConfig:
     replay_config = build(ReplayConfig, replay, file=None if replay.file is None else base / replay.file,
                           generate=None if replay.generate is None else build(SimulatedDay, replay.generate))
     values = {key: getattr(table, key) for key in _INGEST_KEYS}
-    values.update(replay=replay_config, moldudp64=build(MoldUDP64Config, table.moldudp64),
+    mold = table.moldudp64
+    mold_config = build(MoldUDP64Config, mold,
+                        recovery_file=None if mold.recovery_file is None else base / mold.recovery_file)
+    values.update(replay=replay_config, moldudp64=mold_config,
                   nats_servers=_nats_servers(table.nats_servers),
                   risk_token_file=None if table.risk_token_file is None else base / table.risk_token_file)
     common = common_sections(file, data, base, port=GRPC_PORT, http_port=HTTP_PORT)

@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 LAG_BUCKETS = (1e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0,
                2.5, 5.0, 10.0, 60.0)
 
+# A re-request answered on a LAN takes about a millisecond; a SoupBinTCP replay of a large gap, seconds.
+RECOVERY_BUCKETS = (1e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                    30.0, 60.0, 300.0)
+
 
 class IngestMetrics:
     """The lag histogram (observed by the feed) and the collector for everything else."""
@@ -32,6 +36,10 @@ class IngestMetrics:
                                  "Exchange timestamp to receive time of the first message of each batch applied "
                                  "(a paced replay: how late against its schedule)", (), registry, LAG_BUCKETS)
         self.lag_series = self.lag.labels()
+        self.recovery = LoopHistogram("riskcore_ingest_recovery_seconds",
+                                      "Time the feed was stale, from a gap found to the book whole again "
+                                      "(re-request or SoupBinTCP)", (), registry, RECOVERY_BUCKETS)
+        self.recovery_series = self.recovery.labels()
         registry.register(IngestCollector(server))
 
 
@@ -64,7 +72,9 @@ class IngestCollector(Collector):
                 ("recovered_messages", "recovered_messages",
                  "Messages delivered after their gap was opened (re-request or SoupBinTCP)"),
                 ("rerequests", "requests", "MoldUDP64 re-requests sent, retries included"),
-                ("soup_recoveries", "soup_recoveries", "Gaps filled over SoupBinTCP")):
+                ("soup_recoveries", "soup_recoveries", "Gaps filled over SoupBinTCP"),
+                ("file_recoveries", "file_recoveries", "Gaps filled from the recovery file"),
+                ("malformed_packets", "malformed", "MoldUDP64 datagrams dropped as malformed or of another session")):
             family = CounterMetricFamily(f"riskcore_ingest_{name}", help_text)
             family.add_metric([], session.get(key, 0))
             yield family
@@ -75,7 +85,8 @@ class IngestCollector(Collector):
         drops.add_metric(["subscriber_conflated"], hub["conflated"])
         drops.add_metric(["subscriber_evicted"], hub["evicted"])
         if isinstance(source, MoldUDP64Source):
-            drops.add_metric(["receive_backlog"], source.backlog_dropped)
+            drops.add_metric(["malformed_packet"], session["malformed"])
+            drops.add_metric(["recovery_overflow"], session["recovery_overflow"])
             drops.add_metric(["reorder_overflow"], session["reorder_overflow"])
             drops.add_metric(["duplicate"], session["duplicates"])
         for output in (server.risk, server.nats):
@@ -104,7 +115,6 @@ class IngestCollector(Collector):
         if server.nats is not None:
             depth.add_metric(["nats"], server.nats.queued)
         if isinstance(source, MoldUDP64Source):
-            depth.add_metric(["receive_bytes"], source.backlog)
             depth.add_metric(["reorder_messages"], session["reorder_held"])
         yield depth
 

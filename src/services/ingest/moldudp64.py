@@ -13,7 +13,8 @@ injected time, so every path is unit-testable: it delivers messages in
 sequence exactly once, drops duplicates, holds packets that arrive past a gap
 in a bounded reorder buffer, detects gaps (heartbeats and end of session
 included), and says when to send which re-request, with bounded retries.
-:class:`Receiver` runs it on a UDP socket.
+:class:`Receiver` runs it on a UDP socket, behind a compiled receive loop
+that applies the packets already in sequence itself.
 """
 from __future__ import annotations
 
@@ -21,15 +22,22 @@ import heapq
 import ipaddress
 import socket
 import struct
+import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+
+from riskcore_services.ingest._udp import PacketReceiver, Received
+
+if TYPE_CHECKING:
+    from riskcore import Book
 
 HEADER = struct.Struct(">10sQH")
 REQUEST = struct.Struct(">10sQH")
 HEARTBEAT = 0
 END_OF_SESSION = 0xFFFF
 MAX_MESSAGES_PER_PACKET = 0xFFFE
+SO_RCVBUFFORCE = 33        # Linux's <asm-generic/socket.h>; the socket module does not name it
 
 
 class MoldUDP64Error(ValueError):
@@ -305,6 +313,17 @@ class Sequencer:
             self._tries = 0
         return self._send(now)
 
+    def took(self, received: Received) -> None:
+        """Account for what the compiled receive loop (``_udp``) applied in sequence without this sequencer."""
+        self.expected = received.expected
+        self.highest = max(self.highest, received.expected)
+        stats = self.stats
+        stats.packets += received.packets
+        stats.messages += received.messages
+        stats.heartbeats += received.heartbeats
+        stats.duplicates += received.duplicates
+        stats.malformed += received.malformed
+
     # ----------------------------------------------------------- internals
 
     def _saw(self, end: int) -> None:
@@ -388,15 +407,29 @@ class Sequencer:
 
 # ----------------------------------------------------------------- receiver
 
+def set_receive_buffer(sock: socket.socket, size: int) -> None:
+    """Ask for a receive buffer of ``size`` bytes: past ``net.core.rmem_max`` when the process may
+    (``SO_RCVBUFFORCE`` needs CAP_NET_ADMIN), else as much as the system allows."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
+    except PermissionError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+
+
 class Receiver:
-    """Receive one MoldUDP64 session on UDP and hand its messages, in sequence, to a callback.
+    """Receive one MoldUDP64 session on UDP into a book: the common path compiled, the rest sequenced here.
+
+    Packets in sequence are taken in batches (``recvmmsg``), checked and
+    decoded into ``book`` in C without the GIL (:mod:`._udp`); anything else
+    (a gap, a packet held past one, a heartbeat showing one, end of session,
+    another session) goes to ``sequencer``, whose in-sequence output is fed
+    to the book here, and its re-requests are sent.
 
     Parameters
     ----------
     sequencer : Sequencer
-    on_messages : callable(chunk)
-        Called with each in-sequence chunk of length-framed messages
-        (``Book.feed`` fits).
+    book : riskcore.Book
+        Fed every message in sequence, once.
     address : (host, port)
         Where to listen: a unicast address, or a multicast group (with
         ``interface`` the local address to join it on).
@@ -404,18 +437,20 @@ class Receiver:
         The re-request server; without it gaps are detected but not recovered.
     clock : callable
         Seconds, monotonic (injected for tests).
+    batch : int
+        Datagrams per ``recvmmsg`` call at most.
     """
 
-    def __init__(self, sequencer: Sequencer, on_messages: Callable[[bytes | memoryview], object],
-                 address: tuple[str, int] = ("127.0.0.1", 0), request_address: tuple[str, int] | None = None,
-                 interface: str = "0.0.0.0", receive_buffer: int = 8 * 2**20,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, sequencer: Sequencer, book: Book, address: tuple[str, int] = ("127.0.0.1", 0),
+                 request_address: tuple[str, int] | None = None, interface: str = "0.0.0.0",
+                 receive_buffer: int = 8 * 2**20, clock: Callable[[], float] = time.monotonic,
+                 batch: int = 64) -> None:
         self.sequencer = sequencer
-        self.on_messages = on_messages
+        self.book = book
         self.request_address = request_address
         self.clock = clock
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        set_receive_buffer(self.sock, receive_buffer)
         host, port = address
         try:
             group = ipaddress.ip_address(host).is_multicast
@@ -428,6 +463,10 @@ class Receiver:
             self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, membership)
         else:
             self.sock.bind((host, port))
+        self._packets = PacketReceiver(self.sock.fileno(), batch)
+        # Held while the socket is in use, so close() never pulls the descriptor from under a step that a
+        # worker thread is still running.
+        self._using = threading.Lock()
 
     @property
     def address(self) -> tuple[str, int]:
@@ -437,6 +476,41 @@ class Receiver:
         if request is not None and self.request_address is not None and self.sequencer.session is not None:
             self.sock.sendto(encode_request(self.sequencer.session, request.sequence, request.count),
                              self.request_address)
+
+    def _apply(self, out: Output) -> None:
+        for chunk in out.chunks:
+            self.book.feed(chunk)
+        self._request(out.request)
+
+    def step(self, wait: float, max_packets: int = 4096, budget: float = 0.005) -> Received:
+        """Receive for a while: apply what is in sequence, sequence the rest, send the requests due.
+
+        Returns once ``max_packets`` datagrams were taken, ``budget`` seconds
+        after the first, when one needs the sequencer, or after ``wait``
+        seconds of silence (then the sequencer's retries are sent).
+
+        Notes
+        -----
+        Blocking, GIL released while receiving: run it in a worker thread.
+        """
+        seq = self.sequencer
+        in_sequence = (seq.session is not None and not seq.in_gap and not seq.held and not seq.failed
+                       and seq.end_sequence is None)
+        with self._using:
+            got = self._packets.receive(self.book, seq.session or bytes(10), seq.expected, in_sequence,
+                                        max_packets, wait, budget)
+            seq.took(got)
+            now = self.clock()
+            for datagram in got.others:
+                self._apply(seq.on_data(datagram, now))
+            self._request(seq.poll(self.clock()))
+        return got
+
+    def inject(self, packets: Iterable[Packet]) -> None:
+        """Sequence packets recovered another way (SoupBinTCP) as if they had arrived."""
+        with self._using:
+            for packet in packets:
+                self._apply(self.sequencer.on_packet(packet, self.clock()))
 
     def run(self, timeout: float = 30.0, idle: float = 0.01) -> bool:
         """Receive until the session has ended and been delivered whole, the sequencer fails, or ``timeout``.
@@ -448,26 +522,16 @@ class Receiver:
         """
         seq = self.sequencer
         deadline = self.clock() + timeout
-        self.sock.settimeout(idle)
-        buffer = bytearray(65_536)
-        view = memoryview(buffer)
         while not seq.ended and not seq.failed:
-            now = self.clock()
-            if now >= deadline:
+            if self.clock() >= deadline:
                 return False
-            try:
-                n = self.sock.recv_into(buffer)
-            except TimeoutError:
-                self._request(seq.poll(self.clock()))
-                continue
-            out = seq.on_data(bytes(view[:n]), self.clock())
-            for chunk in out.chunks:
-                self.on_messages(chunk)
-            self._request(out.request)
+            self.step(idle)
         return seq.ended
 
     def close(self) -> None:
-        self.sock.close()
+        """Close the socket, once a step running in another thread has returned (at most ``wait`` later)."""
+        with self._using:
+            self.sock.close()
 
     def __enter__(self) -> "Receiver":
         return self

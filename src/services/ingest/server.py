@@ -18,8 +18,9 @@ import asyncio
 import dataclasses
 import os
 import pathlib
+import time
 from collections import Counter
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from riskcore import Book
 from riskcore.book import Level, Mark
@@ -40,6 +41,8 @@ INTEGRITY_COUNTERS = frozenset({"unknown_ref", "duplicate_add", "over_execution"
 GAP_STATES = (FeedState.GAP, FeedState.RECOVERING)
 
 log = get_logger("ingest.server")
+
+T = TypeVar("T")
 
 MARKET_DATA = ingest_pb2.DESCRIPTOR.services_by_name["MarketData"]
 # Smaller chunks are decoded on the event loop: a worker thread costs more than it saves below this.
@@ -118,6 +121,7 @@ class IngestServer(Server):
             raise ConfigError(f"ingest.replay.file: no such file {str(replay.file)!r}")
         self.source = source if source is not None else make_source(config)
         self.state = FeedState.STARTING
+        self._stale_since = 0.0            # when the feed last went stale (for the recovery time)
         self.feed_error = ""
         self.lag_seconds = 0.0
         self.view = BookView()
@@ -195,10 +199,23 @@ class IngestServer(Server):
             marks = book.marks()
             self._observe(book)
         if lag is not None:
-            self.lag_seconds = lag
-            self.metrics.lag_series.observe(lag)
+            self.observe_lag(lag)
         self._publish(marks, self.view.last_timestamp)
         return consumed
+
+    async def run_on_book(self, step: Callable[[], T]) -> T:
+        """Run ``step`` (which feeds the book, releasing the GIL) in a worker thread holding the book, then
+        publish what changed."""
+        async with self._book_lock:
+            result = await asyncio.to_thread(step)
+            marks = self.book.marks()
+            self._observe(self.book)
+        self._publish(marks, self.view.last_timestamp)
+        return result
+
+    def observe_lag(self, seconds: float) -> None:
+        self.lag_seconds = seconds
+        self.metrics.lag_series.observe(seconds)
 
     def _observe(self, book: Book) -> None:
         """Copy the book's counts for status and metrics; add what is new to the totals."""
@@ -240,6 +257,11 @@ class IngestServer(Server):
         if state is was:
             return
         self.state = state
+        now = time.monotonic()
+        if state.stale and not was.stale:
+            self._stale_since = now
+        elif was.stale and not state.stale:
+            self.metrics.recovery_series.observe(now - self._stale_since)
         log.info("feed state", state=state.name, was=was.name, expected=self.source.session().get("expected_sequence"))
         for event in self._conditions():
             self.event_stream.forward(event)

@@ -12,9 +12,11 @@ rest below each symbol's mid price and asks above it, so no book is ever
 locked or crossed. Cancels and executions mostly hit recent orders, as they
 do on a real feed.
 
-:class:`MoldUDP64Server` sends such a day as MoldUDP64 packets over UDP,
-optionally dropping packets on purpose, answers re-requests, and ends with
-end-of-session packets.
+:class:`MoldUDP64Server` sends such a day as MoldUDP64 packets over UDP
+(many per ``sendmmsg`` call), optionally dropping packets on purpose, answers
+re-requests, and ends with end-of-session packets. :class:`SoupBinTCPServer`
+replays the same messages over SoupBinTCP from the sequence number a client
+logs in at, for recovery.
 """
 from __future__ import annotations
 
@@ -30,7 +32,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
-from riskcore_services.ingest import moldudp64
+import numpy as np
+
+from riskcore_services.ingest import moldudp64, soupbintcp
+from riskcore_services.ingest._udp import send_datagrams
 
 # Each message with its 2-byte length in front (day-file framing); the
 # 6-byte timestamp is packed as its high 2 bytes and low 4 bytes.
@@ -386,6 +391,7 @@ class MoldUDP64Server:
         self.stats = ServerStats()
         self._rng = random.Random(seed)
         self._send = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._send.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
         self._send.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
         self._send.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
         self._requests = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -420,6 +426,22 @@ class MoldUDP64Server:
         self._thread.start()
         return self
 
+    def encoded(self) -> tuple[bytes, np.ndarray, list[int]]:
+        """The stream's datagrams back to back, their offsets, and the first sequence of each dropped packet.
+
+        Which packets are dropped is drawn here (seeded), so encode once per stream.
+        """
+        parts: list[bytes] = []
+        offsets = [0]
+        dropped: list[int] = []
+        for seq, batch in self.packets():
+            if self.loss and self._rng.random() < self.loss:
+                dropped.append(seq)
+                continue
+            parts.append(moldudp64.encode_packet(self.session, seq, batch))
+            offsets.append(offsets[-1] + len(parts[-1]))
+        return b"".join(parts), np.array(offsets, dtype=np.int64), dropped
+
     def stream(self, end_packets: int = 3, end_interval: float = 0.01, burst: int = 32,
                pause: float = 0.0005) -> None:
         """Send every message once, then ``end_packets`` end-of-session packets.
@@ -428,18 +450,35 @@ class MoldUDP64Server:
         a receiver on the same machine is not overrun (a real feed is paced
         by the wire).
         """
-        for k, (seq, batch) in enumerate(self.packets()):
-            if self.loss and self._rng.random() < self.loss:
-                self.stats.dropped += 1
-                self.stats.dropped_sequences.append(seq)
-            else:
-                self._send.sendto(moldudp64.encode_packet(self.session, seq, batch), self.target)
-                self.stats.packets += 1
-            if burst and k % burst == burst - 1:
-                time.sleep(pause)
-        for _ in range(end_packets):
+        data, offsets, dropped = self.encoded()
+        self.stats.dropped += len(dropped)
+        self.stats.dropped_sequences += dropped
+        self.send(data, offsets, burst, pause)
+        self.end_session(end_packets, end_interval)
+
+    def send(self, data: bytes, offsets: np.ndarray, burst: int = 32, pause: float = 0.0005,
+             rate: float | None = None) -> None:
+        """Send the encoded datagrams (:meth:`encoded`), ``burst`` at a time (``sendmmsg``).
+
+        Between bursts: ``pause`` seconds, or with ``rate`` (datagrams per
+        second) until the burst's time on that schedule.
+        """
+        self._send.connect(self.target)
+        count = len(offsets) - 1
+        step = burst or count
+        start = time.perf_counter()
+        for first in range(0, count, step):
+            last = min(count, first + step)
+            self.stats.packets += send_datagrams(self._send.fileno(), data, offsets, first, last)
+            wait = pause if rate is None else start + last / rate - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+
+    def end_session(self, packets: int = 3, interval: float = 0.01) -> None:
+        """Send ``packets`` end-of-session packets, ``interval`` seconds apart."""
+        for _ in range(packets):
             self._send.sendto(moldudp64.encode_end_of_session(self.session, len(self.messages) + 1), self.target)
-            time.sleep(end_interval)
+            time.sleep(interval)
 
     def heartbeat(self) -> None:
         """Send one heartbeat carrying the next sequence number."""
@@ -477,3 +516,119 @@ class MoldUDP64Server:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class SoupBinTCPServer:
+    """Replay a list of ITCH messages over SoupBinTCP, one client at a time, from the sequence each logs in at.
+
+    Parameters
+    ----------
+    messages : sequence of bytes
+        The session's messages; message i has sequence number i + 1.
+    session : str
+        The session name sent in the login accepted packet.
+    username, password : str
+        A login with another password is rejected (``A``, not authorized).
+    silent : float
+        Seconds of silence after the login answer (to try a client's
+        heartbeats and dead-link timeout).
+    end : bool
+        Send end of session after the last message.
+    host : str
+        Address to listen on (port chosen by the system: ``address``).
+
+    Notes
+    -----
+    ``start`` serves in a background thread until ``stop``; ``logins`` lists
+    each login as (username, password, session, sequence) and ``received``
+    the types of the client packets read after it.
+    """
+
+    def __init__(self, messages: Sequence[bytes], session: str = "SIMSESSION", username: str = "user",
+                 password: str = "secret", silent: float = 0.0, end: bool = True, host: str = "127.0.0.1") -> None:
+        self.messages = list(messages)
+        self.session_name, self.password, self.silent, self.end = session, password, silent, end
+        self.username = username
+        self.listener = socket.create_server((host, 0))
+        self.listener.settimeout(0.05)
+        self.logins: list[tuple[str, str, str, int]] = []
+        self.received: list[bytes] = []
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.listener.getsockname()
+
+    def start(self) -> "SoupBinTCPServer":
+        self._thread = threading.Thread(target=self._serve, name="soupbintcp-replay", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.listener.close()
+
+    def __enter__(self) -> "SoupBinTCPServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _serve(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with conn:
+                try:
+                    self._replay(conn)
+                except (OSError, soupbintcp.SoupBinTCPError):
+                    pass                # the client went away or spoke something else: serve the next one
+
+    def _read(self, conn: socket.socket, reader: soupbintcp.FrameReader) -> list[tuple[bytes, bytes]]:
+        try:
+            data = conn.recv(65_536)
+        except TimeoutError:
+            return []
+        if not data:
+            raise soupbintcp.SoupBinTCPError("the client closed the connection")
+        return reader.feed(data)
+
+    def _replay(self, conn: socket.socket) -> None:
+        reader = soupbintcp.FrameReader()
+        conn.settimeout(0.02)
+        packets: list[tuple[bytes, bytes]] = []
+        while not packets:
+            if self._stopping.is_set():
+                return
+            packets += self._read(conn, reader)
+        kind, payload = packets.pop(0)
+        if kind != soupbintcp.LOGIN:
+            raise soupbintcp.SoupBinTCPError(f"expected a login, got a {kind!r} packet")
+        login = soupbintcp.decode_login(payload)
+        self.logins.append(login)
+        if login[1] != self.password:
+            conn.sendall(soupbintcp.encode(soupbintcp.LOGIN_REJECTED, b"A"))
+            return
+        first = max(1, login[3])
+        conn.sendall(soupbintcp.encode(soupbintcp.DEBUG, b"riskcore simulator")
+                     + soupbintcp.encode_login_accepted(self.session_name, first))
+        deadline = time.monotonic() + self.silent
+        while time.monotonic() < deadline:
+            self.received += [k for k, _ in self._read(conn, reader)]
+        sequenced = soupbintcp.SEQUENCED
+        for start in range(first - 1, len(self.messages), 4096):
+            conn.sendall(b"".join(soupbintcp.encode(sequenced, m) for m in self.messages[start:start + 4096]))
+        if self.end:
+            conn.sendall(soupbintcp.encode(soupbintcp.END_OF_SESSION))
+        while True:         # until the client logs out or hangs up (on stop: until it goes quiet)
+            got = [k for k, _ in self._read(conn, reader)]
+            self.received += got
+            if soupbintcp.LOGOUT in got or not got and self._stopping.is_set():
+                return

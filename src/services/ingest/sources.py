@@ -2,35 +2,46 @@
 
 A source runs as the server's feed task and drives a :class:`Feed` (the
 server): it hands over length-framed messages in sequence with
-:meth:`Feed.apply` and says whether they can be trusted with
-:meth:`Feed.set_state`. Sources do no decoding; the book does (compiled,
+:meth:`Feed.apply` (a replay) or feeds the book in :meth:`Feed.run_on_book`
+(UDP), and says whether they can be trusted with :meth:`Feed.set_state`.
+Sources do no decoding; the book does (compiled,
 without the GIL, in a worker thread for large chunks).
 
-MoldUDP64 recovery, in order (the research notes' "by size of gap"): the
-sequencer holds packets past a gap in a bounded reorder buffer and re-requests
-the missing messages with bounded retries; a gap larger than ``soup_after``
-messages, or one the re-requests could not fill, is fetched over SoupBinTCP
-(log in at the first missing sequence number) when a SoupBinTCP server is
-configured, while live packets keep arriving into the reorder buffer and are
-applied after the recovered ones. Without one, a gap the re-requests cannot
-fill leaves the feed FAILED: its book is wrong until a restart.
+MoldUDP64 is received by a compiled loop (``_udp``, through
+``moldudp64.Receiver``) in a worker thread holding the book; only packets out
+of sequence reach the Python sequencer. Recovery, in order (the research
+notes' "by size of gap"): the sequencer holds packets past a gap in a bounded
+reorder buffer and re-requests the missing messages with bounded retries; a
+gap larger than ``soup_after`` messages, or one the re-requests could not
+fill, is fetched over SoupBinTCP (log in at the first missing sequence
+number) when a SoupBinTCP server is configured, while live packets keep
+arriving into the reorder buffer and are applied after the recovered ones (a
+live packet that finds it full fails the feed closed until fetched too).
+Without one, a gap the re-requests cannot fill leaves the feed FAILED: its
+book is wrong until a restart.
 """
 from __future__ import annotations
 
 import asyncio
 import datetime
 import enum
+import functools
 import time
 import zoneinfo
-from typing import Awaitable, Callable, Protocol
+from typing import Awaitable, Callable, Protocol, TypeVar
+
+from riskcore import Book
 
 from riskcore_services.common.logging import get_logger
 from riskcore_services.ingest import moldudp64
 from riskcore_services.ingest.config import MoldUDP64Config, ReplayConfig, split_address
-from riskcore_services.ingest.reader import next_frame, open_day_file
+from riskcore_services.ingest.reader import next_frame, open_day_file, read_messages
 from riskcore_services.ingest.soupbintcp import SoupBinTCPClient, SoupBinTCPError
 
 log = get_logger("ingest.feed")
+
+T = TypeVar("T")
+IDLE_STEP = 0.01          # seconds a UDP step waits for a first datagram at most
 
 
 class FeedState(enum.Enum):
@@ -52,10 +63,20 @@ class FeedState(enum.Enum):
 class Feed(Protocol):
     """What a source drives (the server)."""
 
+    book: Book
+
     async def apply(self, data: bytes | memoryview, until: int | None = None, lag: float | None = None,
                     final: bool = False) -> int:
         """Feed length-framed messages to the book; return the bytes consumed (complete frames only, unless
         ``final``: then a cut-off frame at the end is counted as truncated and everything is consumed)."""
+        ...
+
+    async def run_on_book(self, step: Callable[[], T]) -> T:
+        """Run ``step`` (which feeds ``book``) in a worker thread holding the book; publish what changed."""
+        ...
+
+    def observe_lag(self, seconds: float) -> None:
+        """Record one exchange-timestamp-to-receive lag."""
         ...
 
     def set_state(self, state: FeedState) -> None: ...
@@ -149,17 +170,6 @@ class ReplaySource:
         return consumed
 
 
-class _Datagrams(asyncio.DatagramProtocol):
-    def __init__(self, source: "MoldUDP64Source"):
-        self.source = source
-
-    def datagram_received(self, data: bytes, addr: tuple) -> None:
-        self.source._received(data)
-
-    def error_received(self, exc: Exception) -> None:
-        self.source.last_error = f"{type(exc).__name__}: {exc}"
-
-
 def fetch_over_soup(address: tuple[str, int], username: str, password: str, first: int, last: int,
                     timeout: float = 5.0) -> list[bytes]:
     """Messages ``first..last`` of the current session from a SoupBinTCP server (fewer when it ends sooner).
@@ -206,10 +216,16 @@ def exchange_clock(zone: str) -> Callable[[], int]:
 class MoldUDP64Source:
     """One MoldUDP64 session on UDP, sequenced, re-requested and recovered over SoupBinTCP.
 
-    Datagrams are sequenced as they arrive (on the event loop); the messages
-    now in sequence wait in a list bounded by ``backlog_bytes`` (a packet past
-    it is dropped before sequencing and comes back as a gap) until the feed
-    task hands them to the book in one call.
+    The feed task runs :meth:`moldudp64.Receiver.step` in a worker thread
+    holding the book (:meth:`Feed.run_on_book`): packets in sequence are
+    received in batches and decoded in C without the GIL; the rest go through
+    the sequencer. A gap past ``soup_after`` messages, or one the re-requests
+    could not fill, is fetched over SoupBinTCP by a task of its own while the
+    steps go on: live packets wait in the sequencer's reorder buffer (at most
+    ``reorder_limit`` messages) and are applied after the recovered ones. A
+    live packet that finds the buffer full is dropped and counted
+    (``recovery_overflow``) and the feed is FAILED, its quotes stale, until
+    the recovery has fetched past it too.
 
     Parameters
     ----------
@@ -232,16 +248,16 @@ class MoldUDP64Source:
         self.clock = clock
         self.exchange_now = exchange_now or exchange_clock(config.exchange_timezone)
         self.address: tuple[str, int] | None = None
-        self.backlog_dropped = 0           # packets dropped because the book was that far behind
+        self.recovery_file = config.recovery_file if self.soup is None else None
         self.soup_recoveries = 0
         self.soup_failures = 0
+        self.file_recoveries = 0
+        self.recovery_overflow = 0         # live messages dropped while a recovery ran: the feed went FAILED
         self.last_error = ""
-        self.recovering = False
-        self._chunks: list[bytes | memoryview] = []
-        self._backlog = 0
-        self._wake = asyncio.Event()
-        self._transport: asyncio.DatagramTransport | None = None
-        self._soup_not_before = 0.0
+        self._recovery: asyncio.Task[tuple[int, list[bytes]]] | None = None
+        self._overflow_mark = 0            # sequencer overflow count when the recovery started
+        self._inconsistent = False
+        self._recovery_not_before = 0.0
         self._bound = asyncio.Event()
 
     async def bound(self) -> tuple[str, int]:
@@ -258,123 +274,105 @@ class MoldUDP64Source:
                     requests=stats.requests, duplicates=stats.duplicates, reorder_held=seq.held,
                     reorder_overflow=stats.overflow, malformed=stats.malformed + stats.wrong_session,
                     soup_recoveries=self.soup_recoveries, soup_failures=self.soup_failures,
-                    backlog_dropped=self.backlog_dropped, last_error=self.last_error)
-
-    @property
-    def backlog(self) -> int:
-        """Bytes of in-sequence messages waiting for the book."""
-        return self._backlog
+                    file_recoveries=self.file_recoveries,
+                    recovery_overflow=self.recovery_overflow, last_error=self.last_error)
 
     def state(self) -> FeedState:
         seq = self.sequencer
-        if self.recovering:
-            return FeedState.RECOVERING
-        if seq.failed:
+        if self._inconsistent or seq.failed:
             return FeedState.FAILED
+        if self._recovery is not None:
+            return FeedState.RECOVERING
         if seq.in_gap:
             return FeedState.GAP
-        if seq.ended and not self._chunks:
+        if seq.ended:
             return FeedState.ENDED
         return FeedState.LIVE if seq.stats.packets else FeedState.STARTING
-
-    # ------------------------------------------------------------ receive (event loop callbacks)
-
-    def _received(self, data: bytes) -> None:
-        if self._backlog >= self.config.backlog_bytes:
-            self.backlog_dropped += 1
-            return
-        out = self.sequencer.on_data(data, self.clock())
-        for chunk in out.chunks:
-            self._chunks.append(chunk)
-            self._backlog += len(chunk)
-        self._request(out.request)
-        self._wake.set()
-
-    def _request(self, request: moldudp64.Request | None) -> None:
-        session = self.sequencer.session
-        if request is None or self.rerequest is None or session is None or self._transport is None:
-            return
-        self._transport.sendto(moldudp64.encode_request(session, request.sequence, request.count), self.rerequest)
 
     # ------------------------------------------------------------ the feed task
 
     async def run(self, feed: Feed) -> None:
         config = self.config
-        loop = asyncio.get_running_loop()
-        receiver = moldudp64.Receiver(self.sequencer, lambda chunk: None, (config.group, config.port),
-                                      self.rerequest, config.interface, config.receive_buffer, self.clock)
+        receiver = moldudp64.Receiver(self.sequencer, feed.book, (config.group, config.port), self.rerequest,
+                                      config.interface, config.receive_buffer, self.clock)
         self.address = receiver.address
-        transport, _ = await loop.create_datagram_endpoint(lambda: _Datagrams(self), sock=receiver.sock)
-        self._transport = transport
         self._bound.set()
         log.info("receiving MoldUDP64", address=f"{self.address[0]}:{self.address[1]}", group=config.group,
                  rerequest=config.rerequest or None, soup=config.soup or None)
+        # Idle steps end soon, so GetBook (which waits for the book) waits little on a quiet feed.
+        step = functools.partial(receiver.step, min(config.retry_after, IDLE_STEP))
         try:
             while True:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), config.retry_after)
-                except TimeoutError:
-                    pass
-                self._wake.clear()
-                self._request(self.sequencer.poll(self.clock()))
-                # Stale before applying what arrived behind a gap; whole again only once it is applied.
-                if (state := self.state()).stale:
-                    feed.set_state(state)
-                await self._drain(feed)
-                if self._needs_soup():
-                    await self._recover(feed)
+                got = await feed.run_on_book(step)
+                if got.first_timestamp >= 0:
+                    # The exchange's clock when the first applied datagram was taken, against its stamp.
+                    taken = self.exchange_now() - (time.time_ns() - got.received_ns)
+                    feed.observe_lag(max(0.0, (taken - got.first_timestamp) / 1e9))
+                await self._recover(feed, receiver)
                 if self.sequencer.failed and not self.sequencer.in_gap:
                     self.sequencer.failed = False   # the gap was filled after all (a late answer): whole again
                 feed.set_state(self.state())
         finally:
-            transport.close()
+            if self._recovery is not None:
+                self._recovery.cancel()
+            receiver.close()
 
-    async def _drain(self, feed: Feed) -> None:
-        if not self._chunks:
-            return
-        chunks, self._chunks, self._backlog = self._chunks, [], 0
-        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        lag = None
-        if len(data) >= 13:     # the first message's stamp (6 bytes at offset 5, after its length)
-            lag = max(0.0, (self.exchange_now() - int.from_bytes(data[7:13], "big")) / 1e9)
-        await feed.apply(data, lag=lag)
-
-    def _needs_soup(self) -> bool:
+    def _needs_recovery(self) -> bool:
         seq = self.sequencer
-        if self.soup is None or self.clock() < self._soup_not_before or not seq.in_gap:
+        if self.soup is None and self.recovery_file is None or self.clock() < self._recovery_not_before \
+                or not seq.in_gap:
             return False
         return seq.failed or seq.highest - seq.expected > self.config.soup_after
 
-    async def _recover(self, feed: Feed) -> None:
-        """Fetch the front of the gap over SoupBinTCP and hand it to the sequencer as packets."""
-        assert self.soup is not None
+    async def _recover(self, feed: Feed, receiver: moldudp64.Receiver) -> None:
+        """Start a fetch of the front of the gap (SoupBinTCP or the recovery file) when one is due; apply one
+        that has finished."""
         seq, config = self.sequencer, self.config
-        first = seq.expected
-        last = min(seq.highest - 1, first + config.soup_batch - 1)
-        self.recovering = True
-        feed.set_state(FeedState.RECOVERING)
-        started = self.clock()
-        try:
-            messages = await asyncio.to_thread(fetch_over_soup, self.soup, config.soup_username,
-                                               config.soup_password, first, last)
-        except (OSError, SoupBinTCPError) as error:
-            self.soup_failures += 1
-            self.last_error = f"SoupBinTCP: {type(error).__name__}: {error}"
-            self._soup_not_before = self.clock() + 1.0
-            log.warning("SoupBinTCP recovery failed; trying again in 1 s", error=self.last_error, first=first)
+        if self._recovery is None:
+            if self._needs_recovery():
+                first = seq.expected
+                last = min(seq.highest - 1, first + config.soup_batch - 1)
+                self._overflow_mark = seq.stats.overflow
+                self._recovery = asyncio.create_task(self._fetch(first, last))
+                feed.set_state(FeedState.RECOVERING)
+            elif self._inconsistent and not seq.in_gap:
+                self._inconsistent = False       # fetched past everything the full buffer dropped
             return
-        finally:
-            self.recovering = False
-        self.soup_recoveries += 1
+        if seq.stats.overflow > self._overflow_mark:
+            # Live data the queue could not hold: fail closed until the recovery has fetched it too.
+            self.recovery_overflow += seq.stats.overflow - self._overflow_mark
+            self._overflow_mark = seq.stats.overflow
+            self._inconsistent = True
+        if not self._recovery.done():
+            return
+        task, self._recovery = self._recovery, None
+        try:
+            first, messages = task.result()
+        except (OSError, SoupBinTCPError, EOFError) as error:
+            if self.soup is not None:
+                self.soup_failures += 1
+            where = "SoupBinTCP" if self.soup is not None else "recovery file"
+            self.last_error = f"{where}: {type(error).__name__}: {error}"
+            self._recovery_not_before = self.clock() + 1.0
+            log.warning("recovery failed; trying again in 1 s", error=self.last_error)
+            return
+        if self.soup is not None:
+            self.soup_recoveries += 1
+        else:
+            self.file_recoveries += 1
         seq.failed = False          # the sequencer may retry re-requests for whatever is still missing
         session = seq.session
         assert session is not None  # a gap is only known once a packet has named the session
-        for packet in as_packets(session, first, messages):
-            out = seq.on_packet(packet, self.clock())
-            for chunk in out.chunks:
-                self._chunks.append(chunk)
-                self._backlog += len(chunk)
-            self._request(out.request)
-        log.info("gap recovered over SoupBinTCP", first=first, messages=len(messages),
-                 seconds=round(self.clock() - started, 3))
-        await self._drain(feed)
+        await feed.run_on_book(functools.partial(receiver.inject, as_packets(session, first, messages)))
+        log.info("gap recovered", source="soupbintcp" if self.soup is not None else "file", first=first,
+                 messages=len(messages))
+
+    async def _fetch(self, first: int, last: int) -> tuple[int, list[bytes]]:
+        config = self.config
+        if self.soup is not None:
+            messages = await asyncio.to_thread(fetch_over_soup, self.soup, config.soup_username,
+                                               config.soup_password, first, last)
+        else:
+            assert self.recovery_file is not None
+            messages = await asyncio.to_thread(read_messages, str(self.recovery_file), first, last)
+        return first, messages

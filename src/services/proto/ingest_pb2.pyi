@@ -119,7 +119,7 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class FeedSession(_message.Message):
-    __slots__ = ("session", "state", "expected_sequence", "highest_sequence", "packets", "heartbeats", "gaps", "recovered_messages", "requests", "duplicates", "reorder_held", "reorder_overflow", "malformed", "soup_recoveries", "loops", "soup_failures", "backlog_dropped", "last_error")
+    __slots__ = ("session", "state", "expected_sequence", "highest_sequence", "packets", "heartbeats", "gaps", "recovered_messages", "requests", "duplicates", "reorder_held", "reorder_overflow", "malformed", "soup_recoveries", "loops", "soup_failures", "recovery_overflow", "file_recoveries", "last_error")
     SESSION_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
@@ -136,7 +136,8 @@ class FeedSession(_message.Message):
     SOUP_RECOVERIES_FIELD_NUMBER: _ClassVar[int]
     LOOPS_FIELD_NUMBER: _ClassVar[int]
     SOUP_FAILURES_FIELD_NUMBER: _ClassVar[int]
-    BACKLOG_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    RECOVERY_OVERFLOW_FIELD_NUMBER: _ClassVar[int]
+    FILE_RECOVERIES_FIELD_NUMBER: _ClassVar[int]
     LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
     session: str
     state: FeedState
@@ -154,9 +155,10 @@ class FeedSession(_message.Message):
     soup_recoveries: int
     loops: int
     soup_failures: int
-    backlog_dropped: int
+    recovery_overflow: int
+    file_recoveries: int
     last_error: str
-    def __init__(self, session: _Optional[str] = ..., state: _Optional[_Union[FeedState, str]] = ..., expected_sequence: _Optional[int] = ..., highest_sequence: _Optional[int] = ..., packets: _Optional[int] = ..., heartbeats: _Optional[int] = ..., gaps: _Optional[int] = ..., recovered_messages: _Optional[int] = ..., requests: _Optional[int] = ..., duplicates: _Optional[int] = ..., reorder_held: _Optional[int] = ..., reorder_overflow: _Optional[int] = ..., malformed: _Optional[int] = ..., soup_recoveries: _Optional[int] = ..., loops: _Optional[int] = ..., soup_failures: _Optional[int] = ..., backlog_dropped: _Optional[int] = ..., last_error: _Optional[str] = ...) -> None: ...
+    def __init__(self, session: _Optional[str] = ..., state: _Optional[_Union[FeedState, str]] = ..., expected_sequence: _Optional[int] = ..., highest_sequence: _Optional[int] = ..., packets: _Optional[int] = ..., heartbeats: _Optional[int] = ..., gaps: _Optional[int] = ..., recovered_messages: _Optional[int] = ..., requests: _Optional[int] = ..., duplicates: _Optional[int] = ..., reorder_held: _Optional[int] = ..., reorder_overflow: _Optional[int] = ..., malformed: _Optional[int] = ..., soup_recoveries: _Optional[int] = ..., loops: _Optional[int] = ..., soup_failures: _Optional[int] = ..., recovery_overflow: _Optional[int] = ..., file_recoveries: _Optional[int] = ..., last_error: _Optional[str] = ...) -> None: ...
 
 class OutputStatus(_message.Message):
     __slots__ = ("name", "enabled", "sent", "failed", "conflated", "unknown_symbols", "withheld_stale", "pending", "last_error")

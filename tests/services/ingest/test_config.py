@@ -25,9 +25,11 @@ def test_relative_paths_are_taken_from_the_files_folder(tmp_path):
     folder.mkdir()
     path = folder / "ingest.toml"
     path.write_text('[ingest]\nrisk_target = "127.0.0.1:50051"\nrisk_token_file = "t.txt"\n'
-                    '[ingest.replay]\nfile = "days/d.itch.gz"\n[server]\nport = 6000\n')
+                    '[ingest.replay]\nfile = "days/d.itch.gz"\n[ingest.moldudp64]\nrecovery_file = "s.itch"\n'
+                    '[server]\nport = 6000\n')
     config = load_config(path)
     assert config.replay.file == folder / "days" / "d.itch.gz"
+    assert config.moldudp64.recovery_file == folder / "s.itch"
     assert config.risk_token_file == folder / "t.txt"
     assert (config.server.port, config.server.http_port) == (6000, 8083)
 

@@ -206,7 +206,7 @@ def test_lost_duplicated_and_reordered_packets_are_delivered_once_in_sequence(to
 def udp_run(messages: list[bytes], loss: float, seed: int) -> tuple[Book, mold.Sequencer, MoldUDP64Server]:
     book = Book()
     sequencer = mold.Sequencer(mold.SequencerConfig(retry_after=0.05, max_retries=100))
-    with mold.Receiver(sequencer, book.feed) as receiver:
+    with mold.Receiver(sequencer, book) as receiver:
         server = MoldUDP64Server(messages, receiver.address, loss=loss, seed=seed)
         receiver.request_address = server.request_address
         with server:
@@ -235,7 +235,7 @@ def test_losing_the_last_packet_is_found_from_the_end_of_session():
     messages = [b"S" + bytes(10) + b"O"] * 3 + [b"S" + bytes(10) + b"C"]
     book = Book()
     sequencer = mold.Sequencer(mold.SequencerConfig(retry_after=0.05))
-    with mold.Receiver(sequencer, book.feed) as receiver:
+    with mold.Receiver(sequencer, book) as receiver:
         with MoldUDP64Server(messages, receiver.address, max_payload=16) as server:
             receiver.request_address = server.request_address
             packets = list(server.packets())

@@ -6,7 +6,8 @@ import gzip
 import pytest
 
 from riskcore import Book
-from riskcore_services.ingest.reader import MAX_FRAME, open_day_file, replay
+from riskcore_services.ingest.reader import MAX_FRAME, open_day_file, read_messages, replay
+from riskcore_services.ingest.simulate import split_messages
 
 from .model import assert_book_matches_model, books_equal, model_of
 
@@ -105,3 +106,16 @@ def test_progress_is_reported_while_replaying(small_day_file):
 def test_bad_replay_options_are_refused(small_day_file, kwargs):
     with pytest.raises(ValueError):
         replay(str(small_day_file), Book(), **kwargs)
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_read_messages_takes_a_sequence_range_of_a_day_file(tmp_path, small_day, compress):
+    path = tmp_path / "day.itch"
+    with (gzip.open(path, "wb") if compress else open(path, "wb")) as handle:
+        handle.write(small_day)
+    messages = split_messages(small_day)
+    assert read_messages(str(path), 12_345, 12_400) == messages[12_344:12_400]
+    # Frames cut by the chunks' ends, and fewer messages than asked when the file ends sooner.
+    assert read_messages(str(path), 1, 40_000, chunk_bytes=1_000) == messages
+    with pytest.raises(EOFError, match="ends at message 30000, before message 30001"):
+        read_messages(str(path), 30_001, 30_005)

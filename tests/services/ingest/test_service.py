@@ -12,22 +12,22 @@ import subprocess
 import sys
 
 import grpc
+import numpy as np
 import pytest
 
 from riskcore import Instrument
 from riskcore.book import Mark
 from riskcore_services.ingest import moldudp64
 from riskcore_services.ingest.quotes import Quote, mark_price
-from riskcore_services.ingest.simulate import MoldUDP64Server, split_messages
+from riskcore_services.ingest.simulate import MoldUDP64Server, SoupBinTCPServer, split_messages
 from riskcore_services.ingest.sources import MoldUDP64Source, ReplaySource
 from riskcore_services.proto import ingest_pb2, ingest_pb2_grpc
 from riskcore_services.risk.client import RiskClient
 from riskcore_services.risk.config import load_config as load_risk_config
-from riskcore_services.testing import ChildProcess, Children, http_get, wait_until
+from riskcore_services.testing import ChildProcess, Children, Metrics, http_get, wait_until
 from tests.services.risk.durability_helpers import nats_url  # noqa: F401 - a fixture
 
 from .model import model_of
-from .test_soupbintcp import SoupServer
 from .service_helpers import DEADLINE, IngestProcess, ingest_config, replay_config
 
 ENDED, LIVE, GAP = ingest_pb2.FEED_STATE_ENDED, ingest_pb2.FEED_STATE_LIVE, ingest_pb2.FEED_STATE_GAP
@@ -318,6 +318,16 @@ def mold_config(base: pathlib.Path, **mold) -> dict:
     return dict(source="moldudp64", moldudp64={"group": "127.0.0.1", "port": 0, **mold})
 
 
+def session_packets(messages: list[bytes], name: str) -> tuple[bytes, list[tuple[int, list[bytes]]]]:
+    """A session's wire name and its packets as the simulator cuts them: (first sequence, messages)."""
+    with MoldUDP64Server(messages, ("127.0.0.1", 9), session=name) as sender:
+        return sender.session, list(sender.packets())
+
+
+def soup_settings(soup_server: SoupBinTCPServer) -> dict:
+    return dict(soup=f"127.0.0.1:{soup_server.address[1]}", soup_username="user", soup_password="secret")
+
+
 def test_moldudp64_with_packet_loss_recovers_by_rerequest_to_the_models_book(ingest, tmp_path, small_day, model):
     sender = MoldUDP64Server(split_messages(small_day), ("127.0.0.1", 9), loss=0.05, seed=3)
     try:
@@ -340,15 +350,11 @@ def test_moldudp64_with_packet_loss_recovers_by_rerequest_to_the_models_book(ing
 def test_a_gap_past_soup_after_is_filled_over_soupbintcp_and_live_packets_wait_for_it(ingest, tmp_path, small_day,
                                                                                        model):
     messages = split_messages(small_day)
-    with MoldUDP64Server(messages, ("127.0.0.1", 9), session="SOUPTEST") as sender:
-        packets = list(sender.packets())
+    session, packets = session_packets(messages, "SOUPTEST")
     head, missing, tail = packets[:3], packets[3:-3], packets[-3:]
-    with SoupServer(messages) as soup_server:
-        server = ingest(ingest_config(tmp_path, **mold_config(
-            tmp_path, soup=f"127.0.0.1:{soup_server.address[1]}", soup_username="user", soup_password="secret",
-            soup_after=100)))
+    with SoupBinTCPServer(messages) as soup_server:
+        server = ingest(ingest_config(tmp_path, **mold_config(tmp_path, **soup_settings(soup_server), soup_after=100)))
         address = server.run(server.server.source.bound())
-        session = moldudp64.session_bytes("SOUPTEST")
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             for seq, batch in head + tail:       # everything between is missing: far more than soup_after
                 sock.sendto(moldudp64.encode_packet(session, seq, batch), address)
@@ -358,6 +364,101 @@ def test_a_gap_past_soup_after_is_filled_over_soupbintcp_and_live_packets_wait_f
     assert feed.soup_recoveries == 1 and feed.gaps == 1
     assert feed.recovered_messages >= sum(len(batch) for _, batch in missing)
     assert soup_server.logins == [("user", "secret", "", head[-1][0] + len(head[-1][1]))]
+    assert_serves_the_models_book(server, model)
+
+
+def without(data: bytes, offsets, drop: range) -> tuple[bytes, np.ndarray]:
+    """Encoded datagrams (``MoldUDP64Server.encoded``) with the datagrams at the indexes in ``drop`` removed."""
+    kept = [data[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1) if i not in drop]
+    return b"".join(kept), np.cumsum([0] + [len(d) for d in kept], dtype=np.int64)
+
+
+def test_loss_and_a_gap_past_soup_after_end_with_the_book_of_a_loss_free_run(ingest, tmp_path, small_day, model):
+    messages = split_messages(small_day)
+    with SoupBinTCPServer(messages) as soup_server:
+        sender = MoldUDP64Server(messages, ("127.0.0.1", 9), loss=0.03, seed=7)
+        try:
+            server = ingest(ingest_config(tmp_path, **mold_config(
+                tmp_path, rerequest=f"127.0.0.1:{sender.request_address[1]}", retry_after=0.02,
+                **soup_settings(soup_server), soup_after=2_000)))
+            sender.target = server.run(server.server.source.bound())
+            sender.start()
+            data, offsets, dropped = sender.encoded()
+            # Random loss (re-requested), and 150 packets in a row lost too: about 6,600 messages, past soup_after.
+            data, offsets = without(data, offsets, range(300, 450))
+            sender.send(data, offsets)
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.sendto(moldudp64.encode_end_of_session(sender.session, len(messages) + 1), sender.target)
+            status = server.wait_state(ENDED)
+        finally:
+            sender.stop()
+    (feed,) = status.sessions
+    assert dropped and feed.gaps >= 1 and feed.requests > 0
+    assert feed.soup_recoveries >= 1 and feed.recovery_overflow == 0
+    assert len(soup_server.logins) == feed.soup_recoveries
+    metrics = Metrics(server.http("/metrics")[1])
+    assert metrics.value("riskcore_ingest_recovery_seconds_count") >= 1
+    assert_serves_the_models_book(server, model)
+
+
+def test_live_data_past_the_queue_during_a_recovery_fails_closed_until_fetched_too(ingest, tmp_path, small_day,
+                                                                                   model):
+    messages = split_messages(small_day)
+    session, packets = session_packets(messages, "QUEUETEST")
+    head, tail = packets[:10], packets[400:]
+    # The server says nothing for a while after each login: the recovery is still running when the tail arrives.
+    with SoupBinTCPServer(messages, silent=0.3) as soup_server:
+        server = ingest(ingest_config(tmp_path, **mold_config(
+            tmp_path, **soup_settings(soup_server), soup_after=100, reorder_limit=500)))
+        address = server.run(server.server.source.bound())
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for seq, batch in head + tail[:1]:
+                sock.sendto(moldudp64.encode_packet(session, seq, batch), address)
+            server.wait_state(ingest_pb2.FEED_STATE_RECOVERING)
+            for seq, batch in tail[1:]:            # far more than 500 messages: most find the queue full
+                sock.sendto(moldudp64.encode_packet(session, seq, batch), address)
+            failed = server.wait_state(ingest_pb2.FEED_STATE_FAILED)
+            quote = server.stub.GetBook(ingest_pb2.BookRequest(symbol=model.names[1], depth=1), timeout=DEADLINE)
+            sock.sendto(moldudp64.encode_end_of_session(session, len(messages) + 1), address)
+            status = server.wait_state(ENDED, timeout=60.0)
+    assert failed.stale and quote.quote.stale and failed.sessions[0].recovery_overflow > 0
+    metrics = Metrics(server.http("/metrics")[1])
+    assert metrics.value("riskcore_ingest_drops_total", reason="recovery_overflow") == \
+        status.sessions[0].recovery_overflow
+    assert not status.stale and status.sessions[0].soup_recoveries >= 2
+    assert_serves_the_models_book(server, model)
+
+
+def test_a_late_join_replays_from_sequence_one_over_soupbintcp(ingest, tmp_path, small_day, model):
+    messages = split_messages(small_day)
+    session, packets = session_packets(messages, "LATEJOIN")
+    with SoupBinTCPServer(messages) as soup_server:
+        server = ingest(ingest_config(tmp_path, **mold_config(tmp_path, **soup_settings(soup_server), soup_after=100)))
+        address = server.run(server.server.source.bound())
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for seq, batch in packets[len(packets) // 2:]:      # joined halfway through the session
+                sock.sendto(moldudp64.encode_packet(session, seq, batch), address)
+            sock.sendto(moldudp64.encode_end_of_session(session, len(messages) + 1), address)
+            status = server.wait_state(ENDED)
+    assert soup_server.logins[0] == ("user", "secret", "", 1)
+    assert status.sessions[0].recovered_messages >= packets[len(packets) // 2][0] - 1
+    assert_serves_the_models_book(server, model)
+
+
+def test_without_soupbintcp_a_large_gap_is_recovered_from_the_recovery_file(ingest, tmp_path, small_day_file,
+                                                                              small_day, model):
+    messages = split_messages(small_day)
+    session, packets = session_packets(messages, "FILETEST")
+    server = ingest(ingest_config(tmp_path, **mold_config(tmp_path, recovery_file=str(small_day_file),
+                                                          soup_after=100)))
+    address = server.run(server.server.source.bound())
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for seq, batch in packets[:5] + packets[300:]:       # about 13,000 messages missing
+            sock.sendto(moldudp64.encode_packet(session, seq, batch), address)
+        sock.sendto(moldudp64.encode_end_of_session(session, len(messages) + 1), address)
+        status = server.wait_state(ENDED)
+    (feed,) = status.sessions
+    assert feed.file_recoveries >= 1 and feed.soup_recoveries == 0 and feed.gaps == 1
     assert_serves_the_models_book(server, model)
 
 

@@ -1,10 +1,7 @@
-"""SoupBinTCP: the codec, and the client against a tiny threaded server in this file."""
+"""SoupBinTCP: the codec, and the client against the simulator's replay server."""
 from __future__ import annotations
 
-import socket
 import struct
-import threading
-import time
 
 import pytest
 from hypothesis import given, settings
@@ -12,78 +9,9 @@ from hypothesis import strategies as st
 
 from riskcore import Book
 from riskcore_services.ingest import soupbintcp as soup
-from riskcore_services.ingest.simulate import split_messages
+from riskcore_services.ingest.simulate import SoupBinTCPServer, split_messages
 
 from .model import assert_book_matches_model, books_equal, model_of
-
-
-class SoupServer:
-    """One SoupBinTCP session over a list of messages (sequence i + 1 is messages[i]), one client at a time.
-
-    ``silent`` seconds of nothing after the login answer (to make a client
-    heartbeat or time out); ``end`` sends end of session after the last message.
-    """
-
-    def __init__(self, messages: list[bytes], password: str = "secret", silent: float = 0.0,
-                 end: bool = True) -> None:
-        self.messages, self.password, self.silent, self.end = messages, password, silent, end
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(10)
-        self.received: list[bytes] = []          # the client's packet types
-        self.logins: list[tuple[str, str, str, int]] = []
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return self.listener.getsockname()
-
-    def __enter__(self) -> "SoupServer":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.listener.close()
-        self.thread.join(timeout=10)
-
-    def _serve(self) -> None:
-        try:
-            conn, _ = self.listener.accept()
-        except OSError:
-            return
-        reader = soup.FrameReader()
-        conn.settimeout(0.02)
-        with conn:
-            packets: list[tuple[bytes, bytes]] = []
-            while not packets:
-                packets += reader.feed(conn.recv(4096))
-            kind, payload = packets.pop(0)
-            assert kind == soup.LOGIN
-            login = soup.decode_login(payload)
-            self.logins.append(login)
-            if login[1] != self.password:
-                conn.sendall(soup.encode(soup.LOGIN_REJECTED, b"A"))
-                return
-            first = max(1, login[3])
-            conn.sendall(soup.encode(soup.DEBUG, b"hello") + soup.encode_login_accepted("SESSION1", first))
-            deadline = time.monotonic() + self.silent
-            while time.monotonic() < deadline:
-                try:
-                    data = conn.recv(4096)
-                except TimeoutError:
-                    continue
-                if not data:
-                    return
-                self.received += [k for k, _ in reader.feed(data)]
-            out = [soup.encode(soup.SEQUENCED, m) for m in self.messages[first - 1:]]
-            for i in range(0, len(out), 500):
-                conn.sendall(b"".join(out[i:i + 500]) + soup.encode(soup.SERVER_HEARTBEAT))
-            if self.end:
-                conn.sendall(soup.encode(soup.END_OF_SESSION))
-            try:
-                while data := conn.recv(4096):
-                    self.received += [k for k, _ in reader.feed(data)]
-            except OSError:
-                pass
 
 
 # ------------------------------------------------------------------ codec
@@ -123,7 +51,7 @@ def test_a_zero_length_packet_is_an_error():
 
 def test_replay_from_sequence_one_builds_the_whole_book(small_day):
     messages = split_messages(small_day)
-    with SoupServer(messages) as server:
+    with SoupBinTCPServer(messages, session="SESSION1") as server:
         book = Book()
         with soup.SoupBinTCPClient(server.address, "user", "secret", sequence=1) as client:
             result = client.replay_into(book)
@@ -138,7 +66,7 @@ def test_recovery_logs_in_at_the_next_sequence_needed_and_completes_the_book(sma
     have = 12_345                                    # applied before the link was lost
     book = Book()
     book.feed(b"".join(struct.pack(">H", len(m)) + m for m in messages[:have]))
-    with SoupServer(messages) as server:
+    with SoupBinTCPServer(messages, session="SESSION1") as server:
         with soup.SoupBinTCPClient(server.address, "user", "secret", sequence=have + 1) as client:
             assert (client.session, client.next_sequence) == ("SESSION1", have + 1)
             result = client.replay_into(book)
@@ -149,7 +77,7 @@ def test_recovery_logs_in_at_the_next_sequence_needed_and_completes_the_book(sma
 
 
 def test_a_rejected_login_raises_with_the_reason():
-    with SoupServer([]) as server:
+    with SoupBinTCPServer([]) as server:
         client = soup.SoupBinTCPClient(server.address, "user", "wrong")
         with pytest.raises(soup.LoginRejected) as rejected:
             client.connect()
@@ -157,7 +85,7 @@ def test_a_rejected_login_raises_with_the_reason():
 
 
 def test_the_client_sends_heartbeats_while_the_server_is_quiet():
-    with SoupServer([b"S" + bytes(10) + b"C"], silent=0.5) as server:
+    with SoupBinTCPServer([b"S" + bytes(10) + b"C"], silent=0.5) as server:
         with soup.SoupBinTCPClient(server.address, "user", "secret", heartbeat_interval=0.05) as client:
             assert list(client.messages()) == [(1, b"S" + bytes(10) + b"C")]
     assert server.received.count(soup.CLIENT_HEARTBEAT) >= 2
@@ -165,7 +93,7 @@ def test_the_client_sends_heartbeats_while_the_server_is_quiet():
 
 
 def test_a_server_silent_past_the_dead_interval_is_a_dead_link():
-    with SoupServer([b"x"], silent=3.0) as server:
+    with SoupBinTCPServer([b"x"], silent=3.0) as server:
         client = soup.SoupBinTCPClient(server.address, "user", "secret", dead_after=0.3, heartbeat_interval=10)
         client.connect()
         with pytest.raises(soup.SoupBinTCPError, match="no packet"):
@@ -175,7 +103,7 @@ def test_a_server_silent_past_the_dead_interval_is_a_dead_link():
 
 def test_replay_can_stop_at_a_sequence_number():
     messages = [b"S" + bytes(10) + c for c in (b"O", b"S", b"Q", b"M")]
-    with SoupServer(messages, end=False) as server:
+    with SoupBinTCPServer(messages, end=False) as server:
         with soup.SoupBinTCPClient(server.address, "user", "secret", sequence=2) as client:
             book = Book()
             result = client.replay_into(book, until=3)
