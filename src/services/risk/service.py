@@ -36,7 +36,7 @@ from riskcore_services.common.errors import FailedPrecondition, InvalidArgument
 from riskcore_services.common.logging import get_logger
 from riskcore_services.proto import risk_pb2
 from riskcore_services.common.fanout import FanOut
-from riskcore_services.risk.journal import JournalError
+from riskcore_services.common.journal import JournalError
 from riskcore_services.risk.metrics import RiskMetrics
 
 log = get_logger("risk")

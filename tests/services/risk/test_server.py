@@ -15,7 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from riskcore_services.proto import risk_pb2
-from riskcore_services.risk.journal import SqliteJournal
+from riskcore_services.common.journal.sqlite import SqliteJournal
 from riskcore_services.risk.service import Command
 
 DEADLINE = 5.0  # seconds for every call
