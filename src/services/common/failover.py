@@ -242,7 +242,7 @@ class DurableServer(Server):
             journal.on_failure = self._journal_failed
             # Not ready (health NOT_SERVING, calls UNAVAILABLE) until the state is back.
             base, state, records = journal.load()
-            self._recovered(await self.durable.recover(base, state, records))
+            self._recovered(await self._recover(journal.path, base, state, records))
             journal.start(asyncio.get_running_loop())
             # The first state (from configuration) is the base every later replay starts from.
             await self._write(fresh=state is None and not self._replayed)
@@ -268,6 +268,16 @@ class DurableServer(Server):
     def _replayed(self) -> int:
         return self.recovery["replayed"] if self.recovery else 0
 
+    async def _recover(self, path: str, base: int, state: Optional[dict],
+                       records: Iterable[tuple[int, int, int, bytes]]) -> dict[str, Any]:
+        try:
+            return await self.durable.recover(base, state, records)
+        except JournalError as error:
+            # The service knows the record, not the file: name it, once.
+            if str(error).startswith(path):
+                raise
+            raise JournalError(f"{path}: {error}") from None
+
     def _recovered(self, recovery: dict[str, Any]) -> None:
         self.recovery = recovery
         self.recovered(recovery)
@@ -289,7 +299,7 @@ class DurableServer(Server):
             except JournalGap as gap:
                 log.warning("snapshot replaced while loading; loading again", error=str(gap), attempt=attempt)
                 continue
-            self._recovered(await self.durable.recover(base, state, records))
+            self._recovered(await self._recover(journal.path, base, state, records))
             return
         raise JournalError(f"{journal.path}: could not load a consistent snapshot and stream")
 

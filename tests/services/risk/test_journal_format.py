@@ -18,9 +18,16 @@ import pathlib
 import shutil
 import sys
 
-from riskcore_services.proto import risk_pb2
+import pytest
 
-from .durability_helpers import BUY, SELL, ServiceStub, Trader, make_service, with_journal, write_config
+from riskcore_services.common.journal import JournalError
+
+from riskcore_services.proto import risk_pb2
+from riskcore_services.risk.records import RECORD_FORMAT, RECORD_KIND, JournalRecord, LegacyKind, decode
+from riskcore_services.testing import sqlite_rows as sql
+
+from .durability_helpers import (BUY, SELL, ServiceStub, Trader, engines, with_journal,  # noqa: F401
+                                 write_config, write_journal)
 
 DATA = pathlib.Path(__file__).parent / "data"
 SEED = 1207
@@ -96,6 +103,41 @@ def test_a_journal_written_by_the_previous_format_replays_to_the_state_it_was_wr
     assert expected["positions"] and expected["open_orders"] and expected["last_roll_ns"]
 
     assert _replay(tmp_path) == expected
+
+
+def test_a_journal_written_now_holds_journal_records_not_the_public_request_messages(tmp_path):
+    config = write_config(tmp_path, {})
+    journal = tmp_path / "journal.db"
+    with_journal(journal, config, _commands)
+
+    rows = sql(journal, "SELECT seq, kind, payload FROM journal ORDER BY seq")
+    commands = [decode(seq, kind, payload) for seq, kind, payload in rows]
+    assert {kind for _, kind, _ in rows} == {RECORD_KIND}
+    assert {record.format for record in commands} == {RECORD_FORMAT}
+    # Every kind of command the previous format had, each as the journal's own message.
+    assert {record.WhichOneof("command") for record in commands} == {
+        field.name for field in JournalRecord.DESCRIPTOR.oneofs_by_name["command"].fields}
+    assert len(LegacyKind) == len(JournalRecord.DESCRIPTOR.oneofs_by_name["command"].fields)
+
+
+def test_a_journal_from_a_newer_format_is_refused_at_start_with_one_line_naming_the_format(tmp_path, engines):
+    newer = JournalRecord(format=RECORD_FORMAT + 1, roll_day=JournalRecord.RollDay()).SerializeToString()
+    write_journal(tmp_path / "journal.db", [(RECORD_KIND, newer)])
+
+    engine = engines(write_config(tmp_path, {"path": "journal.db"})).start()
+
+    assert engine.wait_refusal() == 2
+    assert engine.output() == (f"riskcore: cannot recover the risk service's state: JournalError: "
+                               f"{tmp_path / 'journal.db'}: journal record 1 has format {RECORD_FORMAT + 1}, written by a newer release; this release reads "
+                               f"formats 1 and {RECORD_FORMAT}\n")
+
+
+def test_a_record_of_an_unknown_kind_is_refused_naming_it(tmp_path):
+    config = write_config(tmp_path, {})
+    write_journal(tmp_path / "journal.db", [(LegacyKind.ROLL_DAY, b""), (RECORD_KIND + 1, b"")])
+
+    with pytest.raises(JournalError, match="journal record 2 has an unknown kind 17"):
+        with_journal(tmp_path / "journal.db", config, engine_state)
 
 
 if __name__ == "__main__":
