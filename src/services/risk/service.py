@@ -282,8 +282,9 @@ class RiskService:
         decision = self._book(cid, *args)
         self.metrics.decision(decision.code, (time.perf_counter_ns() - started) / 1e9)
         account, symbol, side, quantity, price = args
-        self._record("submit", JournalRecord.Submit(client_order_id=cid, account=account, symbol=symbol, side=side,
-                                                    quantity=quantity, price=price or 0.0))
+        if self.journal is not None:  # the record is built for the journal only: this is the hot path
+            self._record("submit", JournalRecord.Submit(client_order_id=cid, account=account, symbol=symbol,
+                                                        side=side, quantity=quantity, price=price or 0.0))
         return codec.answer(decision, cid, account, symbol)
 
     def _apply_submit(self, command: JournalRecord.Submit) -> None:
@@ -351,7 +352,7 @@ class RiskService:
         for start in range(0, n, BATCH_CHUNK):
             stop = min(start + BATCH_CHUNK, n)
             self._tick()
-            if self._submit_chunk(rows, start, stop, self.effects):
+            if self._submit_chunk(rows, start, stop, self.effects) and self.journal is not None:
                 self._record("submit_batch", JournalRecord.SubmitBatch(
                     client_order_ids=rows.cids[start:stop], accounts=rows.accounts[start:stop],
                     symbols=rows.symbols[start:stop], sides=rows.sides[start:stop].tolist(),
@@ -570,17 +571,15 @@ class RiskService:
         for start in range(0, n, BATCH_CHUNK):
             stop = min(start + BATCH_CHUNK, n)
             order_ids = self._order_ids_of(cids[start:stop], start)
-            command = JournalRecord.FillBatch(client_order_ids=cids[start:stop], exec_ids=exec_ids[start:stop],
-                                              quantities=quantities[start:stop], prices=prices[start:stop])
             self._tick()
             chunk: list[bool] = []
             try:
-                self._fill_rows(order_ids, command, chunk)
+                self._fill_rows(order_ids, quantities[start:stop], prices[start:stop], exec_ids[start:stop], chunk)
             except CapacityError as error:
                 # Rows before this one are applied and its account is halted: journal the chunk, whose
                 # replay stops at the same row.
                 row = start + len(chunk)
-                self._over_capacity("fill_batch", command)
+                self._over_capacity("fill_batch", _fill_batch(cids, exec_ids, quantities, prices, start, stop))
                 raise OverCapacity(f"client_order_ids[{row}] {codec.shown(cids[row])}: {error}; the rows before it "
                                    f"were applied, none after it") from None
             applied.extend(chunk)
@@ -588,21 +587,23 @@ class RiskService:
             self._filled.inc(count)
             self._duplicate_fill.inc(len(chunk) - count)
             if count:
-                self._record("fill_batch", command)
+                if self.journal is not None:  # built for the journal only
+                    self._record("fill_batch", _fill_batch(cids, exec_ids, quantities, prices, start, stop))
                 self.publish_engine_events()
             if stop < n:
                 yield
         return risk_pb2.FillBatchAck(applied=applied)
 
-    def _fill_rows(self, order_ids: list[int], command: JournalRecord.FillBatch, applied: list[bool]) -> None:
+    def _fill_rows(self, order_ids: list[int], quantities, prices, exec_ids, applied: list[bool]) -> None:
         """Apply fills of booked orders in sequence, appending to ``applied`` as each is (rows before a
         CapacityError stay applied)."""
         on_fill = self.engine.on_fill
-        for oid, q, p, x in zip(order_ids, command.quantities, command.prices, command.exec_ids):
+        for oid, q, p, x in zip(order_ids, quantities, prices, exec_ids):
             applied.append(on_fill(oid, q, p, x))
 
     def _apply_fill_batch(self, command: JournalRecord.FillBatch) -> None:
-        self._fill_rows(self._order_ids_of(list(command.client_order_ids)), command, [])
+        self._fill_rows(self._order_ids_of(list(command.client_order_ids)), command.quantities, command.prices,
+                        command.exec_ids, [])
 
     def _over_capacity(self, command: str, message) -> None:
         """Journal a command the kernel refused for capacity (its halt is state) and publish the breach."""
@@ -919,6 +920,13 @@ _APPLY: dict[str, Callable[[RiskService, Any], object]] = {
     "set_trading_state": lambda self, command: self._apply_trading_state(command, NO_EFFECTS),
     "roll_day": lambda self, command: self._apply_roll_day(NO_EFFECTS),
 }
+
+
+def _fill_batch(cids: list[str], exec_ids: list[str], quantities: list[int], prices: list[float], start: int,
+                stop: int) -> JournalRecord.FillBatch:
+    """The FillBatch command of rows ``start:stop``."""
+    return JournalRecord.FillBatch(client_order_ids=cids[start:stop], exec_ids=exec_ids[start:stop],
+                                   quantities=quantities[start:stop], prices=prices[start:stop])
 
 
 def _ids(names: list[str], lookup) -> np.ndarray:
