@@ -37,7 +37,7 @@ from riskcore_services.common.errors import FailedPrecondition, InvalidArgument
 from riskcore_services.common.logging import get_logger
 from riskcore_services.proto import risk_pb2
 from riskcore_services.common.fanout import FanOut
-from riskcore_services.common.journal import JournalError
+from riskcore_services.common.journal import Journal, JournalError
 from riskcore_services.risk import codec, records
 from riskcore_services.risk.metrics import RiskMetrics
 from riskcore_services.risk.records import RECORD_KIND, JournalRecord
@@ -169,7 +169,8 @@ class RiskService:
     default_account : str
         Account used when an order or fill leaves it empty.
     metrics : RiskMetrics
-    journal : SqliteJournal, optional
+    journal : Journal, optional
+        Either backend (:mod:`riskcore_services.common.journal`); None keeps state in memory only.
     snapshot_every : int
         Journal records between automatic snapshots.
     order_capacity : int
@@ -186,7 +187,7 @@ class RiskService:
     two days of ids plus the working orders.
     """
 
-    def __init__(self, engine: RiskEngine, default_account: str, metrics: RiskMetrics, journal=None,
+    def __init__(self, engine: RiskEngine, default_account: str, metrics: RiskMetrics, journal: Journal | None = None,
                  snapshot_every: int = 200_000, order_capacity: int = 0, time_ns: Callable[[], int] = time.time_ns):
         if not isinstance(engine.clock, ManualClock):
             raise TypeError("the service drives the engine's clock: build the engine with a ManualClock")
