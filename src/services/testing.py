@@ -25,6 +25,7 @@ import pathlib
 import shutil
 import signal as signals
 import socket
+import sqlite3
 import subprocess
 import sys
 import sysconfig
@@ -45,7 +46,8 @@ if TYPE_CHECKING:
 __all__ = ["DEBIAN_INSTALL", "HOST", "REQUIRE_DEBIAN_SERVERS", "START_TIMEOUT", "STOP_TIMEOUT",
            "AlertmanagerServer", "ChildExited", "ChildProcess", "Children", "DebianServerMissing", "Endpoints",
            "Metrics", "NatsServer", "PrometheusServer", "PromQLError", "ServerProcess", "debian_binary", "free_port",
-           "free_ports", "http_get", "log_events", "nats_server_binary", "require_debian_binary", "wait_until"]
+           "free_ports", "http_get", "log_events", "nats_server_binary", "require_debian_binary", "sqlite_rows",
+           "wait_until"]
 
 HOST = "127.0.0.1"
 # Seconds for one HTTP request, for a server or nats-server to come up (a large recovery included),
@@ -102,6 +104,19 @@ def wait_until(predicate: Callable[[], _T | None], timeout: float, what: str, in
         if time.monotonic() > end:
             raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+def sqlite_rows(path: str | os.PathLike, statement: str, *args: Any, timeout: float = HTTP_TIMEOUT) -> list:
+    """Run one SQL statement on a database file in its own transaction; return its rows.
+
+    For looking into (and damaging) a journal's file from outside the process that writes it.
+    """
+    db = sqlite3.connect(path, timeout=timeout)
+    try:
+        with db:
+            return db.execute(statement, args).fetchall()
+    finally:
+        db.close()
 
 
 def log_events(text: str, event: str | None = None) -> list[dict[str, Any]]:
