@@ -3,7 +3,8 @@
 Started by the supervisor in its own process group, with (environment):
 ``RISKCORE_STRATEGY`` (name), ``RISKCORE_ACCOUNT``, ``RISKCORE_STRATEGY_CONFIG``
 (JSON), ``RISKCORE_RISK_TARGET`` (host:port or empty) and
-``RISKCORE_HEARTBEAT_INTERVAL`` (seconds).
+``RISKCORE_HEARTBEAT_INTERVAL`` (seconds); and on stdin, one line: the risk
+engine's bearer token for the account (empty: none), which its risk client sends.
 
 Protocol, one line each on the original stdout (the strategy's own prints go to
 stderr): ``ready`` once ``on_start`` returned, ``hb`` every heartbeat interval,
@@ -52,6 +53,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGUSR1, lambda *_: flags.__setitem__("pause", True))
     signal.signal(signal.SIGUSR2, lambda *_: flags.__setitem__("resume", True))
 
+    token = sys.stdin.readline().strip()
     env = os.environ
     name, account = env.get("RISKCORE_STRATEGY", "strategy"), env.get("RISKCORE_ACCOUNT", "")
     config = json.loads(env.get("RISKCORE_STRATEGY_CONFIG", "{}"))
@@ -61,7 +63,7 @@ def main(argv: list[str]) -> int:
     if target:
         from riskcore_services.control.sdk import AccountRiskClient
 
-        risk = AccountRiskClient(target, account, deadline=1.0)
+        risk = AccountRiskClient(target, account, token=token or None, deadline=1.0)
     strategy = load(argv[0])(name, account, config, risk)
     strategy.on_start()
     say("ready")

@@ -9,6 +9,7 @@ strategies of the configuration file are registered again at each start.
 """
 from __future__ import annotations
 
+import pathlib
 from typing import Any, Optional
 
 from riskcore_services.common.errors import FailedPrecondition, Unavailable
@@ -26,17 +27,24 @@ log = get_logger("control.server")
 CONTROL_PLANE = control_pb2.DESCRIPTOR.services_by_name["ControlPlane"]
 
 
+def read_token(path: pathlib.Path, key: str) -> str:
+    """The bearer token in ``path`` (surrounding whitespace dropped); ConfigError naming ``key`` if it cannot
+    be read or is empty."""
+    try:
+        token = path.read_text().strip()
+    except OSError as error:
+        raise ConfigError(f"{key}: cannot read {str(path)!r}: {error.strerror}") from None
+    if not token:
+        raise ConfigError(f"{key}: {str(path)!r} is empty")
+    return token
+
+
 def make_risk_client(config: ControlConfig) -> Any:
     """A RiskClient for ``risk_target`` with the configured deadline and token (ConfigError if unreadable)."""
     from riskcore_services.risk.client import RiskClient
 
-    token = None
-    if config.risk_token_file is not None:
-        try:
-            token = config.risk_token_file.read_text().strip()
-        except OSError as error:
-            raise ConfigError(f"control.risk_token_file: cannot read {str(config.risk_token_file)!r}: "
-                              f"{error.strerror}") from None
+    token = None if config.risk_token_file is None else read_token(config.risk_token_file,
+                                                                     "control.risk_token_file")
     return RiskClient(config.risk_target, token=token, deadline=config.risk_deadline)
 
 
@@ -55,8 +63,10 @@ class ControlServer(Server):
         self.config: ControlConfig = config
         self.gate = RiskGate(risk_client or make_risk_client(config), config.firm, config.pause_mode)
         self.events: FanOut[Optional[Event]] = FanOut()
+        tokens = {account: read_token(path, f"control.account_tokens.{account}")
+                  for account, path in config.account_tokens.items()}
         self.supervisor = Supervisor(config.timings(), config.policy(), self.gate, self.events.publish,
-                                     risk_target=config.risk_target)
+                                     risk_target=config.risk_target, risk_tokens=tokens)
         register_metrics(self.registry, self.supervisor)
 
     def servicers(self):

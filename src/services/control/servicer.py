@@ -121,6 +121,8 @@ def make_servicer(server: "ControlServer", calls: CallHandling) -> control_pb2_g
         @calls.rpc("WatchEvents")
         async def WatchEvents(self, request, call):
             queue = server.events.subscribe()
+            # Headers now tell the caller it is subscribed: every event from here on reaches it.
+            await call.context.send_initial_metadata(())
             try:
                 while (event := await queue.get()) is not None:
                     await call.context.write(event_message(event))

@@ -146,14 +146,19 @@ class Supervisor:
         Injected into each strategy's lifecycle.
     risk_target : str
         ``host:port`` of the risk engine, for the strategies' own clients.
+    risk_tokens : mapping of str to str
+        The risk engine's bearer token for each account, scoped to it there: a strategy's client gets its
+        account's. When any is given, a strategy whose account has none is refused at registration (its
+        client would act with no scope, or not at all).
     """
 
     def __init__(self, timings: Timings, policy: BackoffPolicy, risk: Optional[RiskGate],
                  on_event: Callable[[Event], None] = lambda event: None,
                  clock: Callable[[], float] = time.monotonic, random: Callable[[], float] = _random.random,
-                 risk_target: str = ""):
+                 risk_target: str = "", risk_tokens: Mapping[str, str] = {}):
         self.timings = timings
         self.risk_target = risk_target     # given to each strategy's risk client
+        self.risk_tokens = dict(risk_tokens)
         self.policy = policy
         self.risk = risk
         self.on_event = on_event
@@ -194,6 +199,9 @@ class Supervisor:
         if spec.name in self._strategies:
             raise FailedPrecondition(f"strategy {spec.name!r} is already registered "
                                      f"({self._strategies[spec.name].life.state.name})")
+        if self.risk_tokens and spec.account not in self.risk_tokens:
+            raise FailedPrecondition(f"strategy {spec.name!r}: account {spec.account!r} has no risk token "
+                                     f"(control.account_tokens lists {', '.join(sorted(self.risk_tokens))})")
         life = Lifecycle(spec.name, self.policy, self.clock, self.random)
         self._strategies[spec.name] = _Managed(spec, life)
         self._emit(self._strategies[spec.name], State.REGISTERED, "registered")
@@ -304,12 +312,18 @@ class Supervisor:
         managed.exited = asyncio.Event()
         try:
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "riskcore_services.control.run", spec.entry, stdin=asyncio.subprocess.DEVNULL,
+                sys.executable, "-m", "riskcore_services.control.run", spec.entry, stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE, env=env, start_new_session=True)
         except OSError as error:
             managed.exited.set()
             self._failed(managed, f"cannot start the process: {error}", "spawn")
             return
+        # The account's risk token, on stdin rather than in the environment, which whatever the strategy
+        # spawns would inherit. A pipe this small never blocks; a child already dead has closed it.
+        assert process.stdin is not None
+        with contextlib.suppress(OSError):
+            process.stdin.write(self.risk_tokens.get(spec.account, "").encode() + b"\n")
+            process.stdin.close()
         managed.process = process
         managed.started_at = managed.last_beat = self.clock()
         managed.task = asyncio.get_running_loop().create_task(self._watch(managed, process))

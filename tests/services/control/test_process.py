@@ -12,19 +12,9 @@ from riskcore_services.proto import control_pb2_grpc, risk_pb2
 from riskcore_services.risk.client import RiskClient
 from riskcore_services.testing import Children, ServerProcess
 
-from .conftest import CHILD_ENV, group_members
+from .conftest import CHILD_ENV, control_toml, group_members
 
-CONFIG = """
-[server]
-drain_seconds = 0.0
-grace_seconds = 1.0
-
-[control]
-risk_target = "127.0.0.1:{port}"
-heartbeat_interval = 0.05
-heartbeat_timeout = 2.0
-stop_grace = 1.0
-
+STRATEGY = """
 [[control.strategies]]
 name = "good"
 entry = "tests.services.control.strategies:Behaves"
@@ -36,7 +26,7 @@ start = true
 def test_serve_control_starts_its_configured_strategies_and_sigterm_stops_them_and_exits_0(tmp_path, serve):
     risk = serve()
     config = tmp_path / "control.toml"
-    config.write_text(CONFIG.format(port=risk.port))
+    config.write_text(control_toml(risk.port, after=STRATEGY))
     with Children(tmp_path) as children:
         control = children.add(ServerProcess("control", tmp_path, config, command=("-m", "riskcore_services.control"),
                                              env={**os.environ, **CHILD_ENV})).start().wait_ready()

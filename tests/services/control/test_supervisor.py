@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
+from riskcore_services.common.auth import TokenEntry, token_digest
 from riskcore_services.common.errors import FailedPrecondition, Unavailable
 from riskcore_services.control.lifecycle import State
 from riskcore_services.control.supervisor import RiskGate, Supervisor
 from riskcore_services.proto import risk_pb2
 from riskcore_services.risk.client import RiskClient
+from riskcore_services.risk.config import load_config
 from riskcore_services.testing import free_port
 
 from .conftest import POLICY, TIMINGS, group_members, reach, spec, until
@@ -175,3 +178,22 @@ def test_a_strategy_that_crashes_while_running_is_restarted_after_backoff(harnes
         await s.stop("later")              # legal in every state it can be in: its breaker never opens here
         assert s.get("later").life.state is State.STOPPED
     harness(scenario, policy=dataclasses.replace(POLICY, breaker=1000))
+
+
+def test_a_strategys_risk_client_acts_on_its_own_account_and_is_denied_any_other(harness, tmp_path):
+    tokens = {"momentum": "momentum-secret", "trend": "trend-secret"}
+    risk_config = dataclasses.replace(load_config(None), tokens=(
+        TokenEntry("control", token_digest("control-secret"), "admin"),
+        *(TokenEntry(f"{a}-bot", token_digest(t), "trader", (a,)) for a, t in tokens.items())))
+    out = tmp_path / "answers.json"
+
+    async def scenario(h):
+        s = h.supervisor
+        s.register(spec("reach", "ReportsItsReach", "momentum", other="trend", out=str(out)))
+        await s.start("reach")
+        await reach(s, "reach", State.RUNNING)
+        assert json.loads(out.read_text()) == {"own": "ACCEPTED", "other": "PERMISSION_DENIED"}
+        with pytest.raises(FailedPrecondition, match="account 'default' has no risk token"):
+            s.register(spec("tokenless", "Behaves", "default"))
+        await s.stop("reach")
+    harness(scenario, risk_config=risk_config, risk_token="control-secret", risk_tokens=tokens)
