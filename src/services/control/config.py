@@ -53,6 +53,7 @@ class ControlConfig(Common):
     # account -> a file holding the risk engine's trader token scoped to that account, for its strategies
     account_tokens: dict[str, pathlib.Path] = field(default_factory=dict)
     risk_deadline: Annotated[float, Meta(gt=0, le=60)] = 1.0
+    market_data_target: Optional[Address] = None   # the market data service, for strategies with symbols
     firm: Annotated[str, Meta(min_length=1, max_length=64)] = "FIRM"   # the account the kill switch halts
     pause_mode: Literal["REDUCING", "HALTED"] = "REDUCING"
     heartbeat_interval: Positive = 0.5
@@ -93,9 +94,10 @@ class ControlConfig(Common):
                              self.breaker_failures, self.breaker_window)
 
 
-_CONTROL_KEYS = ("risk_target", "risk_token_file", "account_tokens", "risk_deadline", "firm", "pause_mode", "heartbeat_interval",
-                 "heartbeat_timeout", "start_timeout", "stop_grace", "backoff_initial", "backoff_factor",
-                 "backoff_max", "backoff_jitter", "breaker_failures", "breaker_window", "strategies")
+_CONTROL_KEYS = ("risk_target", "risk_token_file", "account_tokens", "risk_deadline", "market_data_target", "firm",
+                 "pause_mode", "heartbeat_interval", "heartbeat_timeout", "start_timeout", "stop_grace",
+                 "backoff_initial", "backoff_factor", "backoff_max", "backoff_jitter", "breaker_failures",
+                 "breaker_window", "strategies")
 
 if TYPE_CHECKING:
     from riskcore_services.common.config import Table

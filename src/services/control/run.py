@@ -3,7 +3,8 @@
 Started by the supervisor in its own process group, with (environment):
 ``RISKCORE_STRATEGY`` (name), ``RISKCORE_ACCOUNT``, ``RISKCORE_STRATEGY_CONFIG``
 (JSON), ``RISKCORE_RISK_TARGET`` (host:port or empty) and
-``RISKCORE_HEARTBEAT_INTERVAL`` (seconds); and on stdin, one line: the risk
+``RISKCORE_HEARTBEAT_INTERVAL`` (seconds), ``RISKCORE_MARKET_DATA_TARGET``
+(host:port or empty; required when the configuration lists ``symbols``); and on stdin, one line: the risk
 engine's bearer token for the account (empty: none), which its risk client sends.
 
 Protocol, one line each on the original stdout (the strategy's own prints go to
@@ -64,7 +65,16 @@ def main(argv: list[str]) -> int:
         from riskcore_services.control.sdk import AccountRiskClient
 
         risk = AccountRiskClient(target, account, token=token or None, deadline=1.0)
-    strategy = load(argv[0])(name, account, config, risk)
+    quotes = None
+    if config.get("symbols"):
+        market_data = env.get("RISKCORE_MARKET_DATA_TARGET", "")
+        if not market_data:
+            raise ValueError("config symbols: the control plane names no market data service "
+                             "(control.market_data_target)")
+        from riskcore_services.ingest.client import MarketDataClient, QuoteFeed
+
+        quotes = QuoteFeed(MarketDataClient(market_data), config["symbols"])
+    strategy = load(argv[0])(name, account, config, risk, quotes)
     strategy.on_start()
     say("ready")
     paused = False
@@ -90,8 +100,15 @@ def main(argv: list[str]) -> int:
         if not paused and now >= next_tick:
             strategy.on_tick()
             next_tick = time.monotonic() + strategy.interval
-        time.sleep(STEP)
+        if quotes is not None and not paused:
+            for quote in quotes.drain():
+                strategy.on_quote(quote)
+            quotes.wait(STEP)           # wakes as soon as a quote comes
+        else:
+            time.sleep(STEP)
     strategy.on_stop()
+    if quotes is not None:
+        quotes.close()
     if risk is not None:
         risk.close()
     return 0

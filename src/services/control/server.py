@@ -66,7 +66,8 @@ class ControlServer(Server):
         tokens = {account: read_token(path, f"control.account_tokens.{account}")
                   for account, path in config.account_tokens.items()}
         self.supervisor = Supervisor(config.timings(), config.policy(), self.gate, self.events.publish,
-                                     risk_target=config.risk_target, risk_tokens=tokens)
+                                     risk_target=config.risk_target, risk_tokens=tokens,
+                                     market_data_target=config.market_data_target or "")
         register_metrics(self.registry, self.supervisor)
 
     def servicers(self):

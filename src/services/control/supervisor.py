@@ -150,14 +150,17 @@ class Supervisor:
         The risk engine's bearer token for each account, scoped to it there: a strategy's client gets its
         account's. When any is given, a strategy whose account has none is refused at registration (its
         client would act with no scope, or not at all).
+    market_data_target : str
+        ``host:port`` of the market data service, for the strategies' quote feeds ("" for none).
     """
 
     def __init__(self, timings: Timings, policy: BackoffPolicy, risk: Optional[RiskGate],
                  on_event: Callable[[Event], None] = lambda event: None,
                  clock: Callable[[], float] = time.monotonic, random: Callable[[], float] = _random.random,
-                 risk_target: str = "", risk_tokens: Mapping[str, str] = {}):
+                 risk_target: str = "", risk_tokens: Mapping[str, str] = {}, market_data_target: str = ""):
         self.timings = timings
         self.risk_target = risk_target     # given to each strategy's risk client
+        self.market_data_target = market_data_target   # and this to its quote feed
         self.risk_tokens = dict(risk_tokens)
         self.policy = policy
         self.risk = risk
@@ -308,7 +311,7 @@ class Supervisor:
         env.update(RISKCORE_STRATEGY=spec.name, RISKCORE_ACCOUNT=spec.account,
                    RISKCORE_STRATEGY_CONFIG=json.dumps(dict(spec.config)),
                    RISKCORE_HEARTBEAT_INTERVAL=str(self.timings.heartbeat_interval),
-                   RISKCORE_RISK_TARGET=self.risk_target)
+                   RISKCORE_RISK_TARGET=self.risk_target, RISKCORE_MARKET_DATA_TARGET=self.market_data_target)
         managed.exited = asyncio.Event()
         try:
             process = await asyncio.create_subprocess_exec(

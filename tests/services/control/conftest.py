@@ -75,13 +75,13 @@ class Harness:
     """A supervisor with its events, and every process group it started checked gone at the end."""
 
     def __init__(self, risk_port: int | None, timings: Timings = TIMINGS, policy: BackoffPolicy = POLICY,
-                 risk_token: str | None = None, risk_tokens: dict[str, str] = {}):
+                 risk_token: str | None = None, risk_tokens: dict[str, str] = {}, market_data_target: str = ""):
         self.events: list = []
         self.client = RiskClient(f"127.0.0.1:{risk_port}", token=risk_token, deadline=2.0) if risk_port else None
         gate = RiskGate(self.client, "FIRM", "REDUCING") if self.client else None
         self.supervisor = Supervisor(timings, policy, gate, self.record,
                                      risk_target=f"127.0.0.1:{risk_port}" if risk_port else "",
-                                     risk_tokens=risk_tokens)
+                                     risk_tokens=risk_tokens, market_data_target=market_data_target)
         self.groups: set[int] = set()
 
     def record(self, event) -> None:

@@ -80,3 +80,20 @@ class ReportsItsReach(Strategy):
             except grpc.RpcError as error:
                 answers[which] = error.code().name
         pathlib.Path(self.config["out"]).write_text(json.dumps(answers))
+
+
+class RecordsQuotes(Strategy):
+    """Writes the quotes it got, {symbol: [bid, ask]} (None for an empty side), to ``config["out"]``."""
+
+    interval = 0.05
+
+    def on_start(self) -> None:
+        self.seen: dict[str, list] = {}
+
+    def on_quote(self, quote) -> None:
+        assert self.quotes is not None and self.quotes.latest(quote.symbol) is not None
+        self.seen[quote.symbol] = [quote.bid_price if quote.HasField("bid_price") else None,
+                                   quote.ask_price if quote.HasField("ask_price") else None]
+        out = pathlib.Path(self.config["out"])
+        out.with_suffix(".tmp").write_text(json.dumps(self.seen))
+        os.replace(out.with_suffix(".tmp"), out)        # the test never reads half a file
