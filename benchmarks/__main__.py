@@ -1,7 +1,7 @@
 """Run the benchmarks and print them against the targets.
 
     python -m benchmarks                      every suite, full sizes (several minutes)
-    python -m benchmarks --suite kernel       one suite: kernel, service, durability or all (the default)
+    python -m benchmarks --suite kernel       one suite: kernel, service, durability, control or all (the default)
     python -m benchmarks --quick              smoke mode for CI: every case at small size, no verdicts
     python -m benchmarks --json PATH          also write every figure to PATH
 
@@ -16,6 +16,9 @@ Suites:
 - **durability**: journaled fills per second and their acknowledgement
   latency on SQLite and JetStream, recovery of a large journal, snapshots of a
   100k-position book (``benchmarks/durability.py``).
+- **control**: the control plane's Start -> RUNNING, process exit and
+  heartbeat loss detection, and the kill switch with 50 strategies, on real
+  strategy processes and a real risk engine (``benchmarks/control.py``).
 
 Servers, clients and nats-server run as child processes on 127.0.0.1 in a
 scratch folder that is removed at the end; every child is killed when its
@@ -550,12 +553,13 @@ def environment(args: argparse.Namespace, overhead: dict[str, float]) -> dict[st
     }
 
 
-SUITES = {"kernel": ["kernel"], "service": ["service"], "durability": ["durability"],
-          "all": ["kernel", "service", "durability"]}
+SUITES = {"kernel": ["kernel"], "service": ["service"], "durability": ["durability"], "control": ["control"],
+          "all": ["kernel", "service", "durability", "control"]}
 TITLES = {
     "kernel": "Kernel (in process)",
     "service": "Service: gRPC on loopback, server and each client in its own process, state in memory",
     "durability": "Durability: journaled fills, recovery, snapshots",
+    "control": "Control plane: strategy processes, failure detection, kill switch",
 }
 
 
@@ -567,6 +571,10 @@ def suite_cases(name: str, quick: bool, overhead: dict[str, float], scratch: pat
         from benchmarks import service
 
         return service.ServiceSuite(service.QUICK if quick else service.FULL, scratch).cases()
+    if name == "control":
+        from benchmarks import control
+
+        return control.ControlSuite(control.QUICK if quick else control.FULL, scratch).cases()
     from benchmarks import durability
 
     return durability.DurabilitySuite(durability.QUICK if quick else durability.FULL, scratch).cases()
@@ -586,6 +594,11 @@ def preamble(name: str, overhead: dict[str, float]) -> list[str]:
                 "GRPC_EXPERIMENTS is unset;",
                 "a client process chooses for itself.",
                 "Latency is per call in the client (perf_counter_ns around the call), from call to answer."]
+    if name == "control":
+        return ["The supervisor on uvloop in this process, the risk engine and every strategy in child processes; "
+                "times on CLOCK_MONOTONIC.",
+                "Goals: exit detected <= 10 ms, heartbeat loss <= timeout + 10 ms, kill switch <= 5 ms with 50 "
+                "strategies. Too few samples for a p99: each row's note has its max."]
     return ["SQLite with synchronous=FULL on this machine's disk; JetStream on a local nats-server (file storage, "
             "1 replica).",
             "Goals on 2 cores: >= 50k durable fills/s with group commit; recovery of 1M events <= 5 s."]
