@@ -17,11 +17,11 @@ callback unless said otherwise.
   the process reaped).
 - **Heartbeat loss**: from the supervisor's receipt of the last heartbeat of a
   strategy whose tick hangs to the FAILED event (its group killed and reaped).
-- **Kill switch**: with N strategies RUNNING, from the call to the moment the
-  firm is HALTED in the risk engine (so is every account: HALTED on an
-  account's path rejects its orders) and the last strategy has been sent
-  SIGTERM (its STOPPING event is emitted just before the signal); and, for
-  information, to every process gone.
+- **Kill switch**: with N strategies RUNNING, from the call to the last
+  STOPPING event: the supervisor emits them once the firm is HALTED in the
+  risk engine (so is every account: HALTED on an account's path rejects its
+  orders) and every strategy has been sent SIGTERM; and, for information, to
+  every process gone.
 """
 from __future__ import annotations
 
@@ -65,10 +65,12 @@ class ControlSuite:
         return [("start to RUNNING", lambda: self._run(self._starts)),
                 ("process exit detection", lambda: self._run(self._exits)),
                 ("heartbeat loss detection", lambda: self._run(self._losses)),
-                ("kill switch", lambda: self._run(self._kill_switch))]
+                ("kill switch", lambda: self._run(self._kill_switch, heartbeat=(0.5, 5.0)))]
 
-    def _run(self, case) -> Iterator[Row]:
-        """Run ``case(bench)`` on uvloop against a fresh risk engine; its rows."""
+    def _run(self, case, heartbeat: tuple[float, float] = (0.02, HEARTBEAT_TIMEOUT)) -> Iterator[Row]:
+        """Run ``case(bench)`` on uvloop against a fresh risk engine, with ``heartbeat`` (interval, timeout):
+        short for the heartbeat case, the shipped defaults where 50 starting processes share two cores;
+        its rows."""
         import uvloop
 
         accounts = max(self.scale.kill_strategies, 1)
@@ -78,7 +80,7 @@ class ControlSuite:
         with Children(self.directory) as kids:
             risk = kids.risk_server("control-risk", config, grpc_env(True))
             risk.wait_ready()
-            rows = uvloop.run(_with_bench(case, risk.target, self.directory / "control.log"))
+            rows = uvloop.run(_with_bench(case, risk.target, heartbeat, self.directory / "control.log"))
             risk.check_running()
         yield from rows
 
@@ -156,7 +158,7 @@ class ControlSuite:
 _log_file: list = []
 
 
-async def _with_bench(case, risk_target: str, log: pathlib.Path) -> list[Row]:
+async def _with_bench(case, risk_target: str, heartbeat: tuple[float, float], log: pathlib.Path) -> list[Row]:
     from riskcore_services.common.logging import configure_logging
 
     # The service's line per transition is paid for as in production (loggers cached), but written to a
@@ -164,7 +166,7 @@ async def _with_bench(case, risk_target: str, log: pathlib.Path) -> list[Row]:
     if not _log_file:
         _log_file.append(open(log, "ab"))
         configure_logging("info", file=_log_file[0])
-    bench = _Bench(risk_target)
+    bench = _Bench(risk_target, heartbeat)
     try:
         return await case(bench)
     finally:
@@ -174,7 +176,7 @@ async def _with_bench(case, risk_target: str, log: pathlib.Path) -> list[Row]:
 class _Bench:
     """A supervisor on this loop, its events stamped as they come, and a risk client for the checks."""
 
-    def __init__(self, risk_target: str) -> None:
+    def __init__(self, risk_target: str, heartbeat: tuple[float, float]) -> None:
         from riskcore_services.control.lifecycle import BackoffPolicy
         from riskcore_services.control.supervisor import RiskGate, Supervisor, Timings
         from riskcore_services.risk.client import RiskClient
@@ -182,7 +184,7 @@ class _Bench:
         self.client = RiskClient(risk_target, deadline=5.0)
         # A failure waits a minute in BACKOFF (the case stops it first); the breaker never opens.
         policy = BackoffPolicy(initial=60.0, maximum=60.0, jitter=0.0, breaker=1_000_000, window=1.0)
-        timings = Timings(heartbeat_interval=0.02, heartbeat_timeout=HEARTBEAT_TIMEOUT, stop_grace=5.0)
+        timings = Timings(heartbeat_interval=heartbeat[0], heartbeat_timeout=heartbeat[1], stop_grace=5.0)
         self.supervisor = Supervisor(timings, policy, RiskGate(self.client, "FIRM"), self._record,
                                      risk_target=risk_target)
         self.events: list[tuple[str, str, int]] = []

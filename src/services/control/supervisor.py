@@ -228,14 +228,13 @@ class Supervisor:
             self._emit(managed, previous, "start")
             await self._spawn(managed)
 
-    async def stop(self, name: str, reason: str = "stop", signal_first: bool = False,
-                   timeout: Optional[float] = None) -> None:
-        """SIGTERM, grace, SIGKILL; returns once STOPPED. The account is halted first, unless
-        ``signal_first`` (the kill switch, which has halted the firm already and must reach every process
-        at once)."""
+    async def stop(self, name: str, reason: str = "stop", timeout: Optional[float] = None) -> None:
+        """Halt the account, then SIGTERM, grace, SIGKILL; returns once STOPPED."""
         managed = self.get(name)
         async with managed.busy:
-            await self._stop(managed, reason, signal_first, timeout)
+            previous = self._begin_stop(managed, signal_now=False)
+            self._emit(managed, previous, reason)
+            await self._end_stop(managed, terminate=True, timeout=timeout)
 
     async def restart(self, name: str, timeout: Optional[float] = None) -> None:
         managed = self.get(name)
@@ -271,8 +270,12 @@ class Supervisor:
         self._emit(managed, State.FAULTED, "reset")
 
     async def kill_switch(self, reason: str = "kill switch", timeout: Optional[float] = None) -> list[str]:
-        """Halt the firm in the risk engine, then stop every strategy; return the names stopped.
+        """Halt the firm in the risk engine, signal every strategy at once, then stop them; return the
+        names stopped.
 
+        Once the firm is halted every process is sent SIGTERM in one tight loop, before any log line or
+        await: on a busy host each signalled strategy competes for the CPU with the loop signalling the
+        next. (A strategy in the middle of another operator call is stopped once that call is done.)
         The strategies are stopped even when the risk engine cannot be reached; then Unavailable says so.
         """
         error: Optional[Unavailable] = None
@@ -282,9 +285,19 @@ class Supervisor:
             except Unavailable as failure:
                 error = failure
         stopping = [m for m in self._strategies.values() if m.life.allows(Trigger.STOP)]
-        await asyncio.gather(*(self.stop(m.spec.name, reason, signal_first=True, timeout=timeout)
-                               for m in stopping),
-                             return_exceptions=True)
+        begun = {m.spec.name: self._begin_stop(m, signal_now=True) for m in stopping if not m.busy.locked()}
+        for managed in stopping:
+            if managed.spec.name in begun:
+                self._emit(managed, begun[managed.spec.name], reason)
+
+        async def finish(managed: _Managed) -> None:
+            if managed.spec.name not in begun:
+                await self.stop(managed.spec.name, reason, timeout)
+                return
+            async with managed.busy:
+                await self._end_stop(managed, timeout=timeout)
+
+        await asyncio.gather(*(finish(m) for m in stopping), return_exceptions=True)
         if error is not None:
             raise error
         return [m.spec.name for m in stopping]
@@ -404,25 +417,25 @@ class Supervisor:
                 return
             await self._spawn(managed)
 
-    async def _stop(self, managed: _Managed, reason: str, signal_first: bool = False,
-                    timeout: Optional[float] = None) -> None:
-        life = managed.life
-        previous = life.state
-        life.fire(Trigger.STOP)
+    def _begin_stop(self, managed: _Managed, signal_now: bool) -> State:
+        """STOPPING (or STOPPED when there is no process), SIGTERM at once if ``signal_now``; the state left."""
+        previous = managed.life.state
+        managed.life.fire(Trigger.STOP)
         if managed.retry is not None:
             managed.retry.cancel()
             managed.retry = None
-        self._emit(managed, previous, reason)
-        if life.state is State.STOPPED:         # from FAILED or BACKOFF: no process
-            await self._halt_quietly(managed, timeout)
+        if signal_now and managed.life.state is State.STOPPING and managed.process is not None:
+            _kill_group(managed.process.pid, signal.SIGTERM)
+        return previous
+
+    async def _end_stop(self, managed: _Managed, terminate: bool = False, timeout: Optional[float] = None) -> None:
+        """The account halted, then SIGTERM if ``terminate``; the grace, then SIGKILL."""
+        await self._halt_quietly(managed, timeout)
+        if managed.life.state is State.STOPPED:         # from FAILED or BACKOFF: no process
             return
         process = managed.process
         assert process is not None
-        if signal_first:
-            _kill_group(process.pid, signal.SIGTERM)
-            await self._halt_quietly(managed, timeout)
-        else:
-            await self._halt_quietly(managed, timeout)
+        if terminate:
             _kill_group(process.pid, signal.SIGTERM)
         try:
             await asyncio.wait_for(managed.exited.wait(), self.timings.stop_grace)
