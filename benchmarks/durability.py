@@ -196,7 +196,7 @@ class DurabilitySuite:
     def snapshot(self) -> Iterator[Row]:
         from riskcore import ManualClock, RiskEngine
         from riskcore_services.common.metrics import new_registry
-        from riskcore_services.risk.journal import decode_snapshot, encode_snapshot
+        from riskcore_services.common.journal import decode_snapshot, encode_snapshot
         from riskcore_services.risk.metrics import RiskMetrics
         from riskcore_services.risk.service import RiskService
 
@@ -233,7 +233,7 @@ class DurabilitySuite:
         yield Row(f"snapshot to_state, {size}", samples=len(to_state), median_ns=statistics.median(to_state),
                   note=f"RiskService.to_state (engine state + order ids + answers); {runs}")
         yield Row(f"snapshot encode, {size}", samples=len(encode), median_ns=statistics.median(encode),
-                  note=f"riskcore_services.risk.journal.encode_snapshot (pickle protocol 5); {runs}")
+                  note=f"riskcore_services.common.journal.encode_snapshot (pickle protocol 5); {runs}")
         both = statistics.median(a + b for a, b in zip(to_state, encode))
         yield Row(f"snapshot to_state + encode, {size}", samples=len(encode), median_ns=both,
                   note=f"{runs}; the event loop is busy for to_state, the writer thread for the encoding")
@@ -274,7 +274,7 @@ def build_journal(config_path: pathlib.Path, path: pathlib.Path, events: int) ->
     ``synchronous=OFF``: the build is setup, not a measurement; the records are
     the ones the service writes (same tables, CRCs and payloads).
     """
-    from riskcore_services.risk.journal import SqliteJournal
+    from riskcore_services.common.journal.sqlite import SqliteJournal
 
     from benchmarks.service_client import order, single_fill
 
@@ -302,7 +302,7 @@ def build_journal(config_path: pathlib.Path, path: pathlib.Path, events: int) ->
 
 async def recover_in_process(config_path: pathlib.Path, path: pathlib.Path) -> dict:
     """Open the journal at ``path`` and recover a fresh service from it, as the server does at start."""
-    from riskcore_services.risk.journal import SqliteJournal
+    from riskcore_services.common.journal.sqlite import SqliteJournal
 
     gc.collect()
     t0 = time.perf_counter()
@@ -319,7 +319,7 @@ async def recover_in_process(config_path: pathlib.Path, path: pathlib.Path) -> d
 
 async def write_snapshot(path: pathlib.Path, service) -> float:
     """Seconds to make a snapshot of ``service`` durable in a fresh SQLite journal (synchronous=FULL)."""
-    from riskcore_services.risk.journal import SqliteJournal
+    from riskcore_services.common.journal.sqlite import SqliteJournal
 
     journal = SqliteJournal(str(path))
     try:

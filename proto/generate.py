@@ -18,7 +18,8 @@ from grpc_tools import protoc
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "proto"
 OUT_DIR = ROOT / "src" / "services" / "proto"
-PROTOS = ["riskcore/v1/risk.proto", "riskcore/v1/ingest.proto", "riskcore/v1/control.proto"]
+PROTOS = ["riskcore/v1/risk.proto", "riskcore/v1/ingest.proto", "riskcore/v1/control.proto",
+          "riskcore/v1/journal.proto"]
 
 
 def generate() -> dict[str, str]:

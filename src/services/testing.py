@@ -20,6 +20,7 @@ import pathlib
 import shutil
 import signal as signals
 import socket
+import sqlite3
 import subprocess
 import sys
 import sysconfig
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = ["HOST", "START_TIMEOUT", "STOP_TIMEOUT", "ChildExited", "ChildProcess", "Children", "Endpoints",
            "Metrics", "NatsServer", "ServerProcess", "free_port", "free_ports", "http_get", "log_events",
-           "nats_server_binary", "wait_until"]
+           "nats_server_binary", "sqlite_rows", "wait_until"]
 
 HOST = "127.0.0.1"
 # Seconds for one HTTP request, for a server or nats-server to come up (a large recovery included),
@@ -95,6 +96,19 @@ def wait_until(predicate: Callable[[], _T | None], timeout: float, what: str, in
         if time.monotonic() > end:
             raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+def sqlite_rows(path: str | os.PathLike, statement: str, *args: Any, timeout: float = HTTP_TIMEOUT) -> list:
+    """Run one SQL statement on a database file in its own transaction; return its rows.
+
+    For looking into (and damaging) a journal's file from outside the process that writes it.
+    """
+    db = sqlite3.connect(path, timeout=timeout)
+    try:
+        with db:
+            return db.execute(statement, args).fetchall()
+    finally:
+        db.close()
 
 
 def log_events(text: str, event: str | None = None) -> list[dict[str, Any]]:

@@ -25,7 +25,7 @@ from riskcore_services.common.logging import configure_logging
 from riskcore_services.proto import risk_pb2, risk_pb2_grpc
 from riskcore_services.risk.config import RiskConfig, load_config
 from riskcore_services.risk.server import RiskServer
-from riskcore_services.testing import Children, Endpoints, ServerProcess, free_port
+from riskcore_services.testing import Children, Endpoints, NatsServer, ServerProcess, free_port
 from tests.services.ingest.service_helpers import IngestProcess
 
 # Seconds allowed for any single RPC, HTTP request or server start/stop in these tests.
@@ -374,3 +374,10 @@ def ingest():
     yield start
     for process in reversed(made):
         process.close()
+
+
+@pytest.fixture
+def nats_url(tmp_path):
+    """A nats-server with JetStream on 127.0.0.1 (a free port, storage in tmp_path); killed at teardown."""
+    with Children(tmp_path) as children:
+        yield children.add(NatsServer(tmp_path)).start().wait_ready(10.0).url

@@ -26,7 +26,7 @@ def _options(parser: argparse.ArgumentParser) -> None:
 
 
 def _start_errors() -> tuple[type[BaseException], ...]:
-    from riskcore_services.risk.journal import JournalError
+    from riskcore_services.common.journal import JournalError
 
     return (JournalError,)
 

@@ -1,12 +1,15 @@
 """The risk service's data plane: protobuf in, kernel call, protobuf out.
 
 Every request is validated here (a malformed field raises
-:class:`InvalidArgument`, answered with INVALID_ARGUMENT), applied to the one
-kernel engine, and, when it changes state, appended to the journal as the
-command it was. Replaying the journal through the same methods rebuilds the
-same state: the engine's clock is a ManualClock that this class moves to the
-wall time of each command (or to the recorded time during replay), so every
-decision is deterministic.
+:class:`InvalidArgument`, answered with INVALID_ARGUMENT) and turned into the
+command it asks for; the command is applied to the one kernel engine and,
+when it changed state, appended to the journal (:mod:`.records`). Deciding
+is apart from its side effects: a live call and the journal's replay run the
+same ``_apply_*`` method per command; only the live call adds metrics, log
+lines, published breaches and the journal record (an :class:`Effects`;
+replay passes :data:`NO_EFFECTS`). The engine's clock is a ManualClock that
+this class moves to the wall time of each live command, or to the recorded
+time of each replayed one, so every decision is deterministic.
 
 Client order ids (strings) map to the kernel's integer ids, assigned in
 command order. A repeated client order id with the same content (account,
@@ -22,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from enum import IntEnum
 from itertools import islice
 from typing import Any, Callable, Generator, Iterable, Optional, TypeVar
 
@@ -36,8 +38,10 @@ from riskcore_services.common.errors import FailedPrecondition, InvalidArgument
 from riskcore_services.common.logging import get_logger
 from riskcore_services.proto import risk_pb2
 from riskcore_services.common.fanout import FanOut
-from riskcore_services.risk.journal import JournalError
+from riskcore_services.common.journal import JournalError
+from riskcore_services.risk import records
 from riskcore_services.risk.metrics import RiskMetrics
+from riskcore_services.risk.records import RECORD_KIND, JournalRecord
 
 log = get_logger("risk")
 
@@ -55,12 +59,14 @@ _VALIDATION_CHUNK = 4 * BATCH_CHUNK
 _TURNS_BETWEEN_CHUNKS = 8
 _SIDES: dict[int, int] = {risk_pb2.BUY: 1, risk_pb2.SELL: -1}
 _SIDE_NAMES = {1: "BUY", -1: "SELL"}
-_EVENTS = {risk_pb2.OrderEvent.CANCELLED: "cancel", risk_pb2.OrderEvent.EXPIRED: "expire",
-           risk_pb2.OrderEvent.REJECTED: "reject"}
+_EVENT_HANDLERS = {JournalRecord.OrderEvent.KIND_CANCELLED: "on_cancel",
+                   JournalRecord.OrderEvent.KIND_EXPIRED: "on_expire",
+                   JournalRecord.OrderEvent.KIND_REJECTED: "on_reject"}
 # The wire enum starts at TRADING_STATE_UNSPECIFIED = 0 (refused); the kernel's at ACTIVE = 0.
 _STATES = {risk_pb2.ACTIVE: TradingState.ACTIVE, risk_pb2.REDUCING: TradingState.REDUCING,
            risk_pb2.HALTED: TradingState.HALTED}
 _STATE_TO_WIRE = [wire for wire, _ in sorted(_STATES.items(), key=lambda item: int(item[1]))]
+_JOURNAL_STATES = {records.STATES[wire]: state for wire, state in _STATES.items()}
 # Kernel reasons that mean the request itself was malformed, not a business rejection.
 # Reason codes as plain ints: Reason members hash through Python-level Enum.__hash__.
 _MALFORMED = frozenset({int(Reason.INVALID_SIDE), int(Reason.INVALID_QUANTITY), int(Reason.INVALID_PRICE)})
@@ -74,22 +80,6 @@ _REASON_NAMES = [r.name for r in Reason]
 _REPLAY_SLICE = 2048
 # Characters of an id or name quoted in a message; longer values are cut (they may be megabytes).
 _SHOWN = 40
-
-
-class Command(IntEnum):
-    """Kinds of journal records; the payload is the request's protobuf."""
-
-    SUBMIT = 1
-    SUBMIT_BATCH = 2
-    MODIFY = 3
-    CANCEL_REQUEST = 4
-    FILL = 5
-    FILL_BATCH = 6
-    ORDER_EVENT = 7
-    PRICES = 8
-    SET_LIMITS = 9
-    SET_STATE = 10
-    ROLL_DAY = 11
 
 
 class OverCapacity(FailedPrecondition):
@@ -291,6 +281,61 @@ class _OrderRows:
         self.codes = np.zeros(len(cids), dtype=np.uint8)
 
 
+class Effects:
+    """What a live command does besides deciding: metrics, log lines and published breaches.
+
+    The journal record is the live call's own step (it needs the command as
+    sent); replay applies the same commands with :data:`NO_EFFECTS`, since
+    their effects happened when they were first applied.
+    """
+
+    def __init__(self, service: "RiskService"):
+        self._service = service
+
+    def duplicate_id(self) -> None:
+        self._service.metrics.count(_DUPLICATE_ID)
+
+    def batch(self, codes: np.ndarray) -> None:
+        self._service.metrics.batch(np.bincount(codes, minlength=len(Reason)))
+
+    def limits_changed(self, account: str, actor: str, limits: Limits, positions: list) -> None:
+        log.info("limits changed", account=account, actor=actor, limits=limits.as_dict(), positions=positions)
+
+    def state_changed(self, account: str, symbol: str, state: TradingState, actor: str) -> None:
+        service = self._service
+        log.warning("trading state changed", target=symbol or account, state=state.name, actor=actor)
+        service.breaches.publish(risk_pb2.Breach(
+            time_unix_nano=service.clock.time_ns, account=account, symbol=symbol,
+            reason="STATE_CHANGE", state=_STATE_TO_WIRE[int(state)], actor=actor))
+
+    def day_rolled(self) -> None:
+        log.info("start of day roll")
+
+
+class _NoEffects(Effects):
+    # Replay: the effects happened when the commands were first applied.
+    def __init__(self) -> None:
+        pass
+
+    def duplicate_id(self) -> None:
+        pass
+
+    def batch(self, codes: np.ndarray) -> None:
+        pass
+
+    def limits_changed(self, account: str, actor: str, limits: Limits, positions: list) -> None:
+        pass
+
+    def state_changed(self, account: str, symbol: str, state: TradingState, actor: str) -> None:
+        pass
+
+    def day_rolled(self) -> None:
+        pass
+
+
+NO_EFFECTS: Effects = _NoEffects()
+
+
 class RiskService:
     """Validated commands on one engine, journaled when a journal is attached.
 
@@ -334,7 +379,7 @@ class RiskService:
         self.order_capacity = order_capacity
         self._snapshot_seq = self.last_seq
         self.last_roll_ns = 0
-        self._replay_time: Optional[int] = None
+        self.effects = Effects(self)
         self._order_ids: dict[str, int] = {}
         # client order id -> (account, symbol, side, quantity, price or 0.0, code) for batch rows, and
         # the same plus (node, value, limit, utilisation) for single orders.
@@ -347,20 +392,16 @@ class RiskService:
     # --------------------------------------------------------- plumbing
 
     def _tick(self) -> int:
-        """Move the engine clock to now (or to the replayed command's time) and return it."""
-        now = self._replay_time if self._replay_time is not None else self.time_ns()
+        """Move the engine clock to now (a live command) and return it; it never goes back."""
+        now = self.time_ns()
         if now > self.clock.time_ns:
             self.clock.time_ns = now
         return self.clock.time_ns
 
-    @property
-    def _journaling(self) -> bool:
-        return self.journal is not None and self._replay_time is None
-
-    def _record(self, kind: Command, request) -> None:
-        if self._journaling:
-            self.last_seq = self.journal.append(self.clock.time_ns, kind,
-                                                b"" if request is None else request.SerializeToString())
+    def _record(self, command: str, message) -> None:
+        """Journal a live command (``message`` as the JournalRecord's ``command`` field) at the engine's time."""
+        if self.journal is not None:
+            self.last_seq = self.journal.append(self.clock.time_ns, RECORD_KIND, records.encode(command, message))
             if self.last_seq - self._snapshot_seq >= self.snapshot_every:
                 self.snapshot()
 
@@ -417,14 +458,15 @@ class RiskService:
         started = time.perf_counter_ns()
         decision = self._book(cid, *args)
         self.metrics.decision(decision.code, (time.perf_counter_ns() - started) / 1e9)
-        self._record(Command.SUBMIT, request)
-        return _answer(decision, cid, args[0], args[1])
+        account, symbol, side, quantity, price = args
+        self._record("submit", JournalRecord.Submit(client_order_id=cid, account=account, symbol=symbol, side=side,
+                                                    quantity=quantity, price=price or 0.0))
+        return _answer(decision, cid, account, symbol)
 
-    def _replay_submit(self, request: risk_pb2.OrderRequest) -> None:
+    def _apply_submit(self, command: JournalRecord.Submit) -> None:
         # Validated when first applied, and never a repeat: a repeat is answered, not journaled.
-        self._tick()
-        self._book(request.client_order_id, self.account(request.account), request.symbol, _SIDES[request.side],
-                   request.quantity, request.price if request.HasField("price") else None)
+        self._book(command.client_order_id, self.account(command.account), command.symbol, command.side,
+                   command.quantity, command.price or None)
 
     def _book(self, cid: str, account: str, symbol: str, side: int, quantity: int,
               price: Optional[float]) -> Decision:
@@ -483,14 +525,23 @@ class RiskService:
     def _submit_orders(self, request: risk_pb2.OrderBatch) -> Generator[None, None, risk_pb2.BatchResponse]:
         rows = yield from self._order_rows(request)
         n = len(rows.cids)
-        if n <= BATCH_CHUNK:
-            self._submit_chunk(rows, 0, n, request)
-        else:
-            for start in range(0, n, BATCH_CHUNK):
-                self._submit_chunk(rows, start, min(start + BATCH_CHUNK, n), None)
-                if start + BATCH_CHUNK < n:
-                    yield
+        for start in range(0, n, BATCH_CHUNK):
+            stop = min(start + BATCH_CHUNK, n)
+            self._tick()
+            if self._submit_chunk(rows, start, stop, self.effects):
+                self._record("submit_batch", JournalRecord.SubmitBatch(
+                    client_order_ids=rows.cids[start:stop], accounts=rows.accounts[start:stop],
+                    symbols=rows.symbols[start:stop], sides=rows.sides[start:stop].tolist(),
+                    quantities=rows.quantities[start:stop].tolist(), prices=rows.prices[start:stop].tolist()))
+            if stop < n:
+                yield
         return _batch_response(rows.codes)
+
+    def _apply_submit_batch(self, command: JournalRecord.SubmitBatch) -> None:
+        rows = _OrderRows(list(command.client_order_ids), list(command.accounts), list(command.symbols),
+                          np.asarray(command.sides, dtype=np.int8), np.asarray(command.quantities, dtype=np.int64),
+                          np.asarray(command.prices, dtype=np.float64))
+        self._submit_chunk(rows, 0, len(rows.cids), NO_EFFECTS)
 
     def _order_rows(self, request: risk_pb2.OrderBatch) -> Generator[None, None, _OrderRows]:
         """Validate a whole OrderBatch (nothing is applied until every row is valid), a chunk at a time."""
@@ -526,8 +577,8 @@ class RiskService:
         return _OrderRows(cids, accounts, symbols, np.where(sides == risk_pb2.BUY, 1, -1).astype(np.int8),
                           quantities, prices)
 
-    def _submit_chunk(self, rows: _OrderRows, start: int, stop: int, request) -> None:
-        """Apply rows ``start:stop`` in sequence; journal them as ``request``, or as a batch of their own."""
+    def _submit_chunk(self, rows: _OrderRows, start: int, stop: int, effects: Effects) -> int:
+        """Apply rows ``start:stop`` in sequence (repeats answered again); return how many were new orders."""
         cids = rows.cids[start:stop]
         default = self.default_account
         accounts = [name or default for name in rows.accounts[start:stop]]
@@ -549,11 +600,9 @@ class RiskService:
                 codes[i] = known[5]
             else:
                 codes[i] = _DUPLICATE_ID
-                if self._replay_time is None:
-                    self.metrics.count(_DUPLICATE_ID)
+                effects.duplicate_id()
         if not fresh:
-            return
-        self._tick()
+            return 0
         engine = self.engine
         picked = np.asarray(fresh, dtype=np.intp)
         account_ids = _ids([accounts[i] for i in fresh], engine.account_id)
@@ -569,15 +618,8 @@ class RiskService:
             answers[cid] = (accounts[i], symbols[i], side_list[i], quantity_list[i], price_list[i], code)
             if code == 0:
                 self._order_ids[cid] = oid
-        if self._replay_time is None:
-            self.metrics.batch(np.bincount(result, minlength=len(Reason)))
-            if self._journaling:
-                if request is None:
-                    request = risk_pb2.OrderBatch(client_order_ids=cids, accounts=rows.accounts[start:stop],
-                                                  symbols=symbols,
-                                                  sides=[risk_pb2.BUY if s > 0 else risk_pb2.SELL for s in side_list],
-                                                  quantities=quantity_list, prices=price_list)
-                self._record(Command.SUBMIT_BATCH, request)
+        effects.batch(result)
+        return len(fresh)
 
     def modify_order(self, request: risk_pb2.ModifyRequest) -> risk_pb2.CheckResponse:
         cid = _text(request.client_order_id, "client_order_id")
@@ -589,8 +631,12 @@ class RiskService:
         self.metrics.decision(decision.code, (time.perf_counter_ns() - started) / 1e9)
         response = self._order_answer(decision, cid, order_id)
         if decision.accepted:
-            self._record(Command.MODIFY, request)
+            self._record("modify", JournalRecord.Modify(client_order_id=cid, quantity=quantity, price=price))
         return response
+
+    def _apply_modify(self, command: JournalRecord.Modify) -> None:
+        self.engine.modify(self._order_ids.get(command.client_order_id, -1), command.quantity,
+                           command.price if command.HasField("price") else None)
 
     def request_cancel(self, request: risk_pb2.CancelRequest) -> risk_pb2.CheckResponse:
         cid = _text(request.client_order_id, "client_order_id")
@@ -599,8 +645,11 @@ class RiskService:
         decision = self.engine.request_cancel(order_id)
         if decision.accepted:
             # Accepted cancel requests count against the cancel rate window: state.
-            self._record(Command.CANCEL_REQUEST, request)
+            self._record("cancel_request", JournalRecord.CancelRequest(client_order_id=cid))
         return self._order_answer(decision, cid, order_id)
+
+    def _apply_cancel_request(self, command: JournalRecord.CancelRequest) -> None:
+        self.engine.request_cancel(self._order_ids.get(command.client_order_id, -1))
 
     def _order_answer(self, decision: Decision, cid: str, order_id: int) -> risk_pb2.CheckResponse:
         """The answer to a modify or cancel request; a rejection naming a symbol looks it up from the order."""
@@ -623,40 +672,45 @@ class RiskService:
         _text(request.exec_id, "exec_id")
         _bounded(request.account, "account")
         _bounded(request.symbol, "symbol")
-        if request.side != risk_pb2.SIDE_UNSPECIFIED:
-            _side(request.side)
+        side = 0 if request.side == risk_pb2.SIDE_UNSPECIFIED else _side(request.side)
         _quantity(request.quantity)
         if not (math.isfinite(request.price) and request.price > 0):
             raise InvalidArgument(f"price must be finite and > 0, got {request.price}")
+        cid = request.client_order_id
+        if cid:
+            check_order(self.engine, self._order_ids.get(cid), cid)
+        command = JournalRecord.Fill(client_order_id=cid, exec_id=request.exec_id, account=request.account,
+                                     symbol=request.symbol, side=side, quantity=request.quantity,
+                                     price=request.price)
+        self._tick()
         try:
-            applied = self._fill(request)
+            applied = self._fill(command)
         except CapacityError as error:
-            self._over_capacity(Command.FILL, request)
+            self._over_capacity("fill", command)
             raise OverCapacity(str(error)) from None
         (self._filled if applied else self._duplicate_fill).inc()
         if applied:
-            self._record(Command.FILL, request)
+            self._record("fill", command)
             self.publish_engine_events()
         return risk_pb2.FillAck(applied=applied)
 
-    def _fill(self, request: risk_pb2.Fill) -> bool:
-        """Apply a validated fill (replay applies journaled ones as they are); False for a seen exec id."""
-        cid = request.client_order_id
-        order_id = check_order(self.engine, self._order_ids.get(cid), cid) if cid else None
-        self._tick()
+    def _fill(self, command: JournalRecord.Fill) -> bool:
+        """Apply a fill (live and replayed alike); False for a seen exec id."""
+        cid = command.client_order_id
+        order_id = self._order_ids.get(cid) if cid else None
         if order_id is not None:
             try:
-                return self.engine.on_fill(order_id, request.quantity, request.price, request.exec_id)
+                return self.engine.on_fill(order_id, command.quantity, command.price, command.exec_id)
             except UnknownOrderError:
                 pass  # the kernel forgot the order: book it from the fill's own fields below
-        if not (request.symbol and request.side):
+        if not (command.symbol and command.side):
             if not cid:
                 raise InvalidArgument("client_order_id is required, or symbol and side to book a fill without "
                                      "an order")
             raise KeyError(f"unknown client_order_id {shown(cid)} (never booked, or forgotten after two day "
                            f"rolls); give symbol and side (and account) to book the fill without an order")
-        return self.engine.book_fill(self.account(request.account), request.symbol, _side(request.side),
-                                     request.quantity, request.price, request.exec_id)
+        return self.engine.book_fill(self.account(command.account), command.symbol, command.side,
+                                     command.quantity, command.price, command.exec_id)
 
     def report_fills(self, request: risk_pb2.FillBatch) -> risk_pb2.FillBatchAck:
         """Apply a columnar batch of fills of booked orders at once (replay and direct calls)."""
@@ -693,45 +747,43 @@ class RiskService:
         for start in range(0, n, BATCH_CHUNK):
             stop = min(start + BATCH_CHUNK, n)
             order_ids = self._order_ids_of(cids[start:stop], start)
+            command = JournalRecord.FillBatch(client_order_ids=cids[start:stop], exec_ids=exec_ids[start:stop],
+                                              quantities=quantities[start:stop], prices=prices[start:stop])
             self._tick()
-            on_fill = self.engine.on_fill
             chunk: list[bool] = []
             try:
-                for oid, q, p, x in zip(order_ids, quantities[start:stop], prices[start:stop], exec_ids[start:stop]):
-                    chunk.append(on_fill(oid, q, p, x))
+                self._fill_rows(order_ids, command, chunk)
             except CapacityError as error:
                 # Rows before this one are applied and its account is halted: journal the chunk, whose
                 # replay stops at the same row.
                 row = start + len(chunk)
-                self._over_capacity(Command.FILL_BATCH, self._fill_chunk(request, cids, exec_ids, quantities,
-                                                                         prices, start, stop))
+                self._over_capacity("fill_batch", command)
                 raise OverCapacity(f"client_order_ids[{row}] {shown(cids[row])}: {error}; the rows before it "
                                    f"were applied, none after it") from None
             applied.extend(chunk)
             count = sum(chunk)
-            if self._replay_time is None:
-                self._filled.inc(count)
-                self._duplicate_fill.inc(len(chunk) - count)
+            self._filled.inc(count)
+            self._duplicate_fill.inc(len(chunk) - count)
             if count:
-                if self._journaling:
-                    self._record(Command.FILL_BATCH, self._fill_chunk(request, cids, exec_ids, quantities, prices,
-                                                                      start, stop))
+                self._record("fill_batch", command)
                 self.publish_engine_events()
             if stop < n:
                 yield
         return risk_pb2.FillBatchAck(applied=applied)
 
-    @staticmethod
-    def _fill_chunk(request, cids, exec_ids, quantities, prices, start: int, stop: int) -> risk_pb2.FillBatch:
-        """Rows ``start:stop`` of a FillBatch (the request itself when that is all of it)."""
-        if stop - start == len(cids):
-            return request
-        return risk_pb2.FillBatch(client_order_ids=cids[start:stop], exec_ids=exec_ids[start:stop],
-                                  quantities=quantities[start:stop], prices=prices[start:stop])
+    def _fill_rows(self, order_ids: list[int], command: JournalRecord.FillBatch, applied: list[bool]) -> None:
+        """Apply fills of booked orders in sequence, appending to ``applied`` as each is (rows before a
+        CapacityError stay applied)."""
+        on_fill = self.engine.on_fill
+        for oid, q, p, x in zip(order_ids, command.quantities, command.prices, command.exec_ids):
+            applied.append(on_fill(oid, q, p, x))
 
-    def _over_capacity(self, kind: "Command", request) -> None:
+    def _apply_fill_batch(self, command: JournalRecord.FillBatch) -> None:
+        self._fill_rows(self._order_ids_of(list(command.client_order_ids)), command, [])
+
+    def _over_capacity(self, command: str, message) -> None:
         """Journal a command the kernel refused for capacity (its halt is state) and publish the breach."""
-        self._record(kind, request)
+        self._record(command, message)
         self.publish_engine_events()
 
     def _order_ids_of(self, cids: list[str], first_row: int = 0) -> list[int]:
@@ -748,19 +800,21 @@ class RiskService:
     def report_order_event(self, request: risk_pb2.OrderEvent) -> risk_pb2.OrderEventAck:
         """Apply a venue cancel, expiry or reject; ``applied`` False if the order was no longer working."""
         cid = _text(request.client_order_id, "client_order_id")
-        kind = _EVENTS.get(request.kind)
+        kind = records.EVENT_KINDS.get(request.kind)
         if kind is None:
             raise InvalidArgument("kind must be CANCELLED, EXPIRED or REJECTED")
-        order_id = check_order(self.engine, self._order_ids.get(cid), cid)
-        if order_id is None:
+        if check_order(self.engine, self._order_ids.get(cid), cid) is None:
             raise KeyError(f"unknown client_order_id {shown(cid)}")
+        command = JournalRecord.OrderEvent(client_order_id=cid, kind=kind)
         self._tick()
-        handler = {"cancel": self.engine.on_cancel, "expire": self.engine.on_expire,
-                   "reject": self.engine.on_reject}[kind]
-        applied = handler(order_id)
+        applied = self._apply_order_event(command)
         if applied:
-            self._record(Command.ORDER_EVENT, request)
+            self._record("order_event", command)
         return risk_pb2.OrderEventAck(applied=applied)
+
+    def _apply_order_event(self, command: JournalRecord.OrderEvent) -> bool:
+        handler = getattr(self.engine, _EVENT_HANDLERS[command.kind])
+        return handler(self._order_ids[command.client_order_id])
 
     def update_prices(self, request: risk_pb2.PriceUpdates) -> risk_pb2.PriceUpdatesAck:
         """Apply marks; every row is validated before any is applied."""
@@ -770,18 +824,26 @@ class RiskService:
         if (bad := _first(~np.isfinite(prices) | (prices <= 0))) >= 0:
             raise InvalidArgument(f"prices[{bad}] must be finite and > 0, got {prices[bad]}")
         symbols = _column(request.symbols, "symbols", required=True)
-        engine = self.engine
-        ids = np.fromiter((engine.symbol_id(s) for s in symbols), dtype=np.int32, count=len(symbols))
+        ids = self._symbol_ids(symbols)
+        command = JournalRecord.Marks(symbols=symbols, prices=request.prices)
         self._tick()
         try:
-            engine.update_prices(ids, prices)
+            self.engine.update_prices(ids, prices)
         except CapacityError as error:
             # The other rows are applied and the symbol is halted: journal the marks, whose replay does the same.
-            self._over_capacity(Command.PRICES, request)
+            self._over_capacity("marks", command)
             raise OverCapacity(str(error)) from None
-        self._record(Command.PRICES, request)
+        self._record("marks", command)
         self.publish_engine_events()
         return risk_pb2.PriceUpdatesAck(applied=len(ids))
+
+    def _symbol_ids(self, symbols: list[str]) -> np.ndarray:
+        """Kernel ids of ``symbols``; KeyError naming the first unknown one."""
+        symbol_id = self.engine.symbol_id
+        return np.fromiter((symbol_id(s) for s in symbols), dtype=np.int32, count=len(symbols))
+
+    def _apply_marks(self, command: JournalRecord.Marks) -> None:
+        self.engine.update_prices(self._symbol_ids(list(command.symbols)), np.asarray(command.prices, dtype=np.float64))
 
     # ------------------------------------------------------------ reads
 
@@ -859,15 +921,20 @@ class RiskService:
         engine.account_id(account)
         for symbol, _, _ in positions:
             engine.symbol_id(symbol)
+        command = records.limits_command(account, limits, positions, actor)
         self._tick()
-        engine.set_limits(account, limits)
-        for symbol, max_long, max_short in positions:
-            engine.set_position_limit(account, symbol, max_long, max_short)
-        self._record(Command.SET_LIMITS, request)
-        if self._replay_time is None:
-            log.info("limits changed", account=account, actor=actor, limits=limits.as_dict(), positions=positions)
+        self._apply_set_limits(command, self.effects)
+        self._record("set_limits", command)
         self.publish_engine_events()
         return self.get_limits(risk_pb2.LimitsRequest(account=account))
+
+    def _apply_set_limits(self, command: JournalRecord.SetLimits, effects: Effects) -> None:
+        account = command.account
+        limits, positions = records.limits_of(command)
+        self.engine.set_limits(account, limits)
+        for symbol, max_long, max_short in positions:
+            self.engine.set_position_limit(account, symbol, max_long, max_short)
+        effects.limits_changed(account, command.actor, limits, positions)
 
     def set_trading_state(self, request: risk_pb2.TradingStateRequest, actor: str) -> risk_pb2.TradingStateResponse:
         """The kill switch on an account (the firm by its name) or a symbol; the state is required."""
@@ -886,28 +953,32 @@ class RiskService:
             engine.symbol_id(symbol)
         else:
             engine.account_id(account)
-        target = symbol or account
+        command = JournalRecord.SetTradingState(account=account, symbol=symbol, state=records.STATES[request.state],
+                                                actor=actor)
         self._tick()
-        if symbol:
-            engine.set_trading_state(state, symbol=target)
+        self._apply_trading_state(command, self.effects)
+        self._record("set_trading_state", command)
+        return risk_pb2.TradingStateResponse(target=symbol or account, state=_STATE_TO_WIRE[int(state)])
+
+    def _apply_trading_state(self, command: JournalRecord.SetTradingState, effects: Effects) -> None:
+        state = _JOURNAL_STATES[command.state]
+        if command.symbol:
+            self.engine.set_trading_state(state, symbol=command.symbol)
         else:
-            engine.set_trading_state(state, account=target)
-        self._record(Command.SET_STATE, request)
-        if self._replay_time is None:
-            log.warning("trading state changed", target=target, state=state.name, actor=actor)
-            self.breaches.publish(risk_pb2.Breach(
-                time_unix_nano=self.clock.time_ns, account=account, symbol=symbol,
-                reason="STATE_CHANGE", state=_STATE_TO_WIRE[int(state)], actor=actor))
-        return risk_pb2.TradingStateResponse(target=target, state=_STATE_TO_WIRE[int(state)])
+            self.engine.set_trading_state(state, account=command.account)
+        effects.state_changed(command.account, command.symbol, state, command.actor)
 
     def roll_day(self) -> None:
         """Start a new trading day: daily P&L baselines, daily-loss states re-armed, old ids forgotten."""
-        self.last_roll_ns = self._tick()
+        self._tick()
+        self._apply_roll_day(self.effects)
+        self._record("roll_day", JournalRecord.RollDay())
+
+    def _apply_roll_day(self, effects: Effects) -> None:
+        self.last_roll_ns = self.clock.time_ns
         self.engine.roll_day()
         self._forget_ids()
-        self._record(Command.ROLL_DAY, None)
-        if self._replay_time is None:
-            log.info("start of day roll")
+        effects.day_rolled()
 
     def _forget_ids(self) -> None:
         """Drop the client order ids of the day before yesterday, except those of orders still working."""
@@ -918,9 +989,8 @@ class RiskService:
         self._answers = {cid: expired[cid] for cid in self._order_ids if cid in expired}
 
     def publish_engine_events(self) -> None:
-        """Forward the kernel's breach events (daily loss, throttle) to subscribers and the log."""
-        if self._replay_time is not None:
-            return  # replay() drops them: they were published when first applied
+        """Forward the kernel's breach events (daily loss, throttle) to subscribers and the log (live only:
+        replay drops them, they were published when first applied)."""
         for event in self.engine.drain_events():
             log.warning("limit breach", account=event.account, reason=event.reason.name, value=event.value,
                         limit=event.limit)
@@ -981,7 +1051,7 @@ class RiskService:
                 "snapshot_seconds": round(loaded - started, 4), "replay_seconds": round(done - loaded, 4),
                 "positions": len(self.engine.positions()), "open_orders": len(self.engine.open_orders())}
 
-    def replay(self, records: Iterable[tuple[int, int, int, bytes]]) -> int:
+    def replay(self, records_in: Iterable[tuple[int, int, int, bytes]]) -> int:
         """Apply journaled commands at their recorded times, without journaling them again; return how many.
 
         Notes
@@ -990,39 +1060,41 @@ class RiskService:
         table lookup, a parse and the handler per record.
         """
         applied = 0
+        clock = self.clock
+        decode = records.decode
         try:
-            for seq, time_ns, kind, payload in records:
+            for seq, time_ns, kind, payload in records_in:
+                record = decode(seq, kind, payload)
                 self.last_seq = seq
-                entry = _REPLAY.get(kind)
-                if entry is None:
-                    raise JournalError(f"journal record {seq} has an unknown kind {kind}")
-                self._replay_time = time_ns
+                if time_ns > clock.time_ns:
+                    clock.time_ns = time_ns
+                command = record.WhichOneof("command")
+                apply = _APPLY.get(command)
+                if apply is None:
+                    raise JournalError(f"journal record {seq} holds no command")
                 try:
-                    entry[0](self, entry[1](payload))
+                    apply(self, getattr(record, command))
                 except (CapacityError, OverCapacity):
                     pass  # refused for capacity when first applied too, and journaled for the halt it made
                 applied += 1
         finally:
-            self._replay_time = None
             self.engine.drain_events()  # breaches were published when first applied
         return applied
 
 
-# Keyed by the record's kind as a plain int (IntEnum members hash and compare as their values).
-_REPLAY: dict[int, tuple[Callable[[RiskService, Any], object], Callable[[bytes], Any]]] = {
-    Command.SUBMIT: (RiskService._replay_submit, risk_pb2.OrderRequest.FromString),
-    Command.SUBMIT_BATCH: (RiskService.submit_orders, risk_pb2.OrderBatch.FromString),
-    Command.MODIFY: (RiskService.modify_order, risk_pb2.ModifyRequest.FromString),
-    Command.CANCEL_REQUEST: (RiskService.request_cancel, risk_pb2.CancelRequest.FromString),
-    Command.FILL: (RiskService._fill, risk_pb2.Fill.FromString),
-    Command.FILL_BATCH: (RiskService.report_fills, risk_pb2.FillBatch.FromString),
-    Command.ORDER_EVENT: (RiskService.report_order_event, risk_pb2.OrderEvent.FromString),
-    Command.PRICES: (RiskService.update_prices, risk_pb2.PriceUpdates.FromString),
-    Command.SET_LIMITS: (lambda self, request: RiskService.set_limits(self, request, "journal"),
-                         risk_pb2.SetLimitsRequest.FromString),
-    Command.SET_STATE: (lambda self, request: RiskService.set_trading_state(self, request, "journal"),
-                        risk_pb2.TradingStateRequest.FromString),
-    Command.ROLL_DAY: (lambda self, request: RiskService.roll_day(self), lambda payload: None),
+# What replay runs for each command: the apply step live calls run too, with no effects.
+_APPLY: dict[str, Callable[[RiskService, Any], object]] = {
+    "submit": RiskService._apply_submit,
+    "submit_batch": RiskService._apply_submit_batch,
+    "modify": RiskService._apply_modify,
+    "cancel_request": RiskService._apply_cancel_request,
+    "fill": RiskService._fill,
+    "fill_batch": RiskService._apply_fill_batch,
+    "order_event": RiskService._apply_order_event,
+    "marks": RiskService._apply_marks,
+    "set_limits": lambda self, command: self._apply_set_limits(command, NO_EFFECTS),
+    "set_trading_state": lambda self, command: self._apply_trading_state(command, NO_EFFECTS),
+    "roll_day": lambda self, command: self._apply_roll_day(NO_EFFECTS),
 }
 
 

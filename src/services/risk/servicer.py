@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from riskcore_services.common.calls import CallHandling, MalformedRequest
 from riskcore_services.common.errors import FailedPrecondition
+from riskcore_services.common.failover import Role
 from riskcore_services.common.logging import get_logger
 from riskcore_services.proto import risk_pb2, risk_pb2_grpc
 from riskcore_services.risk.service import MAX_NAME_BYTES, InvalidArgument, RiskService, check_batch_rows
@@ -110,10 +111,10 @@ def make_servicer(service: RiskService, calls: CallHandling, server) -> risk_pb2
 
         @calls.rpc("Promote", admin=True, always=True, changes=True)
         async def Promote(self, request, call):
-            if server.role == "standalone":
+            if server.role is Role.STANDALONE:
                 raise FailedPrecondition("this engine has no replicated journal to take over")
             role = await server.promote()
-            return risk_pb2.PromoteResponse(role=role, last_seq=service.last_seq)
+            return risk_pb2.PromoteResponse(role=role.value, last_seq=service.last_seq)
 
         @calls.rpc("WatchBreaches")
         async def WatchBreaches(self, request, call):

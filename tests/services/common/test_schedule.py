@@ -10,7 +10,7 @@ import pytest
 from riskcore_services.common.schedule import DayRoller, ManualTime
 from riskcore_services.proto import risk_pb2
 from riskcore_services.risk.config import load_config
-from riskcore_services.risk.service import Command
+from riskcore_services.risk import records
 from conftest import DEADLINE, write_config
 
 UTC = datetime.timezone.utc
@@ -108,7 +108,8 @@ def rolls(server) -> int:
     snapshots and drops the records, so this counts the rolls since the last start)."""
     db = sqlite3.connect(server.config.state.path, timeout=DEADLINE)
     try:
-        return db.execute("SELECT COUNT(*) FROM journal WHERE kind = ?", (Command.ROLL_DAY,)).fetchone()[0]
+        return sum(records.decode(seq, kind, payload).HasField("roll_day")
+                   for seq, kind, payload in db.execute("SELECT seq, kind, payload FROM journal"))
     finally:
         db.close()
 

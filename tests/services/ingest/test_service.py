@@ -24,7 +24,6 @@ from riskcore_services.proto import ingest_pb2, ingest_pb2_grpc
 from riskcore_services.risk.client import RiskClient
 from riskcore_services.risk.config import load_config as load_risk_config
 from riskcore_services.testing import ChildProcess, Children, http_get, wait_until
-from tests.services.risk.durability_helpers import nats_url  # noqa: F401 - a fixture
 
 from .model import model_of
 from .test_soupbintcp import SoupServer

@@ -21,7 +21,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from riskcore_services.proto import risk_pb2, risk_pb2_grpc
-from riskcore_services.testing import Children, NatsServer, ServerProcess, wait_until
+from riskcore_services.testing import Children, ServerProcess, wait_until
 
 # Seconds allowed for any single RPC or HTTP request in these tests.
 DEADLINE = 5.0
@@ -141,13 +141,6 @@ def engines(tmp_path):
     """Make child engines: ``engines(config, name)``, started with ``.start()``; every one is killed at teardown."""
     with Children(tmp_path) as children:
         yield lambda config, name="engine": children.add(Engine(tmp_path, config, name))
-
-
-@pytest.fixture
-def nats_url(tmp_path):
-    """A nats-server with JetStream on 127.0.0.1 (a free port, storage in tmp_path); killed at teardown."""
-    with Children(tmp_path) as children:
-        yield children.add(NatsServer(tmp_path)).start().wait_ready(10.0).url
 
 
 # ------------------------------------------------------------------ the model
@@ -508,7 +501,7 @@ def write_journal(path: pathlib.Path, records: list[tuple[int, bytes]], start_ns
     """Append ``(kind, payload)`` records to the journal file at ``path``, 1 µs apart, and close it."""
     import asyncio
 
-    from riskcore_services.risk.journal import SqliteJournal
+    from riskcore_services.common.journal.sqlite import SqliteJournal
 
     async def write():
         journal = SqliteJournal(str(path), "NORMAL")
@@ -562,7 +555,7 @@ def with_journal(path: pathlib.Path, config_path: pathlib.Path, action, snapshot
     """
     import asyncio
 
-    from riskcore_services.risk.journal import SqliteJournal
+    from riskcore_services.common.journal.sqlite import SqliteJournal
 
     async def run():
         journal = SqliteJournal(str(path), "NORMAL")

@@ -18,7 +18,7 @@ import pytest
 from grpc_health.v1 import health_pb2
 
 from riskcore_services.proto import risk_pb2
-from riskcore_services.risk.service import Command
+from riskcore_services.risk.records import RECORD_KIND, JournalRecord, encode
 
 from riskcore_services.testing import wait_until
 
@@ -217,7 +217,9 @@ def test_engine_is_not_ready_until_a_long_journal_is_replayed_and_logs_counts_an
         spec = INSTRUMENTS[symbol]
         fill = risk_pb2.Fill(exec_id=f"h{i}", quantity=1 + i % 5, price=spec.price(spec.fill_ticks[0] + i % 97),
                              account=TRADERS[i % 4], symbol=symbol, side=BUY if i % 3 else SELL)
-        records.append((Command.FILL, fill.SerializeToString()))
+        records.append((RECORD_KIND, encode("fill", JournalRecord.Fill(
+            exec_id=fill.exec_id, quantity=fill.quantity, price=fill.price, account=fill.account, symbol=fill.symbol,
+            side=1 if fill.side == BUY else -1))))
         apply_request(book, "ReportFill", fill)
     write_journal(tmp_path / "journal.db", records)
     engine = engines(write_config(tmp_path, {"path": "journal.db"})).start()

@@ -15,8 +15,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from riskcore_services.proto import risk_pb2
-from riskcore_services.risk.journal import SqliteJournal
-from riskcore_services.risk.service import Command
+from riskcore_services.common.journal.sqlite import SqliteJournal
+from riskcore_services.risk.records import RECORD_KIND, JournalRecord, encode
 
 DEADLINE = 5.0  # seconds for every call
 
@@ -112,8 +112,7 @@ def write_journal(path, records: int) -> None:
     now = time.time_ns() - 10**9
     for i in range(records):
         price = 200.0 if i == records - 1 else 190.0 + (i % 100) / 100
-        journal.append(now + i, Command.PRICES,
-                       risk_pb2.PriceUpdates(symbols=["AAPL"], prices=[price]).SerializeToString())
+        journal.append(now + i, RECORD_KIND, encode("marks", JournalRecord.Marks(symbols=["AAPL"], prices=[price])))
     journal.close()
 
 

@@ -18,7 +18,7 @@ from riskcore_services.common.metrics import new_registry
 from riskcore_services.proto import risk_pb2
 from riskcore_services.risk.config import build_engine, load_config
 from riskcore_services.risk.metrics import RiskMetrics
-from riskcore_services.risk.journal import JournalError
+from riskcore_services.common.journal import JournalError
 from riskcore_services.risk.service import BATCH_CHUNK, MAX_NAME_BYTES, OverCapacity, RiskService
 
 DEADLINE = 5.0  # seconds for every call
@@ -465,7 +465,7 @@ def test_a_chunked_batch_and_orders_sent_between_its_chunks_replay_to_the_same_d
     # reproduces the batch's codes only if every chunk was journaled in its place.
     import asyncio
 
-    from riskcore_services.risk.journal import SqliteJournal
+    from riskcore_services.common.journal.sqlite import SqliteJournal
 
     from .durability_helpers import make_service, with_journal
 

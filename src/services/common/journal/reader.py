@@ -1,8 +1,8 @@
-"""Read and check the journal's records in a child process, for :meth:`SqliteJournal.load`.
+"""Read and check the journal's records in a child process, for :meth:`.sqlite.SqliteJournal.load`.
 
-Recovery replays about a million records on the event loop's thread, and fetching them
+Recovery may replay about a million records on the event loop's thread, and fetching them
 from SQLite and checking their CRCs is a third of that work: a child process does it on
-another core while the service replays. Run as ``python -I -S journal_reader.py PATH AFTER``;
+another core while the service replays. Run as ``python -I -S reader.py PATH AFTER``;
 standard library only, so the child starts in milliseconds.
 
 On stdout it writes messages, each a uint32 (little-endian) length and a :mod:`marshal`

@@ -1,13 +1,14 @@
-"""The write-ahead journal of the risk service, in a SQLite database (WAL mode).
+"""The write-ahead journal in a SQLite database (WAL mode), for any service with durable state.
 
-Every state-changing command is appended as a record ``(seq, time_ns, kind,
+Every change a service journals is appended as a record ``(seq, time_ns, kind,
 payload, crc)`` before its caller is answered. A writer thread commits what
 has accumulated in one transaction (group commit: many records per fsync
 under load, one per fsync when idle) and then wakes the waiting calls. A
 snapshot of the whole state is stored in the same database, and the records
 it covers are deleted in the same transaction, so recovery is always "newest
-snapshot + the records after it"; a child process (:mod:`journal_reader`)
-reads and checks those records while the service replays them.
+snapshot + the records after it"; a child process (:mod:`.reader`) reads and
+checks those records while the service replays them. The package's docstring
+shows the calls a service makes.
 """
 from __future__ import annotations
 
@@ -15,54 +16,19 @@ import asyncio
 import contextlib
 import fcntl
 import hashlib
-import io
 import marshal
 import os
-import pickle
 import queue
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
-from typing import IO, Any, Callable, Iterator, NamedTuple, cast
+from typing import IO, Any, Callable, Iterator, cast
 
-from riskcore_services.common.errors import Unavailable
-from riskcore_services.risk import journal_reader
-from riskcore_services.risk.journal_reader import record_crc
-
-# Covers the record layout and the snapshot blob, engine state included: it moves
-# with riskcore.engine.STATE_VERSION (2: one-cache-line slot rows).
-FORMAT_VERSION = 2
-
-
-class JournalError(Unavailable):
-    """The journal or snapshot cannot be used as it is; the message says why and where."""
-
-
-class Record(NamedTuple):
-    """One journaled command."""
-
-    seq: int
-    time_ns: int
-    kind: int
-    payload: bytes
-
-
-class _PlainData(pickle.Unpickler):
-    # Snapshots hold only dicts, lists, tuples, sets, bytes, str, int, float and
-    # None; refusing every class keeps a tampered file from running code.
-    def find_class(self, module: str, name: str):
-        raise JournalError(f"snapshot refers to {module}.{name}; only plain data is allowed")
-
-
-def encode_snapshot(state: dict) -> bytes:
-    return pickle.dumps(state, protocol=5)
-
-
-def decode_snapshot(blob: bytes) -> dict:
-    return _PlainData(io.BytesIO(blob)).load()
-
+from riskcore_services.common.journal import FORMAT_VERSION, JournalError, decode_snapshot, encode_snapshot
+from riskcore_services.common.journal import reader as journal_reader
+from riskcore_services.common.journal.reader import record_crc
 
 def _read_message(stream: IO[bytes]) -> list | str | None:
     """The journal reader's next message; EOFError when its output ends before one."""
@@ -80,7 +46,7 @@ def _read_message(stream: IO[bytes]) -> list | str | None:
 def _lock_journal(path: str) -> int:
     """Hold ``<path>.lock`` under an exclusive flock for as long as the returned descriptor is open.
 
-    One engine per journal: a second one would serve stale reads until its
+    One writer per journal: a second one would serve stale reads until its
     first write failed. The kernel drops a flock when its holder dies, even
     by kill -9, so a crash never leaves the journal locked. The holder's pid
     is written into the file for the refusal message.
@@ -95,8 +61,8 @@ def _lock_journal(path: str) -> int:
     except OSError:
         holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
         os.close(fd)
-        raise JournalError(f"{path} is in use by another risk engine (pid {holder}, lock {lock_path}); "
-                           f"stop it or give this engine another [state] path") from None
+        raise JournalError(f"{path} is in use by another process (pid {holder}, lock {lock_path}); "
+                           f"stop it or give this one another [state] path") from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd

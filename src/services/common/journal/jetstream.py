@@ -1,4 +1,4 @@
-"""The journal on NATS JetStream, and the lease that makes one engine the primary.
+"""The journal on NATS JetStream, for any service whose state must survive a host (replicated).
 
 The primary publishes every command to a JetStream stream and answers its
 caller once the stream has acknowledged it (JetStream stores it, on as many
@@ -9,19 +9,14 @@ fails loudly instead. Snapshots go to a JetStream object store and the
 stream is purged up to them, one snapshot at a time and only once stored.
 
 A standby replays the same stream as it grows and so holds the same state.
-The primary holds a lease (a key in a JetStream key-value bucket whose
+Which engine is the primary is :mod:`riskcore_services.common.failover`'s
+business: the primary holds a lease (a key in a JetStream key-value bucket whose
 entries expire); when the key expires the primary is gone, and a standby
 takes the lease, drains the stream to its end and starts serving. An
 operator can force the same promotion; the old primary then loses its lease
 at its next renewal and stops serving.
 
-Timing of the lease (``ttl`` = ``lease_seconds``): the holder renews every
-ttl/5 and stops serving when it has not renewed for ttl/2; a standby polls
-every ttl/10 and takes the lease once it has seen the same revision for
-0.8 ttl on its own clock (or the key expired: the bucket keeps entries 0.8 ttl).
-So a standby decides to take over at most ttl after the holder's last
-renewal (one poll to see it, 0.8 ttl, one poll to notice), never before the
-holder has fenced itself, and without comparing clocks across hosts.
+The lease's timing is explained in :mod:`riskcore_services.common.failover`.
 """
 from __future__ import annotations
 
@@ -31,21 +26,19 @@ import hashlib
 import io
 import json
 import struct
-import time
-from typing import Awaitable, Callable, Optional
+from typing import Callable
 
 import nats
 from nats.aio.client import Client
 from nats.js import JetStreamContext, api
-from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError, ObjectNotFoundError
+from nats.js.errors import NotFoundError, ObjectNotFoundError
 
+from riskcore_services.common.journal import FORMAT_VERSION, JournalError, Record, decode_snapshot, encode_snapshot
+from riskcore_services.common.journal.reader import record_crc
 from riskcore_services.common.logging import get_logger
-from riskcore_services.risk.journal import (FORMAT_VERSION, JournalError, Record, decode_snapshot, encode_snapshot,
-                                   record_crc)
 
-log = get_logger("risk.replication")
+log = get_logger("journal.jetstream")
 
 _HEADER = struct.Struct("<qBI")  # time_ns, kind, crc
 
@@ -353,103 +346,3 @@ def _release(target: int, future: asyncio.Future, durable: int) -> bool:
             future.set_result(None)
         return True
     return False
-
-
-class Lease:
-    """Leadership: a key in a JetStream key-value bucket, renewed by its holder.
-
-    See the module's notes for the timing. ``clock`` (monotonic seconds) and
-    ``sleep`` are injected so tests can drive the lease in simulated time.
-    """
-
-    def __init__(self, journal: NatsJournal, owner: str, ttl: float = 2.0,
-                 clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep):
-        self._journal = journal
-        self.owner = owner
-        self.ttl = ttl
-        self.renew_every = ttl / 5
-        self.fence_after = ttl / 2
-        self.expiry = ttl * 0.8
-        self.poll = ttl / 10
-        self._clock = clock
-        self._sleep = sleep
-        self._kv: KeyValue | None = None
-        self._revision: Optional[int] = None
-        self._acquired_at = 0.0
-
-    async def _bucket(self) -> KeyValue:
-        if self._kv is None:
-            js, bucket = self._journal.jetstream, f"riskcore_lease_{self._journal.name}"
-            try:
-                self._kv = await js.create_key_value(bucket=bucket, ttl=self.expiry, history=1)
-            except nats.js.errors.BadRequestError:
-                # Made by an engine with another lease_seconds: the standby's own count still bounds takeover.
-                self._kv = await js.key_value(bucket)
-        return self._kv
-
-    async def holder(self) -> Optional[str]:
-        try:
-            entry = await (await self._bucket()).get("primary")
-        except KeyNotFoundError:
-            return None
-        return None if entry.value is None else entry.value.decode()
-
-    async def try_acquire(self, force: bool = False, stale: Optional[int] = None) -> bool:
-        """Take the lease if it is free, or if it is still at revision ``stale`` (expired by
-        :meth:`wait_expired`), or unconditionally with ``force``."""
-        kv = await self._bucket()
-        sent = self._clock()
-        try:
-            if force:
-                self._revision = await kv.put("primary", self.owner.encode())
-            elif stale is not None:
-                self._revision = await kv.update("primary", self.owner.encode(), last=stale)
-            else:
-                self._revision = await kv.create("primary", self.owner.encode())
-        except KeyWrongLastSequenceError:
-            return False
-        self._acquired_at = sent
-        return True
-
-    async def hold(self, on_lost: Callable[[str], Awaitable[None]]) -> None:
-        """Renew until cancelled; call ``on_lost`` once the lease is gone or could not be renewed in time."""
-        kv = await self._bucket()
-        renewed = self._acquired_at     # when the last successful renewal was sent
-        pause = self.renew_every
-        while True:
-            await self._sleep(pause)
-            sent = self._clock()
-            try:
-                self._revision = await asyncio.wait_for(kv.update("primary", self.owner.encode(), last=self._revision),
-                                                        timeout=self.poll)
-                renewed, pause = sent, self.renew_every
-            except KeyWrongLastSequenceError:
-                await on_lost("another engine took the lease")
-                return
-            except (asyncio.TimeoutError, nats.errors.Error) as error:
-                if self._clock() - renewed >= self.fence_after:
-                    await on_lost(f"lease not renewed in time: {error!r}")
-                    return
-                pause = self.poll / 2    # retry soon: the fence deadline is near
-
-    async def wait_expired(self) -> Optional[int]:
-        """Return once the holder has stopped renewing: the revision seen unchanged for ``expiry``
-        (take it with ``try_acquire(stale=...)``), or None when the key is gone."""
-        kv = await self._bucket()
-        seen, since = None, 0.0
-        while True:
-            try:
-                revision = (await asyncio.wait_for(kv.get("primary"), timeout=self.ttl)).revision
-            except KeyNotFoundError:
-                return None
-            except (asyncio.TimeoutError, nats.errors.Error) as error:
-                log.warning("cannot read the lease; retrying", error=repr(error))
-                await self._sleep(self.poll)
-                continue
-            now = self._clock()
-            if revision != seen:
-                seen, since = revision, now
-            elif now - since >= self.expiry:
-                return seen
-            await self._sleep(self.poll)
