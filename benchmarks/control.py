@@ -88,7 +88,7 @@ class ControlSuite:
         samples = []
         for i in range(self.scale.starts):
             name = f"start{i}"
-            bench.register(name, "Idle", f"s{i % self.scale.kill_strategies:03}")
+            await bench.register(name, "Idle", f"s{i % self.scale.kill_strategies:03}")
             t0 = clock_ns()
             await bench.supervisor.start(name)
             samples.append(await bench.reached(name, "RUNNING") - t0)
@@ -102,7 +102,7 @@ class ControlSuite:
         out = self.directory / "exited-at"
         for i in range(self.scale.exits):
             name = f"exit{i}"
-            bench.register(name, "ExitsOnFirstTick", "s000", out=str(out))
+            await bench.register(name, "ExitsOnFirstTick", "s000", out=str(out))
             await bench.supervisor.start(name)
             failed = await bench.reached(name, "FAILED")
             samples.append(failed - int(out.read_text()))
@@ -115,7 +115,7 @@ class ControlSuite:
         samples = []
         for i in range(self.scale.losses):
             name = f"hang{i}"
-            bench.register(name, "HangsOnFirstTick", "s000")
+            await bench.register(name, "HangsOnFirstTick", "s000")
             await bench.supervisor.start(name)
             failed = await bench.reached(name, "FAILED")
             samples.append(failed - bench.last_beat_ns[name])
@@ -132,7 +132,7 @@ class ControlSuite:
         for run in range(self.scale.kill_runs):
             names = [f"k{run}-{i:03}" for i in range(n)]
             for i, name in enumerate(names):
-                bench.register(name, "Idle", f"s{i:03}")
+                await bench.register(name, "Idle", f"s{i:03}")
                 await bench.supervisor.start(name)
             for name in names:
                 await bench.reached(name, "RUNNING")
@@ -147,7 +147,7 @@ class ControlSuite:
             signalled.append(max(stopping) - t0)
             expect(await bench.firm_state() == "HALTED", "the firm is not HALTED after the kill switch")
             for name in names:
-                bench.supervisor.remove(name)
+                await bench.supervisor.remove(name)
         return [self.timing.row(f"kill switch, {n} strategies: firm HALTED + all signalled", signalled,
                                 targets=[Target("p50<=5ms", "median_ns", 5 * MS)], note=_spread(signalled)),
                 self.timing.row(f"kill switch, {n} strategies: every process gone", gone,
@@ -167,6 +167,7 @@ async def _with_bench(case, risk_target: str, heartbeat: tuple[float, float], lo
         _log_file.append(open(log, "ab"))
         configure_logging("info", file=_log_file[0])
     bench = _Bench(risk_target, heartbeat)
+    await bench.supervisor.open()
     try:
         return await case(bench)
     finally:
@@ -200,10 +201,10 @@ class _Bench:
             # last_beat is on the supervisor's clock (time.monotonic, the same CLOCK_MONOTONIC).
             self.last_beat_ns[event.strategy] = int(managed.last_beat * 1e9)
 
-    def register(self, name: str, cls: str, account: str, **config) -> None:
+    async def register(self, name: str, cls: str, account: str, **config) -> None:
         from riskcore_services.control.supervisor import StrategySpec
 
-        self.supervisor.register(StrategySpec(name, f"{STRATEGIES}:{cls}", account, config, self.env))
+        await self.supervisor.register(StrategySpec(name, f"{STRATEGIES}:{cls}", account, config, self.env))
 
     async def reached(self, name: str, state: str, timeout: float = 60.0) -> int:
         """When ``name`` reached ``state`` (its event's stamp)."""
@@ -217,7 +218,7 @@ class _Bench:
 
     async def finish(self, name: str) -> None:
         await self.supervisor.stop(name)
-        self.supervisor.remove(name)
+        await self.supervisor.remove(name)
 
     async def risk(self, state: str) -> None:
         await asyncio.to_thread(self.client.set_trading_state, state, "FIRM")

@@ -80,6 +80,9 @@ class ControlConfig(Common):
         names = [s.name for s in self.strategies]
         if len(set(names)) != len(names):
             raise ConfigError(f"control.strategies: names must be unique, got {names}")
+        if self.state.backend != "sqlite":
+            raise ConfigError("state.backend: the control plane journals in SQLite only (the processes it "
+                              "re-adopts after a restart are on this host)")
         if self.account_tokens:
             for entry in self.strategies:
                 if entry.account not in self.account_tokens:

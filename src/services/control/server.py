@@ -1,11 +1,15 @@
-"""The control plane's process: the common server plus the supervisor of the strategies.
+"""The control plane's process: the common durable server plus the supervisor of the strategies.
 
-``ControlServer`` adds to :class:`~riskcore_services.common.server.Server` one
-:class:`~riskcore_services.control.supervisor.Supervisor`, its link to the
-risk engine (a RiskClient, whose deadline, retries and breaker apply) and the
-``WatchEvents`` hub. On the way down every strategy is stopped (SIGTERM,
-grace, SIGKILL) before gRPC stops. Desired state is not yet durable: the
-strategies of the configuration file are registered again at each start.
+``ControlServer`` adds to :class:`~riskcore_services.common.failover.DurableServer`
+one :class:`~riskcore_services.control.supervisor.Supervisor`, its link to
+the risk engine (a RiskClient, whose deadline, retries and breaker apply) and
+the ``WatchEvents`` hub. With ``[state] path`` its desired state
+(:mod:`~riskcore_services.control.desired`) is journaled in SQLite: at start
+it is recovered and the strategies are found again (re-adopted, started or
+left stopped) before it serves; the configuration file's strategies are
+registered only when the journal does not know them. The heartbeat socket is
+the journal's path plus ``.hb``. On the way down every strategy is stopped
+(SIGTERM, grace, SIGKILL) before gRPC stops; their desired state stays.
 """
 from __future__ import annotations
 
@@ -15,8 +19,9 @@ from typing import Any, Optional
 from riskcore_services.common.errors import FailedPrecondition, Unavailable
 from riskcore_services.common.fanout import FanOut
 from riskcore_services.common.logging import get_logger
-from riskcore_services.common.server import Server
+from riskcore_services.common.failover import DurableServer
 from riskcore_services.control.config import ConfigError, ControlConfig
+from riskcore_services.control.desired import DesiredState
 from riskcore_services.control.metrics import register_metrics
 from riskcore_services.control.servicer import make_servicer
 from riskcore_services.control.supervisor import Event, RiskGate, Supervisor
@@ -48,7 +53,7 @@ def make_risk_client(config: ControlConfig) -> Any:
     return RiskClient(config.risk_target, token=token, deadline=config.risk_deadline)
 
 
-class ControlServer(Server):
+class ControlServer(DurableServer):
     """The ControlPlane service over a :class:`Supervisor`.
 
     Parameters
@@ -65,24 +70,36 @@ class ControlServer(Server):
         self.events: FanOut[Optional[Event]] = FanOut()
         tokens = {account: read_token(path, f"control.account_tokens.{account}")
                   for account, path in config.account_tokens.items()}
-        self.supervisor = Supervisor(config.timings(), config.policy(), self.gate, self.events.publish,
-                                     risk_target=config.risk_target, risk_tokens=tokens,
-                                     market_data_target=config.market_data_target or "")
+        self.desired = self.durable = DesiredState(self.journal)
+        try:
+            self.supervisor = Supervisor(config.timings(), config.policy(), self.gate, self.events.publish,
+                                         risk_target=config.risk_target, risk_tokens=tokens,
+                                         market_data_target=config.market_data_target or "", desired=self.durable,
+                                         heartbeat_path=None if config.state.path is None else f"{config.state.path}.hb")
+        except ValueError as error:
+            raise ConfigError(f"state.path: {error}") from None
         register_metrics(self.registry, self.supervisor)
 
     def servicers(self):
         return [(CONTROL_PLANE, make_servicer(self, self.calls))]
 
     def started(self) -> dict:
-        return dict(risk_target=self.config.risk_target, strategies=len(self.config.strategies),
-                    durable=False)
+        return dict(super().started(), risk_target=self.config.risk_target,
+                    strategies=len(self.desired.strategies))
+
+    async def writing(self) -> None:
+        """The journal is ours: find its strategies again before serving."""
+        await self.supervisor.recover_strategies()
 
     async def recover(self) -> None:
-        """Register the configured strategies, serve, then start those marked ``start``."""
-        for entry in self.config.strategies:
-            self.supervisor.register(entry.spec())
-        await self.serve()
-        for entry in self.config.strategies:
+        """Recover the desired state and its strategies, serve, then register the configured strategies the
+        journal does not know and start those of them marked ``start``."""
+        await self.supervisor.open()
+        await super().recover()
+        new = [entry for entry in self.config.strategies if entry.name not in self.desired.strategies]
+        for entry in new:
+            await self.supervisor.register(entry.spec())
+        for entry in new:
             if entry.start:
                 try:
                     await self.supervisor.start(entry.name)
@@ -96,4 +113,5 @@ class ControlServer(Server):
         await super().stop(grace)
 
     async def flush(self) -> None:
+        await super().flush()
         self.gate.close()

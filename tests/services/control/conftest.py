@@ -42,20 +42,24 @@ def spec(name: str, cls: str, account: str = "momentum", **config) -> StrategySp
     return StrategySpec(name, f"tests.services.control.strategies:{cls}", account, config, CHILD_ENV)
 
 
-def group_members(pgid: int) -> list[int]:
-    """Live (not zombie) processes in process group ``pgid``, from /proc."""
-    members = []
+def live_processes() -> dict[int, tuple[pathlib.Path, list[str]]]:
+    """Every live (not zombie) process: pid -> (its /proc folder, its stat fields after the command name)."""
+    found = {}
     for entry in pathlib.Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text()
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
         except OSError:
             continue
-        fields = stat.rpartition(")")[2].split()
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(entry.name))
-    return members
+        if fields[0] != "Z":
+            found[int(entry.name)] = (entry, fields)
+    return found
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live processes in process group ``pgid``."""
+    return [pid for pid, (_, fields) in live_processes().items() if int(fields[2]) == pgid]
 
 
 async def until(predicate, timeout: float = WAIT, what: str = "condition") -> None:
@@ -111,6 +115,7 @@ def harness(serve):
         async def main():
             h = Harness(server.port if server else None, **options)
             h.server = server
+            await h.supervisor.open()
             try:
                 await asyncio.wait_for(test(h), 60)
             finally:

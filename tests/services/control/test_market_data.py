@@ -31,7 +31,7 @@ def test_a_strategy_gets_the_quotes_of_its_symbols_through_on_quote(harness, ing
 
     async def scenario(h):
         s = h.supervisor
-        s.register(spec("quoted", "RecordsQuotes", symbols=sorted(followed), out=str(out)))
+        await s.register(spec("quoted", "RecordsQuotes", symbols=sorted(followed), out=str(out)))
         await s.start("quoted")
         await reach(s, "quoted", State.RUNNING)
         await until(lambda: out.exists() and len(json.loads(out.read_text())) == len(followed), what="quotes")
@@ -47,7 +47,7 @@ def test_a_strategy_gets_the_quotes_of_its_symbols_through_on_quote(harness, ing
 def test_a_strategy_with_symbols_and_no_market_data_service_fails_at_start_saying_so(harness, capfd):
     async def scenario(h):
         s = h.supervisor
-        s.register(spec("blind", "RecordsQuotes", symbols=["AAPL"], out="unused"))
+        await s.register(spec("blind", "RecordsQuotes", symbols=["AAPL"], out="unused"))
         await s.start("blind")
         await until(lambda: "FAILED" in h.states("blind"), what="FAILED")
         assert s.info("blind")["last_error"] == "exited with code 1"
