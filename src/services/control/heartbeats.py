@@ -7,8 +7,11 @@ from their next heartbeat on. While nothing is bound there a send fails and
 is dropped, so a strategy never blocks on, or dies of, a missing control plane.
 
 A message is ASCII ``<pid> <word>``; the words are ``ready`` (``on_start``
-returned), ``hb``, ``paused`` and ``resumed``. The pid says which process
-speaks; the supervisor ignores pids it does not run. The socket file is
+returned), ``hb``, ``paused`` and ``resumed``; a strategy says nothing before
+``on_start`` returned, so any word means it has started (a datagram is dropped
+when the socket's queue, ``net.unix.max_dgram_qlen``, is full: the next one
+says the same). The pid says which process speaks; the supervisor ignores pids
+it does not run. The socket file is
 made readable and writable by its owner only.
 """
 from __future__ import annotations

@@ -488,7 +488,9 @@ class Supervisor:
                                              return_when=asyncio.FIRST_COMPLETED)
                 if beat in done:
                     managed.last_beat = self.clock()
-                    if beat.result() == "ready" and managed.life.state is State.STARTING:
+                    # Any word after on_start means started: a datagram can be dropped (a full socket
+                    # queue), and a lost "ready" must cost one heartbeat interval, not the start timeout.
+                    if managed.life.state is State.STARTING:
                         managed.life.fire(Trigger.READY)
                         self._emit(managed, State.STARTING, "ready")
                     continue

@@ -45,3 +45,8 @@ def test_account_tokens_are_files_relative_to_the_configuration():
     config = parse_config({"control": {"account_tokens": {"momentum": "tokens/momentum.token"}}},
                           pathlib.Path("/etc/riskcore"))
     assert config.account_tokens == {"momentum": pathlib.Path("/etc/riskcore/tokens/momentum.token")}
+
+
+def test_a_jetstream_journal_is_refused_the_processes_are_on_this_host():
+    with pytest.raises(ConfigError, match="state.backend: the control plane journals in SQLite only"):
+        parse_config({"state": {"backend": "jetstream"}}, pathlib.Path("."))

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import grpc
@@ -42,3 +44,12 @@ def test_serve_control_starts_its_configured_strategies_and_sigterm_stops_them_a
         assert not group_members(answer.pid)
     with RiskClient(f"127.0.0.1:{risk.port}", deadline=2.0) as client:
         assert next(a for a in client.get_exposure("momentum") if a.account == "momentum").state == risk_pb2.HALTED
+
+
+def test_a_strategy_process_without_its_go_from_the_control_plane_exits_3_having_run_nothing(tmp_path):
+    # The control plane writes the token line only once the process is recorded; no line, no strategy.
+    run = subprocess.run([sys.executable, "-m", "riskcore_services.control.run",
+                          "tests.services.control.strategies:ReportsItsReach"], stdin=subprocess.DEVNULL,
+                         capture_output=True, text=True, timeout=60, env={**os.environ, **CHILD_ENV})
+    assert (run.returncode, run.stdout) == (3, "")
+    assert "no go from the control plane" in run.stderr

@@ -159,6 +159,7 @@ def test_start_is_refused_when_the_risk_engine_is_unreachable(harness):
         with pytest.raises(Unavailable, match="risk engine unreachable"):
             await s.start("x")
         assert s.get("x").life.state is State.REGISTERED
+        await s.close()
         gate.close()
     harness(scenario, risk=False)
 
