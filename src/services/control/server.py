@@ -71,11 +71,12 @@ class ControlServer(DurableServer):
         tokens = {account: read_token(path, f"control.account_tokens.{account}")
                   for account, path in config.account_tokens.items()}
         self.desired = self.durable = DesiredState(self.journal)
+        heartbeats = None if config.state.path is None else f"{config.state.path}.hb"
         try:
             self.supervisor = Supervisor(config.timings(), config.policy(), self.gate, self.events.publish,
                                          risk_target=config.risk_target, risk_tokens=tokens,
-                                         market_data_target=config.market_data_target or "", desired=self.durable,
-                                         heartbeat_path=None if config.state.path is None else f"{config.state.path}.hb")
+                                         market_data_target=config.market_data_target or "", desired=self.desired,
+                                         heartbeat_path=heartbeats)
         except ValueError as error:
             raise ConfigError(f"state.path: {error}") from None
         register_metrics(self.registry, self.supervisor)
