@@ -21,6 +21,7 @@ from google.protobuf.message import Message
 from riskcore import Limits
 from riskcore_services.common.journal import JournalError
 from riskcore_services.proto import journal_pb2, risk_pb2
+from riskcore_services.risk.codec import limits_from_proto, write_limits
 
 RECORD_FORMAT = 2
 RECORD_KIND = 16      # apart from the format 1 kinds, 1..11
@@ -34,9 +35,6 @@ EVENT_KINDS = {risk_pb2.OrderEvent.CANCELLED: JournalRecord.OrderEvent.KIND_CANC
 STATES = {risk_pb2.ACTIVE: JournalRecord.SetTradingState.STATE_ACTIVE,
            risk_pb2.REDUCING: JournalRecord.SetTradingState.STATE_REDUCING,
            risk_pb2.HALTED: JournalRecord.SetTradingState.STATE_HALTED}
-_LIMIT_FIELDS = ("max_order_quantity", "max_order_notional", "max_gross_notional", "max_net_notional",
-                 "max_open_orders", "max_daily_loss")
-_WINDOW_FIELDS = ("new_order_rate", "modify_rate", "cancel_rate", "fill_throttle")
 
 
 class LegacyKind(IntEnum):
@@ -83,28 +81,7 @@ def decode(seq: int, kind: int, payload: bytes) -> JournalRecord:
 
 def limits_command(account: str, limits: Limits, positions: list, actor: str) -> JournalRecord.SetLimits:
     """The SetLimits command for an account's kernel limits and ``(symbol, max_long, max_short)`` position limits."""
-    command = JournalRecord.SetLimits(account=account, actor=actor)
-    for name, value in limits.as_dict().items():
-        if isinstance(value, tuple):
-            getattr(command, name).CopyFrom(JournalRecord.Window(count=value[0], seconds=value[1]))
-        elif value is not None:
-            setattr(command, name, value)
-    for symbol, max_long, max_short in positions:
-        command.position_limits.add(symbol=symbol, max_long=max_long, max_short=max_short)
-    return command
-
-
-def limits_of(command: JournalRecord.SetLimits) -> tuple[Limits, list]:
-    """The kernel limits and position limits a SetLimits command sets."""
-    def window(name: str):
-        value = getattr(command, name)
-        return (value.count, value.seconds) if command.HasField(name) else None
-
-    limits = Limits(**{name: getattr(command, name) if command.HasField(name) else None for name in _LIMIT_FIELDS},
-                    **{name: window(name) for name in _WINDOW_FIELDS})
-    positions = [(p.symbol, p.max_long if p.HasField("max_long") else None,
-                  p.max_short if p.HasField("max_short") else None) for p in command.position_limits]
-    return limits, positions
+    return write_limits(JournalRecord.SetLimits(account=account, actor=actor), limits, positions)
 
 
 def _submit(payload: bytes) -> JournalRecord.Submit:
@@ -149,19 +126,7 @@ def _marks(payload: bytes) -> JournalRecord.Marks:
 
 def _set_limits(payload: bytes) -> JournalRecord.SetLimits:
     r = risk_pb2.SetLimitsRequest.FromString(payload)
-    limits = r.limits
-    command = JournalRecord.SetLimits(account=r.account, actor="journal")
-    for name in _LIMIT_FIELDS:
-        if limits.HasField(name):
-            setattr(command, name, getattr(limits, name))
-    for name in _WINDOW_FIELDS:
-        if limits.HasField(name):
-            window = getattr(limits, name)
-            getattr(command, name).CopyFrom(JournalRecord.Window(count=window.count, seconds=window.seconds))
-    for p in limits.position_limits:
-        command.position_limits.add(symbol=p.symbol, max_long=p.max_long if p.HasField("max_long") else None,
-                                    max_short=p.max_short if p.HasField("max_short") else None)
-    return command
+    return limits_command(r.account, *limits_from_proto(r.limits), actor="journal")
 
 
 def _set_state(payload: bytes) -> JournalRecord.SetTradingState:

@@ -20,7 +20,8 @@ from riskcore_services.common.failover import DurableServer
 from riskcore_services.proto import risk_pb2
 from riskcore_services.risk.config import RiskConfig, build_engine, config_drift
 from riskcore_services.risk.metrics import RiskMetrics
-from riskcore_services.risk.service import RiskService, limits_to_proto
+from riskcore_services.risk.codec import limits_to_proto
+from riskcore_services.risk.service import RiskService
 from riskcore_services.risk.servicer import make_servicer
 
 log = get_logger("risk.server")

@@ -32,22 +32,19 @@ import numpy as np
 
 from riskcore import (CapacityError, Decision, Limits, ManualClock, Reason, RiskEngine, TradingState,
                       UnknownOrderError)
-from riskcore.decision import describe
 from riskcore_services.common.auth import check_account, check_accounts, check_order, check_orders
 from riskcore_services.common.errors import FailedPrecondition, InvalidArgument
 from riskcore_services.common.logging import get_logger
 from riskcore_services.proto import risk_pb2
 from riskcore_services.common.fanout import FanOut
-from riskcore_services.common.journal import JournalError
-from riskcore_services.risk import records
+from riskcore_services.common.journal import Journal, JournalError
+from riskcore_services.risk import codec, records
 from riskcore_services.risk.metrics import RiskMetrics
 from riskcore_services.risk.records import RECORD_KIND, JournalRecord
 
 log = get_logger("risk")
 
 SNAPSHOT_VERSION = 2
-# Ids and names (accounts, symbols, client order ids, exec ids) are at most this many bytes of UTF-8.
-MAX_NAME_BYTES = 128
 # Batches are applied this many rows at a time (a few milliseconds of work), then give the event
 # loop a few turns, so other calls wait about a chunk's time behind a large batch, not for all of it.
 # Validation is cheaper per row: it runs four chunks' rows per step. Several turns, not one: a call
@@ -57,29 +54,12 @@ MAX_NAME_BYTES = 128
 BATCH_CHUNK = 4096
 _VALIDATION_CHUNK = 4 * BATCH_CHUNK
 _TURNS_BETWEEN_CHUNKS = 8
-_SIDES: dict[int, int] = {risk_pb2.BUY: 1, risk_pb2.SELL: -1}
-_SIDE_NAMES = {1: "BUY", -1: "SELL"}
 _EVENT_HANDLERS = {JournalRecord.OrderEvent.KIND_CANCELLED: "on_cancel",
                    JournalRecord.OrderEvent.KIND_EXPIRED: "on_expire",
                    JournalRecord.OrderEvent.KIND_REJECTED: "on_reject"}
-# The wire enum starts at TRADING_STATE_UNSPECIFIED = 0 (refused); the kernel's at ACTIVE = 0.
-_STATES = {risk_pb2.ACTIVE: TradingState.ACTIVE, risk_pb2.REDUCING: TradingState.REDUCING,
-           risk_pb2.HALTED: TradingState.HALTED}
-_STATE_TO_WIRE = [wire for wire, _ in sorted(_STATES.items(), key=lambda item: int(item[1]))]
-_JOURNAL_STATES = {records.STATES[wire]: state for wire, state in _STATES.items()}
-# Kernel reasons that mean the request itself was malformed, not a business rejection.
-# Reason codes as plain ints: Reason members hash through Python-level Enum.__hash__.
-_MALFORMED = frozenset({int(Reason.INVALID_SIDE), int(Reason.INVALID_QUANTITY), int(Reason.INVALID_PRICE)})
-# Rejections whose kernel message cannot name the thing (the kernel knows integer ids only).
-_NAMED = frozenset({int(Reason.UNKNOWN_SYMBOL), int(Reason.UNKNOWN_ACCOUNT), int(Reason.UNKNOWN_ORDER),
-                    int(Reason.SYMBOL_RESTRICTED), int(Reason.SYMBOL_NOT_PERMITTED),
-                    int(Reason.NO_REFERENCE_PRICE), int(Reason.DUPLICATE_ORDER_ID)})
-_DUPLICATE_ID = int(Reason.DUPLICATE_ORDER_ID)
-_REASON_NAMES = [r.name for r in Reason]
+_JOURNAL_STATES = {records.STATES[wire]: state for wire, state in codec.STATES.items()}
 # Records replayed between yields to the event loop during recovery: a few milliseconds' work.
 _REPLAY_SLICE = 2048
-# Characters of an id or name quoted in a message; longer values are cut (they may be megabytes).
-_SHOWN = 40
 
 
 class OverCapacity(FailedPrecondition):
@@ -88,87 +68,6 @@ class OverCapacity(FailedPrecondition):
     The kernel refused it whole and halted the account (fill) or the symbol
     (mark); the refusal is journaled, since the halt is state.
     """
-
-
-def shown(value: str) -> str:
-    """``repr(value)`` for a message or log line, cut to a few dozen characters."""
-    if len(value) <= _SHOWN:
-        return repr(value)
-    return f"{value[:_SHOWN]!r}... ({len(value.encode())} bytes)"
-
-
-def _bounded(value: str, field: str) -> str:
-    """``value``, refused when longer than MAX_NAME_BYTES of UTF-8 (empty is allowed)."""
-    # A code point is at most 4 bytes, so only a long string needs encoding to know.
-    if len(value) > MAX_NAME_BYTES // 4 and len(value.encode()) > MAX_NAME_BYTES:
-        raise InvalidArgument(f"{field} must be at most {MAX_NAME_BYTES} bytes of UTF-8, "
-                             f"got {len(value.encode())}: {shown(value)}")
-    return value
-
-
-def _text(value: str, field: str) -> str:
-    """A required id or name: non-empty and within the bound."""
-    if not value:
-        raise InvalidArgument(f"{field} is required")
-    return _bounded(value, field)
-
-
-def _column(values, field: str, required: bool, first_row: int = 0) -> list[str]:
-    """Rows of a repeated id or name field (from ``first_row``) as a list; each within the bound (and
-    non-empty if ``required``)."""
-    values = list(values)
-    # Two passes at C speed over the lengths; the per-row walk only runs to find the bad row.
-    if values and (max(map(len, values)) > MAX_NAME_BYTES // 4 or (required and not min(map(len, values)))):
-        for i, value in enumerate(values, first_row):
-            if required and not value:
-                raise InvalidArgument(f"{field}[{i}] is required")
-            _bounded(value, f"{field}[{i}]")
-    return values
-
-
-def _side(value: int, field: str = "side") -> int:
-    side = _SIDES.get(value)
-    if side is None:
-        name = risk_pb2.Side.Name(value) if value in risk_pb2.Side.values() else value
-        raise InvalidArgument(f"{field} must be BUY or SELL, got {name}")
-    return side
-
-
-MAX_QUANTITY = 10**12
-
-
-def _quantity(value: int, field: str = "quantity") -> int:
-    if not 0 < value <= MAX_QUANTITY:
-        raise InvalidArgument(f"{field} must be in 1..{MAX_QUANTITY}, got {value}")
-    return value
-
-
-def _price(request, field: str = "price") -> Optional[float]:
-    if not request.HasField(field):
-        return None
-    value = getattr(request, field)
-    if not (math.isfinite(value) and value > 0):
-        raise InvalidArgument(f"{field} must be finite and > 0, got {value}")
-    return value
-
-
-def _first(mask: np.ndarray) -> int:
-    rows = np.flatnonzero(mask)
-    return int(rows[0]) if rows.size else -1
-
-
-def check_batch_rows(request, max_rows: int) -> None:
-    """Refuse (INVALID_ARGUMENT) a request with more than ``max_rows`` rows in a repeated field.
-
-    The servicer applies ``[engine] max_batch_rows`` to live calls; replay
-    does not, so a journal written under a larger bound still replays.
-    """
-    for field in request.DESCRIPTOR.fields:
-        if field.is_repeated:
-            rows = len(getattr(request, field.name))
-            if rows > max_rows:
-                raise InvalidArgument(f"{field.name} has {rows} rows, over the bound of {max_rows} rows "
-                                     f"([engine] max_batch_rows)")
 
 
 _Result = TypeVar("_Result")
@@ -194,82 +93,6 @@ async def _run_yielding(steps: Generator[None, None, _Result]) -> _Result:
             await asyncio.sleep(0)
 
 
-def _message(code: int, node, value: float, limit: float, cid: str, account: Optional[str],
-              symbol: Optional[str]) -> str:
-    """A decision's message, naming the symbol, account or client order id where the kernel cannot."""
-    if code not in _NAMED:
-        return describe(code, node, value, limit)
-    if code == Reason.UNKNOWN_SYMBOL:
-        return f"unknown symbol {shown(symbol or '')}"
-    if code == Reason.UNKNOWN_ACCOUNT:
-        return f"unknown account {shown(account or '')}"
-    if code == Reason.UNKNOWN_ORDER:
-        return f"client_order_id {shown(cid)} is unknown or no longer working"
-    if code == Reason.DUPLICATE_ORDER_ID:
-        return f"client_order_id {shown(cid)} was used before"
-    if code == Reason.SYMBOL_RESTRICTED:
-        return f"symbol {shown(symbol or '')} is restricted"
-    if code == Reason.SYMBOL_NOT_PERMITTED:
-        return f"{node} is not permitted to trade {shown(symbol or '')}"
-    return f"no reference price for {shown(symbol or '')}"
-
-
-def _answer(decision: Decision, cid: str = "", account: Optional[str] = None,
-            symbol: Optional[str] = None) -> risk_pb2.CheckResponse:
-    code = decision.code
-    if code in _MALFORMED:
-        raise InvalidArgument(decision.message)
-    message = decision.message if code not in _NAMED else _message(
-        code, decision.node, decision.value, decision.limit, cid, account, symbol)
-    return risk_pb2.CheckResponse(accepted=code == 0, reason=_REASON_NAMES[code], message=message,
-                                  utilisation=decision.utilisation, node=decision.node or "", client_order_id=cid)
-
-
-def _batch_response(codes: np.ndarray) -> risk_pb2.BatchResponse:
-    response = risk_pb2.BatchResponse(accepted=int(np.count_nonzero(codes == 0)))
-    response.reason_codes.extend(codes.tolist())
-    for code in np.unique(codes).tolist():
-        response.reason_names[code] = _REASON_NAMES[code]
-    return response
-
-
-def limits_from_proto(message: risk_pb2.Limits) -> tuple[Limits, list]:
-    """Kernel :class:`Limits` and position limits from the wire message."""
-    def opt(name):
-        return getattr(message, name) if message.HasField(name) else None
-
-    def window(name):
-        return (getattr(message, name).count, getattr(message, name).seconds) if message.HasField(name) else None
-
-    limits = Limits(
-        max_order_quantity=opt("max_order_quantity"), max_order_notional=opt("max_order_notional"),
-        max_gross_notional=opt("max_gross_notional"), max_net_notional=opt("max_net_notional"),
-        max_open_orders=opt("max_open_orders"), max_daily_loss=opt("max_daily_loss"),
-        new_order_rate=window("new_order_rate"), modify_rate=window("modify_rate"),
-        cancel_rate=window("cancel_rate"), fill_throttle=window("fill_throttle"))
-    positions = []
-    for i, p in enumerate(message.position_limits):
-        _text(p.symbol, f"limits.position_limits[{i}].symbol")
-        bounds = [getattr(p, name) if p.HasField(name) else None for name in ("max_long", "max_short")]
-        for name, value in zip(("max_long", "max_short"), bounds):
-            if value is not None and value < 0:
-                raise InvalidArgument(f"limits.position_limits[{i}].{name} must be >= 0, got {value}")
-        positions.append((p.symbol, *bounds))
-    return limits, positions
-
-
-def limits_to_proto(limits: Limits, position_limits: list) -> risk_pb2.Limits:
-    message = risk_pb2.Limits()
-    for name, value in limits.as_dict().items():
-        if isinstance(value, tuple):
-            getattr(message, name).CopyFrom(risk_pb2.Window(count=value[0], seconds=value[1]))
-        elif value is not None:
-            setattr(message, name, value)
-    for symbol, max_long, max_short in position_limits:
-        message.position_limits.add(symbol=symbol, max_long=max_long, max_short=max_short)
-    return message
-
-
 class _OrderRows:
     """A validated OrderBatch as columns; ``codes`` is filled in as its chunks are applied."""
 
@@ -293,7 +116,7 @@ class Effects:
         self._service = service
 
     def duplicate_id(self) -> None:
-        self._service.metrics.count(_DUPLICATE_ID)
+        self._service.metrics.count(codec.DUPLICATE_ID)
 
     def batch(self, codes: np.ndarray) -> None:
         self._service.metrics.batch(np.bincount(codes, minlength=len(Reason)))
@@ -306,7 +129,7 @@ class Effects:
         log.warning("trading state changed", target=symbol or account, state=state.name, actor=actor)
         service.breaches.publish(risk_pb2.Breach(
             time_unix_nano=service.clock.time_ns, account=account, symbol=symbol,
-            reason="STATE_CHANGE", state=_STATE_TO_WIRE[int(state)], actor=actor))
+            reason="STATE_CHANGE", state=codec.STATE_TO_WIRE[int(state)], actor=actor))
 
     def day_rolled(self) -> None:
         log.info("start of day roll")
@@ -346,7 +169,8 @@ class RiskService:
     default_account : str
         Account used when an order or fill leaves it empty.
     metrics : RiskMetrics
-    journal : SqliteJournal, optional
+    journal : Journal, optional
+        Either backend (:mod:`riskcore_services.common.journal`); None keeps state in memory only.
     snapshot_every : int
         Journal records between automatic snapshots.
     order_capacity : int
@@ -363,7 +187,7 @@ class RiskService:
     two days of ids plus the working orders.
     """
 
-    def __init__(self, engine: RiskEngine, default_account: str, metrics: RiskMetrics, journal=None,
+    def __init__(self, engine: RiskEngine, default_account: str, metrics: RiskMetrics, journal: Journal | None = None,
                  snapshot_every: int = 200_000, order_capacity: int = 0, time_ns: Callable[[], int] = time.time_ns):
         if not isinstance(engine.clock, ManualClock):
             raise TypeError("the service drives the engine's clock: build the engine with a ManualClock")
@@ -428,15 +252,15 @@ class RiskService:
 
     def _order_args(self, request) -> tuple:
         """(account, symbol, side, quantity, price) of a PositionRequest or OrderRequest, validated."""
-        symbol, side, quantity = request.symbol, _SIDES.get(request.side), request.quantity
-        if not symbol or side is None or not 0 < quantity <= MAX_QUANTITY:
+        symbol, side, quantity = request.symbol, codec.SIDES.get(request.side), request.quantity
+        if not symbol or side is None or not 0 < quantity <= codec.MAX_QUANTITY:
             # Raise the error of the first bad field, in field order.
-            _text(symbol, "symbol")
-            _side(request.side)
-            _quantity(quantity)
-        _bounded(symbol, "symbol")
-        account = self.account(_bounded(request.account, "account"))
-        return account, symbol, side, quantity, _price(request)
+            codec.text(symbol, "symbol")
+            codec.side(request.side)
+            codec.quantity(quantity)
+        codec.bounded(symbol, "symbol")
+        account = self.account(codec.bounded(request.account, "account"))
+        return account, symbol, side, quantity, codec.price(request)
 
     def check_position(self, request: risk_pb2.PositionRequest) -> risk_pb2.CheckResponse:
         """A what-if check; changes nothing, so nothing is journaled."""
@@ -445,11 +269,11 @@ class RiskService:
         started = time.perf_counter_ns()
         decision = self.engine.check(*args)
         self.metrics.decision(decision.code, (time.perf_counter_ns() - started) / 1e9)
-        return _answer(decision, "", args[0], args[1])
+        return codec.answer(decision, "", args[0], args[1])
 
     def submit_order(self, request: risk_pb2.OrderRequest) -> risk_pb2.CheckResponse:
         """Check and reserve; a known client order id gets its first answer, or DUPLICATE_ORDER_ID."""
-        cid = _text(request.client_order_id, "client_order_id")
+        cid = codec.text(request.client_order_id, "client_order_id")
         args = self._order_args(request)
         known = self._known(cid)
         if known is not None:
@@ -459,9 +283,10 @@ class RiskService:
         decision = self._book(cid, *args)
         self.metrics.decision(decision.code, (time.perf_counter_ns() - started) / 1e9)
         account, symbol, side, quantity, price = args
-        self._record("submit", JournalRecord.Submit(client_order_id=cid, account=account, symbol=symbol, side=side,
-                                                    quantity=quantity, price=price or 0.0))
-        return _answer(decision, cid, account, symbol)
+        if self.journal is not None:  # the record is built for the journal only: this is the hot path
+            self._record("submit", JournalRecord.Submit(client_order_id=cid, account=account, symbol=symbol,
+                                                        side=side, quantity=quantity, price=price or 0.0))
+        return codec.answer(decision, cid, account, symbol)
 
     def _apply_submit(self, command: JournalRecord.Submit) -> None:
         # Validated when first applied, and never a repeat: a repeat is answered, not journaled.
@@ -473,7 +298,7 @@ class RiskService:
         """Submit under the next order id; keep the id if accepted, and the content and answer for repeats."""
         order_id = self._next_id
         decision = self.engine.submit(order_id, account, symbol, side, quantity, price)
-        if decision.code in _MALFORMED:
+        if decision.code in codec.MALFORMED:
             raise InvalidArgument(decision.message)
         self._next_id = order_id + 1
         if decision.accepted:
@@ -487,21 +312,21 @@ class RiskService:
         """The answer to a client order id seen before: its first answer if the content is the same."""
         account, symbol, side, quantity, price = args
         if known[:5] != (account, symbol, side, quantity, 0.0 if price is None else price):
-            self.metrics.count(_DUPLICATE_ID)
+            self.metrics.count(codec.DUPLICATE_ID)
             return risk_pb2.CheckResponse(
-                accepted=False, reason=_REASON_NAMES[_DUPLICATE_ID], client_order_id=cid,
-                message=f"client_order_id {shown(cid)} was already used for a different order "
-                        f"({_describe_order(known)}); a repeat must have the same account, symbol, side, "
+                accepted=False, reason=codec.REASON_NAMES[codec.DUPLICATE_ID], client_order_id=cid,
+                message=f"client_order_id {codec.shown(cid)} was already used for a different order "
+                        f"({codec.describe_order(known)}); a repeat must have the same account, symbol, side, "
                         f"quantity and price")
         code = known[5]
         if len(known) == 6:
             # A batch row: only its code was kept.
-            return risk_pb2.CheckResponse(accepted=code == 0, reason=_REASON_NAMES[code], client_order_id=cid,
+            return risk_pb2.CheckResponse(accepted=code == 0, reason=codec.REASON_NAMES[code], client_order_id=cid,
                                           replayed=True,
                                           message="answer to an earlier submission of this client_order_id")
         node, value, limit, utilisation = known[6:]
-        return risk_pb2.CheckResponse(accepted=code == 0, reason=_REASON_NAMES[code],
-                                      message=_message(code, node, value, limit, cid, account, symbol),
+        return risk_pb2.CheckResponse(accepted=code == 0, reason=codec.REASON_NAMES[code],
+                                      message=codec.decision_message(code, node, value, limit, cid, account, symbol),
                                       utilisation=utilisation, node=node or "", client_order_id=cid, replayed=True)
 
     def submit_orders(self, request: risk_pb2.OrderBatch) -> risk_pb2.BatchResponse:
@@ -519,7 +344,7 @@ class RiskService:
         them and replay makes the same decisions. A row still sees every row
         before it; it may also see orders other callers sent meanwhile.
         """
-        check_batch_rows(request, max_rows)
+        codec.check_batch_rows(request, max_rows)
         return await _run_yielding(self._submit_orders(request))
 
     def _submit_orders(self, request: risk_pb2.OrderBatch) -> Generator[None, None, risk_pb2.BatchResponse]:
@@ -528,14 +353,14 @@ class RiskService:
         for start in range(0, n, BATCH_CHUNK):
             stop = min(start + BATCH_CHUNK, n)
             self._tick()
-            if self._submit_chunk(rows, start, stop, self.effects):
+            if self._submit_chunk(rows, start, stop, self.effects) and self.journal is not None:
                 self._record("submit_batch", JournalRecord.SubmitBatch(
                     client_order_ids=rows.cids[start:stop], accounts=rows.accounts[start:stop],
                     symbols=rows.symbols[start:stop], sides=rows.sides[start:stop].tolist(),
                     quantities=rows.quantities[start:stop].tolist(), prices=rows.prices[start:stop].tolist()))
             if stop < n:
                 yield
-        return _batch_response(rows.codes)
+        return codec.batch_response(rows.codes)
 
     def _apply_submit_batch(self, command: JournalRecord.SubmitBatch) -> None:
         rows = _OrderRows(list(command.client_order_ids), list(command.accounts), list(command.symbols),
@@ -550,13 +375,13 @@ class RiskService:
             if len(getattr(request, field)) != n:
                 raise InvalidArgument(f"{field} has {len(getattr(request, field))} rows, client_order_ids has {n}")
         sides = np.asarray(request.sides, dtype=np.int64)
-        if (bad := _first((sides != risk_pb2.BUY) & (sides != risk_pb2.SELL))) >= 0:
+        if (bad := codec.first_true((sides != risk_pb2.BUY) & (sides != risk_pb2.SELL))) >= 0:
             raise InvalidArgument(f"sides[{bad}] must be BUY or SELL")
         quantities = np.asarray(request.quantities, dtype=np.int64)
-        if (bad := _first((quantities <= 0) | (quantities > MAX_QUANTITY))) >= 0:
-            raise InvalidArgument(f"quantities[{bad}] must be in 1..{MAX_QUANTITY}, got {quantities[bad]}")
+        if (bad := codec.first_true((quantities <= 0) | (quantities > codec.MAX_QUANTITY))) >= 0:
+            raise InvalidArgument(f"quantities[{bad}] must be in 1..{codec.MAX_QUANTITY}, got {quantities[bad]}")
         prices = np.asarray(request.prices, dtype=np.float64)
-        if (bad := _first(~np.isfinite(prices) | (prices < 0))) >= 0:
+        if (bad := codec.first_true(~np.isfinite(prices) | (prices < 0))) >= 0:
             raise InvalidArgument(f"prices[{bad}] must be finite and >= 0 (0 = market), got {prices[bad]}")
         cids: list[str] = []
         symbols: list[str] = []
@@ -564,13 +389,13 @@ class RiskService:
         seen: set[str] = set()
         for start in range(0, n, _VALIDATION_CHUNK):
             stop = min(start + _VALIDATION_CHUNK, n)
-            chunk = _column(request.client_order_ids[start:stop], "client_order_ids", True, start)
+            chunk = codec.column(request.client_order_ids[start:stop], "client_order_ids", True, start)
             seen.update(chunk)
             if len(seen) != stop:
                 raise InvalidArgument("client_order_ids must be unique within a batch")
             cids += chunk
-            symbols += _column(request.symbols[start:stop], "symbols", True, start)
-            accounts += _column(request.accounts[start:stop], "accounts", False, start)
+            symbols += codec.column(request.symbols[start:stop], "symbols", True, start)
+            accounts += codec.column(request.accounts[start:stop], "accounts", False, start)
             if stop < n:
                 yield
         check_accounts(self.engine, accounts, self.default_account)
@@ -599,7 +424,7 @@ class RiskService:
             if same:
                 codes[i] = known[5]
             else:
-                codes[i] = _DUPLICATE_ID
+                codes[i] = codec.DUPLICATE_ID
                 effects.duplicate_id()
         if not fresh:
             return 0
@@ -622,8 +447,8 @@ class RiskService:
         return len(fresh)
 
     def modify_order(self, request: risk_pb2.ModifyRequest) -> risk_pb2.CheckResponse:
-        cid = _text(request.client_order_id, "client_order_id")
-        quantity, price = _quantity(request.quantity), _price(request)
+        cid = codec.text(request.client_order_id, "client_order_id")
+        quantity, price = codec.quantity(request.quantity), codec.price(request)
         self._tick()
         order_id = check_order(self.engine, self._order_ids.get(cid, -1), cid)
         started = time.perf_counter_ns()
@@ -639,7 +464,7 @@ class RiskService:
                            command.price if command.HasField("price") else None)
 
     def request_cancel(self, request: risk_pb2.CancelRequest) -> risk_pb2.CheckResponse:
-        cid = _text(request.client_order_id, "client_order_id")
+        cid = codec.text(request.client_order_id, "client_order_id")
         self._tick()
         order_id = check_order(self.engine, self._order_ids.get(cid, -1), cid)
         decision = self.engine.request_cancel(order_id)
@@ -653,10 +478,10 @@ class RiskService:
 
     def _order_answer(self, decision: Decision, cid: str, order_id: int) -> risk_pb2.CheckResponse:
         """The answer to a modify or cancel request; a rejection naming a symbol looks it up from the order."""
-        if decision.code in _NAMED and decision.code != Reason.UNKNOWN_ORDER:
+        if decision.code in codec.NAMED and decision.code != Reason.UNKNOWN_ORDER:
             order = self.engine.order(order_id)
-            return _answer(decision, cid, order.account, order.symbol)
-        return _answer(decision, cid)
+            return codec.answer(decision, cid, order.account, order.symbol)
+        return codec.answer(decision, cid)
 
     # ----------------------------------------------------------- events
 
@@ -668,12 +493,12 @@ class RiskService:
         meaning the default account) is booked as a fill without an order: a
         fill is never lost.
         """
-        _bounded(request.client_order_id, "client_order_id")
-        _text(request.exec_id, "exec_id")
-        _bounded(request.account, "account")
-        _bounded(request.symbol, "symbol")
-        side = 0 if request.side == risk_pb2.SIDE_UNSPECIFIED else _side(request.side)
-        _quantity(request.quantity)
+        codec.bounded(request.client_order_id, "client_order_id")
+        codec.text(request.exec_id, "exec_id")
+        codec.bounded(request.account, "account")
+        codec.bounded(request.symbol, "symbol")
+        side = 0 if request.side == risk_pb2.SIDE_UNSPECIFIED else codec.side(request.side)
+        codec.quantity(request.quantity)
         if not (math.isfinite(request.price) and request.price > 0):
             raise InvalidArgument(f"price must be finite and > 0, got {request.price}")
         cid = request.client_order_id
@@ -707,7 +532,7 @@ class RiskService:
             if not cid:
                 raise InvalidArgument("client_order_id is required, or symbol and side to book a fill without "
                                      "an order")
-            raise KeyError(f"unknown client_order_id {shown(cid)} (never booked, or forgotten after two day "
+            raise KeyError(f"unknown client_order_id {codec.shown(cid)} (never booked, or forgotten after two day "
                            f"rolls); give symbol and side (and account) to book the fill without an order")
         return self.engine.book_fill(self.account(command.account), command.symbol, command.side,
                                      command.quantity, command.price, command.exec_id)
@@ -724,7 +549,7 @@ class RiskService:
         rows before it stay applied; resending the batch is safe (fills are
         idempotent on exec_id).
         """
-        check_batch_rows(request, max_rows)
+        codec.check_batch_rows(request, max_rows)
         return await _run_yielding(self._report_fills(request))
 
     def _report_fills(self, request: risk_pb2.FillBatch) -> Generator[None, None, risk_pb2.FillBatchAck]:
@@ -732,54 +557,54 @@ class RiskService:
         for field in ("exec_ids", "quantities", "prices"):
             if len(getattr(request, field)) != n:
                 raise InvalidArgument(f"{field} has {len(getattr(request, field))} rows, client_order_ids has {n}")
-        cids = _column(request.client_order_ids, "client_order_ids", required=True)
-        exec_ids = _column(request.exec_ids, "exec_ids", required=True)
+        cids = codec.column(request.client_order_ids, "client_order_ids", required=True)
+        exec_ids = codec.column(request.exec_ids, "exec_ids", required=True)
         quantities = list(request.quantities)
         quantity_array = np.asarray(quantities, dtype=np.int64)
-        if (bad := _first((quantity_array <= 0) | (quantity_array > MAX_QUANTITY))) >= 0:
-            raise InvalidArgument(f"quantities[{bad}] must be in 1..{MAX_QUANTITY}, got {quantities[bad]}")
+        if (bad := codec.first_true((quantity_array <= 0) | (quantity_array > codec.MAX_QUANTITY))) >= 0:
+            raise InvalidArgument(f"quantities[{bad}] must be in 1..{codec.MAX_QUANTITY}, got {quantities[bad]}")
         prices = list(request.prices)
         price_array = np.asarray(prices, dtype=np.float64)
-        if (bad := _first(~np.isfinite(price_array) | (price_array <= 0))) >= 0:
+        if (bad := codec.first_true(~np.isfinite(price_array) | (price_array <= 0))) >= 0:
             raise InvalidArgument(f"prices[{bad}] must be finite and > 0, got {prices[bad]}")
         self._order_ids_of(cids)  # every row's order is known before any row is applied
         applied: list[bool] = []
         for start in range(0, n, BATCH_CHUNK):
             stop = min(start + BATCH_CHUNK, n)
             order_ids = self._order_ids_of(cids[start:stop], start)
-            command = JournalRecord.FillBatch(client_order_ids=cids[start:stop], exec_ids=exec_ids[start:stop],
-                                              quantities=quantities[start:stop], prices=prices[start:stop])
             self._tick()
             chunk: list[bool] = []
             try:
-                self._fill_rows(order_ids, command, chunk)
+                self._fill_rows(order_ids, quantities[start:stop], prices[start:stop], exec_ids[start:stop], chunk)
             except CapacityError as error:
                 # Rows before this one are applied and its account is halted: journal the chunk, whose
                 # replay stops at the same row.
                 row = start + len(chunk)
-                self._over_capacity("fill_batch", command)
-                raise OverCapacity(f"client_order_ids[{row}] {shown(cids[row])}: {error}; the rows before it "
+                self._over_capacity("fill_batch", _fill_batch(cids, exec_ids, quantities, prices, start, stop))
+                raise OverCapacity(f"client_order_ids[{row}] {codec.shown(cids[row])}: {error}; the rows before it "
                                    f"were applied, none after it") from None
             applied.extend(chunk)
             count = sum(chunk)
             self._filled.inc(count)
             self._duplicate_fill.inc(len(chunk) - count)
             if count:
-                self._record("fill_batch", command)
+                if self.journal is not None:  # built for the journal only
+                    self._record("fill_batch", _fill_batch(cids, exec_ids, quantities, prices, start, stop))
                 self.publish_engine_events()
             if stop < n:
                 yield
         return risk_pb2.FillBatchAck(applied=applied)
 
-    def _fill_rows(self, order_ids: list[int], command: JournalRecord.FillBatch, applied: list[bool]) -> None:
+    def _fill_rows(self, order_ids: list[int], quantities, prices, exec_ids, applied: list[bool]) -> None:
         """Apply fills of booked orders in sequence, appending to ``applied`` as each is (rows before a
         CapacityError stay applied)."""
         on_fill = self.engine.on_fill
-        for oid, q, p, x in zip(order_ids, command.quantities, command.prices, command.exec_ids):
+        for oid, q, p, x in zip(order_ids, quantities, prices, exec_ids):
             applied.append(on_fill(oid, q, p, x))
 
     def _apply_fill_batch(self, command: JournalRecord.FillBatch) -> None:
-        self._fill_rows(self._order_ids_of(list(command.client_order_ids)), command, [])
+        self._fill_rows(self._order_ids_of(list(command.client_order_ids)), command.quantities, command.prices,
+                        command.exec_ids, [])
 
     def _over_capacity(self, command: str, message) -> None:
         """Journal a command the kernel refused for capacity (its halt is state) and publish the breach."""
@@ -793,18 +618,18 @@ class RiskService:
         if None in order_ids:
             row = order_ids.index(None)
             applied = f"; rows before {first_row + row} were applied" if first_row else ""
-            raise KeyError(f"unknown client_order_id {shown(cids[row])} (client_order_ids[{first_row + row}]; "
+            raise KeyError(f"unknown client_order_id {codec.shown(cids[row])} (client_order_ids[{first_row + row}]; "
                            f"fills without a known order go to ReportFill with symbol and side){applied}")
         return check_orders(self.engine, order_ids, cids)
 
     def report_order_event(self, request: risk_pb2.OrderEvent) -> risk_pb2.OrderEventAck:
         """Apply a venue cancel, expiry or reject; ``applied`` False if the order was no longer working."""
-        cid = _text(request.client_order_id, "client_order_id")
+        cid = codec.text(request.client_order_id, "client_order_id")
         kind = records.EVENT_KINDS.get(request.kind)
         if kind is None:
             raise InvalidArgument("kind must be CANCELLED, EXPIRED or REJECTED")
         if check_order(self.engine, self._order_ids.get(cid), cid) is None:
-            raise KeyError(f"unknown client_order_id {shown(cid)}")
+            raise KeyError(f"unknown client_order_id {codec.shown(cid)}")
         command = JournalRecord.OrderEvent(client_order_id=cid, kind=kind)
         self._tick()
         applied = self._apply_order_event(command)
@@ -821,9 +646,9 @@ class RiskService:
         if len(request.symbols) != len(request.prices):
             raise InvalidArgument(f"symbols has {len(request.symbols)} rows, prices has {len(request.prices)}")
         prices = np.asarray(request.prices, dtype=np.float64)
-        if (bad := _first(~np.isfinite(prices) | (prices <= 0))) >= 0:
+        if (bad := codec.first_true(~np.isfinite(prices) | (prices <= 0))) >= 0:
             raise InvalidArgument(f"prices[{bad}] must be finite and > 0, got {prices[bad]}")
-        symbols = _column(request.symbols, "symbols", required=True)
+        symbols = codec.column(request.symbols, "symbols", required=True)
         ids = self._symbol_ids(symbols)
         command = JournalRecord.Marks(symbols=symbols, prices=request.prices)
         self._tick()
@@ -849,7 +674,7 @@ class RiskService:
 
     def _subtree(self, account: str) -> Optional[set[int]]:
         """Node ids under (and including) ``account``; None for an empty name (the whole firm)."""
-        if not _bounded(account, "account"):
+        if not codec.bounded(account, "account"):
             return None
         root = self.engine.account_id(account)
         parents = self.engine.aggregates()["parent"].tolist()
@@ -894,12 +719,12 @@ class RiskService:
                 gross_notional=long_ + short + working_buy + working_sell, working_buy_notional=working_buy,
                 working_sell_notional=working_sell, realized_pnl=row["realized"] / 1e6,
                 unrealized_pnl=row["unrealized"] / 1e6, daily_pnl=row["daily_pnl"] / 1e6,
-                open_orders=int(row["open_orders"]), state=_STATE_TO_WIRE[int(row["state"])])
+                open_orders=int(row["open_orders"]), state=codec.STATE_TO_WIRE[int(row["state"])])
         return response
 
     def get_limits(self, request: risk_pb2.LimitsRequest) -> risk_pb2.LimitsResponse:
         """An account's limits; the account is required (the firm by its name)."""
-        account = _text(request.account, "account")
+        account = codec.text(request.account, "account")
         engine = self.engine
         limits = engine.limits(account)
         positions = []
@@ -907,16 +732,16 @@ class RiskService:
             max_long, max_short = engine.position_limit(account, symbol)
             if max_long is not None or max_short is not None:
                 positions.append((symbol, max_long, max_short))
-        return risk_pb2.LimitsResponse(account=account, limits=limits_to_proto(limits, positions))
+        return risk_pb2.LimitsResponse(account=account, limits=codec.limits_to_proto(limits, positions))
 
     # ------------------------------------------------------------ admin
 
     def set_limits(self, request: risk_pb2.SetLimitsRequest, actor: str) -> risk_pb2.LimitsResponse:
         """Replace an account's node limits and set the given position limits; logged with the actor."""
-        account = _text(request.account, "account")
+        account = codec.text(request.account, "account")
         if not request.HasField("limits"):
             raise InvalidArgument("limits is required")
-        limits, positions = limits_from_proto(request.limits)
+        limits, positions = codec.limits_from_proto(request.limits)
         engine = self.engine
         engine.account_id(account)
         for symbol, _, _ in positions:
@@ -930,7 +755,7 @@ class RiskService:
 
     def _apply_set_limits(self, command: JournalRecord.SetLimits, effects: Effects) -> None:
         account = command.account
-        limits, positions = records.limits_of(command)
+        limits, positions = codec.limits_from_proto(command)
         self.engine.set_limits(account, limits)
         for symbol, max_long, max_short in positions:
             self.engine.set_position_limit(account, symbol, max_long, max_short)
@@ -938,13 +763,13 @@ class RiskService:
 
     def set_trading_state(self, request: risk_pb2.TradingStateRequest, actor: str) -> risk_pb2.TradingStateResponse:
         """The kill switch on an account (the firm by its name) or a symbol; the state is required."""
-        account, symbol = _bounded(request.account, "account"), _bounded(request.symbol, "symbol")
+        account, symbol = codec.bounded(request.account, "account"), codec.bounded(request.symbol, "symbol")
         if account and symbol:
             raise InvalidArgument("give account or symbol, not both")
         engine = self.engine
         if not (account or symbol):
             raise InvalidArgument(f"account or symbol is required (the whole firm is account {engine.accounts[0]!r})")
-        state = _STATES.get(request.state)
+        state = codec.STATES.get(request.state)
         if state is None:
             name = (risk_pb2.TradingState.Name(request.state) if request.state in risk_pb2.TradingState.values()
                     else request.state)
@@ -958,7 +783,7 @@ class RiskService:
         self._tick()
         self._apply_trading_state(command, self.effects)
         self._record("set_trading_state", command)
-        return risk_pb2.TradingStateResponse(target=symbol or account, state=_STATE_TO_WIRE[int(state)])
+        return risk_pb2.TradingStateResponse(target=symbol or account, state=codec.STATE_TO_WIRE[int(state)])
 
     def _apply_trading_state(self, command: JournalRecord.SetTradingState, effects: Effects) -> None:
         state = _JOURNAL_STATES[command.state]
@@ -997,7 +822,7 @@ class RiskService:
             self.breaches.publish(risk_pb2.Breach(
                 time_unix_nano=event.time, account=event.account, symbol=event.symbol or "",
                 reason=event.reason.name, value=event.value, limit=event.limit,
-                state=_STATE_TO_WIRE[int(self.engine.trading_state(event.account))]))
+                state=codec.STATE_TO_WIRE[int(self.engine.trading_state(event.account))]))
 
     # ------------------------------------------------ snapshot and replay
 
@@ -1098,10 +923,11 @@ _APPLY: dict[str, Callable[[RiskService, Any], object]] = {
 }
 
 
-def _describe_order(known: tuple) -> str:
-    account, symbol, side, quantity, price = known[:5]
-    return f"{_SIDE_NAMES[side]} {quantity} {shown(symbol)} {'at market' if price == 0 else f'at {price:g}'} " \
-           f"on {shown(account)}"
+def _fill_batch(cids: list[str], exec_ids: list[str], quantities: list[int], prices: list[float], start: int,
+                stop: int) -> JournalRecord.FillBatch:
+    """The FillBatch command of rows ``start:stop``."""
+    return JournalRecord.FillBatch(client_order_ids=cids[start:stop], exec_ids=exec_ids[start:stop],
+                                   quantities=quantities[start:stop], prices=prices[start:stop])
 
 
 def _ids(names: list[str], lookup) -> np.ndarray:

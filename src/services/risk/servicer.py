@@ -7,11 +7,12 @@ to live calls only: journal replay is not bounded by today's configuration.
 from __future__ import annotations
 
 from riskcore_services.common.calls import CallHandling, MalformedRequest
-from riskcore_services.common.errors import FailedPrecondition
+from riskcore_services.common.errors import FailedPrecondition, InvalidArgument
 from riskcore_services.common.failover import Role
 from riskcore_services.common.logging import get_logger
 from riskcore_services.proto import risk_pb2, risk_pb2_grpc
-from riskcore_services.risk.service import MAX_NAME_BYTES, InvalidArgument, RiskService, check_batch_rows
+from riskcore_services.risk.codec import MAX_NAME_BYTES, check_batch_rows
+from riskcore_services.risk.service import RiskService
 
 log = get_logger("risk")
 

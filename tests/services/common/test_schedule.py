@@ -2,7 +2,6 @@
 server rolling its trading day on a manual wall clock (no real seconds slept)."""
 import asyncio
 import datetime
-import sqlite3
 import zoneinfo
 
 import pytest
@@ -11,6 +10,7 @@ from riskcore_services.common.schedule import DayRoller, ManualTime
 from riskcore_services.proto import risk_pb2
 from riskcore_services.risk.config import load_config
 from riskcore_services.risk import records
+from riskcore_services.testing import sqlite_rows
 from conftest import DEADLINE, write_config
 
 UTC = datetime.timezone.utc
@@ -106,12 +106,8 @@ def rolling(tmp_path, build_server):
 def rolls(server) -> int:
     """Start-of-day rolls in the server's journal file since its last snapshot (a graceful stop
     snapshots and drops the records, so this counts the rolls since the last start)."""
-    db = sqlite3.connect(server.config.state.path, timeout=DEADLINE)
-    try:
-        return sum(records.decode(seq, kind, payload).HasField("roll_day")
-                   for seq, kind, payload in db.execute("SELECT seq, kind, payload FROM journal"))
-    finally:
-        db.close()
+    rows = sqlite_rows(server.config.state.path, "SELECT seq, kind, payload FROM journal")
+    return sum(records.decode(seq, kind, payload).HasField("roll_day") for seq, kind, payload in rows)
 
 
 def pnl(server, account: str = "momentum") -> tuple[int, int]:

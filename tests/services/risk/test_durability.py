@@ -9,7 +9,6 @@ request per trader that was on the wire when the kill landed.
 from __future__ import annotations
 
 import random
-import sqlite3
 import threading
 import time
 
@@ -20,7 +19,7 @@ from grpc_health.v1 import health_pb2
 from riskcore_services.proto import risk_pb2
 from riskcore_services.risk.records import RECORD_KIND, JournalRecord, encode
 
-from riskcore_services.testing import wait_until
+from riskcore_services.testing import sqlite_rows, wait_until
 
 from .durability_helpers import (BUY, DEADLINE, INSTRUMENTS, SELL, TRADERS, Book, Trader, account_state,
                                  apply_request, engines, expected_state, observed_positions,  # noqa: F401
@@ -34,12 +33,9 @@ SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.Health
 
 def journal_rows(path) -> tuple[int, int]:
     """(journal records, snapshots) in a journal file, read with a separate connection."""
-    db = sqlite3.connect(path, timeout=DEADLINE)
-    try:
-        return (db.execute("SELECT COUNT(*) FROM journal").fetchone()[0],
-                db.execute("SELECT COUNT(*) FROM snapshots").fetchone()[0])
-    finally:
-        db.close()
+    ((records, snapshots),) = sqlite_rows(path, "SELECT (SELECT COUNT(*) FROM journal), "
+                                               "(SELECT COUNT(*) FROM snapshots)")
+    return records, snapshots
 
 
 def assert_acknowledged_present(stub, traders: list[Trader]) -> None:
@@ -310,13 +306,9 @@ def test_small_snapshot_every_compacts_the_journal_and_restarts_to_the_same_stat
 
 def snapshot_span(path) -> tuple[int, int, int]:
     """(first journal seq, last journal seq, snapshot seq) of a journal file."""
-    db = sqlite3.connect(path, timeout=DEADLINE)
-    try:
-        first, last = db.execute("SELECT MIN(seq), MAX(seq) FROM journal").fetchone()
-        (snapshot,) = db.execute("SELECT MAX(seq) FROM snapshots").fetchone()
-        return first, last, snapshot
-    finally:
-        db.close()
+    ((first, last, snapshot),) = sqlite_rows(path, "SELECT (SELECT MIN(seq) FROM journal), "
+                                                   "(SELECT MAX(seq) FROM journal), (SELECT MAX(seq) FROM snapshots)")
+    return first, last, snapshot
 
 
 def test_orders_accepted_under_a_rate_limit_over_more_than_its_window_stay_accepted_after_kill_9(tmp_path, engines):

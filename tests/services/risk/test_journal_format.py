@@ -128,8 +128,8 @@ def test_a_journal_from_a_newer_format_is_refused_at_start_with_one_line_naming_
 
     assert engine.wait_refusal() == 2
     assert engine.output() == (f"riskcore: cannot recover the risk service's state: JournalError: "
-                               f"{tmp_path / 'journal.db'}: journal record 1 has format {RECORD_FORMAT + 1}, written by a newer release; this release reads "
-                               f"formats 1 and {RECORD_FORMAT}\n")
+                               f"{tmp_path / 'journal.db'}: journal record 1 has format {RECORD_FORMAT + 1}, "
+                               f"written by a newer release; this release reads formats 1 and {RECORD_FORMAT}\n")
 
 
 def test_a_record_of_an_unknown_kind_is_refused_naming_it(tmp_path):

@@ -19,7 +19,8 @@ from riskcore_services.proto import risk_pb2
 from riskcore_services.risk.config import build_engine, load_config
 from riskcore_services.risk.metrics import RiskMetrics
 from riskcore_services.common.journal import JournalError
-from riskcore_services.risk.service import BATCH_CHUNK, MAX_NAME_BYTES, OverCapacity, RiskService
+from riskcore_services.risk.codec import MAX_NAME_BYTES
+from riskcore_services.risk.service import BATCH_CHUNK, OverCapacity, RiskService
 
 DEADLINE = 5.0  # seconds for every call
 
