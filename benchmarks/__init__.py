@@ -6,7 +6,7 @@ Two ways in:
   ``bench_*.py`` (``benchmarks/pytest.ini`` collects them; ``benchmarks/`` is
   outside the project's ``testpaths``): the kernel on the books of
   ``workload.py``, and the service over gRPC (``bench_service.py``).
-- ``python -m benchmarks [--suite kernel|service|durability|all] [--quick] [--json PATH]``:
+- ``python -m benchmarks [--suite kernel|service|durability|control|all] [--quick] [--json PATH]``:
   per-call percentiles, throughput, and a verdict against the targets; the
   service and durability suites run servers, clients and nats-server as child
   processes (``processes.py``, ``service_client.py``, ``echo_server.py``).

@@ -1,7 +1,7 @@
 """Run the benchmarks and print them against the targets.
 
     python -m benchmarks                      every suite, full sizes (several minutes)
-    python -m benchmarks --suite kernel       one suite: kernel, service, durability, ingest, alerts or all (the default)
+    python -m benchmarks --suite kernel       one suite: kernel, service, durability, ingest, control, alerts or all (the default)
     python -m benchmarks --quick              smoke mode for CI: every case at small size, no verdicts
     python -m benchmarks --json PATH          also write every figure to PATH
 
@@ -19,6 +19,9 @@ Suites:
 - **durability**: journaled fills per second and their acknowledgement
   latency on SQLite and JetStream, recovery of a large journal, snapshots of a
   100k-position book (``benchmarks/durability.py``).
+- **control**: the control plane's Start -> RUNNING, process exit and
+  heartbeat loss detection, and the kill switch with 50 strategies, on real
+  strategy processes and a real risk engine (``benchmarks/control.py``).
 - **alerts**: from a limit crossed in the risk engine to the alert at a
   ``WatchAlerts`` subscriber and at a webhook receiver, and what alerting adds
   to the check path (``benchmarks/alerts.py``).
@@ -557,11 +560,13 @@ def environment(args: argparse.Namespace, overhead: dict[str, float]) -> dict[st
 
 
 SUITES = {"kernel": ["kernel"], "service": ["service"], "durability": ["durability"], "ingest": ["ingest"],
-          "alerts": ["alerts"], "all": ["kernel", "service", "durability", "ingest", "alerts"]}
+          "control": ["control"], "alerts": ["alerts"],
+          "all": ["kernel", "service", "durability", "ingest", "control", "alerts"]}
 TITLES = {
     "kernel": "Kernel (in process)",
     "service": "Service: gRPC on loopback, server and each client in its own process, state in memory",
     "durability": "Durability: journaled fills, recovery, snapshots",
+    "control": "Control plane: strategy processes, failure detection, kill switch",
     "ingest": "Market data: MoldUDP64 on loopback UDP end to end, gap recovery over SoupBinTCP",
     "alerts": "Alerts: risk engine -> monitor -> WatchAlerts and webhook; the check path's cost",
 }
@@ -575,6 +580,10 @@ def suite_cases(name: str, quick: bool, overhead: dict[str, float], scratch: pat
         from benchmarks import service
 
         return service.ServiceSuite(service.QUICK if quick else service.FULL, scratch).cases()
+    if name == "control":
+        from benchmarks import control
+
+        return control.ControlSuite(control.QUICK if quick else control.FULL, scratch).cases()
     if name == "ingest":
         from benchmarks import ingest
 
@@ -602,6 +611,11 @@ def preamble(name: str, overhead: dict[str, float]) -> list[str]:
                 "GRPC_EXPERIMENTS is unset;",
                 "a client process chooses for itself.",
                 "Latency is per call in the client (perf_counter_ns around the call), from call to answer."]
+    if name == "control":
+        return ["The supervisor on uvloop in this process, the risk engine and every strategy in child processes; "
+                "times on CLOCK_MONOTONIC.",
+                "Goals: exit detected <= 10 ms, heartbeat loss <= timeout + 10 ms, kill switch <= 5 ms with 50 "
+                "strategies. Too few samples for a p99: each row's note has its max."]
     if name == "ingest":
         return ["Sender and receiver are processes on this machine, sharing its cores with whatever else runs; "
                 "'lost' is what never arrived (no re-request server in these runs).",

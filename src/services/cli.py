@@ -136,9 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("token", nargs="?", help="the token (prompted for when omitted)")
     token.set_defaults(handler=_token_digest)
 
+    from riskcore_services.control.cli import add_strategy_commands
     from riskcore_services.ingest.cli import add_feed_commands
 
     add_feed_commands(commands)
+    add_strategy_commands(commands)
     return parser
 
 

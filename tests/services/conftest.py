@@ -26,6 +26,7 @@ from riskcore_services.proto import risk_pb2, risk_pb2_grpc
 from riskcore_services.risk.config import RiskConfig, load_config
 from riskcore_services.risk.server import RiskServer
 from riskcore_services.testing import Children, Endpoints, NatsServer, ServerProcess, free_port
+from tests.services.ingest.service_helpers import IngestProcess
 
 # Seconds allowed for any single RPC, HTTP request or server start/stop in these tests.
 DEADLINE = 5.0
@@ -357,6 +358,22 @@ def watch_breaches():
     yield watch
     for watcher in watchers:
         watcher.close()
+
+
+@pytest.fixture
+def ingest():
+    """``ingest(config, **options)``: a started in-process ingestion server (the ingest and control tests);
+    all are closed afterwards."""
+    made: list[IngestProcess] = []
+
+    def start(config, **options) -> IngestProcess:
+        process = IngestProcess(config, **options)
+        made.append(process)
+        return process.start()
+
+    yield start
+    for process in reversed(made):
+        process.close()
 
 
 @pytest.fixture

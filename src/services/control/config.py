@@ -50,7 +50,10 @@ class ControlConfig(Common):
     service_name: str = "riskcore-control"
     risk_target: Address = "127.0.0.1:50051"   # the risk engine; required (fail closed)
     risk_token_file: Optional[pathlib.Path] = None   # an admin bearer token for SetTradingState
+    # account -> a file holding the risk engine's trader token scoped to that account, for its strategies
+    account_tokens: dict[str, pathlib.Path] = field(default_factory=dict)
     risk_deadline: Annotated[float, Meta(gt=0, le=60)] = 1.0
+    market_data_target: Optional[Address] = None   # the market data service, for strategies with symbols
     firm: Annotated[str, Meta(min_length=1, max_length=64)] = "FIRM"   # the account the kill switch halts
     pause_mode: Literal["REDUCING", "HALTED"] = "REDUCING"
     heartbeat_interval: Positive = 0.5
@@ -77,6 +80,14 @@ class ControlConfig(Common):
         names = [s.name for s in self.strategies]
         if len(set(names)) != len(names):
             raise ConfigError(f"control.strategies: names must be unique, got {names}")
+        if self.state.backend != "sqlite":
+            raise ConfigError("state.backend: the control plane journals in SQLite only (the processes it "
+                              "re-adopts after a restart are on this host)")
+        if self.account_tokens:
+            for entry in self.strategies:
+                if entry.account not in self.account_tokens:
+                    raise ConfigError(f"control.strategies: {entry.name!r} trades account {entry.account!r}, "
+                                      f"which has no token in control.account_tokens")
 
     def timings(self) -> Timings:
         return Timings(self.heartbeat_interval, self.heartbeat_timeout, self.stop_grace, self.start_timeout)
@@ -86,9 +97,10 @@ class ControlConfig(Common):
                              self.breaker_failures, self.breaker_window)
 
 
-_CONTROL_KEYS = ("risk_target", "risk_token_file", "risk_deadline", "firm", "pause_mode", "heartbeat_interval",
-                 "heartbeat_timeout", "start_timeout", "stop_grace", "backoff_initial", "backoff_factor",
-                 "backoff_max", "backoff_jitter", "breaker_failures", "breaker_window", "strategies")
+_CONTROL_KEYS = ("risk_target", "risk_token_file", "account_tokens", "risk_deadline", "market_data_target", "firm",
+                 "pause_mode", "heartbeat_interval", "heartbeat_timeout", "start_timeout", "stop_grace",
+                 "backoff_initial", "backoff_factor", "backoff_max", "backoff_jitter", "breaker_failures",
+                 "breaker_window", "strategies")
 
 if TYPE_CHECKING:
     from riskcore_services.common.config import Table
@@ -98,7 +110,8 @@ if TYPE_CHECKING:
 else:
     StrategyTable = schema(StrategyEntry, "StrategyTable")
     ControlTable = schema(ControlConfig, "ControlTable", {key: key for key in _CONTROL_KEYS},
-                          risk_token_file=Optional[str], strategies=tuple[StrategyTable, ...])
+                          risk_token_file=Optional[str], account_tokens=dict[str, str],
+                          strategies=tuple[StrategyTable, ...])
 
 
 class ConfigFile(CommonFile, kw_only=True, forbid_unknown_fields=True, frozen=True):
@@ -113,7 +126,8 @@ def parse_config(data: dict, base: pathlib.Path) -> ControlConfig:
     table = file.control
     values = {key: getattr(table, key) for key in _CONTROL_KEYS}
     values.update(strategies=tuple(build(StrategyEntry, s) for s in table.strategies),
-                  risk_token_file=None if table.risk_token_file is None else base / table.risk_token_file)
+                  risk_token_file=None if table.risk_token_file is None else base / table.risk_token_file,
+                  account_tokens={account: base / path for account, path in table.account_tokens.items()})
     common = common_sections(file, data, base, port=GRPC_PORT, http_port=HTTP_PORT)
     if "service_name" not in data.get("tracing", {}):
         del common["service_name"]

@@ -9,6 +9,10 @@ the random source are injected, so tests drive both.
                        +-------> FAILED -> BACKOFF -> STARTING ...
                                    \\-> FAULTED (breaker open) -> Reset -> STOPPED
 
+After a control-plane restart a strategy is registered again from the
+journal, then ADOPTed (RUNNING: its process is still alive), left FAULTED, or
+started as usual.
+
 The names are NautilusTrader's where they mean the same thing (STARTING,
 RUNNING, STOPPING, STOPPED, FAULTED); PAUSED, FAILED and BACKOFF are ours.
 A refused move raises :class:`FailedPrecondition` naming the current state
@@ -56,6 +60,8 @@ class Trigger(enum.Enum):
     BACKOFF = "backoff"
     RETRY = "retry"
     RESET = "reset"
+    ADOPT = "adopt"                      # after a control-plane restart: its process is still alive
+    STAY_FAULTED = "stay faulted"        # after a control-plane restart: it was FAULTED before
 
 
 S, T = State, Trigger
@@ -75,6 +81,8 @@ TABLE: dict[tuple[State, Trigger], State] = {
     (S.FAILED, T.BACKOFF): S.BACKOFF,
     (S.BACKOFF, T.RETRY): S.STARTING,
     (S.FAULTED, T.RESET): S.STOPPED,
+    (S.REGISTERED, T.ADOPT): S.RUNNING,
+    (S.REGISTERED, T.STAY_FAULTED): S.FAULTED,
 }
 
 

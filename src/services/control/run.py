@@ -3,13 +3,21 @@
 Started by the supervisor in its own process group, with (environment):
 ``RISKCORE_STRATEGY`` (name), ``RISKCORE_ACCOUNT``, ``RISKCORE_STRATEGY_CONFIG``
 (JSON), ``RISKCORE_RISK_TARGET`` (host:port or empty) and
-``RISKCORE_HEARTBEAT_INTERVAL`` (seconds).
+``RISKCORE_HEARTBEAT_INTERVAL`` (seconds), ``RISKCORE_MARKET_DATA_TARGET``
+(host:port or empty; required when the configuration lists ``symbols``); and on stdin, one line: the risk
+engine's bearer token for the account (empty: none), which its risk client sends.
 
-Protocol, one line each on the original stdout (the strategy's own prints go to
-stderr): ``ready`` once ``on_start`` returned, ``hb`` every heartbeat interval,
-``paused``/``resumed``. Signals: SIGTERM stops (``on_stop``, exit 0), SIGUSR1
-pauses, SIGUSR2 resumes. Heartbeats come from the same loop as the ticks, so
-a hung tick shows as silence.
+``RISKCORE_HEARTBEAT_SOCKET`` (the control plane's heartbeat socket).
+
+Nothing runs before the token line arrives: the control plane sends it once
+it has recorded this process, and a stdin that ends without one means the
+control plane that started it is gone (exit 3, nothing done). Then, one
+datagram each to the heartbeat socket (:mod:`~riskcore_services.control.heartbeats`;
+the strategy's own prints go to stderr): ``ready`` once ``on_start`` returned,
+``hb`` every heartbeat interval, ``paused``/``resumed``. Signals: SIGTERM stops
+(``on_stop``, exit 0), SIGUSR1 pauses, SIGUSR2 resumes (each ignored when it
+changes nothing). Heartbeats come from the same loop as the ticks, so a hung
+tick shows as silence.
 """
 from __future__ import annotations
 
@@ -20,6 +28,8 @@ import signal
 import sys
 import time
 from typing import Any
+
+from riskcore_services.control.heartbeats import Beacon
 
 # Checks for signals between sleeps this often; a signal handler only sets a flag.
 STEP = 0.01
@@ -40,17 +50,18 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m riskcore_services.control.run package.module:Class", file=sys.stderr)
         return 2
-    # The heartbeat pipe is the stdout we were given; the strategy's stdout becomes stderr.
-    channel = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)
-
-    def say(word: str) -> None:
-        channel.write(word + "\n")
-
     flags = {"stop": False, "pause": False, "resume": False}
     signal.signal(signal.SIGTERM, lambda *_: flags.__setitem__("stop", True))
     signal.signal(signal.SIGUSR1, lambda *_: flags.__setitem__("pause", True))
     signal.signal(signal.SIGUSR2, lambda *_: flags.__setitem__("resume", True))
+    line = sys.stdin.readline()
+    if not line.endswith("\n"):
+        print("riskcore strategy: no go from the control plane (it stopped before recording this process)",
+              file=sys.stderr)
+        return 3
+    token = line.strip()
+    os.dup2(2, 1)       # the strategy's prints go with its errors, not into the control plane's log
+    say = Beacon(os.environ["RISKCORE_HEARTBEAT_SOCKET"]).say
 
     env = os.environ
     name, account = env.get("RISKCORE_STRATEGY", "strategy"), env.get("RISKCORE_ACCOUNT", "")
@@ -61,8 +72,17 @@ def main(argv: list[str]) -> int:
     if target:
         from riskcore_services.control.sdk import AccountRiskClient
 
-        risk = AccountRiskClient(target, account, deadline=1.0)
-    strategy = load(argv[0])(name, account, config, risk)
+        risk = AccountRiskClient(target, account, token=token or None, deadline=1.0)
+    quotes = None
+    if config.get("symbols"):
+        market_data = env.get("RISKCORE_MARKET_DATA_TARGET", "")
+        if not market_data:
+            raise ValueError("config symbols: the control plane names no market data service "
+                             "(control.market_data_target)")
+        from riskcore_services.ingest.client import MarketDataClient, QuoteFeed
+
+        quotes = QuoteFeed(MarketDataClient(market_data), config["symbols"])
+    strategy = load(argv[0])(name, account, config, risk, quotes)
     strategy.on_start()
     say("ready")
     paused = False
@@ -88,8 +108,15 @@ def main(argv: list[str]) -> int:
         if not paused and now >= next_tick:
             strategy.on_tick()
             next_tick = time.monotonic() + strategy.interval
-        time.sleep(STEP)
+        if quotes is not None and not paused:
+            for quote in quotes.drain():
+                strategy.on_quote(quote)
+            quotes.wait(STEP)           # wakes as soon as a quote comes
+        else:
+            time.sleep(STEP)
     strategy.on_stop()
+    if quotes is not None:
+        quotes.close()
     if risk is not None:
         risk.close()
     return 0

@@ -9,13 +9,23 @@ failed once its heartbeat timeout passes, so keep hooks short.
 
 ``self.risk`` is a :class:`~riskcore_services.risk.client.RiskClient` bound to
 the strategy's account: its ``check_position``, ``submit_order`` and reads
-default to that account.
+default to that account, and it sends the risk token the control plane holds
+for that account, which the risk engine scopes to it.
+
+``self.quotes`` is a :class:`~riskcore_services.ingest.client.QuoteFeed` of the
+symbols in ``config["symbols"]`` (from the market data service the control
+plane names): ``self.quotes.latest(symbol)`` any time, and ``on_quote`` for
+each new quote, called from the same loop as the ticks (not while paused).
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from riskcore_services.risk.client import RiskClient
+
+if TYPE_CHECKING:
+    from riskcore_services.ingest.client import QuoteFeed
+    from riskcore_services.proto import ingest_pb2
 
 __all__ = ["AccountRiskClient", "Strategy"]
 
@@ -53,17 +63,21 @@ class Strategy:
         Its configuration table.
     risk : AccountRiskClient or None
         Bound to ``account``; None when the control plane gave no risk target.
+    quotes : QuoteFeed or None
+        The latest quote of each of ``config["symbols"]``; None when the configuration names none.
     interval : float
         Seconds between ``on_tick`` calls (a class attribute; ``config["interval"]`` overrides it).
     """
 
     interval: float = 1.0
 
-    def __init__(self, name: str, account: str, config: Mapping[str, Any], risk: AccountRiskClient | None):
+    def __init__(self, name: str, account: str, config: Mapping[str, Any], risk: AccountRiskClient | None,
+                 quotes: "QuoteFeed | None" = None):
         self.name = name
         self.account = account
         self.config = config
         self.risk = risk
+        self.quotes = quotes
         self.interval = float(config.get("interval", self.interval))
 
     def on_start(self) -> None:
@@ -71,6 +85,10 @@ class Strategy:
 
     def on_tick(self) -> None:
         """Every ``interval`` seconds while running."""
+
+    def on_quote(self, quote: "ingest_pb2.Quote") -> None:
+        """A new quote of one of ``config["symbols"]`` (the newest: quotes that came while a hook ran are
+        skipped). Prices are integers in 1/10,000 of a dollar (the feed's Price(4))."""
 
     def on_pause(self) -> None:
         """Ticks stop until ``on_resume``; the risk engine already limits the account (REDUCING or HALTED)."""

@@ -1,21 +1,27 @@
-"""The control plane's process: the common server plus the supervisor of the strategies.
+"""The control plane's process: the common durable server plus the supervisor of the strategies.
 
-``ControlServer`` adds to :class:`~riskcore_services.common.server.Server` one
-:class:`~riskcore_services.control.supervisor.Supervisor`, its link to the
-risk engine (a RiskClient, whose deadline, retries and breaker apply) and the
-``WatchEvents`` hub. On the way down every strategy is stopped (SIGTERM,
-grace, SIGKILL) before gRPC stops. Desired state is not yet durable: the
-strategies of the configuration file are registered again at each start.
+``ControlServer`` adds to :class:`~riskcore_services.common.failover.DurableServer`
+one :class:`~riskcore_services.control.supervisor.Supervisor`, its link to
+the risk engine (a RiskClient, whose deadline, retries and breaker apply) and
+the ``WatchEvents`` hub. With ``[state] path`` its desired state
+(:mod:`~riskcore_services.control.desired`) is journaled in SQLite: at start
+it is recovered and the strategies are found again (re-adopted, started or
+left stopped) before it serves; the configuration file's strategies are
+registered only when the journal does not know them. The heartbeat socket is
+the journal's path plus ``.hb``. On the way down every strategy is stopped
+(SIGTERM, grace, SIGKILL) before gRPC stops; their desired state stays.
 """
 from __future__ import annotations
 
+import pathlib
 from typing import Any, Optional
 
 from riskcore_services.common.errors import FailedPrecondition, Unavailable
 from riskcore_services.common.fanout import FanOut
 from riskcore_services.common.logging import get_logger
-from riskcore_services.common.server import Server
+from riskcore_services.common.failover import DurableServer
 from riskcore_services.control.config import ConfigError, ControlConfig
+from riskcore_services.control.desired import DesiredState
 from riskcore_services.control.lifecycle import State
 from riskcore_services.control.metrics import register_metrics
 from riskcore_services.control.servicer import make_servicer
@@ -30,21 +36,28 @@ TROUBLE = frozenset({State.FAILED, State.BACKOFF, State.FAULTED})
 CONTROL_PLANE = control_pb2.DESCRIPTOR.services_by_name["ControlPlane"]
 
 
+def read_token(path: pathlib.Path, key: str) -> str:
+    """The bearer token in ``path`` (surrounding whitespace dropped); ConfigError naming ``key`` if it cannot
+    be read or is empty."""
+    try:
+        token = path.read_text().strip()
+    except OSError as error:
+        raise ConfigError(f"{key}: cannot read {str(path)!r}: {error.strerror}") from None
+    if not token:
+        raise ConfigError(f"{key}: {str(path)!r} is empty")
+    return token
+
+
 def make_risk_client(config: ControlConfig) -> Any:
     """A RiskClient for ``risk_target`` with the configured deadline and token (ConfigError if unreadable)."""
     from riskcore_services.risk.client import RiskClient
 
-    token = None
-    if config.risk_token_file is not None:
-        try:
-            token = config.risk_token_file.read_text().strip()
-        except OSError as error:
-            raise ConfigError(f"control.risk_token_file: cannot read {str(config.risk_token_file)!r}: "
-                              f"{error.strerror}") from None
+    token = None if config.risk_token_file is None else read_token(config.risk_token_file,
+                                                                     "control.risk_token_file")
     return RiskClient(config.risk_target, token=token, deadline=config.risk_deadline)
 
 
-class ControlServer(Server):
+class ControlServer(DurableServer):
     """The ControlPlane service over a :class:`Supervisor`.
 
     Parameters
@@ -61,8 +74,17 @@ class ControlServer(Server):
         self.config: ControlConfig = config
         self.gate = RiskGate(risk_client or make_risk_client(config), config.firm, config.pause_mode)
         self.events: FanOut[Optional[Event]] = FanOut()
-        self.supervisor = Supervisor(config.timings(), config.policy(), self.gate, self._transition,
-                                     risk_target=config.risk_target)
+        tokens = {account: read_token(path, f"control.account_tokens.{account}")
+                  for account, path in config.account_tokens.items()}
+        self.desired = self.durable = DesiredState(self.journal)
+        heartbeats = None if config.state.path is None else f"{config.state.path}.hb"
+        try:
+            self.supervisor = Supervisor(config.timings(), config.policy(), self.gate, self._transition,
+                                         risk_target=config.risk_target, risk_tokens=tokens,
+                                         market_data_target=config.market_data_target or "", desired=self.desired,
+                                         heartbeat_path=heartbeats)
+        except ValueError as error:
+            raise ConfigError(f"state.path: {error}") from None
         register_metrics(self.registry, self.supervisor)
         self.event_stream.conditions = self._conditions
 
@@ -87,15 +109,22 @@ class ControlServer(Server):
         return [(CONTROL_PLANE, make_servicer(self, self.calls))]
 
     def started(self) -> dict:
-        return dict(risk_target=self.config.risk_target, strategies=len(self.config.strategies),
-                    durable=False)
+        return dict(super().started(), risk_target=self.config.risk_target,
+                    strategies=len(self.desired.strategies))
+
+    async def writing(self) -> None:
+        """The journal is ours: find its strategies again before serving."""
+        await self.supervisor.recover_strategies()
 
     async def recover(self) -> None:
-        """Register the configured strategies, serve, then start those marked ``start``."""
-        for entry in self.config.strategies:
-            self.supervisor.register(entry.spec())
-        await self.serve()
-        for entry in self.config.strategies:
+        """Recover the desired state and its strategies, serve, then register the configured strategies the
+        journal does not know and start those of them marked ``start``."""
+        await self.supervisor.open()
+        await super().recover()
+        new = [entry for entry in self.config.strategies if entry.name not in self.desired.strategies]
+        for entry in new:
+            await self.supervisor.register(entry.spec())
+        for entry in new:
             if entry.start:
                 try:
                     await self.supervisor.start(entry.name)
@@ -109,4 +138,5 @@ class ControlServer(Server):
         await super().stop(grace)
 
     async def flush(self) -> None:
+        await super().flush()
         self.gate.close()

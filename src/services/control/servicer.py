@@ -64,9 +64,9 @@ def make_servicer(server: "ControlServer", calls: CallHandling) -> control_pb2_g
 
     class ControlPlaneServicer(control_pb2_grpc.ControlPlaneServicer):
         @calls.rpc("RegisterStrategy", admin=True, changes=True)
-        def RegisterStrategy(self, request, call):
+        async def RegisterStrategy(self, request, call):
             spec = register_spec(request)
-            supervisor.register(spec)
+            await supervisor.register(spec)
             return answer(spec.name)
 
         @calls.rpc("Start", admin=True, changes=True)
@@ -100,8 +100,8 @@ def make_servicer(server: "ControlServer", calls: CallHandling) -> control_pb2_g
             return answer(request.name)
 
         @calls.rpc("Remove", admin=True, changes=True)
-        def Remove(self, request, call):
-            supervisor.remove(request.name)
+        async def Remove(self, request, call):
+            await supervisor.remove(request.name)
             return control_pb2.RemoveResponse()
 
         @calls.rpc("ListStrategies")
@@ -121,6 +121,8 @@ def make_servicer(server: "ControlServer", calls: CallHandling) -> control_pb2_g
         @calls.rpc("WatchEvents")
         async def WatchEvents(self, request, call):
             queue = server.events.subscribe()
+            # Headers now tell the caller it is subscribed: every event from here on reaches it.
+            await call.context.send_initial_metadata(())
             try:
                 while (event := await queue.get()) is not None:
                     await call.context.write(event_message(event))

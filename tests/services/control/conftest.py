@@ -21,24 +21,45 @@ POLICY = BackoffPolicy(initial=0.05, factor=2.0, maximum=0.2, jitter=0.1, breake
 WAIT = 30.0
 
 
+def control_toml(risk_port: int, control: str = "", after: str = "") -> str:
+    """A ``riskcore serve control`` file for tests: short timings, the risk engine at ``risk_port``, more
+    ``[control]`` keys, then more tables."""
+    return f"""
+[server]
+drain_seconds = 0.0
+grace_seconds = 1.0
+
+[control]
+risk_target = "127.0.0.1:{risk_port}"
+heartbeat_interval = 0.05
+heartbeat_timeout = 2.0
+stop_grace = 1.0
+{control}
+{after}"""
+
+
 def spec(name: str, cls: str, account: str = "momentum", **config) -> StrategySpec:
     return StrategySpec(name, f"tests.services.control.strategies:{cls}", account, config, CHILD_ENV)
 
 
-def group_members(pgid: int) -> list[int]:
-    """Live (not zombie) processes in process group ``pgid``, from /proc."""
-    members = []
+def live_processes() -> dict[int, tuple[pathlib.Path, list[str]]]:
+    """Every live (not zombie) process: pid -> (its /proc folder, its stat fields after the command name)."""
+    found = {}
     for entry in pathlib.Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text()
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
         except OSError:
             continue
-        fields = stat.rpartition(")")[2].split()
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(entry.name))
-    return members
+        if fields[0] != "Z":
+            found[int(entry.name)] = (entry, fields)
+    return found
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live processes in process group ``pgid``."""
+    return [pid for pid, (_, fields) in live_processes().items() if int(fields[2]) == pgid]
 
 
 async def until(predicate, timeout: float = WAIT, what: str = "condition") -> None:
@@ -57,12 +78,14 @@ async def reach(supervisor: Supervisor, name: str, state: State) -> None:
 class Harness:
     """A supervisor with its events, and every process group it started checked gone at the end."""
 
-    def __init__(self, risk_port: int | None, timings: Timings = TIMINGS, policy: BackoffPolicy = POLICY):
+    def __init__(self, risk_port: int | None, timings: Timings = TIMINGS, policy: BackoffPolicy = POLICY,
+                 risk_token: str | None = None, risk_tokens: dict[str, str] = {}, market_data_target: str = ""):
         self.events: list = []
-        self.client = RiskClient(f"127.0.0.1:{risk_port}", deadline=2.0) if risk_port else None
+        self.client = RiskClient(f"127.0.0.1:{risk_port}", token=risk_token, deadline=2.0) if risk_port else None
         gate = RiskGate(self.client, "FIRM", "REDUCING") if self.client else None
         self.supervisor = Supervisor(timings, policy, gate, self.record,
-                                     risk_target=f"127.0.0.1:{risk_port}" if risk_port else "")
+                                     risk_target=f"127.0.0.1:{risk_port}" if risk_port else "",
+                                     risk_tokens=risk_tokens, market_data_target=market_data_target)
         self.groups: set[int] = set()
 
     def record(self, event) -> None:
@@ -83,14 +106,16 @@ class Harness:
 
 @pytest.fixture
 def harness(serve):
-    """``harness(test, risk=True, **kw)``: run ``async test(h)`` on a fresh loop with a Harness (and a real
-    in-process risk engine on the sample configuration unless ``risk=False``); groups are checked gone."""
-    def run(test, risk: bool = True, **options):
-        server = serve() if risk else None
+    """``harness(test, risk=True, risk_config=None, **kw)``: run ``async test(h)`` on a fresh loop with a
+    Harness (and a real in-process risk engine, on ``risk_config`` or the sample configuration, unless
+    ``risk=False``); groups are checked gone."""
+    def run(test, risk: bool = True, risk_config=None, **options):
+        server = serve(risk_config) if risk else None
 
         async def main():
             h = Harness(server.port if server else None, **options)
             h.server = server
+            await h.supervisor.open()
             try:
                 await asyncio.wait_for(test(h), 60)
             finally:

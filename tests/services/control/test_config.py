@@ -26,6 +26,9 @@ def test_defaults_are_the_control_planes_ports_and_a_required_risk_target():
     ({"breaker_failures": 0}, "control.breaker_failures: expected int >= 1"),
     ({"strategies": [{"name": "a", "entry": "nocolon", "account": "x"}]}, "control.strategies[0].entry"),
     ({"strategies": [{"name": "a", "entry": "m:C", "account": "x"}] * 2}, "names must be unique"),
+    ({"account_tokens": {"x": 1}}, "control.account_tokens[...]: expected str"),
+    ({"account_tokens": {"y": "y.token"}, "strategies": [{"name": "a", "entry": "m:C", "account": "x"}]},
+     "control.strategies: 'a' trades account 'x', which has no token in control.account_tokens"),
 ])
 def test_a_mistake_is_one_line_naming_the_key(control, message):
     with pytest.raises(ConfigError) as error:
@@ -36,3 +39,14 @@ def test_a_mistake_is_one_line_naming_the_key(control, message):
 
 def test_the_shipped_sample_is_valid():
     assert load_config(None).strategies[0].entry == "riskcore_services.control.example:PositionWatcher"
+
+
+def test_account_tokens_are_files_relative_to_the_configuration():
+    config = parse_config({"control": {"account_tokens": {"momentum": "tokens/momentum.token"}}},
+                          pathlib.Path("/etc/riskcore"))
+    assert config.account_tokens == {"momentum": pathlib.Path("/etc/riskcore/tokens/momentum.token")}
+
+
+def test_a_jetstream_journal_is_refused_the_processes_are_on_this_host():
+    with pytest.raises(ConfigError, match="state.backend: the control plane journals in SQLite only"):
+        parse_config({"state": {"backend": "jetstream"}}, pathlib.Path("."))

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import grpc
@@ -12,19 +14,9 @@ from riskcore_services.proto import control_pb2_grpc, risk_pb2
 from riskcore_services.risk.client import RiskClient
 from riskcore_services.testing import Children, ServerProcess
 
-from .conftest import CHILD_ENV, group_members
+from .conftest import CHILD_ENV, control_toml, group_members
 
-CONFIG = """
-[server]
-drain_seconds = 0.0
-grace_seconds = 1.0
-
-[control]
-risk_target = "127.0.0.1:{port}"
-heartbeat_interval = 0.05
-heartbeat_timeout = 2.0
-stop_grace = 1.0
-
+STRATEGY = """
 [[control.strategies]]
 name = "good"
 entry = "tests.services.control.strategies:Behaves"
@@ -36,7 +28,7 @@ start = true
 def test_serve_control_starts_its_configured_strategies_and_sigterm_stops_them_and_exits_0(tmp_path, serve):
     risk = serve()
     config = tmp_path / "control.toml"
-    config.write_text(CONFIG.format(port=risk.port))
+    config.write_text(control_toml(risk.port, after=STRATEGY))
     with Children(tmp_path) as children:
         control = children.add(ServerProcess("control", tmp_path, config, command=("-m", "riskcore_services.control"),
                                              env={**os.environ, **CHILD_ENV})).start().wait_ready()
@@ -52,3 +44,12 @@ def test_serve_control_starts_its_configured_strategies_and_sigterm_stops_them_a
         assert not group_members(answer.pid)
     with RiskClient(f"127.0.0.1:{risk.port}", deadline=2.0) as client:
         assert next(a for a in client.get_exposure("momentum") if a.account == "momentum").state == risk_pb2.HALTED
+
+
+def test_a_strategy_process_without_its_go_from_the_control_plane_exits_3_having_run_nothing(tmp_path):
+    # The control plane writes the token line only once the process is recorded; no line, no strategy.
+    run = subprocess.run([sys.executable, "-m", "riskcore_services.control.run",
+                          "tests.services.control.strategies:ReportsItsReach"], stdin=subprocess.DEVNULL,
+                         capture_output=True, text=True, timeout=60, env={**os.environ, **CHILD_ENV})
+    assert (run.returncode, run.stdout) == (3, "")
+    assert "no go from the control plane" in run.stderr

@@ -236,3 +236,14 @@ def test_the_example_strategy_runs_against_the_risk_engine_and_keeps_running(con
         assert (after.state, after.pid, after.restarts) == (pb.STRATEGY_STATE_RUNNING, running.pid, 0)
         assert after.heartbeat_age_seconds < 1.0
     control(scenario)
+
+
+def test_an_account_token_file_that_cannot_be_read_or_is_empty_is_a_config_error(tmp_path):
+    from riskcore_services.control.config import ConfigError
+
+    (tmp_path / "empty.token").write_text("\n")
+    for path, message in ((tmp_path / "missing.token", "control.account_tokens.momentum: cannot read"),
+                          (tmp_path / "empty.token", "control.account_tokens.momentum: ")):
+        with pytest.raises(ConfigError, match=message) as error:
+            ControlServer(config_for(free_port(), account_tokens={"momentum": path}))
+        assert str(error.value).endswith("is empty") == (path.name == "empty.token")

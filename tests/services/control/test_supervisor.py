@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
+from riskcore_services.common.auth import TokenEntry, token_digest
 from riskcore_services.common.errors import FailedPrecondition, Unavailable
 from riskcore_services.control.lifecycle import State
 from riskcore_services.control.supervisor import RiskGate, Supervisor
 from riskcore_services.proto import risk_pb2
 from riskcore_services.risk.client import RiskClient
+from riskcore_services.risk.config import load_config
 from riskcore_services.testing import free_port
 
 from .conftest import POLICY, TIMINGS, group_members, reach, spec, until
@@ -22,7 +25,7 @@ def trading_state(h, account: str) -> int:
 def test_a_strategy_that_behaves_runs_then_stops_and_its_account_is_halted(harness):
     async def scenario(h):
         s = h.supervisor
-        s.register(spec("good", "Behaves"))
+        await s.register(spec("good", "Behaves"))
         await s.start("good")
         await reach(s, "good", State.RUNNING)
         pid = s.info("good")["pid"]
@@ -39,7 +42,7 @@ def test_a_strategy_that_behaves_runs_then_stops_and_its_account_is_halted(harne
 def test_pause_sets_the_account_reducing_and_resume_active(harness):
     async def scenario(h):
         s = h.supervisor
-        s.register(spec("good", "Behaves"))
+        await s.register(spec("good", "Behaves"))
         await s.start("good")
         await reach(s, "good", State.RUNNING)
         await s.pause("good")
@@ -57,7 +60,7 @@ def test_pause_sets_the_account_reducing_and_resume_active(harness):
 def test_a_strategy_that_crashes_at_start_backs_off_restarts_and_faults_after_n_failures(harness):
     async def scenario(h):
         s = h.supervisor
-        s.register(spec("crash", "CrashesAtStart"))
+        await s.register(spec("crash", "CrashesAtStart"))
         await s.start("crash")
         await reach(s, "crash", State.FAULTED)
         assert h.states("crash") == ["REGISTERED", "STARTING",
@@ -78,7 +81,7 @@ def test_a_strategy_that_crashes_at_start_backs_off_restarts_and_faults_after_n_
 def test_a_strategy_that_ignores_sigterm_is_killed_after_the_grace(harness):
     async def scenario(h):
         s = h.supervisor
-        s.register(spec("stubborn", "IgnoresSigterm"))
+        await s.register(spec("stubborn", "IgnoresSigterm"))
         await s.start("stubborn")
         await reach(s, "stubborn", State.RUNNING)
         pid = s.info("stubborn")["pid"]
@@ -92,7 +95,7 @@ def test_a_strategy_that_ignores_sigterm_is_killed_after_the_grace(harness):
 def test_heartbeat_loss_fails_the_strategy_and_kills_its_group(harness):
     async def scenario(h):
         s = h.supervisor
-        s.register(spec("hang", "StopsHeartbeating"))
+        await s.register(spec("hang", "StopsHeartbeating"))
         await s.start("hang")
         await reach(s, "hang", State.RUNNING)
         pid = s.info("hang")["pid"]
@@ -107,7 +110,7 @@ def test_heartbeat_loss_fails_the_strategy_and_kills_its_group(harness):
 def test_the_whole_process_group_goes_on_stop(harness):
     async def scenario(h):
         s = h.supervisor
-        s.register(spec("parent", "SpawnsAChild"))
+        await s.register(spec("parent", "SpawnsAChild"))
         await s.start("parent")
         await reach(s, "parent", State.RUNNING)
         pid = s.info("parent")["pid"]
@@ -121,9 +124,9 @@ def test_kill_switch_halts_the_firm_and_stops_every_strategy(harness):
     async def scenario(h):
         s = h.supervisor
         for name, account in (("a", "momentum"), ("b", "default"), ("c", "momentum")):
-            s.register(spec(name, "Behaves", account))
+            await s.register(spec(name, "Behaves", account))
             await s.start(name)
-        s.register(spec("idle", "Behaves"))
+        await s.register(spec("idle", "Behaves"))
         for name in "abc":
             await reach(s, name, State.RUNNING)
         assert sorted(await s.kill_switch()) == ["a", "b", "c"]
@@ -137,13 +140,13 @@ def test_kill_switch_halts_the_firm_and_stops_every_strategy(harness):
 def test_illegal_moves_are_refused_naming_the_state(harness):
     async def scenario(h):
         s = h.supervisor
-        s.register(spec("x", "Behaves"))
+        await s.register(spec("x", "Behaves"))
         with pytest.raises(FailedPrecondition, match="is REGISTERED: cannot stop"):
             await s.stop("x")
         with pytest.raises(FailedPrecondition, match="is REGISTERED: cannot resume"):
             await s.resume("x")
         with pytest.raises(FailedPrecondition, match="already registered"):
-            s.register(spec("x", "Behaves"))
+            await s.register(spec("x", "Behaves"))
         assert s.get("x").life.state is State.REGISTERED
     harness(scenario, risk=False)
 
@@ -152,10 +155,11 @@ def test_start_is_refused_when_the_risk_engine_is_unreachable(harness):
     async def scenario(h):
         gate = RiskGate(RiskClient(f"127.0.0.1:{free_port()}", deadline=0.2, retry_attempts=1), "FIRM")
         s = Supervisor(TIMINGS, POLICY, gate)
-        s.register(spec("x", "Behaves"))
+        await s.register(spec("x", "Behaves"))
         with pytest.raises(Unavailable, match="risk engine unreachable"):
             await s.start("x")
         assert s.get("x").life.state is State.REGISTERED
+        await s.close()
         gate.close()
     harness(scenario, risk=False)
 
@@ -163,7 +167,7 @@ def test_start_is_refused_when_the_risk_engine_is_unreachable(harness):
 def test_a_strategy_that_crashes_while_running_is_restarted_after_backoff(harness):
     async def scenario(h):
         s = h.supervisor
-        s.register(spec("later", "CrashesLater"))
+        await s.register(spec("later", "CrashesLater"))
         await s.start("later")
         await until(lambda: s.get("later").life.restarts == 1 and s.get("later").life.state is State.RUNNING,
                     what="a restart that reaches RUNNING")
@@ -175,3 +179,22 @@ def test_a_strategy_that_crashes_while_running_is_restarted_after_backoff(harnes
         await s.stop("later")              # legal in every state it can be in: its breaker never opens here
         assert s.get("later").life.state is State.STOPPED
     harness(scenario, policy=dataclasses.replace(POLICY, breaker=1000))
+
+
+def test_a_strategys_risk_client_acts_on_its_own_account_and_is_denied_any_other(harness, tmp_path):
+    tokens = {"momentum": "momentum-secret", "trend": "trend-secret"}
+    risk_config = dataclasses.replace(load_config(None), tokens=(
+        TokenEntry("control", token_digest("control-secret"), "admin"),
+        *(TokenEntry(f"{a}-bot", token_digest(t), "trader", (a,)) for a, t in tokens.items())))
+    out = tmp_path / "answers.json"
+
+    async def scenario(h):
+        s = h.supervisor
+        await s.register(spec("reach", "ReportsItsReach", "momentum", other="trend", out=str(out)))
+        await s.start("reach")
+        await reach(s, "reach", State.RUNNING)
+        assert json.loads(out.read_text()) == {"own": "ACCEPTED", "other": "PERMISSION_DENIED"}
+        with pytest.raises(FailedPrecondition, match="account 'default' has no risk token"):
+            await s.register(spec("tokenless", "Behaves", "default"))
+        await s.stop("reach")
+    harness(scenario, risk_config=risk_config, risk_token="control-secret", risk_tokens=tokens)

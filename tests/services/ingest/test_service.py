@@ -32,21 +32,6 @@ from .service_helpers import DEADLINE, IngestProcess, ingest_config, replay_conf
 ENDED, LIVE, GAP = ingest_pb2.FEED_STATE_ENDED, ingest_pb2.FEED_STATE_LIVE, ingest_pb2.FEED_STATE_GAP
 
 
-@pytest.fixture
-def ingest():
-    """``ingest(config, **options)``: a started in-process ingestion server; all are closed afterwards."""
-    made: list[IngestProcess] = []
-
-    def start(config, **options) -> IngestProcess:
-        process = IngestProcess(config, **options)
-        made.append(process)
-        return process.start()
-
-    yield start
-    for process in reversed(made):
-        process.close()
-
-
 @pytest.fixture(scope="module")
 def model(small_day):
     return model_of(small_day)
