@@ -277,6 +277,20 @@ def common_sections(file: CommonFile, data: dict, base: pathlib.Path, **server_d
         state=build(StateConfig, file.state, path=None if file.state.path is None else base / file.state.path))
 
 
+def service_config(cls, file: CommonFile, data: dict, base: pathlib.Path, values: dict, *, port: int,
+                   http_port: int):
+    """A service's configuration ``cls`` (a :class:`Common` subclass): the decoded file's shared sections with
+    the service's default ports and name, and its own ``values``; a ValueError of its checks becomes a
+    one-line ConfigError."""
+    common = common_sections(file, data, base, port=port, http_port=http_port)
+    if "service_name" not in data.get("tracing", {}):
+        del common["service_name"]          # the service's own default, not the shared one
+    try:
+        return cls(**common, **values)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
 def read_toml(path: str | pathlib.Path | None, package: str, sample: str = "sample.toml") -> tuple[dict, pathlib.Path]:
     """Parse a TOML file (the service's shipped sample when ``path`` is None) and return it with the
     folder its relative paths resolve against: the file's own, or the working directory for the sample

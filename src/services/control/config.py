@@ -14,7 +14,7 @@ import msgspec
 from msgspec import Meta
 
 from riskcore_services.common.config import (
-    Common, CommonFile, ConfigError, ServerConfig, build, common_sections, decode, read_toml, schema,
+    Common, CommonFile, ConfigError, ServerConfig, build, decode, read_toml, schema, service_config,
 )
 from riskcore_services.control.lifecycle import BackoffPolicy
 from riskcore_services.control.supervisor import StrategySpec, Timings
@@ -128,13 +128,7 @@ def parse_config(data: dict, base: pathlib.Path) -> ControlConfig:
     values.update(strategies=tuple(build(StrategyEntry, s) for s in table.strategies),
                   risk_token_file=None if table.risk_token_file is None else base / table.risk_token_file,
                   account_tokens={account: base / path for account, path in table.account_tokens.items()})
-    common = common_sections(file, data, base, port=GRPC_PORT, http_port=HTTP_PORT)
-    if "service_name" not in data.get("tracing", {}):
-        del common["service_name"]
-    try:
-        return ControlConfig(**common, **values)
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
+    return service_config(ControlConfig, file, data, base, values, port=GRPC_PORT, http_port=HTTP_PORT)
 
 
 def load_config(path: str | pathlib.Path | None = None) -> ControlConfig:

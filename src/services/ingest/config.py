@@ -19,7 +19,7 @@ import msgspec
 from msgspec import Meta
 
 from riskcore_services.common.config import (
-    Common, CommonFile, ConfigError, Port, Seconds, ServerConfig, build, common_sections, decode, read_toml, schema,
+    Common, CommonFile, ConfigError, Port, Seconds, ServerConfig, build, decode, read_toml, schema, service_config,
 )
 from riskcore_services.ingest.moldudp64 import SequencerConfig
 from riskcore_services.ingest.simulate import SimulationConfig
@@ -204,13 +204,7 @@ def parse_config(data: dict, base: pathlib.Path) -> IngestConfig:
     values.update(replay=replay_config, moldudp64=mold_config,
                   nats_servers=_nats_servers(table.nats_servers),
                   risk_token_file=None if table.risk_token_file is None else base / table.risk_token_file)
-    common = common_sections(file, data, base, port=GRPC_PORT, http_port=HTTP_PORT)
-    if "service_name" not in data.get("tracing", {}):
-        del common["service_name"]          # this service's own default, not the shared one
-    try:
-        return IngestConfig(**common, **values)
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
+    return service_config(IngestConfig, file, data, base, values, port=GRPC_PORT, http_port=HTTP_PORT)
 
 
 def load_config(path: str | pathlib.Path | None = None) -> IngestConfig:

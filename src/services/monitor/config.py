@@ -13,7 +13,7 @@ import msgspec
 from msgspec import Meta
 
 from riskcore_services.common.config import (
-    Common, CommonFile, ConfigError, ServerConfig, build, common_sections, decode, read_toml, schema,
+    Common, CommonFile, ConfigError, ServerConfig, build, decode, read_toml, schema, service_config,
 )
 from riskcore_services.monitor.rules import Rule, RuleSet
 from riskcore_services.monitor.sources import SourceSpec
@@ -86,13 +86,7 @@ def parse_config(data: dict, base: pathlib.Path) -> MonitorConfig:
                       for s in table.sources),
         rules=tuple(build(Rule, r) for r in table.rules),
         webhooks=tuple(build(WebhookSpec, w) for w in table.webhooks))
-    common = common_sections(file, data, base, port=GRPC_PORT, http_port=HTTP_PORT)
-    if "service_name" not in data.get("tracing", {}):
-        del common["service_name"]
-    try:
-        return MonitorConfig(**common, **values)
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
+    return service_config(MonitorConfig, file, data, base, values, port=GRPC_PORT, http_port=HTTP_PORT)
 
 
 def load_config(path: str | pathlib.Path | None = None) -> MonitorConfig:
