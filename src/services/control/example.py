@@ -1,6 +1,6 @@
 """The example strategy: checks what one more lot of a symbol would do to its account, periodically.
 
-Configuration: ``symbol`` (default ``"EURUSD"``), ``quantity`` (default 1),
+Configuration: ``symbol`` (default ``"AAPL"``), ``quantity`` (default 1),
 ``interval`` (seconds). It never trades; it logs the engine's answer to stderr.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ class PositionWatcher(Strategy):
     interval = 1.0
 
     def on_start(self) -> None:
-        self.symbol = str(self.config.get("symbol", "EURUSD"))
+        self.symbol = str(self.config.get("symbol", "AAPL"))
         self.quantity = int(self.config.get("quantity", 1))
         self.checks = 0
 

@@ -221,14 +221,14 @@ def test_the_shipped_sample_loads_with_the_control_planes_ports():
     config = load_config(None)
     assert (config.server.port, config.server.http_port) == (50052, 8082)
     assert config.strategies == (StrategyEntry("watcher", "riskcore_services.control.example:PositionWatcher",
-                                               "momentum", {"symbol": "EURUSD", "quantity": 1, "interval": 1.0}),)
+                                               "momentum", {"symbol": "AAPL", "quantity": 1, "interval": 1.0}),)
 
 
 def test_the_example_strategy_runs_against_the_risk_engine_and_keeps_running(control):
     async def scenario(stub, server, client):
         await stub.RegisterStrategy(pb.RegisterStrategyRequest(
             name="watcher", entry="riskcore_services.control.example:PositionWatcher", account="momentum",
-            config_json='{"symbol": "EURUSD", "interval": 0.05}'), timeout=DEADLINE)
+            config_json='{"symbol": "AAPL", "interval": 0.05}'), timeout=DEADLINE)
         await stub.Start(pb.StrategyRequest(name="watcher"), timeout=DEADLINE)
         running = await wait_state(stub, "watcher", pb.STRATEGY_STATE_RUNNING)
         await asyncio.sleep(0.3)
