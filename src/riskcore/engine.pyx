@@ -165,6 +165,54 @@ cdef inline bint _revalue_node(Node_t* nd, Slot_t* slot, i64 old, i64 ref, i64 t
     return True
 
 
+cdef inline bint _shift_node(Node_t* nd, i64 pos, i64 delta) noexcept nogil:
+    """Move a holder's node totals by ``delta``, its value's change; False (nothing written) past CAPACITY.
+
+    The caller has proven ``|delta| < CAPACITY``: with every kept total within
+    CAPACITY, no sum below leaves int64, so they need no overflow flag.
+    """
+    cdef i64 long_mask = -<i64>(pos > 0)       # a mask, not a branch: position signs are unpredictable
+    cdef i64 long_after = nd.long_notional + (delta & long_mask)
+    cdef i64 short_after = nd.short_notional - (delta & ~long_mask)
+    cdef i64 unreal_after = nd.unrealized + delta
+    if not (within(long_after) and within(short_after) and pnl_within(unreal_after)
+            and gross_within(long_after, short_after, nd.wbuy_notional, nd.wsell_notional)):
+        return False
+    nd.long_notional, nd.short_notional, nd.unrealized = long_after, short_after, unreal_after
+    return True
+
+
+cdef inline size_t _revalue_holders(Node_t* nodes, Slot_t* slots, const i32* rows, size_t n,
+                                    i64 old, i64 ref, i64 tv, i64* bound) noexcept nogil:
+    """Revalue the holders ``rows[:n]`` of a symbol from reference ``old`` to ``ref``.
+
+    Returns ``n``, or the index of the first holder whose totals would pass
+    CAPACITY (those before it moved, it and those after did not). ``*bound``
+    is at least every holder's |position|: when ``bound * |ref - old| * tv``
+    is below CAPACITY, one multiplication proves that no holder's change can
+    overflow, and each holder costs one unchecked product; otherwise every
+    step is checked (_revalue_node), and the bound is tightened to the
+    largest |position| seen.
+    """
+    cdef i64 dtv, span, largest = 0
+    cdef size_t j
+    cdef Slot_t* slot
+    if old > 0 and not money_overflows(bound[0], iabs(ref - old), tv, &span) and span < CAPACITY:
+        dtv = (ref - old) * tv if bound[0] > 0 else 0      # |dtv| <= span once a holder has a position
+        for j in range(n):
+            slot = &slots[rows[j]]
+            if slot.pos != 0 and not _shift_node(&nodes[slot.node], slot.pos, slot.pos * dtv):
+                return j
+        return n
+    for j in range(n):
+        slot = &slots[rows[j]]
+        if (slot.pos != 0 or slot.cost != 0) and not _revalue_node(&nodes[slot.node], slot, old, ref, tv):
+            return j
+        largest = max(largest, iabs(slot.pos))
+    bound[0] = largest
+    return n
+
+
 cdef inline i32 _resolve(object key, dict ids, Py_ssize_t count, str what) except -2:
     """Id of a name or of an integer id, -1 when unknown; TypeError for anything else."""
     cdef object found
@@ -329,6 +377,7 @@ cdef class RiskEngine:
             sid = len(self._symbol_names)
             self._instruments.push_back(ins)
             self._symbol_slots.push_back(vector[i32]())
+            self._pos_bound.push_back(0)
             self._symbol_names.append(instrument.symbol)
             self._symbol_ids[instrument.symbol] = sid
         else:
@@ -946,6 +995,8 @@ cdef class RiskEngine:
         cdef i32 s, k
         cdef Node_t* nd
         cdef Node_t* leaf_node = &self._nodes[slot.node]
+        cdef i32 ins_sym = slot.symbol
+        cdef i64 bound = self._pos_bound[ins_sym]
         # Average cost in micro-units: a closing fill takes its share of the cost
         # (truncated to the micro-unit), so realized P&L is exact to the micro-unit
         # and the cost left is what the rest of the position carries.
@@ -1002,7 +1053,9 @@ cdef class RiskEngine:
             self._realized[s] += realized
             nd.long_notional, nd.short_notional, nd.unrealized = new_long[k], new_short[k], new_unreal[k]
             nd.realized += realized
+            bound = max(bound, iabs(slot.pos))
             s, k = slot.parent_slot, k + 1
+        self._pos_bound[ins_sym] = bound
         # The fill throttle and the daily loss, node by node from the account up.
         for k in range(leaf_node.depth):
             s = leaf_node.path[k]
@@ -1017,18 +1070,21 @@ cdef class RiskEngine:
             self._after_pnl_change(s, now)
         return True
 
-    cdef void _after_pnl_change(self, i32 n, i64 now) noexcept nogil:
+    cdef inline void _after_pnl_change(self, i32 n, i64 now) noexcept nogil:
         """Switch a node to REDUCING when its daily P&L is below its loss limit."""
         cdef Node_t* nd = &self._nodes[n]
-        cdef i64 lim = nd.limits.max_daily_loss
-        cdef i128 pnl
+        cdef i64 lim = nd.limits.max_daily_loss, pnl
+        cdef i128 wide
         if lim == INT64_MAX or nd.state != TS.ACTIVE:
             return
-        pnl = <i128>nd.realized + nd.unrealized - nd.sod_pnl       # three terms: 128 bits
-        if pnl < -<i128>lim:
+        # Three terms: in 64 bits with the overflow flag, in 128 only when that overflows.
+        if add_overflows(nd.realized, nd.unrealized, &pnl) or sub_overflows(pnl, nd.sod_pnl, &pnl):
+            wide = <i128>nd.realized + nd.unrealized - nd.sod_pnl
+            pnl = INT64_MIN if wide < INT64_MIN else INT64_MAX if wide > INT64_MAX else <i64>wide
+        if pnl < -lim:                                              # 0 <= lim <= MAX_MONEY
             nd.state = TS.REDUCING
             nd.state_cause = R.DAILY_LOSS_LIMIT
-            self._record_event(now, n, R.DAILY_LOSS_LIMIT, <i64>min(-pnl, <i128>INT64_MAX), lim)
+            self._record_event(now, n, R.DAILY_LOSS_LIMIT, INT64_MAX if pnl == INT64_MIN else -pnl, lim)
 
     cdef void _record_event(self, i64 now, i32 node, uint8_t reason, i64 value, i64 limit) noexcept nogil:
         """Keep a breach for the caller to read (``events()``)."""
@@ -1044,25 +1100,26 @@ cdef class RiskEngine:
         Returns False, with nothing changed, when a holder's totals would pass CAPACITY.
         """
         cdef Instrument_t* ins = &self._instruments[sym]
-        cdef i64 old = ins.ref, tv = ins.tick_value
-        cdef vector[i32]* holders = &self._symbol_slots[sym]
+        cdef i64 old = ins.ref
+        cdef const i32* rows = self._symbol_slots[sym].data()
+        cdef size_t n = self._symbol_slots[sym].size(), moved, j
+        cdef Slot_t* slots = self._slots.data()
         cdef Slot_t* slot
-        cdef size_t j, undo
         if old != ref:
-            for j in range(holders.size()):
-                slot = &self._slots[deref(holders)[j]]
-                if (slot.pos != 0 or slot.cost != 0) and not _revalue_node(&self._nodes[slot.node], slot, old, ref, tv):
-                    # Back to the old reference: those totals were kept, so they fit.
-                    for undo in range(j):
-                        slot = &self._slots[deref(holders)[undo]]
-                        if slot.pos != 0 or slot.cost != 0:
-                            _revalue_node(&self._nodes[slot.node], slot, ref, old, tv)
-                    return False
+            moved = _revalue_holders(self._nodes.data(), slots, rows, n, old, ref, ins.tick_value,
+                                     &self._pos_bound[sym])
+            if moved < n:
+                # Back to the old reference: those totals were kept, so they fit.
+                for j in range(moved):
+                    slot = &slots[rows[j]]
+                    if slot.pos != 0 or slot.cost != 0:
+                        _revalue_node(&self._nodes[slot.node], slot, ref, old, ins.tick_value)
+                return False
         ins.ref = ref
         ins.ref_time = now
         if old != ref:
-            for j in range(holders.size()):
-                slot = &self._slots[deref(holders)[j]]
+            for j in range(n):
+                slot = &slots[rows[j]]
                 # A node netting to flat still has a cost: its unrealized moved too.
                 if slot.pos != 0 or slot.cost != 0:
                     self._after_pnl_change(slot.node, now)
