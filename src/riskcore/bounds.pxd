@@ -17,8 +17,8 @@
 #   such values add or subtract without leaving int64 (|a +- b| < 2^63).
 #   Products and the sums that update a total use the processor's overflow
 #   flag (fixedpoint.pxd): a step that does not overflow is exact, one that
-#   does is past CAPACITY. A gross (four terms) is compared without a sum; a
-#   daily P&L (three terms) is summed in 128 bits when 64 overflow. A mark
+#   does is past CAPACITY. An order's gross (four terms) is summed in 128
+#   bits, a daily P&L (three) too when 64 overflow. A mark
 #   needs no flag when one product proves it safe: the engine keeps, per
 #   symbol, a bound on every slot's |position|, and when bound x |move| x tick
 #   value is below CAPACITY no holder's change can leave int64
