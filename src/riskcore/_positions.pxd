@@ -1,11 +1,40 @@
-# Positions' values and the revaluation of their holders when a reference moves.
+# A fill's arithmetic on a position, positions' values, and the revaluation of their
+# holders when a reference moves.
 #
 # Functions over the engine's tables (nodes and slots), inline and nogil: the
 # engine's marks (_set_reference) and fills call them directly, with no call
 # through the engine's method table. Money is in micro-units (bounds.pxd).
 from riskcore._types cimport i64, i32, Node_t, Slot_t
 from riskcore.bounds cimport CAPACITY, within, pnl_within, gross_within
-from riskcore.fixedpoint cimport positive_part, iabs, add_overflows, sub_overflows, money_overflows
+from riskcore.fixedpoint cimport (
+    tdiv_mul, sign, positive_part, iabs, add_overflows, sub_overflows, money_overflows,
+)
+
+
+cdef inline bint _fill_position(i64* pos, i64* cost, i64* realized, i64 signed_qty, i64 price, i64 tv) noexcept nogil:
+    """Apply a fill of ``signed_qty`` at ``price`` ticks to a position and its cost; False past 64 bits.
+
+    Average cost in micro-units: a closing fill takes its share of the cost
+    (truncated to the micro-unit), so realized P&L (``*realized``, the fill's)
+    is exact to the micro-unit and the cost left is what the rest of the
+    position carries. On False the outputs are not usable (the fill is refused).
+    """
+    cdef i64 closing, removed, rest, amount
+    if pos[0] == 0 or sign(signed_qty) == sign(pos[0]):
+        return not (money_overflows(signed_qty, price, tv, &amount) or add_overflows(pos[0], signed_qty, pos)
+                    or add_overflows(cost[0], amount, cost))
+    closing = min(iabs(signed_qty), iabs(pos[0]))
+    removed = tdiv_mul(cost[0], closing, iabs(pos[0]))         # truncated toward zero; |removed| <= |cost|
+    if money_overflows(sign(pos[0]) * closing, price, tv, &amount) or sub_overflows(amount, removed, realized):
+        return False
+    cost[0] -= removed
+    pos[0] += sign(signed_qty) * closing
+    rest = iabs(signed_qty) - closing
+    if rest > 0:
+        pos[0] = sign(signed_qty) * rest
+        if money_overflows(pos[0], price, tv, cost):
+            return False
+    return True
 
 
 cdef inline i64 _long_value(i64 pos, i64 ref, i64 tv) noexcept nogil:

@@ -31,11 +31,13 @@ from riskcore._types cimport OrderStatus as OS
 from riskcore.tables cimport Levels, OrderIndex, Window
 from riskcore.checks cimport reduces_position, collar_band, worst_position, ratio
 from riskcore.fixedpoint cimport (
-    tdiv_mul, sat_mul3, price_to_ticks, mark_ticks, round_half_away, sign, iabs, positive_part,
+    sat_mul3, price_to_ticks, mark_ticks, iabs, positive_part,
     add_overflows, sub_overflows, money_overflows,
 )
 from riskcore.bounds cimport MAX_QUANTITY, MAX_PRICE_TICKS, CAPACITY, within, pnl_within, gross_within
-from riskcore._positions cimport _long_value, _short_value, _unrealized, _revalue_node, _revalue_holders
+from riskcore._positions cimport (
+    _long_value, _short_value, _unrealized, _revalue_node, _revalue_holders, _fill_position,
+)
 from riskcore.clock cimport Clock, SystemClock
 from riskcore.decision cimport Decision, make_decision
 
@@ -890,7 +892,7 @@ cdef class RiskEngine:
         cdef Slot_t* slot = &self._slots[leaf_slot]
         cdef Instrument_t* ins = &self._instruments[slot.symbol]
         cdef i64 tv = ins.tick_value, ref = ins.ref, fills
-        cdef i64 pos = slot.pos, cost = slot.cost, realized = 0, removed, closing, rest, dpos, dcost, amount
+        cdef i64 pos = slot.pos, cost = slot.cost, realized = 0, dpos, dcost
         cdef i64 pos_after, cost_after, long_after, short_after, unreal_after, real_after, slot_real, value
         cdef i64 new_long[MAX_DEPTH]
         cdef i64 new_short[MAX_DEPTH]
@@ -900,25 +902,8 @@ cdef class RiskEngine:
         cdef Node_t* leaf_node = &self._nodes[slot.node]
         cdef i32 ins_sym = slot.symbol
         cdef i64 bound = self._pos_bound[ins_sym]
-        # Average cost in micro-units: a closing fill takes its share of the cost
-        # (truncated to the micro-unit), so realized P&L is exact to the micro-unit
-        # and the cost left is what the rest of the position carries.
-        if pos == 0 or sign(signed_qty) == sign(pos):
-            if money_overflows(signed_qty, price, tv, &amount) or add_overflows(pos, signed_qty, &pos) \
-                    or add_overflows(cost, amount, &cost):
-                return False
-        else:
-            closing = min(iabs(signed_qty), iabs(pos))
-            removed = tdiv_mul(cost, closing, iabs(pos))        # truncated toward zero; |removed| <= |cost|
-            if money_overflows(sign(pos) * closing, price, tv, &amount) or sub_overflows(amount, removed, &realized):
-                return False
-            cost -= removed
-            pos += sign(signed_qty) * closing
-            rest = iabs(signed_qty) - closing
-            if rest > 0:
-                pos = sign(signed_qty) * rest
-                if money_overflows(pos, price, tv, &cost):
-                    return False
+        if not _fill_position(&pos, &cost, &realized, signed_qty, price, tv):
+            return False
         dpos = pos - slot.pos                   # both within 2^62 + 10^12: no overflow
         if sub_overflows(cost, slot.cost, &dcost):
             return False
