@@ -37,14 +37,6 @@ cdef inline bint _fill_position(i64* pos, i64* cost, i64* realized, i64 signed_q
     return True
 
 
-cdef inline i64 _long_value(i64 pos, i64 ref, i64 tv) noexcept nogil:
-    return positive_part(pos) * ref * tv
-
-
-cdef inline i64 _short_value(i64 pos, i64 ref, i64 tv) noexcept nogil:
-    return positive_part(-pos) * ref * tv
-
-
 cdef inline i64 _unrealized(i64 pos, i64 cost, i64 ref, i64 tv) noexcept nogil:
     # ``cost`` is in micro-units; kept totals are within CAPACITY, so this cannot wrap.
     return pos * ref * tv - cost if ref > 0 else 0

@@ -36,7 +36,7 @@ from riskcore.fixedpoint cimport (
 )
 from riskcore.bounds cimport MAX_QUANTITY, MAX_PRICE_TICKS, CAPACITY, within, pnl_within, gross_within
 from riskcore._positions cimport (
-    _long_value, _short_value, _unrealized, _revalue_node, _revalue_holders, _fill_position,
+    _unrealized, _revalue_node, _revalue_holders, _fill_position,
 )
 from riskcore.clock cimport Clock, SystemClock
 from riskcore.decision cimport Decision, make_decision
@@ -894,6 +894,7 @@ cdef class RiskEngine:
         cdef i64 tv = ins.tick_value, ref = ins.ref, fills
         cdef i64 pos = slot.pos, cost = slot.cost, realized = 0, dpos, dcost
         cdef i64 pos_after, cost_after, long_after, short_after, unreal_after, real_after, slot_real, value
+        cdef i64 was, short_value
         cdef i64 new_long[MAX_DEPTH]
         cdef i64 new_short[MAX_DEPTH]
         cdef i64 new_unreal[MAX_DEPTH]
@@ -911,16 +912,18 @@ cdef class RiskEngine:
         while s >= 0:
             slot = &self._slots[s]
             nd = &self._nodes[slot.node]
+            # One product each for the old and the new value: its sign is the side
+            # (long: its positive part; short: the positive part of its negation).
+            was = slot.pos * ref * tv           # a kept value: within CAPACITY
             if (add_overflows(slot.pos, dpos, &pos_after) or add_overflows(slot.cost, dcost, &cost_after)
                     or add_overflows(self._realized[s], realized, &slot_real)
                     or add_overflows(nd.realized, realized, &real_after)
-                    or money_overflows(positive_part(pos_after), ref, tv, &value)
-                    or add_overflows(nd.long_notional - _long_value(slot.pos, ref, tv), value, &long_after)
-                    or money_overflows(positive_part(-pos_after), ref, tv, &value)
-                    or add_overflows(nd.short_notional - _short_value(slot.pos, ref, tv), value, &short_after)
                     or money_overflows(pos_after, ref, tv, &value)
+                    or add_overflows(nd.long_notional - positive_part(was), positive_part(value), &long_after)
+                    or sub_overflows(positive_part(value), value, &short_value)
+                    or add_overflows(nd.short_notional - (positive_part(was) - was), short_value, &short_after)
                     or sub_overflows(value, cost_after, &value)
-                    or add_overflows(nd.unrealized - _unrealized(slot.pos, slot.cost, ref, tv),
+                    or add_overflows(nd.unrealized - (was - slot.cost if ref > 0 else 0),
                                      value if ref > 0 else 0, &unreal_after)):
                 return False
             if not (within(pos_after) and within(cost_after) and pnl_within(slot_real)
