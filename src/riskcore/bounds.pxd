@@ -17,8 +17,12 @@
 #   such values add or subtract without leaving int64 (|a +- b| < 2^63).
 #   Products and the sums that update a total use the processor's overflow
 #   flag (fixedpoint.pxd): a step that does not overflow is exact, one that
-#   does is past CAPACITY. A gross (four terms) and a daily P&L (three) are
-#   summed in 128 bits.
+#   does is past CAPACITY. An order's gross (four terms) is summed in 128
+#   bits, a daily P&L (three) too when 64 overflow. A mark
+#   needs no flag when one product proves it safe: the engine keeps, per
+#   symbol, a bound on every slot's |position|, and when bound x |move| x tick
+#   value is below CAPACITY no holder's change can leave int64
+#   (engine._revalue_holders).
 # - An order that would pass CAPACITY is rejected (NOTIONAL_OVERFLOW). A fill or
 #   a mark that would take a total past it is refused whole (CapacityError,
 #   nothing applied) and the account or symbol goes HALTED with a

@@ -49,6 +49,7 @@ cdef class RiskEngine:
     cdef vector[PositionLimit_t] _position_limits     # per slot, read when the row is ``limited``
     cdef SlotIndex _slot_index                        # (node, symbol) -> slot
     cdef vector[vector[i32]] _symbol_slots            # slots per symbol, for price fan-out
+    cdef vector[i64] _pos_bound                       # per symbol: >= |pos| of each of its slots (marks' fast path)
     cdef vector[Order_t] _orders
     cdef OrderIndex _order_index                      # order id -> row, -1 once forgotten
     cdef vector[Window] _windows                       # 4 per node: new orders, modifies, cancels, fills
@@ -122,7 +123,8 @@ cdef class RiskEngine:
     @cython.final
     cdef bint _set_reference(self, i32 sym, i64 ref, i64 now) noexcept nogil
     cdef int _refuse(self, i32 node, i32 sym, i64 now, str what) except -1
-    cdef void _after_pnl_change(self, i32 node, i64 now) noexcept nogil
+    @cython.final
+    cdef inline void _after_pnl_change(self, i32 node, i64 now) noexcept nogil
     cdef void _record_event(self, i64 now, i32 node, uint8_t reason, i64 value, i64 limit) noexcept nogil
     cdef object _fill_aggregates(self, out, dict columns)
     cdef Decision _decision(self, uint8_t code, CheckResult* r, object quantity=*)

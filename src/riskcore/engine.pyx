@@ -31,10 +31,13 @@ from riskcore._types cimport OrderStatus as OS
 from riskcore.tables cimport Levels, OrderIndex, Window
 from riskcore.checks cimport reduces_position, collar_band, worst_position, ratio
 from riskcore.fixedpoint cimport (
-    tdiv_mul, sat_mul3, price_to_ticks, mark_ticks, round_half_away, sign, iabs, positive_part,
+    sat_mul3, price_to_ticks, mark_ticks, iabs, positive_part,
     add_overflows, sub_overflows, money_overflows,
 )
 from riskcore.bounds cimport MAX_QUANTITY, MAX_PRICE_TICKS, CAPACITY, within, pnl_within, gross_within
+from riskcore._positions cimport (
+    _unrealized, _revalue_node, _revalue_holders, _fill_position,
+)
 from riskcore.clock cimport Clock, SystemClock
 from riskcore.decision cimport Decision, make_decision
 
@@ -113,56 +116,6 @@ cdef inline i64 _seconds_to_ns(object seconds):
 cdef inline i64 _money(object value):
     # Limits are given in currency; the engine compares integer micro-units.
     return INT64_MAX if value is None else round(value * 1e6)
-
-
-cdef inline i64 _long_value(i64 pos, i64 ref, i64 tv) noexcept nogil:
-    return positive_part(pos) * ref * tv
-
-
-cdef inline i64 _short_value(i64 pos, i64 ref, i64 tv) noexcept nogil:
-    return positive_part(-pos) * ref * tv
-
-
-cdef inline i64 _unrealized(i64 pos, i64 cost, i64 ref, i64 tv) noexcept nogil:
-    # ``cost`` is in micro-units; kept totals are within CAPACITY, so this cannot wrap.
-    return pos * ref * tv - cost if ref > 0 else 0
-
-
-cdef inline bint _revalue_node(Node_t* nd, Slot_t* slot, i64 old, i64 ref, i64 tv) noexcept nogil:
-    """Move a holder's node totals from reference ``old`` to ``ref``; False (nothing written) past CAPACITY.
-
-    64-bit arithmetic with the processor's overflow flag: every kept total is
-    within CAPACITY, so a step that does not overflow is exact, and one that
-    does is past CAPACITY (the mark is refused). Between two references the
-    change is one product, ``pos * (ref - old) * tv``, for the long or short
-    side and for the unrealized P&L alike; from or to no reference, where
-    unrealized P&L starts or stops counting, the values are taken whole.
-    """
-    cdef i64 delta, value, was, long_after, short_after, unreal_after, long_mask
-    if old > 0 and ref > 0:
-        # |delta| <= the larger of the two values (same sign): an overflow means the new one is past 2^63.
-        # Masks, not branches: position signs are unpredictable across holders.
-        long_mask = -<i64>(slot.pos > 0)
-        if (money_overflows(slot.pos, ref - old, tv, &delta)
-                or add_overflows(nd.long_notional, delta & long_mask, &long_after)
-                or sub_overflows(nd.short_notional, delta & ~long_mask, &short_after)
-                or add_overflows(nd.unrealized, delta, &unreal_after)):
-            return False
-    else:
-        was = slot.pos * old * tv            # a kept value: within CAPACITY
-        if (money_overflows(slot.pos, ref, tv, &value)
-                or add_overflows(nd.long_notional - positive_part(was), positive_part(value), &long_after)
-                or sub_overflows(nd.short_notional + (was - positive_part(was)), value - positive_part(value),
-                                 &short_after)
-                or sub_overflows(value, slot.cost, &value)
-                or add_overflows(nd.unrealized - (was - slot.cost if old > 0 else 0), value if ref > 0 else 0,
-                                 &unreal_after)):
-            return False
-    if not (within(long_after) and within(short_after) and pnl_within(unreal_after)
-            and gross_within(long_after, short_after, nd.wbuy_notional, nd.wsell_notional)):
-        return False
-    nd.long_notional, nd.short_notional, nd.unrealized = long_after, short_after, unreal_after
-    return True
 
 
 cdef inline i32 _resolve(object key, dict ids, Py_ssize_t count, str what) except -2:
@@ -329,6 +282,7 @@ cdef class RiskEngine:
             sid = len(self._symbol_names)
             self._instruments.push_back(ins)
             self._symbol_slots.push_back(vector[i32]())
+            self._pos_bound.push_back(0)
             self._symbol_names.append(instrument.symbol)
             self._symbol_ids[instrument.symbol] = sid
         else:
@@ -938,33 +892,19 @@ cdef class RiskEngine:
         cdef Slot_t* slot = &self._slots[leaf_slot]
         cdef Instrument_t* ins = &self._instruments[slot.symbol]
         cdef i64 tv = ins.tick_value, ref = ins.ref, fills
-        cdef i64 pos = slot.pos, cost = slot.cost, realized = 0, removed, closing, rest, dpos, dcost, amount
+        cdef i64 pos = slot.pos, cost = slot.cost, realized = 0, dpos, dcost
         cdef i64 pos_after, cost_after, long_after, short_after, unreal_after, real_after, slot_real, value
+        cdef i64 was, short_value
         cdef i64 new_long[MAX_DEPTH]
         cdef i64 new_short[MAX_DEPTH]
         cdef i64 new_unreal[MAX_DEPTH]
         cdef i32 s, k
         cdef Node_t* nd
         cdef Node_t* leaf_node = &self._nodes[slot.node]
-        # Average cost in micro-units: a closing fill takes its share of the cost
-        # (truncated to the micro-unit), so realized P&L is exact to the micro-unit
-        # and the cost left is what the rest of the position carries.
-        if pos == 0 or sign(signed_qty) == sign(pos):
-            if money_overflows(signed_qty, price, tv, &amount) or add_overflows(pos, signed_qty, &pos) \
-                    or add_overflows(cost, amount, &cost):
-                return False
-        else:
-            closing = min(iabs(signed_qty), iabs(pos))
-            removed = tdiv_mul(cost, closing, iabs(pos))        # truncated toward zero; |removed| <= |cost|
-            if money_overflows(sign(pos) * closing, price, tv, &amount) or sub_overflows(amount, removed, &realized):
-                return False
-            cost -= removed
-            pos += sign(signed_qty) * closing
-            rest = iabs(signed_qty) - closing
-            if rest > 0:
-                pos = sign(signed_qty) * rest
-                if money_overflows(pos, price, tv, &cost):
-                    return False
+        cdef i32 ins_sym = slot.symbol
+        cdef i64 bound = self._pos_bound[ins_sym]
+        if not _fill_position(&pos, &cost, &realized, signed_qty, price, tv):
+            return False
         dpos = pos - slot.pos                   # both within 2^62 + 10^12: no overflow
         if sub_overflows(cost, slot.cost, &dcost):
             return False
@@ -972,16 +912,18 @@ cdef class RiskEngine:
         while s >= 0:
             slot = &self._slots[s]
             nd = &self._nodes[slot.node]
+            # One product each for the old and the new value: its sign is the side
+            # (long: its positive part; short: the positive part of its negation).
+            was = slot.pos * ref * tv           # a kept value: within CAPACITY
             if (add_overflows(slot.pos, dpos, &pos_after) or add_overflows(slot.cost, dcost, &cost_after)
                     or add_overflows(self._realized[s], realized, &slot_real)
                     or add_overflows(nd.realized, realized, &real_after)
-                    or money_overflows(positive_part(pos_after), ref, tv, &value)
-                    or add_overflows(nd.long_notional - _long_value(slot.pos, ref, tv), value, &long_after)
-                    or money_overflows(positive_part(-pos_after), ref, tv, &value)
-                    or add_overflows(nd.short_notional - _short_value(slot.pos, ref, tv), value, &short_after)
                     or money_overflows(pos_after, ref, tv, &value)
+                    or add_overflows(nd.long_notional - positive_part(was), positive_part(value), &long_after)
+                    or sub_overflows(positive_part(value), value, &short_value)
+                    or add_overflows(nd.short_notional - (positive_part(was) - was), short_value, &short_after)
                     or sub_overflows(value, cost_after, &value)
-                    or add_overflows(nd.unrealized - _unrealized(slot.pos, slot.cost, ref, tv),
+                    or add_overflows(nd.unrealized - (was - slot.cost if ref > 0 else 0),
                                      value if ref > 0 else 0, &unreal_after)):
                 return False
             if not (within(pos_after) and within(cost_after) and pnl_within(slot_real)
@@ -1002,7 +944,9 @@ cdef class RiskEngine:
             self._realized[s] += realized
             nd.long_notional, nd.short_notional, nd.unrealized = new_long[k], new_short[k], new_unreal[k]
             nd.realized += realized
+            bound = max(bound, iabs(slot.pos))
             s, k = slot.parent_slot, k + 1
+        self._pos_bound[ins_sym] = bound
         # The fill throttle and the daily loss, node by node from the account up.
         for k in range(leaf_node.depth):
             s = leaf_node.path[k]
@@ -1017,18 +961,21 @@ cdef class RiskEngine:
             self._after_pnl_change(s, now)
         return True
 
-    cdef void _after_pnl_change(self, i32 n, i64 now) noexcept nogil:
+    cdef inline void _after_pnl_change(self, i32 n, i64 now) noexcept nogil:
         """Switch a node to REDUCING when its daily P&L is below its loss limit."""
         cdef Node_t* nd = &self._nodes[n]
-        cdef i64 lim = nd.limits.max_daily_loss
-        cdef i128 pnl
+        cdef i64 lim = nd.limits.max_daily_loss, pnl
+        cdef i128 wide
         if lim == INT64_MAX or nd.state != TS.ACTIVE:
             return
-        pnl = <i128>nd.realized + nd.unrealized - nd.sod_pnl       # three terms: 128 bits
-        if pnl < -<i128>lim:
+        # Three terms: in 64 bits with the overflow flag, in 128 only when that overflows.
+        if add_overflows(nd.realized, nd.unrealized, &pnl) or sub_overflows(pnl, nd.sod_pnl, &pnl):
+            wide = <i128>nd.realized + nd.unrealized - nd.sod_pnl
+            pnl = INT64_MIN if wide < INT64_MIN else INT64_MAX if wide > INT64_MAX else <i64>wide
+        if pnl < -lim:                                              # 0 <= lim <= MAX_MONEY
             nd.state = TS.REDUCING
             nd.state_cause = R.DAILY_LOSS_LIMIT
-            self._record_event(now, n, R.DAILY_LOSS_LIMIT, <i64>min(-pnl, <i128>INT64_MAX), lim)
+            self._record_event(now, n, R.DAILY_LOSS_LIMIT, INT64_MAX if pnl == INT64_MIN else -pnl, lim)
 
     cdef void _record_event(self, i64 now, i32 node, uint8_t reason, i64 value, i64 limit) noexcept nogil:
         """Keep a breach for the caller to read (``events()``)."""
@@ -1044,25 +991,26 @@ cdef class RiskEngine:
         Returns False, with nothing changed, when a holder's totals would pass CAPACITY.
         """
         cdef Instrument_t* ins = &self._instruments[sym]
-        cdef i64 old = ins.ref, tv = ins.tick_value
-        cdef vector[i32]* holders = &self._symbol_slots[sym]
+        cdef i64 old = ins.ref
+        cdef const i32* rows = self._symbol_slots[sym].data()
+        cdef size_t n = self._symbol_slots[sym].size(), moved, j
+        cdef Slot_t* slots = self._slots.data()
         cdef Slot_t* slot
-        cdef size_t j, undo
         if old != ref:
-            for j in range(holders.size()):
-                slot = &self._slots[deref(holders)[j]]
-                if (slot.pos != 0 or slot.cost != 0) and not _revalue_node(&self._nodes[slot.node], slot, old, ref, tv):
-                    # Back to the old reference: those totals were kept, so they fit.
-                    for undo in range(j):
-                        slot = &self._slots[deref(holders)[undo]]
-                        if slot.pos != 0 or slot.cost != 0:
-                            _revalue_node(&self._nodes[slot.node], slot, ref, old, tv)
-                    return False
+            moved = _revalue_holders(self._nodes.data(), slots, rows, n, old, ref, ins.tick_value,
+                                     &self._pos_bound[sym])
+            if moved < n:
+                # Back to the old reference: those totals were kept, so they fit.
+                for j in range(moved):
+                    slot = &slots[rows[j]]
+                    if slot.pos != 0 or slot.cost != 0:
+                        _revalue_node(&self._nodes[slot.node], slot, ref, old, ins.tick_value)
+                return False
         ins.ref = ref
         ins.ref_time = now
         if old != ref:
-            for j in range(holders.size()):
-                slot = &self._slots[deref(holders)[j]]
+            for j in range(n):
+                slot = &slots[rows[j]]
                 # A node netting to flat still has a cost: its unrealized moved too.
                 if slot.pos != 0 or slot.cost != 0:
                     self._after_pnl_change(slot.node, now)

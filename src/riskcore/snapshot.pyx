@@ -14,7 +14,8 @@ from riskcore._types cimport (
     i64, i32, i128, INT64_MAX, INT64_MIN, MAX_DEPTH, Instrument_t, Node_t, Slot_t, Order_t, Event_t, PositionLimit_t,
     PendingRun,
 )
-from riskcore.bounds cimport CAPACITY
+from riskcore.bounds cimport CAPACITY, within
+from riskcore.fixedpoint cimport iabs
 from riskcore.clock cimport Clock, SystemClock
 from riskcore.engine cimport RiskEngine, DupKey, W_NEW, W_MODIFY, W_CANCEL, W_FILL, _level_key
 from riskcore.tables cimport Levels, OrderIndex, Window
@@ -97,6 +98,7 @@ def restore_engine(cls, state, Clock clock=None):
     cdef size_t j
     cdef DupKey dkey
     eng._symbol_slots.resize(eng._instruments.size())
+    eng._pos_bound.resize(eng._instruments.size(), 0)
     for j in range(eng._nodes.size()):
         eng._nodes[j].saved = -1
     for j in range(eng._slots.size()):
@@ -111,6 +113,10 @@ def restore_engine(cls, state, Clock clock=None):
             raise StateError(f"slot {j} repeats another slot's account and symbol")
         eng._slot_index.add(eng._slots[j].node, eng._slots[j].symbol, <i32>j)
         eng._symbol_slots[eng._slots[j].symbol].push_back(<i32>j)
+        if not within(eng._slots[j].pos):
+            raise StateError(f"slot {j} holds a position past the engine's capacity")
+        # A mark's fast path relies on this bound (engine._revalue_holders).
+        eng._pos_bound[eng._slots[j].symbol] = max(eng._pos_bound[eng._slots[j].symbol], iabs(eng._slots[j].pos))
     for k, v in state["order_index"].items():
         if not -1 <= v < <i64>eng._orders.size():
             raise StateError(f"order index of order {k} points outside the order table")

@@ -229,6 +229,40 @@ def test_mark_that_reaches_capacity_exactly_is_applied_and_one_tick_more_is_refu
     assert engine.verify()
 
 
+def test_mark_whose_largest_move_is_exactly_capacity_is_refused_whole():
+    # |position| x move x tick value == CAPACITY: the mark's unchecked fast path needs it below.
+    engine = micro_world(reference_price=1 * MICRO)
+    engine.book_fill("alpha", "SYM", BUY, 2**22, 1 * MICRO)
+    before = snapshot(engine)
+    with pytest.raises(CapacityError, match="SYM"):
+        engine.update_price("SYM", (2**40 + 1) * MICRO)      # long 2^62 + 2^22
+    assert snapshot(engine)[:3] == before[:3]
+    assert engine.trading_state(symbol="SYM") == TradingState.HALTED
+    assert engine.verify()
+
+
+def mark_past_64_bits(engine):
+    """Mark SYM so that beta's 2^22 units move by 2^64 + 2^22 micro-units: wrapped, that is +2^22."""
+    with pytest.raises(CapacityError, match="SYM"):
+        engine.update_price("SYM", (1 + 2**42 + 1) * MICRO)
+    assert engine.reference_price("SYM") == pytest.approx(1 * MICRO)
+    assert engine.verify()
+
+
+def test_mark_that_would_wrap_a_later_fills_position_is_refused():
+    # The first fill sets the symbol's position bound to 1; the second must raise it.
+    engine = micro_world(reference_price=1 * MICRO)
+    engine.book_fill("alpha", "SYM", BUY, 1, 1 * MICRO)
+    engine.book_fill("beta", "SYM", BUY, 2**22, 1 * MICRO)
+    mark_past_64_bits(engine)
+
+
+def test_mark_that_would_wrap_a_restored_position_is_refused():
+    engine = micro_world(reference_price=1 * MICRO)
+    engine.book_fill("beta", "SYM", BUY, 2**22, 1 * MICRO)
+    mark_past_64_bits(RiskEngine.from_state(engine.to_state(), clock=ManualClock(0)))
+
+
 def test_batch_of_marks_applies_the_rows_that_fit_and_halts_the_symbol_of_the_one_that_does_not():
     engine = micro_world(reference_price=1 * MICRO)
     engine.add_instrument(Instrument("OTH", tick_size=0.01, reference_price=10.0))
