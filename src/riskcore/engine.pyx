@@ -1011,8 +1011,10 @@ cdef class RiskEngine:
         if old != ref:
             for j in range(n):
                 slot = &slots[rows[j]]
-                # A node netting to flat still has a cost: its unrealized moved too.
-                if slot.pos != 0 or slot.cost != 0:
+                # The daily loss of each node with a position in the symbol, and on its first mark
+                # also of a node netting to flat (its cost becomes P&L once there is a reference);
+                # later marks leave a flat node's P&L where it was.
+                if slot.pos != 0 or (old <= 0 and slot.cost != 0):
                     self._after_pnl_change(slot.node, now)
         return True
 

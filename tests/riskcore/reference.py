@@ -798,8 +798,6 @@ class ReferenceModel:
 
     def _apply_price(self, symbol, ticks) -> None:
         ins = self.instruments[symbol]
-        before = self._aggregates()
-
         old = ins.ref, ins.ref_time
 
         def mark():
@@ -808,11 +806,15 @@ class ReferenceModel:
         def undo():
             ins.ref, ins.ref_time = old
         self._within_capacity(mark, undo, lambda: self._halt_symbol(symbol))
-        # AMBIGUITY: a price update "affects" the nodes whose P&L it changes (a
-        # node netted flat in the symbol, or a mark at the same price, is not).
+        if ins.ref == old[0]:
+            return  # README: a mark at the reference it already has changes nothing
+        # README: a price update re-checks the daily loss of every node with a
+        # position in the symbol, and on the symbol's first mark also of every
+        # node netting to flat in it (its cost becomes P&L).
         aggs = self._aggregates()
         for n in range(len(self.nodes)):
-            if aggs[n].unrealized != before[n].unrealized:
+            pos, cost = aggs[n].per_symbol.get(symbol, (0, 0))[:2]
+            if pos != 0 or (old[0] is None and cost != 0):
                 self._daily_loss_check(n, aggs)
 
     def roll_day(self) -> None:
