@@ -70,7 +70,8 @@ def test_a_strategy_that_crashes_at_start_backs_off_restarts_and_faults_after_n_
         info = s.info("crash")
         assert info["restarts"] == POLICY.breaker - 1
         assert info["last_error"] == "exited with code 1"
-        assert trading_state(h, "momentum") == risk_pb2.HALTED
+        # The halt is the failure's background call to the risk engine: it may land just after FAULTED.
+        await until(lambda: trading_state(h, "momentum") == risk_pb2.HALTED, what="momentum HALTED")
         with pytest.raises(FailedPrecondition, match="is FAULTED: cannot start"):
             await s.start("crash")
         await s.reset("crash")
