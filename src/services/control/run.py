@@ -81,7 +81,8 @@ def main(argv: list[str]) -> int:
                              "(control.market_data_target)")
         from riskcore_services.ingest.client import MarketDataClient, QuoteFeed
 
-        quotes = QuoteFeed(MarketDataClient(market_data), config["symbols"])
+        # The account's token goes to the market data service too (give it the same [[auth.tokens]]).
+        quotes = QuoteFeed(MarketDataClient(market_data, token=token or None), config["symbols"])
     strategy = load(argv[0])(name, account, config, risk, quotes)
     strategy.on_start()
     say("ready")
