@@ -148,7 +148,7 @@ class AlertSuite:
     def run(self) -> Iterator[Row]:
         import socket
 
-        env = grpc_env(legacy_io=False)
+        env = grpc_env(legacy_io=True)   # the services' own default (GRPC_EXPERIMENTS unset)
         stream, hooks = Receipts(), Receipts()
         receiver = start_receiver(hooks)
         dead = socket.socket()
