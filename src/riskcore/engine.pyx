@@ -11,14 +11,10 @@ import math
 
 import numpy as np
 
-from cython.operator cimport dereference as deref, preincrement as inc, predecrement as dec
 from libc.math cimport isfinite
-from libc.string cimport memcpy, memset
+from libc.string cimport memset
 from libc.stdint cimport INT32_MAX
 from libcpp.vector cimport vector
-from libcpp.deque cimport deque
-from libcpp.utility cimport pair
-from libcpp.map cimport map as cmap
 
 from riskcore._types cimport (
     i64, i32, i128, uint8_t, int8_t, INT64_MAX, INT64_MIN, MAX_DEPTH,
@@ -37,6 +33,9 @@ from riskcore.fixedpoint cimport (
 from riskcore.bounds cimport MAX_QUANTITY, MAX_PRICE_TICKS, CAPACITY, within, pnl_within, gross_within
 from riskcore._positions cimport (
     _unrealized, _revalue_node, _revalue_holders, _fill_position,
+)
+from riskcore._throttle cimport (
+    DupKey, W_NEW, W_MODIFY, W_CANCEL, W_FILL, _window, _dup_key, _is_duplicate, _remember_order, _forget_orders,
 )
 from riskcore.clock cimport Clock, SystemClock
 from riskcore.decision cimport Decision, make_decision
@@ -725,24 +724,22 @@ cdef class RiskEngine:
                     util = max(util, ratio(nd.open_orders + 1, lim))
                 count, length = nd.limits.new_rate_count, nd.limits.new_rate_window
                 if count >= 0:
-                    v = self._window(n, W_NEW).count(now, length)
+                    v = _window(self._windows.data(), n, W_NEW).count(now, length)
                     if v >= count:
                         r.node, r.value, r.limit = n, <double>v, <double>count
                         return R.ORDER_RATE_LIMIT
             else:
                 count, length = nd.limits.modify_rate_count, nd.limits.modify_rate_window
                 if count >= 0:
-                    v = self._window(n, W_MODIFY).count(now, length)
+                    v = _window(self._windows.data(), n, W_MODIFY).count(now, length)
                     if v >= count:
                         r.node, r.value, r.limit = n, <double>v, <double>count
                         return R.MODIFY_RATE_LIMIT
         # 11. duplicate content
         if not is_modify and self._dup_window > 0:
-            dkey.first.first = _slot_key(acct, sym)
-            dkey.first.second = q * 2 + (side > 0)
-            dkey.second = _price_key(side, p, market)
-            if self._dup_last.count(dkey) and now - self._dup_last[dkey] < self._dup_window:
-                r.value = (now - self._dup_last[dkey]) / 1e9
+            dkey = _dup_key(acct, sym, side, q, _price_key(side, p, market))
+            if _is_duplicate(&self._dup_last, self._dup_window, &dkey, now, &v):
+                r.value = v / 1e9
                 return R.DUPLICATE_ORDER
         # 12. self-match against the account's own working orders (best level kept in the row)
         v = _price_key(side, p, market)
@@ -777,7 +774,6 @@ cdef class RiskEngine:
         cdef SavedNode* saved = NULL
         cdef Order_t order
         cdef DupKey dkey
-        cdef cmap[DupKey, i64].iterator dit
         if record:
             self._nodes[acct].active = 1
         while s >= 0:
@@ -795,9 +791,9 @@ cdef class RiskEngine:
             nd.open_orders += 1
             if is_modify:
                 if nd.limits.modify_rate_count >= 0:
-                    self._window(slot.node, W_MODIFY).push(now)
+                    _window(self._windows.data(), slot.node, W_MODIFY).push(now)
             elif nd.limits.new_rate_count >= 0:
-                self._window(slot.node, W_NEW).push(now)
+                _window(self._windows.data(), slot.node, W_NEW).push(now)
                 if self._what_if:
                     saved.pushed += 1
             s = slot.parent_slot
@@ -809,20 +805,10 @@ cdef class RiskEngine:
         else:
             slot.best_sell = max(slot.best_sell, key)
         if self._dup_window > 0 and not is_modify:
-            dkey.first.first = _slot_key(acct, sym)
-            dkey.first.second = q * 2 + (side > 0)
-            dkey.second = _price_key(side, p, market)
-            self._dup_last[dkey] = now
-            self._dup_expiry.push_back(pair[i64, DupKey](now, dkey))
+            dkey = _dup_key(acct, sym, side, q, _price_key(side, p, market))
+            _remember_order(&self._dup_last, &self._dup_expiry, self._dup_window, &dkey, now)
             if self._what_if:
                 self._batch_dups.push_back(dkey)
-            # Forget what has left the window (the newest entry always stays).
-            while self._dup_expiry.front().first <= now - self._dup_window:
-                dkey = self._dup_expiry.front().second
-                dit = self._dup_last.find(dkey)
-                if dit != self._dup_last.end() and deref(dit).second == self._dup_expiry.front().first:
-                    self._dup_last.erase(dit)
-                self._dup_expiry.pop_front()
         if record:
             memset(&order, 0, sizeof(order))
             order.id = order_id
@@ -868,10 +854,6 @@ cdef class RiskEngine:
                 slot.best_buy = INT64_MIN if book.empty() else book.best()
             else:
                 slot.best_sell = INT64_MIN if book.empty() else book.best()
-
-    cdef Window* _window(self, i32 node, int which) noexcept nogil:
-        """One of a node's sliding windows of events (W_NEW, W_MODIFY, W_CANCEL, W_FILL)."""
-        return &self._windows[4 * node + which]
 
     cdef Levels* _resting_side(self, i32 slot, i64 side) noexcept nogil:
         """The slot's working orders of one side, by level key (see ``_level_key``)."""
@@ -952,8 +934,8 @@ cdef class RiskEngine:
             s = leaf_node.path[k]
             nd = &self._nodes[s]
             if nd.limits.fill_count >= 0:
-                self._window(s, W_FILL).push(now)
-                fills = self._window(s, W_FILL).count(now, nd.limits.fill_window)
+                _window(self._windows.data(), s, W_FILL).push(now)
+                fills = _window(self._windows.data(), s, W_FILL).count(now, nd.limits.fill_window)
                 if fills > nd.limits.fill_count and nd.state != TS.HALTED:
                     nd.state = TS.HALTED
                     nd.state_cause = R.EXECUTION_THROTTLE
@@ -1139,14 +1121,14 @@ cdef class RiskEngine:
             n = node.path[k]
             nd = &self._nodes[n]
             if nd.limits.cancel_rate_count >= 0:
-                v = self._window(n, W_CANCEL).count(now, nd.limits.cancel_rate_window)
+                v = _window(self._windows.data(), n, W_CANCEL).count(now, nd.limits.cancel_rate_window)
                 if v >= nd.limits.cancel_rate_count:
                     r.node, r.value, r.limit = n, <double>v, <double>nd.limits.cancel_rate_count
                     return self._decision(R.CANCEL_RATE_LIMIT, &r)
         for k in range(node.depth):
             n = node.path[k]
             if self._nodes[n].limits.cancel_rate_count >= 0:
-                self._window(n, W_CANCEL).push(now)
+                _window(self._windows.data(), n, W_CANCEL).push(now)
         r.value = 0.0
         return self._decision(R.OK, &r)
 
@@ -1329,7 +1311,6 @@ cdef class RiskEngine:
         cdef SavedNode* saved
         cdef Slot_t* slot
         cdef Node_t* nd
-        cdef DupKey dkey
         for j in range(rows):
             if j + LOOKAHEAD_WHAT_IF < rows:
                 prefetch(&self._slots[self._saved_rows[j + LOOKAHEAD_WHAT_IF].slot])
@@ -1343,12 +1324,8 @@ cdef class RiskEngine:
             nd.wbuy_notional, nd.wsell_notional, nd.open_orders = (
                 saved.wbuy_notional, saved.wsell_notional, saved.open_orders)
             nd.saved = -1
-            self._window(saved.node, W_NEW).unpush(saved.pushed)
-        for j in range(self._batch_dups.size(), 0, -1):
-            dkey = self._batch_dups[j - 1]
-            if self._dup_expiry.size() and self._dup_expiry.back().second == dkey:
-                self._dup_expiry.pop_back()
-            self._dup_last.erase(dkey)
+            _window(self._windows.data(), saved.node, W_NEW).unpush(saved.pushed)
+        _forget_orders(&self._dup_last, &self._dup_expiry, &self._batch_dups)
         self._saved_rows.clear()
         self._saved_nodes.clear()
         self._batch_dups.clear()
@@ -1734,6 +1711,7 @@ cdef class RiskEngine:
         cdef Node_t* n = &self._nodes[nid]
         cdef Limits_t lim = n.limits
         cdef i64 now = self._clock.now()
+        cdef Window* windows = self._windows.data()
         out = {}
 
         def put(name, value, limit, scale):
@@ -1747,15 +1725,15 @@ cdef class RiskEngine:
         put("max_open_orders", n.open_orders, lim.max_open_orders, 1)
         put("max_daily_loss", max(0, -(int(n.realized) + n.unrealized - n.sod_pnl)), lim.max_daily_loss, 1e6)
         if lim.new_rate_count >= 0:
-            put("new_order_rate", self._window(nid, W_NEW).count(now, lim.new_rate_window), lim.new_rate_count, 1)
+            put("new_order_rate", _window(windows, nid, W_NEW).count(now, lim.new_rate_window), lim.new_rate_count, 1)
         if lim.modify_rate_count >= 0:
-            put("modify_rate", self._window(nid, W_MODIFY).count(now, lim.modify_rate_window),
+            put("modify_rate", _window(windows, nid, W_MODIFY).count(now, lim.modify_rate_window),
                 lim.modify_rate_count, 1)
         if lim.cancel_rate_count >= 0:
-            put("cancel_rate", self._window(nid, W_CANCEL).count(now, lim.cancel_rate_window),
+            put("cancel_rate", _window(windows, nid, W_CANCEL).count(now, lim.cancel_rate_window),
                 lim.cancel_rate_count, 1)
         if lim.fill_count >= 0:
-            put("fill_throttle", self._window(nid, W_FILL).count(now, lim.fill_window), lim.fill_count, 1)
+            put("fill_throttle", _window(windows, nid, W_FILL).count(now, lim.fill_window), lim.fill_count, 1)
         return out
 
     def drain_events(self):
