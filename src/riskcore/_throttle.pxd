@@ -63,8 +63,8 @@ cdef inline void _remember_order(cmap[DupKey, i64]* last, deque[pair[i64, DupKey
 
 
 cdef inline void _forget_orders(cmap[DupKey, i64]* last, deque[pair[i64, DupKey]]* expiry,
-                                const vector[DupKey]* added) noexcept nogil:
-    """Take back the entries a what-if batch added (``added``, in order), newest first."""
+                                vector[DupKey]* added) noexcept nogil:
+    """Take back the entries a what-if batch added (``added``, in order), newest first; empty ``added``."""
     cdef size_t j
     cdef DupKey key
     for j in range(added.size(), 0, -1):
@@ -72,3 +72,4 @@ cdef inline void _forget_orders(cmap[DupKey, i64]* last, deque[pair[i64, DupKey]
         if expiry.size() and expiry.back().second == key:
             expiry.pop_back()
         last.erase(key)
+    added.clear()

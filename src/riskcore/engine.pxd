@@ -88,10 +88,6 @@ cdef class RiskEngine:
     cdef void _prefetch_slot(self, i32 s) noexcept nogil
     @cython.final
     cdef void _prefetch_chain(self, i32 s) noexcept nogil
-    @cython.final
-    cdef inline void _save_row(self, i32 s) noexcept nogil
-    @cython.final
-    cdef inline SavedNode* _save_node(self, i32 n) noexcept nogil
     cdef void _begin_what_if(self) noexcept nogil
     cdef void _take_back(self) noexcept nogil
     @cython.final

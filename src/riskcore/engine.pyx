@@ -24,7 +24,7 @@ from riskcore._types cimport (
 from riskcore._types cimport Reason as R
 from riskcore._types cimport TradingState as TS
 from riskcore._types cimport OrderStatus as OS
-from riskcore.tables cimport Levels, OrderIndex, Window
+from riskcore.tables cimport Levels, OrderIndex, Window, prefetch
 from riskcore.checks cimport reduces_position, collar_band, worst_position, ratio
 from riskcore.fixedpoint cimport (
     sat_mul3, price_to_ticks, mark_ticks, iabs, positive_part,
@@ -37,6 +37,7 @@ from riskcore._positions cimport (
 from riskcore._throttle cimport (
     DupKey, W_NEW, W_MODIFY, W_CANCEL, W_FILL, _window, _dup_key, _is_duplicate, _remember_order, _forget_orders,
 )
+from riskcore._whatif cimport _save_row, _save_node, _restore_rows, _restore_nodes
 from riskcore.clock cimport Clock, SystemClock
 from riskcore.decision cimport Decision, make_decision
 
@@ -88,9 +89,6 @@ cdef Limits_t _NO_LIMITS = Limits_t(
     cancel_rate_count=-1, cancel_rate_window=0, fill_count=-1, fill_window=0,
 )
 
-
-cdef extern from *:
-    void prefetch "__builtin_prefetch"(const void* address) nogil
 
 # A batch starts loading order i + d's slot index entry while it checks order i,
 # that order's slot row d / 2 orders later, and its parent's row d / 4 later:
@@ -780,8 +778,8 @@ cdef class RiskEngine:
             slot = &self._slots[s]
             nd = &self._nodes[slot.node]
             if self._what_if:
-                self._save_row(s)
-                saved = self._save_node(slot.node)
+                _save_row(self._slots.data(), s, &self._saved_rows)
+                saved = _save_node(self._nodes.data(), slot.node, &self._saved_nodes)
             if side > 0:
                 slot.wbuy += q
                 nd.wbuy_notional += notional
@@ -1282,53 +1280,15 @@ cdef class RiskEngine:
         self._batch_dups.clear()
         self._what_if = True
 
-    cdef void _save_row(self, i32 s) noexcept nogil:
-        """Keep a slot row's working orders before the what-if batch first changes them."""
-        cdef Slot_t* slot = &self._slots[s]
-        if not slot.saved:
-            slot.saved = 1
-            self._saved_rows.push_back(SavedRow(slot=s, wbuy=slot.wbuy, wsell=slot.wsell,
-                                                best_buy=slot.best_buy, best_sell=slot.best_sell))
-
-    cdef SavedNode* _save_node(self, i32 n) noexcept nogil:
-        """Keep a node's working totals before the what-if batch first changes them; return the record."""
-        cdef Node_t* nd = &self._nodes[n]
-        if nd.saved < 0:
-            nd.saved = <i32>self._saved_nodes.size()
-            self._saved_nodes.push_back(SavedNode(node=n, wbuy_notional=nd.wbuy_notional,
-                                                  wsell_notional=nd.wsell_notional,
-                                                  open_orders=nd.open_orders, pushed=0))
-        return &self._saved_nodes[nd.saved]
-
     cdef void _take_back(self) noexcept nogil:
         """End a what-if batch: every row and node it changed goes back to what it saved.
 
         One write per distinct row, not one take-back per order: a batch of
         1M orders over 100k positions restores at most the 100k rows it touched.
         """
-        cdef size_t j, rows = self._saved_rows.size()
-        cdef SavedRow* row
-        cdef SavedNode* saved
-        cdef Slot_t* slot
-        cdef Node_t* nd
-        for j in range(rows):
-            if j + LOOKAHEAD_WHAT_IF < rows:
-                prefetch(&self._slots[self._saved_rows[j + LOOKAHEAD_WHAT_IF].slot])
-            row = &self._saved_rows[j]
-            slot = &self._slots[row.slot]
-            slot.wbuy, slot.wsell, slot.best_buy, slot.best_sell = row.wbuy, row.wsell, row.best_buy, row.best_sell
-            slot.saved = 0
-        for j in range(self._saved_nodes.size()):
-            saved = &self._saved_nodes[j]
-            nd = &self._nodes[saved.node]
-            nd.wbuy_notional, nd.wsell_notional, nd.open_orders = (
-                saved.wbuy_notional, saved.wsell_notional, saved.open_orders)
-            nd.saved = -1
-            _window(self._windows.data(), saved.node, W_NEW).unpush(saved.pushed)
+        _restore_rows(self._slots.data(), &self._saved_rows, LOOKAHEAD_WHAT_IF)
+        _restore_nodes(self._nodes.data(), self._windows.data(), &self._saved_nodes)
         _forget_orders(&self._dup_last, &self._dup_expiry, &self._batch_dups)
-        self._saved_rows.clear()
-        self._saved_nodes.clear()
-        self._batch_dups.clear()
         self._what_if = False
 
     # --------------------------------------------------------------- events
