@@ -6,7 +6,6 @@ The Python methods translate names to integer ids, call the nogil core and
 build the answer. The rules themselves are in ``checks.pxd``; the model they
 implement is the "Risk model" section of the README.
 """
-from collections import namedtuple
 import math
 
 import numpy as np
@@ -43,6 +42,9 @@ from riskcore.decision cimport Decision, make_decision
 
 from riskcore._types import Reason, TradingState, OrderStatus
 from riskcore.config import Instrument, Limits
+from riskcore.records import (
+    Position, Aggregate, OrderInfo, BreachEvent, POSITION_DTYPE, ORDER_DTYPE, AGGREGATE_DTYPE,
+)
 from riskcore.errors import (
     CapacityError, InvalidConfigError, InvalidInputError, StateError,
     UnknownAccountError, UnknownOrderError, UnknownSymbolError,
@@ -59,28 +61,6 @@ PRICE_TICKS_LIMIT = MAX_PRICE_TICKS
 CAPACITY_MICROS = CAPACITY
 _AGGREGATE_SUMS = ("long", "short", "working_buy", "working_sell", "realized", "unrealized", "open_orders")
 _SIDES = {"BUY": 1, "SELL": -1, "buy": 1, "sell": -1, "B": 1, "S": -1}
-
-Position = namedtuple("Position", "account symbol quantity average_price realized unrealized")
-Aggregate = namedtuple(
-    "Aggregate",
-    "account long short net gross working_buy working_sell realized unrealized daily_pnl open_orders state",
-)
-OrderInfo = namedtuple("OrderInfo", "order_id account symbol side price remaining filled market status")
-BreachEvent = namedtuple("BreachEvent", "time account symbol reason value limit")
-
-POSITION_DTYPE = np.dtype([
-    ("account", np.int32), ("symbol", np.int32), ("quantity", np.int64),
-    ("average_price", np.float64), ("realized", np.float64), ("unrealized", np.float64),
-])
-ORDER_DTYPE = np.dtype([
-    ("order_id", np.int64), ("account", np.int32), ("symbol", np.int32), ("side", np.int8),
-    ("market", np.bool_), ("price", np.float64), ("remaining", np.int64), ("filled", np.int64),
-])
-AGGREGATE_DTYPE = np.dtype([
-    ("account", np.int32), ("parent", np.int32), ("long", np.int64), ("short", np.int64),
-    ("working_buy", np.int64), ("working_sell", np.int64), ("realized", np.int64),
-    ("unrealized", np.int64), ("daily_pnl", np.int64), ("open_orders", np.int64), ("state", np.int8),
-])
 
 cdef Limits_t _NO_LIMITS = Limits_t(
     max_order_qty=INT64_MAX, max_order_notional=INT64_MAX, max_gross=INT64_MAX, max_net=INT64_MAX,
