@@ -16,8 +16,9 @@ from riskcore.engine cimport RiskEngine, _level_key, _price_key
 from riskcore.fixedpoint cimport add_overflows, sub_overflows, money_overflows, positive_part
 from riskcore.tables cimport Levels
 
-from riskcore.engine import AGGREGATE_DTYPE as _AGGREGATE_DTYPE, _AGGREGATE_SUMS
+from riskcore.engine import _AGGREGATE_SUMS
 from riskcore.errors import StateError
+from riskcore.records import AGGREGATE_DTYPE as _AGGREGATE_DTYPE
 
 
 ctypedef struct RunSum:

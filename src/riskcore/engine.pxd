@@ -12,19 +12,7 @@ from riskcore._types cimport (
 from riskcore.clock cimport Clock
 from riskcore.decision cimport Decision
 from riskcore.tables cimport Levels, OrderIndex, SlotIndex, Window
-
-ctypedef pair[pair[i64, i64], i64] DupKey
-
-cdef enum:
-    # Which of a node's four sliding windows.
-    W_NEW = 0
-    W_MODIFY = 1
-    W_CANCEL = 2
-    W_FILL = 3
-
-
-cdef inline i64 _slot_key(i32 node, i32 symbol) noexcept nogil:
-    return (<i64>node << 32) | <i64>symbol
+from riskcore._throttle cimport DupKey
 
 
 cdef inline i64 _price_key(i64 side, i64 price, bint market) noexcept nogil:
@@ -92,8 +80,6 @@ cdef class RiskEngine:
     cdef void _reserve(self, i64 order_id, i32 acct, i32 sym, i64 side, i64 q, bint market,
                        i64 now, bint record, bint is_modify, const CheckResult* r) noexcept nogil
     @cython.final
-    cdef inline Window* _window(self, i32 node, int which) noexcept nogil
-    @cython.final
     cdef inline Levels* _resting_side(self, i32 slot, i64 side) noexcept nogil
     @cython.final
     cdef void _release(self, i32 leaf_slot, i64 side, i64 qty, i64 price, i64 price_key,
@@ -102,10 +88,6 @@ cdef class RiskEngine:
     cdef void _prefetch_slot(self, i32 s) noexcept nogil
     @cython.final
     cdef void _prefetch_chain(self, i32 s) noexcept nogil
-    @cython.final
-    cdef inline void _save_row(self, i32 s) noexcept nogil
-    @cython.final
-    cdef inline SavedNode* _save_node(self, i32 n) noexcept nogil
     cdef void _begin_what_if(self) noexcept nogil
     cdef void _take_back(self) noexcept nogil
     @cython.final

@@ -1,14 +1,23 @@
-from typing import Any, Iterable, NamedTuple
+from typing import Any, Iterable
 
 import numpy as np
 import numpy.typing as npt
 
 from typing_extensions import disjoint_base
 
-from riskcore._types import OrderStatus, Reason, TradingState
+from riskcore._types import TradingState
 from riskcore.clock import Clock
 from riskcore.config import Instrument, Limits
 from riskcore.decision import Decision
+from riskcore.records import (
+    AGGREGATE_DTYPE as AGGREGATE_DTYPE,
+    ORDER_DTYPE as ORDER_DTYPE,
+    POSITION_DTYPE as POSITION_DTYPE,
+    Aggregate as Aggregate,
+    BreachEvent as BreachEvent,
+    OrderInfo as OrderInfo,
+    Position as Position,
+)
 
 BUY: int
 SELL: int
@@ -16,53 +25,9 @@ STATE_VERSION: int
 MAX_ORDER_QUANTITY: int
 PRICE_TICKS_LIMIT: int
 CAPACITY_MICROS: int
-POSITION_DTYPE: np.dtype[Any]
-ORDER_DTYPE: np.dtype[Any]
-AGGREGATE_DTYPE: np.dtype[Any]
 
 _Side = int | str
 _Name = str | int
-
-class Position(NamedTuple):
-    account: str
-    symbol: str
-    quantity: int
-    average_price: float
-    realized: float
-    unrealized: float
-
-class Aggregate(NamedTuple):
-    account: str
-    long: float
-    short: float
-    net: float
-    gross: float
-    working_buy: float
-    working_sell: float
-    realized: float
-    unrealized: float
-    daily_pnl: float
-    open_orders: int
-    state: TradingState
-
-class OrderInfo(NamedTuple):
-    order_id: int
-    account: str
-    symbol: str
-    side: int
-    price: float
-    remaining: int
-    filled: int
-    market: bool
-    status: OrderStatus
-
-class BreachEvent(NamedTuple):
-    time: int
-    account: str
-    symbol: str | None
-    reason: Reason
-    value: float
-    limit: float
 
 @disjoint_base
 class RiskEngine:

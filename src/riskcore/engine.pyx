@@ -6,19 +6,14 @@ The Python methods translate names to integer ids, call the nogil core and
 build the answer. The rules themselves are in ``checks.pxd``; the model they
 implement is the "Risk model" section of the README.
 """
-from collections import namedtuple
 import math
 
 import numpy as np
 
-from cython.operator cimport dereference as deref, preincrement as inc, predecrement as dec
 from libc.math cimport isfinite
-from libc.string cimport memcpy, memset
+from libc.string cimport memset
 from libc.stdint cimport INT32_MAX
 from libcpp.vector cimport vector
-from libcpp.deque cimport deque
-from libcpp.utility cimport pair
-from libcpp.map cimport map as cmap
 
 from riskcore._types cimport (
     i64, i32, i128, uint8_t, int8_t, INT64_MAX, INT64_MIN, MAX_DEPTH,
@@ -28,7 +23,7 @@ from riskcore._types cimport (
 from riskcore._types cimport Reason as R
 from riskcore._types cimport TradingState as TS
 from riskcore._types cimport OrderStatus as OS
-from riskcore.tables cimport Levels, OrderIndex, Window
+from riskcore.tables cimport Levels, OrderIndex, Window, prefetch
 from riskcore.checks cimport reduces_position, collar_band, worst_position, ratio
 from riskcore.fixedpoint cimport (
     sat_mul3, price_to_ticks, mark_ticks, iabs, positive_part,
@@ -38,11 +33,18 @@ from riskcore.bounds cimport MAX_QUANTITY, MAX_PRICE_TICKS, CAPACITY, within, pn
 from riskcore._positions cimport (
     _unrealized, _revalue_node, _revalue_holders, _fill_position,
 )
+from riskcore._throttle cimport (
+    DupKey, W_NEW, W_MODIFY, W_CANCEL, W_FILL, _window, _dup_key, _is_duplicate, _remember_order, _forget_orders,
+)
+from riskcore._whatif cimport _save_row, _save_node, _restore_rows, _restore_nodes
 from riskcore.clock cimport Clock, SystemClock
 from riskcore.decision cimport Decision, make_decision
 
 from riskcore._types import Reason, TradingState, OrderStatus
 from riskcore.config import Instrument, Limits
+from riskcore.records import (
+    Position, Aggregate, OrderInfo, BreachEvent, POSITION_DTYPE, ORDER_DTYPE, AGGREGATE_DTYPE,
+)
 from riskcore.errors import (
     CapacityError, InvalidConfigError, InvalidInputError, StateError,
     UnknownAccountError, UnknownOrderError, UnknownSymbolError,
@@ -60,28 +62,6 @@ CAPACITY_MICROS = CAPACITY
 _AGGREGATE_SUMS = ("long", "short", "working_buy", "working_sell", "realized", "unrealized", "open_orders")
 _SIDES = {"BUY": 1, "SELL": -1, "buy": 1, "sell": -1, "B": 1, "S": -1}
 
-Position = namedtuple("Position", "account symbol quantity average_price realized unrealized")
-Aggregate = namedtuple(
-    "Aggregate",
-    "account long short net gross working_buy working_sell realized unrealized daily_pnl open_orders state",
-)
-OrderInfo = namedtuple("OrderInfo", "order_id account symbol side price remaining filled market status")
-BreachEvent = namedtuple("BreachEvent", "time account symbol reason value limit")
-
-POSITION_DTYPE = np.dtype([
-    ("account", np.int32), ("symbol", np.int32), ("quantity", np.int64),
-    ("average_price", np.float64), ("realized", np.float64), ("unrealized", np.float64),
-])
-ORDER_DTYPE = np.dtype([
-    ("order_id", np.int64), ("account", np.int32), ("symbol", np.int32), ("side", np.int8),
-    ("market", np.bool_), ("price", np.float64), ("remaining", np.int64), ("filled", np.int64),
-])
-AGGREGATE_DTYPE = np.dtype([
-    ("account", np.int32), ("parent", np.int32), ("long", np.int64), ("short", np.int64),
-    ("working_buy", np.int64), ("working_sell", np.int64), ("realized", np.int64),
-    ("unrealized", np.int64), ("daily_pnl", np.int64), ("open_orders", np.int64), ("state", np.int8),
-])
-
 cdef Limits_t _NO_LIMITS = Limits_t(
     max_order_qty=INT64_MAX, max_order_notional=INT64_MAX, max_gross=INT64_MAX, max_net=INT64_MAX,
     max_open_orders=INT64_MAX, max_daily_loss=INT64_MAX,
@@ -89,9 +69,6 @@ cdef Limits_t _NO_LIMITS = Limits_t(
     cancel_rate_count=-1, cancel_rate_window=0, fill_count=-1, fill_window=0,
 )
 
-
-cdef extern from *:
-    void prefetch "__builtin_prefetch"(const void* address) nogil
 
 # A batch starts loading order i + d's slot index entry while it checks order i,
 # that order's slot row d / 2 orders later, and its parent's row d / 4 later:
@@ -725,24 +702,22 @@ cdef class RiskEngine:
                     util = max(util, ratio(nd.open_orders + 1, lim))
                 count, length = nd.limits.new_rate_count, nd.limits.new_rate_window
                 if count >= 0:
-                    v = self._window(n, W_NEW).count(now, length)
+                    v = _window(self._windows.data(), n, W_NEW).count(now, length)
                     if v >= count:
                         r.node, r.value, r.limit = n, <double>v, <double>count
                         return R.ORDER_RATE_LIMIT
             else:
                 count, length = nd.limits.modify_rate_count, nd.limits.modify_rate_window
                 if count >= 0:
-                    v = self._window(n, W_MODIFY).count(now, length)
+                    v = _window(self._windows.data(), n, W_MODIFY).count(now, length)
                     if v >= count:
                         r.node, r.value, r.limit = n, <double>v, <double>count
                         return R.MODIFY_RATE_LIMIT
         # 11. duplicate content
         if not is_modify and self._dup_window > 0:
-            dkey.first.first = _slot_key(acct, sym)
-            dkey.first.second = q * 2 + (side > 0)
-            dkey.second = _price_key(side, p, market)
-            if self._dup_last.count(dkey) and now - self._dup_last[dkey] < self._dup_window:
-                r.value = (now - self._dup_last[dkey]) / 1e9
+            dkey = _dup_key(acct, sym, side, q, _price_key(side, p, market))
+            if _is_duplicate(&self._dup_last, self._dup_window, &dkey, now, &v):
+                r.value = v / 1e9
                 return R.DUPLICATE_ORDER
         # 12. self-match against the account's own working orders (best level kept in the row)
         v = _price_key(side, p, market)
@@ -777,15 +752,14 @@ cdef class RiskEngine:
         cdef SavedNode* saved = NULL
         cdef Order_t order
         cdef DupKey dkey
-        cdef cmap[DupKey, i64].iterator dit
         if record:
             self._nodes[acct].active = 1
         while s >= 0:
             slot = &self._slots[s]
             nd = &self._nodes[slot.node]
             if self._what_if:
-                self._save_row(s)
-                saved = self._save_node(slot.node)
+                _save_row(self._slots.data(), s, &self._saved_rows)
+                saved = _save_node(self._nodes.data(), slot.node, &self._saved_nodes)
             if side > 0:
                 slot.wbuy += q
                 nd.wbuy_notional += notional
@@ -795,9 +769,9 @@ cdef class RiskEngine:
             nd.open_orders += 1
             if is_modify:
                 if nd.limits.modify_rate_count >= 0:
-                    self._window(slot.node, W_MODIFY).push(now)
+                    _window(self._windows.data(), slot.node, W_MODIFY).push(now)
             elif nd.limits.new_rate_count >= 0:
-                self._window(slot.node, W_NEW).push(now)
+                _window(self._windows.data(), slot.node, W_NEW).push(now)
                 if self._what_if:
                     saved.pushed += 1
             s = slot.parent_slot
@@ -809,20 +783,10 @@ cdef class RiskEngine:
         else:
             slot.best_sell = max(slot.best_sell, key)
         if self._dup_window > 0 and not is_modify:
-            dkey.first.first = _slot_key(acct, sym)
-            dkey.first.second = q * 2 + (side > 0)
-            dkey.second = _price_key(side, p, market)
-            self._dup_last[dkey] = now
-            self._dup_expiry.push_back(pair[i64, DupKey](now, dkey))
+            dkey = _dup_key(acct, sym, side, q, _price_key(side, p, market))
+            _remember_order(&self._dup_last, &self._dup_expiry, self._dup_window, &dkey, now)
             if self._what_if:
                 self._batch_dups.push_back(dkey)
-            # Forget what has left the window (the newest entry always stays).
-            while self._dup_expiry.front().first <= now - self._dup_window:
-                dkey = self._dup_expiry.front().second
-                dit = self._dup_last.find(dkey)
-                if dit != self._dup_last.end() and deref(dit).second == self._dup_expiry.front().first:
-                    self._dup_last.erase(dit)
-                self._dup_expiry.pop_front()
         if record:
             memset(&order, 0, sizeof(order))
             order.id = order_id
@@ -868,10 +832,6 @@ cdef class RiskEngine:
                 slot.best_buy = INT64_MIN if book.empty() else book.best()
             else:
                 slot.best_sell = INT64_MIN if book.empty() else book.best()
-
-    cdef Window* _window(self, i32 node, int which) noexcept nogil:
-        """One of a node's sliding windows of events (W_NEW, W_MODIFY, W_CANCEL, W_FILL)."""
-        return &self._windows[4 * node + which]
 
     cdef Levels* _resting_side(self, i32 slot, i64 side) noexcept nogil:
         """The slot's working orders of one side, by level key (see ``_level_key``)."""
@@ -952,8 +912,8 @@ cdef class RiskEngine:
             s = leaf_node.path[k]
             nd = &self._nodes[s]
             if nd.limits.fill_count >= 0:
-                self._window(s, W_FILL).push(now)
-                fills = self._window(s, W_FILL).count(now, nd.limits.fill_window)
+                _window(self._windows.data(), s, W_FILL).push(now)
+                fills = _window(self._windows.data(), s, W_FILL).count(now, nd.limits.fill_window)
                 if fills > nd.limits.fill_count and nd.state != TS.HALTED:
                     nd.state = TS.HALTED
                     nd.state_cause = R.EXECUTION_THROTTLE
@@ -1139,14 +1099,14 @@ cdef class RiskEngine:
             n = node.path[k]
             nd = &self._nodes[n]
             if nd.limits.cancel_rate_count >= 0:
-                v = self._window(n, W_CANCEL).count(now, nd.limits.cancel_rate_window)
+                v = _window(self._windows.data(), n, W_CANCEL).count(now, nd.limits.cancel_rate_window)
                 if v >= nd.limits.cancel_rate_count:
                     r.node, r.value, r.limit = n, <double>v, <double>nd.limits.cancel_rate_count
                     return self._decision(R.CANCEL_RATE_LIMIT, &r)
         for k in range(node.depth):
             n = node.path[k]
             if self._nodes[n].limits.cancel_rate_count >= 0:
-                self._window(n, W_CANCEL).push(now)
+                _window(self._windows.data(), n, W_CANCEL).push(now)
         r.value = 0.0
         return self._decision(R.OK, &r)
 
@@ -1300,58 +1260,15 @@ cdef class RiskEngine:
         self._batch_dups.clear()
         self._what_if = True
 
-    cdef void _save_row(self, i32 s) noexcept nogil:
-        """Keep a slot row's working orders before the what-if batch first changes them."""
-        cdef Slot_t* slot = &self._slots[s]
-        if not slot.saved:
-            slot.saved = 1
-            self._saved_rows.push_back(SavedRow(slot=s, wbuy=slot.wbuy, wsell=slot.wsell,
-                                                best_buy=slot.best_buy, best_sell=slot.best_sell))
-
-    cdef SavedNode* _save_node(self, i32 n) noexcept nogil:
-        """Keep a node's working totals before the what-if batch first changes them; return the record."""
-        cdef Node_t* nd = &self._nodes[n]
-        if nd.saved < 0:
-            nd.saved = <i32>self._saved_nodes.size()
-            self._saved_nodes.push_back(SavedNode(node=n, wbuy_notional=nd.wbuy_notional,
-                                                  wsell_notional=nd.wsell_notional,
-                                                  open_orders=nd.open_orders, pushed=0))
-        return &self._saved_nodes[nd.saved]
-
     cdef void _take_back(self) noexcept nogil:
         """End a what-if batch: every row and node it changed goes back to what it saved.
 
         One write per distinct row, not one take-back per order: a batch of
         1M orders over 100k positions restores at most the 100k rows it touched.
         """
-        cdef size_t j, rows = self._saved_rows.size()
-        cdef SavedRow* row
-        cdef SavedNode* saved
-        cdef Slot_t* slot
-        cdef Node_t* nd
-        cdef DupKey dkey
-        for j in range(rows):
-            if j + LOOKAHEAD_WHAT_IF < rows:
-                prefetch(&self._slots[self._saved_rows[j + LOOKAHEAD_WHAT_IF].slot])
-            row = &self._saved_rows[j]
-            slot = &self._slots[row.slot]
-            slot.wbuy, slot.wsell, slot.best_buy, slot.best_sell = row.wbuy, row.wsell, row.best_buy, row.best_sell
-            slot.saved = 0
-        for j in range(self._saved_nodes.size()):
-            saved = &self._saved_nodes[j]
-            nd = &self._nodes[saved.node]
-            nd.wbuy_notional, nd.wsell_notional, nd.open_orders = (
-                saved.wbuy_notional, saved.wsell_notional, saved.open_orders)
-            nd.saved = -1
-            self._window(saved.node, W_NEW).unpush(saved.pushed)
-        for j in range(self._batch_dups.size(), 0, -1):
-            dkey = self._batch_dups[j - 1]
-            if self._dup_expiry.size() and self._dup_expiry.back().second == dkey:
-                self._dup_expiry.pop_back()
-            self._dup_last.erase(dkey)
-        self._saved_rows.clear()
-        self._saved_nodes.clear()
-        self._batch_dups.clear()
+        _restore_rows(self._slots.data(), &self._saved_rows, LOOKAHEAD_WHAT_IF)
+        _restore_nodes(self._nodes.data(), self._windows.data(), &self._saved_nodes)
+        _forget_orders(&self._dup_last, &self._dup_expiry, &self._batch_dups)
         self._what_if = False
 
     # --------------------------------------------------------------- events
@@ -1734,6 +1651,7 @@ cdef class RiskEngine:
         cdef Node_t* n = &self._nodes[nid]
         cdef Limits_t lim = n.limits
         cdef i64 now = self._clock.now()
+        cdef Window* windows = self._windows.data()
         out = {}
 
         def put(name, value, limit, scale):
@@ -1747,15 +1665,15 @@ cdef class RiskEngine:
         put("max_open_orders", n.open_orders, lim.max_open_orders, 1)
         put("max_daily_loss", max(0, -(int(n.realized) + n.unrealized - n.sod_pnl)), lim.max_daily_loss, 1e6)
         if lim.new_rate_count >= 0:
-            put("new_order_rate", self._window(nid, W_NEW).count(now, lim.new_rate_window), lim.new_rate_count, 1)
+            put("new_order_rate", _window(windows, nid, W_NEW).count(now, lim.new_rate_window), lim.new_rate_count, 1)
         if lim.modify_rate_count >= 0:
-            put("modify_rate", self._window(nid, W_MODIFY).count(now, lim.modify_rate_window),
+            put("modify_rate", _window(windows, nid, W_MODIFY).count(now, lim.modify_rate_window),
                 lim.modify_rate_count, 1)
         if lim.cancel_rate_count >= 0:
-            put("cancel_rate", self._window(nid, W_CANCEL).count(now, lim.cancel_rate_window),
+            put("cancel_rate", _window(windows, nid, W_CANCEL).count(now, lim.cancel_rate_window),
                 lim.cancel_rate_count, 1)
         if lim.fill_count >= 0:
-            put("fill_throttle", self._window(nid, W_FILL).count(now, lim.fill_window), lim.fill_count, 1)
+            put("fill_throttle", _window(windows, nid, W_FILL).count(now, lim.fill_window), lim.fill_count, 1)
         return out
 
     def drain_events(self):

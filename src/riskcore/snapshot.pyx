@@ -17,7 +17,8 @@ from riskcore._types cimport (
 from riskcore.bounds cimport CAPACITY, within
 from riskcore.fixedpoint cimport iabs
 from riskcore.clock cimport Clock, SystemClock
-from riskcore.engine cimport RiskEngine, DupKey, W_NEW, W_MODIFY, W_CANCEL, W_FILL, _level_key
+from riskcore.engine cimport RiskEngine, _level_key
+from riskcore._throttle cimport DupKey, W_NEW, W_MODIFY, W_CANCEL, W_FILL, _window
 from riskcore.tables cimport Levels, OrderIndex, Window
 
 from riskcore.engine import STATE_VERSION
@@ -131,8 +132,8 @@ def restore_engine(cls, state, Clock clock=None):
     for which, kind in zip((W_NEW, W_MODIFY, W_CANCEL, W_FILL), state["windows"]):
         for j, runs in enumerate(kind):
             for t, c in runs:
-                eng._window(j, which).append(t, c)
-            eng._window(j, which).recount()
+                _window(eng._windows.data(), j, which).append(t, c)
+            _window(eng._windows.data(), j, which).recount()
     eng._rest_buy.resize(eng._slots.size())
     eng._rest_sell.resize(eng._slots.size())
     eng._pending.resize(2 * eng._slots.size(), PendingRun(newest=-1, count=0))

@@ -42,3 +42,7 @@ cdef extern from "tables.h" namespace "riskcore" nogil:
         size_t runs()
         pair[i64, i64] run(size_t i)
         void recount()
+
+cdef extern from *:
+    # Start loading a row into cache: the batch loops overlap their misses this way.
+    void prefetch "__builtin_prefetch"(const void* address) nogil
