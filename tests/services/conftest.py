@@ -21,7 +21,7 @@ import threading
 import grpc
 import pytest
 
-from riskcore_services.common.logging import configure_logging
+from riskcore_services.common.logging import configure_logging, flush_logs
 from riskcore_services.proto import risk_pb2, risk_pb2_grpc
 from riskcore_services.risk.config import RiskConfig, load_config
 from riskcore_services.risk.server import RiskServer
@@ -130,6 +130,14 @@ def pick_port():
 def _logging_for_tests():
     # Uncached loggers, so structlog.testing.capture_logs sees every line the services log.
     configure_logging("info", cache=False)
+
+
+@pytest.fixture(autouse=True)
+def _lines_written_before_the_next_test():
+    """A call's access line is written by the log writer's thread after the answer: let one test's lines out
+    (its servers have stopped by then: an autouse fixture is torn down last) before the next test captures."""
+    yield
+    flush_logs()
 
 
 def write_config(directory: pathlib.Path, extra: str = "", settings: dict | None = None,

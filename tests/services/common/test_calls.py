@@ -31,14 +31,6 @@ def logged(logs: list, event: str, count: int) -> list:
     return lines
 
 
-@pytest.fixture(autouse=True)
-def _lines_written_before_the_next_test():
-    """A call's line is written by the log writer's thread after the answer: let one test's lines out (its
-    servers have stopped by then: this fixture's teardown runs last) before the next test captures lines."""
-    yield
-    flush_logs()
-
-
 @pytest.fixture
 def server(serve):
     """A server that logs every call (``[logging] requests = "all"``)."""
