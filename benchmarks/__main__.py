@@ -568,7 +568,7 @@ TITLES = {
     "durability": "Durability: journaled fills, recovery, snapshots",
     "control": "Control plane: strategy processes, failure detection, kill switch",
     "ingest": "Market data: MoldUDP64 on loopback UDP end to end, gap recovery over SoupBinTCP",
-    "alerts": "Alerts: risk engine -> monitor -> WatchAlerts and webhook; the check path's cost",
+    "alerts": "Alerts: WatchAlerts on the risk engine and via the monitor, webhooks; the check path's cost",
 }
 
 

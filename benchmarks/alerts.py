@@ -1,39 +1,43 @@
 """Alert benchmarks: from the event that crosses a limit to the alert in a subscriber's hands.
 
-``python -m benchmarks --suite alerts [--quick]`` runs them. A risk engine and
-a monitor run as child processes (``riskcore_services.risk`` and
-``riskcore_services.monitor``, state in memory); this process drives them,
-holds a ``WatchAlerts`` stream (read on a thread) and runs the webhook
-receiver (an HTTP/1.1 keep-alive server on a thread). The monitor also has a
-receiver that never answers, as a dead Alertmanager would be.
+``python -m benchmarks --suite alerts [--quick]`` runs them. A risk engine
+evaluating the rule itself (``[alerts] rules_file``), a monitor with the same
+rule, and a second risk engine without alerting run as child processes
+(``riskcore_services.risk`` and ``riskcore_services.monitor``, state in
+memory); this process drives them, starts a ``WatchAlerts`` subscriber process
+on the risk engine, later one on the monitor (:mod:`benchmarks.alert_watcher`,
+on the services' default I/O) and runs the webhook receiver (an HTTP/1.1 keep-alive server on a thread). The monitor
+also has a receiver that never answers, as a dead Alertmanager would be.
 
 - **Delivery latency**: an order that takes the ``alerts`` account's gross
   notional over the rule's 30% fires an alert; the fill that closes it again
-  resolves it. Each step waits for both receipts before the next, so every
-  figure is one alert's trip, not a queue. Latency runs from the event's own
+  resolves it. Each step waits for its receipts before the next, so every
+  figure is one alert's trip, not a queue. The risk engine's own
+  ``WatchAlerts`` is measured first, with the monitor not yet running; then
+  the monitor's ``WatchAlerts`` and webhook, on as many alerts again. Latency runs from the event's own
   stamp (``Event.time_unix_nano``: the risk engine's clock, once the call that
   crossed has been applied) to receipt, on the machine's one wall clock; a
-  second row counts from the moment the crossing call was sent.
+  further row counts from the moment the crossing call was sent.
 - **Check-path cost**: ``CheckPosition`` latency (accepted, and rejected:
-  rejections feed the rejection-rate events) with the monitor subscribed to the
-  engine's events and without it, in alternating rounds on the same server.
+  rejections feed the rejection-rate events) on the engine with alerting (its
+  rules in-process, the monitor subscribed to its events) and on the engine
+  without, call by call in turn, both engines pinned to the same CPU.
 """
 from __future__ import annotations
 
 import http.server
 import json
+import os
 import pathlib
 import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-import grpc
-
 from benchmarks.processes import Children, grpc_env
 from benchmarks.results import MS, Row, Target, Timing, expect
 from benchmarks.service import bench_config
-from riskcore_services.proto import monitor_pb2, monitor_pb2_grpc, risk_pb2, risk_pb2_grpc
+from riskcore_services.proto import monitor_pb2, risk_pb2, risk_pb2_grpc
 from riskcore_services.testing import ServerProcess
 
 ALERTS_ACCOUNT = """
@@ -62,27 +66,23 @@ WAIT = 10.0
 @dataclass(frozen=True)
 class AlertScale:
     alerts: int          # FIRING + RESOLVED transitions timed
-    checks: int          # CheckPosition calls per round and kind
-    rounds: int          # alternating with/without rounds
+    checks: int          # CheckPosition calls per engine and kind
 
 
-FULL = AlertScale(alerts=10_000, checks=2_000, rounds=4)
-QUICK = AlertScale(alerts=200, checks=200, rounds=2)
+FULL = AlertScale(alerts=10_000, checks=10_000)
+QUICK = AlertScale(alerts=200, checks=200)
 
 
 class Receipts:
-    """Receipt times (``time.time_ns``) of alerts, by arrival order, with a wait for the n-th."""
+    """Receipt times (``time.time_ns``) of the webhook's alerts, by arrival order, with a wait for the n-th."""
 
     def __init__(self) -> None:
         self.times: list[int] = []
-        self.alerts: list[monitor_pb2.Alert] = []
         self._arrived = threading.Condition()
 
-    def add(self, received_ns: int, alert: monitor_pb2.Alert | None = None) -> None:
+    def add(self, received_ns: int) -> None:
         with self._arrived:
             self.times.append(received_ns)
-            if alert is not None:
-                self.alerts.append(alert)
             self._arrived.notify_all()
 
     def wait_for(self, count: int) -> None:
@@ -112,19 +112,31 @@ def start_receiver(receipts: Receipts) -> http.server.ThreadingHTTPServer:
     return server
 
 
-def watch(channel: grpc.Channel, receipts: Receipts) -> grpc.Future:
-    call = monitor_pb2_grpc.AlertsStub(channel).WatchAlerts(monitor_pb2.WatchAlertsRequest())
-    call.initial_metadata()
+class Watcher:
+    """A :mod:`benchmarks.alert_watcher` process on one server: receipt time, status and event stamp per alert."""
 
-    def read() -> None:
-        try:
-            for alert in call:
-                receipts.add(time.time_ns(), alert)
-        except grpc.RpcError:
-            pass
+    def __init__(self, kids: Children, name: str, server: ServerProcess, env: dict[str, str]) -> None:
+        self.process = kids.client({"name": name, "target": server.target}, env, "benchmarks.alert_watcher")
+        self.process.wait_ready(WAIT)
+        self.times: list[int] = []
+        self.statuses: list[int] = []
+        self.events: list[int] = []
 
-    threading.Thread(target=read, daemon=True).start()
-    return call
+    def next_alert(self) -> None:
+        received, status, event_ns = self.process.message("alert", WAIT)["alert"]
+        self.times.append(received)
+        self.statuses.append(status)
+        self.events.append(event_ns)
+
+    def latencies(self) -> list[int]:
+        """Each alert's receipt less its event stamp, in ns."""
+        return [received - event for received, event in zip(self.times, self.events)]
+
+
+def pin(server: ServerProcess, cpu: int) -> None:
+    """Every thread of ``server`` on ``cpu``: two servers compared this way get the same place on the machine."""
+    for thread in os.listdir(f"/proc/{server.process.pid}/task"):
+        os.sched_setaffinity(int(thread), {cpu})
 
 
 class AlertSuite:
@@ -136,46 +148,57 @@ class AlertSuite:
     def cases(self) -> list[tuple[str, Callable[[], Iterator[Row]]]]:
         return [("alerts: delivery latency and check-path cost", self.run)]
 
-    def _monitor_config(self, risk: ServerProcess, receiver_url: str, dead_url: str) -> pathlib.Path:
+    def _monitor_config(self, risk: ServerProcess, receiver_url: str, dead_url: str) -> None:
         path = self.directory / "monitor.toml"
         path.write_text(f"""[logging]\nlevel = "warning"\n[monitor]\nlog_alerts = false\nreconnect_initial = 0.05
 [[monitor.sources]]\nname = "risk"\ntarget = "{risk.target}"
 [[monitor.webhooks]]\nname = "receiver"\nurl = "{receiver_url}"
 [[monitor.webhooks]]\nname = "dead"\nurl = "{dead_url}"\ntimeout = 0.5\nbreaker_failures = 3
 {RULE}""")
-        return path
 
     def run(self) -> Iterator[Row]:
         import socket
 
         env = grpc_env(legacy_io=True)   # the services' own default (GRPC_EXPERIMENTS unset)
-        stream, hooks = Receipts(), Receipts()
+        hooks = Receipts()
         receiver = start_receiver(hooks)
         dead = socket.socket()
         dead.bind(("127.0.0.1", 0))
         dead.listen(64)
         try:
             with Children(self.directory) as kids:
-                risk_config = bench_config(self.directory, "risk.toml")
-                risk_config.write_text(risk_config.read_text() + ALERTS_ACCOUNT)
-                risk = kids.risk_server("risk", risk_config, env)
-                risk.wait_ready()
-                config = self._monitor_config(risk, f"http://127.0.0.1:{receiver.server_address[1]}/api/v2/alerts",
-                                              f"http://127.0.0.1:{dead.getsockname()[1]}/api/v2/alerts")
-                monitor = kids.add(ServerProcess("monitor", self.directory, config, env=env,
-                                                 command=("-m", "riskcore_services.monitor"))).start().wait_ready()
+                plain = bench_config(self.directory, "plain.toml")
+                plain.write_text(plain.read_text() + ALERTS_ACCOUNT)
+                alerting = self.directory / "risk.toml"
+                alerting.write_text(plain.read_text() + '\n[alerts]\nrules_file = "monitor.toml"\n')
+                risk = kids.add(ServerProcess("risk", self.directory, alerting, env=env))
+                self._monitor_config(risk, f"http://127.0.0.1:{receiver.server_address[1]}/api/v2/alerts",
+                                     f"http://127.0.0.1:{dead.getsockname()[1]}/api/v2/alerts")
+                risk.start().wait_ready()
+                without = kids.risk_server("plain", plain, env).wait_ready()
                 stub = risk_pb2_grpc.RiskEngineStub(risk.channel())
-                watch(monitor.channel(), stream)
-                yield from self.latency(stub, stream, hooks)
-                yield from self.check_cost(stub, monitor)
+                # Each path alone, so that its figures are its own and not five processes' turns on 2 cores.
+                direct = Watcher(kids, "watch-risk", risk, env)
+                sent = self.crossings(stub, direct, None, 0)
+                direct.process.stop()
+                yield from self.direct_rows(direct, sent)
+                monitor = kids.add(ServerProcess("monitor", self.directory, self.directory / "monitor.toml", env=env,
+                                                 command=("-m", "riskcore_services.monitor"))).start().wait_ready()
+                relayed = Watcher(kids, "watch-monitor", monitor, env)
+                self.crossings(stub, relayed, hooks, self.scale.alerts)
+                yield from self.relayed_rows(relayed, hooks)
+                for server in (risk, without):
+                    pin(server, os.cpu_count() - 1)
+                yield from self.check_cost(stub, risk_pb2_grpc.RiskEngineStub(without.channel()))
         finally:
             receiver.shutdown()
             dead.close()
 
-    def latency(self, stub, stream: Receipts, hooks: Receipts) -> Iterator[Row]:
+    def crossings(self, stub, watcher: Watcher, hooks: Receipts | None, first: int) -> list[int]:
+        """``scale.alerts`` alerts, each received before the next; the times the crossing calls were sent."""
         sent: list[int] = []
         for step in range(self.scale.alerts):
-            cid = f"a{step}"
+            cid = f"a{first + step}"
             side = risk_pb2.BUY if step % 2 == 0 else risk_pb2.SELL
             order = risk_pb2.OrderRequest(client_order_id=cid, account="alerts", symbol="AAPL", side=side,
                                           quantity=200, price=190.0)
@@ -189,48 +212,52 @@ class AlertSuite:
                 sent.append(time.time_ns())
                 stub.ReportFill(risk_pb2.Fill(client_order_id=cid, exec_id=cid, quantity=200, price=190.0),
                                 timeout=WAIT)
-            stream.wait_for(step + 1)
-            hooks.wait_for(step + 1)
+            watcher.next_alert()
+            if hooks is not None:
+                hooks.wait_for(step + 1)
         expected = [monitor_pb2.ALERT_STATUS_FIRING, monitor_pb2.ALERT_STATUS_RESOLVED] * (self.scale.alerts // 2)
-        expect([a.status for a in stream.alerts] == expected, "alerts out of step with the crossings")
-        event_ns = [alert.event_time_unix_nano for alert in stream.alerts]
-        n = self.scale.alerts
-        yield self.timing.row("WatchAlerts: event -> subscriber", [r - e for r, e in zip(stream.times, event_ns)],
-                              targets=STREAM_TARGETS,
-                              note=f"{n:,} alerts (FIRING on an order crossing 30% gross, RESOLVED on the closing "
-                                   f"fill); from the risk engine's event stamp")
-        yield self.timing.row("webhook: event -> receiver", [r - e for r, e in zip(hooks.times, event_ns)],
-                              targets=WEBHOOK_TARGETS,
-                              note="Alertmanager v2 payload over HTTP/1.1 keep-alive; a dead receiver configured too")
+        expect(watcher.statuses == expected, "alerts out of step with the crossings")
+        return sent
+
+    def direct_rows(self, direct: Watcher, sent: list[int]) -> Iterator[Row]:
+        yield self.timing.row("WatchAlerts: event -> subscriber", direct.latencies(), targets=STREAM_TARGETS,
+                              note=f"{self.scale.alerts:,} alerts (FIRING on an order crossing 30% gross, RESOLVED "
+                                   f"on the closing fill); from the risk engine's event stamp to a WatchAlerts on "
+                                   f"the risk engine, which evaluates the rule itself")
         yield self.timing.row("WatchAlerts: crossing call sent -> subscriber",
-                              [r - s for r, s in zip(stream.times, sent)],
+                              [r - s for r, s in zip(direct.times, sent)],
                               note="includes the crossing call's own trip to the risk engine")
 
-    def check_cost(self, stub, monitor: ServerProcess) -> Iterator[Row]:
+    def relayed_rows(self, relayed: Watcher, hooks: Receipts) -> Iterator[Row]:
+        yield self.timing.row("WatchAlerts via the monitor: event -> subscriber", relayed.latencies(),
+                              note=f"{self.scale.alerts:,} more alerts, the monitor running: two hops (its "
+                                   f"WatchEvents on the risk engine, then its WatchAlerts)")
+        yield self.timing.row("webhook: event -> receiver", [r - e for r, e in zip(hooks.times, relayed.events)],
+                              targets=WEBHOOK_TARGETS,
+                              note="sent by the monitor: Alertmanager v2 payload over HTTP/1.1 keep-alive; "
+                                   "a dead receiver configured too")
+
+    def check_cost(self, alerting, without) -> Iterator[Row]:
         accepted = risk_pb2.PositionRequest(account="bench", symbol="AAPL", side=risk_pb2.BUY, quantity=1)
         rejected = risk_pb2.PositionRequest(account="bench", symbol="AAPL", side=risk_pb2.BUY, quantity=1_000_000)
-        samples: dict[tuple[bool, str], list[int]] = {}
-        for request in (accepted, rejected) * 50:   # warm up
-            stub.CheckPosition(request, timeout=WAIT)
-        for round_ in range(self.scale.rounds * 2):
-            subscribed = round_ % 2 == 0
-            if subscribed and not monitor.running:
-                monitor.start().wait_ready()
-                time.sleep(0.2)                       # its streams to the engine open
-            elif not subscribed:
-                expect(monitor.stop() == 0, f"the monitor did not stop cleanly:\n{monitor.output()}")
-            for kind, request in (("accepted", accepted), ("rejected", rejected)):
-                out = samples.setdefault((subscribed, kind), [])
-                for _ in range(self.scale.checks):
+        for stub in (alerting, without):
+            for request in (accepted, rejected) * 50:   # warm up
+                stub.CheckPosition(request, timeout=WAIT)
+        for kind, request in (("accepted", accepted), ("rejected", rejected)):
+            samples: dict[bool, list[int]] = {True: [], False: []}
+            # Call by call, each engine first in turn: whatever the machine does meanwhile, both pay for it.
+            for call in range(self.scale.checks):
+                for on in ((True, False) if call % 2 == 0 else (False, True)):
                     start = time.perf_counter_ns()
-                    answer = stub.CheckPosition(request, timeout=WAIT)
-                    out.append(time.perf_counter_ns() - start)
-                expect(answer.accepted == (kind == "accepted"), f"a {kind} check was answered otherwise")
-        for kind in ("accepted", "rejected"):
-            with_row = self.timing.row(f"CheckPosition {kind}, monitor subscribed", samples[(True, kind)])
-            without = self.timing.row(f"CheckPosition {kind}, no subscriber", samples[(False, kind)])
+                    answer = (alerting if on else without).CheckPosition(request, timeout=WAIT)
+                    samples[on].append(time.perf_counter_ns() - start)
+                    expect(answer.accepted == (kind == "accepted"), f"a {kind} check was answered otherwise")
+            with_row = self.timing.row(f"CheckPosition {kind}, alerting on", samples[True])
+            without_row = self.timing.row(f"CheckPosition {kind}, alerting off", samples[False])
             yield with_row
-            yield without
-            ratio = with_row.median_ns / without.median_ns
-            yield Row(f"CheckPosition {kind}: subscribed / not", value=ratio, value_text=f"{ratio:.3f}x",
-                      targets=[OVERHEAD_TARGET], note="p50 ratio, alternating rounds on one server")
+            yield without_row
+            ratio = with_row.median_ns / without_row.median_ns
+            yield Row(f"CheckPosition {kind}: alerting on / off", value=ratio, value_text=f"{ratio:.3f}x",
+                      targets=[OVERHEAD_TARGET],
+                      note="p50 ratio, calls alternating between an engine with its rules in-process and the "
+                           "monitor subscribed, and one without, both pinned to the same CPU")

@@ -127,7 +127,7 @@ class ClientProcess(ChildProcess):
         self._reader = _LineReader(self.process.stdout)
         return self
 
-    def _message(self, key: str, timeout: float) -> dict:
+    def message(self, key: str, timeout: float) -> dict:
         end = time.perf_counter() + timeout
         while True:
             try:
@@ -144,14 +144,14 @@ class ClientProcess(ChildProcess):
                     return message
 
     def wait_ready(self, timeout: float) -> dict:
-        return self._message("ready", timeout)
+        return self.message("ready", timeout)
 
     def release(self) -> None:
         self.process.stdin.write(b"go\n")
         self.process.stdin.flush()
 
     def result(self, timeout: float) -> dict:
-        result = self._message("result", timeout)["result"]
+        result = self.message("result", timeout)["result"]
         self.process.wait(STOP_TIMEOUT)
         return result
 

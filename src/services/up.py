@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import functools
+import importlib.resources
 import io
 import json
 import os
@@ -102,6 +103,8 @@ def start_order(names: Sequence[str]) -> list[str]:
     return [n for n in DEPENDENCY_ORDER if n in names] + [n for n in names if n not in DEPENDENCY_ORDER]
 
 
+# The configuration files the stack writes for services whose shipped sample does not fit it (another
+# service's port, another service's file); every other service runs on its shipped sample, on the stack's ports.
 def _control_config(ports: dict[str, Ports]) -> str:
     return f'[control]\nrisk_target = "{HOST}:{ports["risk"].grpc}"\n'
 
@@ -114,15 +117,22 @@ def _ingest_config(ports: dict[str, Ports]) -> str:
             f'names = [{names}]\n')
 
 
-# The configuration files the stack writes for services whose shipped sample does not fit it (another
-# service's port); every other service runs on its shipped sample, on the stack's ports.
+def _sample(service: str) -> str:
+    return importlib.resources.files(f"riskcore_services.{service}").joinpath("sample.toml").read_text()
+
+
+def _risk_config(ports: dict[str, Ports]) -> str | None:
+    """The shipped sample, evaluating the monitor's rules about its events itself when the stack has a monitor."""
+    if "monitor" not in ports:
+        return None
+    return _sample("risk") + '\n[alerts]\nrules_file = "monitor.toml"\n'
+
+
 def _monitor_config(ports: dict[str, Ports]) -> str:
     """The monitor's shipped sample (its rules) with its sources on the stack's ports."""
-    import importlib.resources
-
     from riskcore_services.cli import SERVICES
 
-    text = importlib.resources.files("riskcore_services.monitor").joinpath("sample.toml").read_text()
+    text = _sample("monitor")
     for name in DEPENDENCY_ORDER:
         default = f'target = "{HOST}:{SERVICES[name][1]}"'
         if default not in text:
@@ -131,8 +141,8 @@ def _monitor_config(ports: dict[str, Ports]) -> str:
     return text
 
 
-CONFIGS: dict[str, Callable[[dict[str, Ports]], str]] = {"control": _control_config, "ingest": _ingest_config,
-                                                          "monitor": _monitor_config}
+CONFIGS: dict[str, Callable[[dict[str, Ports]], str | None]] = {
+    "risk": _risk_config, "control": _control_config, "ingest": _ingest_config, "monitor": _monitor_config}
 
 
 def _stop_with_parent(parent: int) -> None:

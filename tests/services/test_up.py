@@ -21,7 +21,8 @@ import pytest
 
 from riskcore_services.cli import SERVICES
 from riskcore_services.proto import (
-    control_pb2, control_pb2_grpc, ingest_pb2, ingest_pb2_grpc, risk_pb2, risk_pb2_grpc,
+    control_pb2, control_pb2_grpc, ingest_pb2, ingest_pb2_grpc, monitor_pb2, monitor_pb2_grpc, risk_pb2,
+    risk_pb2_grpc,
 )
 from riskcore_services.testing import (
     HOST, START_TIMEOUT, ChildProcess, free_ports, http_get, log_events, wait_until,
@@ -128,6 +129,22 @@ def test_the_readmes_check_position_snippet_answers(stack):
 def test_health_answers_on_the_risk_engines_http_port(stack):
     status, body = http_get(f"http://127.0.0.1:{stack.ports['risk'][1]}/health")
     assert status == 200, body
+
+
+def test_the_risk_engine_evaluates_the_monitors_rules_about_its_events_itself(stack):
+    # EURUSD (no strategy trades it) halted: the sample's TradingRestricted fires on the risk engine's own Alerts.
+    def firing(alerts) -> list[str]:
+        return [a.labels["symbol"] for a in alerts.ListAlerts(monitor_pb2.ListAlertsRequest(), timeout=5).alerts
+                if a.rule == "TradingRestricted"]
+
+    with grpc.insecure_channel(stack.target("risk")) as channel:
+        risk, alerts = risk_pb2_grpc.RiskEngineStub(channel), monitor_pb2_grpc.AlertsStub(channel)
+        risk.SetTradingState(risk_pb2.TradingStateRequest(symbol="EURUSD", state=risk_pb2.HALTED), timeout=5)
+        try:
+            wait_until(lambda: firing(alerts) == ["EURUSD"], DEADLINE, "TradingRestricted on the risk engine")
+        finally:
+            risk.SetTradingState(risk_pb2.TradingStateRequest(symbol="EURUSD", state=risk_pb2.ACTIVE), timeout=5)
+        wait_until(lambda: firing(alerts) == [], DEADLINE, "TradingRestricted to resolve")
 
 
 def test_the_example_strategy_was_registered_and_started_through_the_control_plane(stack):

@@ -19,7 +19,7 @@ from riskcore_services.monitor.rules import Rule, RuleSet
 from riskcore_services.monitor.sources import SourceSpec
 from riskcore_services.monitor.webhooks import WebhookSpec
 
-__all__ = ["ConfigError", "MonitorConfig", "load_config", "parse_config"]
+__all__ = ["ConfigError", "MonitorConfig", "load_config", "parse_config", "rules_about"]
 
 GRPC_PORT = 50054
 HTTP_PORT = 8084
@@ -92,3 +92,16 @@ def parse_config(data: dict, base: pathlib.Path) -> MonitorConfig:
 def load_config(path: str | pathlib.Path | None = None) -> MonitorConfig:
     """Load a TOML configuration file, or the shipped sample when ``path`` is None."""
     return parse_config(*read_toml(path, "riskcore_services.monitor"))
+
+
+def rules_about(path: pathlib.Path, kinds: tuple[str, ...], key: str) -> tuple[Rule, ...]:
+    """The rules of the monitor configuration at ``path`` that watch one of ``kinds`` (a service
+    evaluating the rules about its own events); errors name ``key``, the option that gave the path."""
+    try:
+        config = load_config(path)
+    except ConfigError as error:
+        raise ConfigError(f"{key}: {error}") from None
+    rules = tuple(rule for rule in config.rules if rule.kind in kinds)
+    if not rules:
+        raise ConfigError(f"{key}: {str(path)!r} has no rule about the kinds {', '.join(kinds)}")
+    return rules

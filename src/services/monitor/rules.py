@@ -31,6 +31,10 @@ IDENTITY: dict[str, tuple[str, ...]] = {
     "book_inconsistent": ("feed", "counter"),   # ingest: the book applied what it cannot make sense of (an occurrence)
     "service_ready": ("service",),              # monitor: a source service is not ready (active) or back
 }
+# The labels events of a kind carry besides their identity.
+DETAIL_LABELS: dict[str, tuple[str, ...]] = {
+    "breach": ("state",), "trading_state": ("state",), "strategy_state": ("state", "cause"),
+}
 # Kinds whose events report occurrences only (nothing ever says "it cleared"):
 # their alerts resolve ``resolve_after`` seconds after the last occurrence.
 OCCURRENCES = frozenset({"breach", "book_inconsistent"})
@@ -61,8 +65,17 @@ class Rule:
             raise ValueError(f"monitor.rules {self.name}: set above or states, not both")
         if self.above is not None and self.above != self.above:
             raise ValueError(f"monitor.rules {self.name}.above: must be a number, got NaN")
+        # A label no event of the kind carries would never match, or always read empty: refused.
+        labels = {*IDENTITY[self.kind], *DETAIL_LABELS.get(self.kind, ())}
+        unknown = sorted(set(self.match) - labels)
+        if unknown:
+            raise ValueError(f"monitor.rules {self.name}.match: {self.kind} events have no label(s) {unknown}; "
+                             f"theirs: {sorted(labels)}")
+        if self.states and "state" not in labels:
+            raise ValueError(f"monitor.rules {self.name}.states: {self.kind} events have no state label; "
+                             f"use above or the event's active flag")
         fields = {name for _, name, _, _ in string.Formatter().parse(self.summary) if name}
-        known = {"value", "limit_value", "detail", "source", *IDENTITY[self.kind], *self.match, "state", "reason"}
+        known = {"value", "limit_value", "detail", "source", *labels}
         unknown = sorted(fields - known)
         if unknown:
             raise ValueError(f"monitor.rules {self.name}.summary: unknown field(s) {unknown}; "

@@ -99,7 +99,9 @@ class Events:
 
 
 class AlertsStub:
-    """Missing associated documentation comment in .proto file."""
+    """Served by the monitor (every source's alerts) and by a risk engine with [alerts] rules_file (the
+    rules about its own events, evaluated in-process).
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -120,7 +122,9 @@ class AlertsStub:
 
 
 class AlertsServicer:
-    """Missing associated documentation comment in .proto file."""
+    """Served by the monitor (every source's alerts) and by a risk engine with [alerts] rules_file (the
+    rules about its own events, evaluated in-process).
+    """
 
     def WatchAlerts(self, request, context):
         """The alerts firing now (replay = true), then every FIRING and RESOLVED as it happens.
@@ -157,7 +161,9 @@ def add_AlertsServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Alerts:
-    """Missing associated documentation comment in .proto file."""
+    """Served by the monitor (every source's alerts) and by a risk engine with [alerts] rules_file (the
+    rules about its own events, evaluated in-process).
+    """
 
     @staticmethod
     def WatchAlerts(request,

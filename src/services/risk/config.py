@@ -24,6 +24,9 @@ from riskcore import Instrument, Limits, Reason, RiskEngine, TradingState
 from riskcore_services.common.config import (
     Common, CommonFile, ConfigError, Seconds, build, common_sections, decode, read_toml, schema,
 )
+from riskcore_services.monitor.config import rules_about
+from riskcore_services.monitor.rules import Rule
+from riskcore_services.risk.events import EVENT_KINDS
 
 __all__ = ["AccountConfig", "ConfigError", "PositionLimitConfig", "RiskConfig", "build_engine", "config_drift",
            "load_config", "parse_config"]
@@ -60,6 +63,8 @@ class RiskConfig(Common):
     max_batch_rows: Annotated[int, Meta(ge=1, le=2**31 - 1)] = 100_000
     instruments: tuple[Instrument, ...] = ()
     accounts: tuple[AccountConfig, ...] = ()
+    # ``[alerts] rules_file``: the rules about this service's events, evaluated in-process (Alerts on its port).
+    alert_rules: tuple[Rule, ...] = ()
 
     def __post_init__(self) -> None:
         names = {self.firm} | {a.name for a in self.accounts}
@@ -95,10 +100,17 @@ else:
                            defaults={"state": "ACTIVE", "limits": msgspec.field(default_factory=LimitsTable)})
 
 
+class AlertsTable(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    """``[alerts]``: a monitor configuration whose rules about the risk engine's events it evaluates itself."""
+
+    rules_file: Optional[str] = None
+
+
 class ConfigFile(CommonFile, kw_only=True, forbid_unknown_fields=True, frozen=True):
     """The whole file: the shared tables and the risk service's own."""
 
     engine: EngineTable = msgspec.field(default_factory=EngineTable)
+    alerts: AlertsTable = msgspec.field(default_factory=AlertsTable)
     instruments: tuple[InstrumentTable, ...] = ()
     accounts: tuple[AccountTable, ...] = ()
 
@@ -116,7 +128,10 @@ def parse_config(data: dict, base: pathlib.Path) -> RiskConfig:
               state=TradingState[table.state])
         for table in file.accounts)
     engine = {key: getattr(file.engine, key) for key in EngineTable.__struct_fields__}
-    return RiskConfig(**common_sections(file, data, base), instruments=instruments, accounts=accounts, **engine)
+    rules_file = file.alerts.rules_file
+    alert_rules = () if rules_file is None else rules_about(base / rules_file, EVENT_KINDS, "alerts.rules_file")
+    return RiskConfig(**common_sections(file, data, base), instruments=instruments, accounts=accounts,
+                      alert_rules=alert_rules, **engine)
 
 
 def load_config(path: str | pathlib.Path | None = None) -> RiskConfig:

@@ -8,8 +8,8 @@
 - ``utilisation``: each set limit's use (value = used / limit), sent when it
   changed, at most once per event-loop pass after a call that changed state;
   the work is done after the call has answered.
-- ``rejection_rate``: rejected decisions per account in the last second, sent
-  at the first rejection and then every 100 ms while it is not zero (so it
+- ``rejection_rate``: rejected decisions per account in the last second (a
+  batch's rejected rows each count), sent at the first rejection and then every 100 ms while it is not zero (so it
   falls back to zero when rejections stop).
 
 Nothing is computed while no monitor subscribes: the check path then pays one
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from typing import TYPE_CHECKING, Optional
 
 from riskcore import TradingState
@@ -27,6 +28,8 @@ from riskcore_services.proto import monitor_pb2, risk_pb2
 
 if TYPE_CHECKING:
     from riskcore_services.risk.service import RiskService
+
+EVENT_KINDS = ("breach", "trading_state", "utilisation", "rejection_rate")
 
 TICK_NS = 100_000_000          # the rejection window's resolution
 WINDOW_TICKS = 10              # one second
@@ -42,11 +45,11 @@ class _Rate:
         self.ticks = [0] * WINDOW_TICKS
         self.timer: Optional[asyncio.TimerHandle] = None
 
-    def add(self, tick: int) -> None:
+    def add(self, tick: int, count: int) -> None:
         slot = tick % WINDOW_TICKS
         if self.ticks[slot] != tick:
             self.ticks[slot], self.counts[slot] = tick, 0
-        self.counts[slot] += 1
+        self.counts[slot] += count
 
     def last_second(self, tick: int) -> int:
         return sum(count for count, at in zip(self.counts, self.ticks) if tick - at < WINDOW_TICKS)
@@ -113,17 +116,25 @@ class RiskEvents:
         return out
 
     # -- rejections
-    def rejected(self, account: str) -> None:
-        """One rejected decision for ``account`` (empty: the default account)."""
+    def rejected(self, account: str, count: int = 1) -> None:
+        """``count`` rejected decisions for ``account`` (empty: the default account)."""
         if not self.stream.listening:
             return
         account = account or self.service.default_account
         rate = self._rates.get(account)
         if rate is None:
             rate = self._rates[account] = _Rate()
-        rate.add(time.monotonic_ns() // TICK_NS)
+        rate.add(time.monotonic_ns() // TICK_NS, count)
         if rate.timer is None:
             self._send_rate(account)
+
+    def rejected_rows(self, request: risk_pb2.OrderBatch, response: risk_pb2.BatchResponse) -> None:
+        """A batch's rejected rows, counted per account."""
+        if not self.stream.listening or response.accepted == len(response.reason_codes):
+            return
+        accounts = Counter(account for account, code in zip(request.accounts, response.reason_codes) if code)
+        for account, count in accounts.items():
+            self.rejected(account, count)
 
     def _send_rate(self, account: str) -> None:
         rate = self._rates[account]

@@ -17,6 +17,7 @@ from riskcore_services.common.config import roll_clock_time
 from riskcore_services.common.logging import get_logger
 from riskcore_services.common.failover import DurableServer
 from riskcore_services.common.schedule import DayRoller, Sleep, TimeNs
+from riskcore_services.monitor.alerting import ALERTS_SERVICE, Alerting
 from riskcore_services.proto import risk_pb2
 from riskcore_services.risk.codec import limits_to_proto
 from riskcore_services.risk.config import RiskConfig, build_engine, config_drift
@@ -54,7 +55,7 @@ class RiskServer(DurableServer):
                  time_ns: TimeNs = time.time_ns, sleep: Sleep = asyncio.sleep):
         # The engine first: a configuration it refuses must not leave the journal opened and locked.
         self.engine = engine if engine is not None else build_engine(config, clock=ManualClock(time_ns()))
-        super().__init__(config, [RISK_SERVICE], "risk engine")
+        super().__init__(config, [RISK_SERVICE, *([ALERTS_SERVICE] if config.alert_rules else [])], "risk engine")
         self.config: RiskConfig = config
         self.apply_config = apply_config
         state = config.state
@@ -66,9 +67,14 @@ class RiskServer(DurableServer):
         self.durable = self.service
         self.events = RiskEvents(self.event_stream, self.service)
         self.service.on_breach = self.events.breach
+        # The rules about our own events, evaluated as they happen: a breach is one hop from a
+        # WatchAlerts subscriber here (two through the monitor, which still sends the webhooks and logs).
+        self.alerting = Alerting(config.alert_rules, (), self.registry, log_alerts=False, time_ns=time_ns) \
+            if config.alert_rules else None
 
     def servicers(self):
-        return [(RISK_SERVICE, make_servicer(self.service, self.calls, self, self.events))]
+        risk = (RISK_SERVICE, make_servicer(self.service, self.calls, self, self.events))
+        return [risk] if self.alerting is None else [risk, (ALERTS_SERVICE, self.alerting.servicer(self.calls))]
 
     def started(self) -> dict:
         return dict(super().started(), accounts=len(self.engine.accounts), instruments=len(self.engine.symbols))
@@ -116,7 +122,14 @@ class RiskServer(DurableServer):
         """Take calls, and roll the day from now on."""
         if self.roller is not None:
             self.spawn(self.roller.run(lambda: self.service.last_roll_ns, self._roll))
+        if self.alerting is not None:
+            self.event_stream.listen(self.alerting.on_event)   # the recovered state's conditions first
         await super().serve()
+
+    async def flush(self) -> None:
+        if self.alerting is not None:
+            await self.alerting.close()
+        await super().flush()
 
     async def _roll(self) -> None:
         self.service.roll_day()

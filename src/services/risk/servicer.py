@@ -42,7 +42,7 @@ def make_servicer(service: RiskService, calls: CallHandling, server, events: Ris
     of every call that changed state.
     """
     max_rows = server.config.max_batch_rows
-    changed, rejected = events.changed, events.rejected
+    changed, rejected, rejected_rows = events.changed, events.rejected, events.rejected_rows
 
     def decided(request, response: risk_pb2.CheckResponse) -> risk_pb2.CheckResponse:
         if not response.accepted:
@@ -70,7 +70,7 @@ def make_servicer(service: RiskService, calls: CallHandling, server, events: Ris
 
         return handler
 
-    def chunked(name, apply):
+    def chunked(name, apply, decided_rows=None):
         # Large batches are applied in chunks, serving other calls in between.
         @calls.rpc(name, changes=True)
         async def handler(self, request, call):
@@ -79,6 +79,8 @@ def make_servicer(service: RiskService, calls: CallHandling, server, events: Ris
             finally:
                 await service.durable()
                 changed()
+            if decided_rows is not None:
+                decided_rows(request, response)
             return response
 
         return handler
@@ -97,7 +99,7 @@ def make_servicer(service: RiskService, calls: CallHandling, server, events: Ris
         GetExposure = query("GetExposure", service.get_exposure)
         GetLimits = query("GetLimits", service.get_limits)
         SubmitOrder = command("SubmitOrder", lambda request, actor: decided(request, service.submit_order(request)))
-        SubmitOrders = chunked("SubmitOrders", service.submit_orders_chunked)
+        SubmitOrders = chunked("SubmitOrders", service.submit_orders_chunked, rejected_rows)
         ModifyOrder = command("ModifyOrder", lambda request, actor: service.modify_order(request))
         RequestCancel = command("RequestCancel", lambda request, actor: service.request_cancel(request))
         ReportFill = command("ReportFill", lambda request, actor: service.report_fill(request))

@@ -140,6 +140,14 @@ def test_occurrences_resolve_after_their_time_and_a_repeat_extends_it():
      'kind = "breach"\nsummary = "s"', "repeated: ['x']"),
     ('[[monitor.rules]]\nname = "x"\nkind = "breach"\nsummary = "s"\nextra = 1', "unknown key 'extra'"),
     ('[[monitor.webhooks]]\nname = "w"\nurl = "ftp://x"', "monitor.webhooks[0].url"),
+    ('[[monitor.rules]]\nname = "x"\nkind = "utilisation"\nsummary = "s"\nmatch = { acount = "a" }',
+     "x.match: utilisation events have no label(s) ['acount']; theirs: ['account', 'limit']"),
+    ('[[monitor.rules]]\nname = "x"\nkind = "feed_gap"\nsummary = "s"\nmatch = { state = "GAP" }',
+     "x.match: feed_gap events have no label(s) ['state']"),
+    ('[[monitor.rules]]\nname = "x"\nkind = "feed_stale"\nsummary = "s"\nstates = ["STALE"]',
+     "x.states: feed_stale events have no state label"),
+    ('[[monitor.rules]]\nname = "x"\nkind = "rejection_rate"\nsummary = "{reason}"',
+     "unknown field(s) ['reason']"),
 ])
 def test_bad_rules_name_the_key(rules, message):
     import tomllib

@@ -1,9 +1,13 @@
 """Alerts on the risk engine's events: real risk engine and monitor processes, a real WatchAlerts stream.
 
 Each test provokes a condition for real (over the risk engine's gRPC API) and
-waits for the FIRING alert, then clears it and waits for the RESOLVED one.
+waits for the FIRING alert, then clears it and waits for the RESOLVED one. The
+risk engine evaluates the same rules itself (``[alerts] rules_file`` names the
+monitor's file), so each test runs watching either server.
 """
 from __future__ import annotations
+
+import itertools
 
 import pytest
 from conftest import write_config
@@ -53,12 +57,21 @@ max_daily_loss = 100.0
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
+def servers(tmp_path_factory):
     directory = tmp_path_factory.mktemp("stack")
     with Children(directory) as children:
-        risk = children.add(ServerProcess("risk", directory, write_config(directory, ACCOUNTS))).start().wait_ready()
-        monitor = start_monitor(children, monitor_config(directory, {"risk": risk.target}, RULES))
-        yield risk, monitor
+        risk = children.add(ServerProcess("risk", directory, write_config(
+            directory, ACCOUNTS + '\n[alerts]\nrules_file = "monitor.toml"\n')))
+        monitor_file = monitor_config(directory, {"risk": risk.target}, RULES)
+        risk.start().wait_ready()
+        yield risk, start_monitor(children, monitor_file)
+
+
+@pytest.fixture(params=["monitor", "risk"])
+def stack(request, servers):
+    """The risk engine and the server whose alerts the test watches: the monitor, or the risk engine."""
+    risk, monitor = servers
+    return risk, monitor if request.param == "monitor" else risk
 
 
 def risk_stub(risk: ServerProcess) -> risk_pb2_grpc.RiskEngineStub:
@@ -109,8 +122,12 @@ def test_repeated_events_do_not_fire_again(stack, watch_alerts):
     assert not [a for a in seen if a.rule == "KillSwitchEngaged"]
 
 
+_fills = itertools.count()
+
+
 def fill(risk, account: str, side: int, quantity: int, price: float, exec_id: str) -> None:
     stub = risk_stub(risk)
+    exec_id = f"{exec_id}-{next(_fills)}"   # each test runs twice on one risk engine
     cid = f"o-{exec_id}"
     answer = stub.SubmitOrder(risk_pb2.OrderRequest(client_order_id=cid, account=account, symbol="AAPL", side=side,
                                                     quantity=quantity, price=price), timeout=5)
@@ -157,8 +174,33 @@ def test_rejection_rate_fires_and_falls_back(stack, watch_alerts):
     assert alerts.next_alert("Rejections", RESOLVED).key == fired.key   # a second without rejections
 
 
-def test_a_source_that_goes_away_fires_service_ready_until_it_is_back(stack, watch_alerts):
-    risk, monitor = stack
+def test_a_batchs_rejected_rows_count_towards_the_rejection_rate(stack, watch_alerts):
+    risk, watched = stack
+    alerts = watch_alerts(watched)
+    rows = 10   # over the rule's 5 in one call, which a per-call count would not reach
+    answer = risk_stub(risk).SubmitOrders(risk_pb2.OrderBatch(
+        client_order_ids=[f"b-{next(_fills)}" for _ in range(rows)], accounts=["default"] * rows,
+        symbols=["AAPL"] * rows, sides=[risk_pb2.BUY] * rows, quantities=[1_000_000] * rows,
+        prices=[190.0] * rows), timeout=5)
+    assert answer.accepted == 0
+    fired = alerts.next_alert("Rejections", FIRING)
+    assert fired.labels["account"] == "default" and fired.value == rows
+    assert alerts.next_alert("Rejections", RESOLVED).key == fired.key
+
+
+def test_the_risk_engine_serves_only_the_rules_about_its_own_events(servers):
+    risk, _ = servers
+    stub = monitor_pb2_grpc.AlertsStub(risk.channel())
+    set_state(risk, "FIRM", risk_pb2.HALTED)
+    try:
+        firing = stub.ListAlerts(monitor_pb2.ListAlertsRequest(), timeout=5).alerts
+        assert [a.rule for a in firing] == ["KillSwitchEngaged"] and firing[0].labels["source"] == "risk"
+    finally:
+        set_state(risk, "FIRM", risk_pb2.ACTIVE)
+
+
+def test_a_source_that_goes_away_fires_service_ready_until_it_is_back(servers, watch_alerts):
+    risk, monitor = servers
     alerts = watch_alerts(monitor)
     risk.stop()
     fired = alerts.next_alert("RiskNotReady", FIRING)

@@ -208,3 +208,28 @@ def test_the_schema_follows_the_kernels_instrument_and_limits_fields():
 
     assert InstrumentTable.__struct_fields__ == tuple(f.name for f in fields(Instrument))
     assert LimitsTable.__struct_fields__ == tuple(f.name for f in fields(Limits))
+
+
+def test_alert_rules_come_from_the_monitors_file_only_those_about_risk_events(tmp_path):
+    monitor = importlib.resources.files("riskcore_services.monitor").joinpath("sample.toml").read_text()
+    (tmp_path / "monitor.toml").write_text(monitor)
+    config = parse_config({**sample(), "alerts": {"rules_file": "monitor.toml"}}, tmp_path)
+    every_rule = tomllib.loads(monitor)["monitor"]["rules"]
+    about_risk = [r["name"] for r in every_rule if r["kind"] in ("breach", "trading_state", "utilisation",
+                                                                  "rejection_rate")]
+    assert [rule.name for rule in config.alert_rules] == about_risk
+    assert 0 < len(about_risk) < len(every_rule)
+    assert parse_config(sample(), tmp_path).alert_rules == ()
+
+
+@pytest.mark.parametrize("text, message", [
+    (None, r"alerts\.rules_file: cannot read .*monitor\.toml"),
+    ('[monitor]\nrules = [{ name = "x" }]', r"alerts\.rules_file: monitor\.rules\[0\]"),
+    ('[[monitor.rules]]\nname = "Feed"\nkind = "feed_gap"\nsummary = "gap"',
+     r"alerts\.rules_file: .*monitor\.toml' has no rule about the kinds breach, trading_state"),
+])
+def test_an_alert_rules_file_that_cannot_serve_is_a_config_error_naming_the_key(tmp_path, text, message):
+    if text is not None:
+        (tmp_path / "monitor.toml").write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        parse_config({**sample(), "alerts": {"rules_file": "monitor.toml"}}, tmp_path)
