@@ -27,20 +27,26 @@ RISKCORE_EXAMPLE_SCALE=10 draws new ones for a longer hunt.
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import math
 import os
+import pathlib
+import threading
 
 import grpc
 import pytest
 from google.protobuf import message_factory
+from google.protobuf.message import DecodeError
 from google.protobuf.descriptor import FieldDescriptor
 from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 
 from conftest import DEADLINE, InProcessServer, for_tests
 from riskcore import Reason, TradingState
-from riskcore_services.proto import risk_pb2
+from riskcore_services.monitor.config import rules_about
+from riskcore_services.proto import monitor_pb2, risk_pb2
 from riskcore_services.risk.config import load_config
+from riskcore_services.risk.events import EVENT_KINDS
 
 P = risk_pb2
 SERVICE = P.DESCRIPTOR.services_by_name["RiskEngine"]
@@ -283,7 +289,11 @@ def fuzz_server():
     """One server for the module (hypothesis runs many examples); no day roller, so nothing moves between
     the two reads around a call but the call."""
     config = for_tests(load_config(None))
-    config = dataclasses.replace(config, state=dataclasses.replace(config.state, roll_time=None))
+    # The monitor's sample rules evaluated in-process, so the server serves Alerts too and every call
+    # that changes state runs the rules.
+    monitor_sample = pathlib.Path(str(importlib.resources.files("riskcore_services.monitor") / "sample.toml"))
+    config = dataclasses.replace(config, state=dataclasses.replace(config.state, roll_time=None),
+                                 alert_rules=rules_about(monitor_sample, EVENT_KINDS, "alerts.rules_file"))
     server = InProcessServer(config).start()
     # A few working orders and positions, so modifies, cancels and fills have something to act on.
     stub = server.stub()
@@ -411,6 +421,40 @@ def test_garbage_bytes_are_invalid_argument_on_every_method(fuzz_server):
             result = make(path)(b"\xff\xff\xff\xff\x0f", timeout=DEADLINE)
             list(result) if method.server_streaming else result
         assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (method.name, error.value.code())
+
+
+# The watches that subscribe at once (initial metadata on subscribing): every service's events, the alerts.
+WATCHES = {"/riskcore.v1.Events/WatchEvents": monitor_pb2.EventsRequest,
+           "/riskcore.v1.Alerts/WatchAlerts": monitor_pb2.WatchAlertsRequest}
+
+
+@pytest.mark.parametrize("path", WATCHES)
+@settings(FUZZ, max_examples=scaled(30))
+@given(data=st.data())
+def test_every_watch_answers_any_request_bytes_with_a_stream_or_invalid_argument_and_changes_nothing(
+        fuzz_server, path, data):
+    message = WATCHES[path]
+    payload = data.draw(st.one_of(st.binary(max_size=64),
+                                  any_message(message.DESCRIPTOR).map(lambda m: m.SerializeToString())),
+                        label="payload")
+    try:
+        message.FromString(payload)
+        parses = True
+    except DecodeError:
+        parses = False
+    before = observable(fuzz_server)
+    call = fuzz_server.channel().unary_stream(path)(payload, timeout=DEADLINE)
+    if parses:
+        call.initial_metadata()      # sent once subscribed; a refusal comes with its status at once
+        ended = threading.Event()
+        call.add_done_callback(lambda _: ended.set())
+        assert not ended.wait(0.05), f"{path} refused a request that parses: {call.code()} {call.details()}"
+        call.cancel()
+        event("subscribed")
+    else:
+        assert call.code() == grpc.StatusCode.INVALID_ARGUMENT, (call.code(), call.details())
+        event("refused")
+    assert observable(fuzz_server) == before
 
 
 stream_messages = st.lists(st.one_of(order_requests, mutated(order_requests),
