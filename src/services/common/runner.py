@@ -1,7 +1,8 @@
 """``riskcore serve <service>``: one runner for every service.
 
-A service registers a :class:`ServiceEntry` (how to load its configuration,
-build its server and add its own options); the runner parses the shared
+A service registers a :class:`ServiceEntry` (its package, whose ``config``
+module loads its configuration; how to build its server and add its own
+options); the runner parses the shared
 options, applies the overrides, configures logging, runs the server until
 SIGTERM or SIGINT, and turns start-up failures into one line on stderr and
 exit code 2 (never a traceback).
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import importlib
 import sys
 from typing import Any, Callable, Coroutine
 
@@ -22,13 +24,17 @@ class ServiceEntry:
 
     name: str                                   # riskcore serve <name>
     help: str                                   # one line for riskcore --help
-    package: str                                # holds sample.toml
-    load_config: Callable[[Any], Any]           # path or None -> the service's config
+    package: str                                # holds sample.toml and config.py's load_config
     build: Callable[[Any, argparse.Namespace], Any]   # config, options -> a common Server
     add_options: Callable[[argparse.ArgumentParser], None] = lambda parser: None
     # The errors of state that cannot be opened or recovered (a function: nothing may import grpc
     # before the runner has chosen its I/O).
     start_errors: Callable[[], tuple[type[BaseException], ...]] = tuple
+
+    def load_config(self, path: Any) -> Any:
+        """The service's configuration from ``path`` (its shipped sample when None), by its ``config.load_config``
+        (imported now: the runner chooses grpc's I/O before any service module is imported)."""
+        return importlib.import_module(f"{self.package}.config").load_config(path)
 
 
 def add_options(parser: argparse.ArgumentParser, entry: ServiceEntry, port: int, http_port: int) -> None:

@@ -6,12 +6,6 @@ import argparse
 from riskcore_services.common.runner import ServiceEntry
 
 
-def _load(path):
-    from riskcore_services.ingest.config import load_config
-
-    return load_config(path)
-
-
 def _build(config, args: argparse.Namespace):
     from riskcore_services.ingest.server import IngestServer
 
@@ -27,5 +21,5 @@ def _start_errors() -> tuple[type[BaseException], ...]:
 ENTRY = ServiceEntry(
     name="ingest", help="market data ingestion: ITCH 5.0 book, quotes and marks (gRPC, default :50053; "
                         "HTTP ops, default :8083)",
-    package="riskcore_services.ingest", load_config=_load, build=_build, start_errors=_start_errors)
+    package="riskcore_services.ingest", build=_build, start_errors=_start_errors)
 PORTS = (50053, 8083)

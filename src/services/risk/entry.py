@@ -6,12 +6,6 @@ import argparse
 from riskcore_services.common.runner import ServiceEntry
 
 
-def _load(path):
-    from riskcore_services.risk.config import load_config
-
-    return load_config(path)
-
-
 def _build(config, args: argparse.Namespace):
     from riskcore_services.risk.server import RiskServer
 
@@ -33,6 +27,6 @@ def _start_errors() -> tuple[type[BaseException], ...]:
 
 ENTRY = ServiceEntry(
     name="risk", help="the firm-wide risk engine (gRPC, default :50051; HTTP ops, default :8080)",
-    package="riskcore_services.risk", load_config=_load, build=_build, add_options=_options,
+    package="riskcore_services.risk", build=_build, add_options=_options,
     start_errors=_start_errors)
 PORTS = (50051, 8080)
