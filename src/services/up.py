@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from riskcore_services.testing import HOST, START_TIMEOUT, ChildProcess, Endpoints
+from riskcore_services.common.children import HOST, START_TIMEOUT, ChildProcess, Endpoints
 
 if TYPE_CHECKING:
     from riskcore_services.common.runner import ServiceEntry
