@@ -29,10 +29,16 @@ STATE_TO_WIRE = [wire for wire, _ in sorted(STATES.items(), key=lambda item: int
 # Kernel reasons that mean the request itself was malformed, not a business rejection.
 # Reason codes as plain ints: Reason members hash through Python-level Enum.__hash__.
 MALFORMED = frozenset({int(Reason.INVALID_SIDE), int(Reason.INVALID_QUANTITY), int(Reason.INVALID_PRICE)})
-# Rejections whose kernel message cannot name the thing (the kernel knows integer ids only).
-NAMED = frozenset({int(Reason.UNKNOWN_SYMBOL), int(Reason.UNKNOWN_ACCOUNT), int(Reason.UNKNOWN_ORDER),
-                   int(Reason.SYMBOL_RESTRICTED), int(Reason.SYMBOL_NOT_PERMITTED),
-                   int(Reason.NO_REFERENCE_PRICE), int(Reason.DUPLICATE_ORDER_ID)})
+# Rejections whose kernel message cannot name the thing (the kernel knows integer ids only): said here.
+NAMED: dict[int, str] = {
+    int(Reason.UNKNOWN_SYMBOL): "unknown symbol {symbol}",
+    int(Reason.UNKNOWN_ACCOUNT): "unknown account {account}",
+    int(Reason.UNKNOWN_ORDER): "client_order_id {cid} is unknown or no longer working",
+    int(Reason.DUPLICATE_ORDER_ID): "client_order_id {cid} was used before",
+    int(Reason.SYMBOL_RESTRICTED): "symbol {symbol} is restricted",
+    int(Reason.SYMBOL_NOT_PERMITTED): "{node} is not permitted to trade {symbol}",
+    int(Reason.NO_REFERENCE_PRICE): "no reference price for {symbol}",
+}
 DUPLICATE_ID = int(Reason.DUPLICATE_ORDER_ID)
 REASON_NAMES = [r.name for r in Reason]
 # Characters of an id or name quoted in a message; longer values are cut (they may be megabytes).
@@ -123,21 +129,10 @@ def check_batch_rows(request, max_rows: int) -> None:
 def decision_message(code: int, node, value: float, limit: float, cid: str, account: Optional[str],
               symbol: Optional[str]) -> str:
     """A decision's message, naming the symbol, account or client order id where the kernel cannot."""
-    if code not in NAMED:
+    said = NAMED.get(code)
+    if said is None:
         return describe(code, node, value, limit)
-    if code == Reason.UNKNOWN_SYMBOL:
-        return f"unknown symbol {shown(symbol or '')}"
-    if code == Reason.UNKNOWN_ACCOUNT:
-        return f"unknown account {shown(account or '')}"
-    if code == Reason.UNKNOWN_ORDER:
-        return f"client_order_id {shown(cid)} is unknown or no longer working"
-    if code == Reason.DUPLICATE_ORDER_ID:
-        return f"client_order_id {shown(cid)} was used before"
-    if code == Reason.SYMBOL_RESTRICTED:
-        return f"symbol {shown(symbol or '')} is restricted"
-    if code == Reason.SYMBOL_NOT_PERMITTED:
-        return f"{node} is not permitted to trade {shown(symbol or '')}"
-    return f"no reference price for {shown(symbol or '')}"
+    return said.format(symbol=shown(symbol or ""), account=shown(account or ""), cid=shown(cid), node=node)
 
 
 def answer(decision: Decision, cid: str = "", account: Optional[str] = None,
