@@ -29,7 +29,7 @@ from google.protobuf import message_factory
 from google.protobuf.message import Message
 
 from riskcore_services.common.auth import Identity, TokenAuth
-from riskcore_services.common.errors import status_of
+from riskcore_services.common.errors import bounded_message, status_of
 from riskcore_services.common.logging import LogWriter, _call, get_logger, iso_utc, writer
 from riskcore_services.common.metrics import GrpcMetrics, MethodSeries
 
@@ -277,7 +277,7 @@ def _describe(code: grpc.StatusCode, error: BaseException) -> str:
     """A failure as its access line shows it: the traceback as structlog formats it for INTERNAL, else the message."""
     if code is _INTERNAL:
         return structlog.processors.format_exc_info(None, "error", {"exc_info": error})["exception"]
-    return str(error)
+    return bounded_message(str(error))
 
 
 class MalformedRequest:

@@ -59,6 +59,27 @@ class PortInUse(RuntimeError):
     """A port a server must listen on is taken; the message names it and the option that changes it."""
 
 
+# Characters of a status message at most: a message quoting what a client sent is cut here (a status
+# travels in HTTP/2 trailers, whose size is bounded, and an access line should stay readable).
+MAX_MESSAGE = 512
+# Characters of an id or name quoted in a message; longer values are cut (they may be megabytes).
+SHOWN = 40
+
+
+def shown(value: str) -> str:
+    """``repr(value)`` for a message or log line, cut to a few dozen characters."""
+    if len(value) <= SHOWN:
+        return repr(value)
+    return f"{value[:SHOWN]!r}... ({len(value.encode())} bytes)"
+
+
+def bounded_message(message: str) -> str:
+    """``message``, cut to :data:`MAX_MESSAGE` characters."""
+    if len(message) <= MAX_MESSAGE:
+        return message
+    return f"{message[:MAX_MESSAGE]}... ({len(message)} characters)"
+
+
 # Checked in order: the first matching type gives the status. Anything else is INTERNAL (logged
 # with its traceback, answered with "internal error").
 STATUS_OF: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
@@ -73,8 +94,8 @@ def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     for kind, code in STATUS_OF:
         if isinstance(exc, kind):
             if isinstance(exc, ServiceError):
-                return exc.code, str(exc)
+                return exc.code, bounded_message(str(exc))
             if isinstance(exc, KeyError):
-                return code, str(exc.args[0]) if exc.args else "not found"
-            return code, str(exc)
+                return code, bounded_message(str(exc.args[0])) if exc.args else "not found"
+            return code, bounded_message(str(exc))
     return grpc.StatusCode.INTERNAL, "internal error"

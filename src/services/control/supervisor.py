@@ -38,7 +38,7 @@ import tempfile
 import time
 from typing import Any, Awaitable, Callable, Mapping, Optional
 
-from riskcore_services.common.errors import FailedPrecondition, NotFound, Unavailable
+from riskcore_services.common.errors import FailedPrecondition, NotFound, Unavailable, shown
 from riskcore_services.common.logging import get_logger
 from riskcore_services.control.desired import DesiredState, Kind, Want
 from riskcore_services.control.heartbeats import HeartbeatSocket
@@ -62,10 +62,10 @@ class StrategySpec:
 
     def __post_init__(self) -> None:
         if not self.name or len(self.name) > 64:
-            raise ValueError(f"name: expected 1 to 64 characters, got {self.name!r}")
+            raise ValueError(f"name: expected 1 to 64 characters, got {shown(self.name)}")
         module, _, attribute = self.entry.partition(":")
         if not module or not attribute:
-            raise ValueError(f"entry: expected package.module:Class, got {self.entry!r}")
+            raise ValueError(f"entry: expected package.module:Class, got {shown(self.entry)}")
         if not self.account:
             raise ValueError("account: required")
         try:
@@ -204,7 +204,7 @@ class Supervisor:
         try:
             return self._strategies[name]
         except KeyError:
-            raise NotFound(f"no strategy {name!r}") from None
+            raise NotFound(f"no strategy {shown(name)}") from None
 
     def names(self) -> list[str]:
         return sorted(self._strategies)

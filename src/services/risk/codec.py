@@ -14,7 +14,7 @@ import numpy as np
 
 from riskcore import Decision, Limits, Reason, TradingState
 from riskcore.decision import describe
-from riskcore_services.common.errors import InvalidArgument
+from riskcore_services.common.errors import InvalidArgument, shown
 from riskcore_services.proto import risk_pb2
 from riskcore_services.proto.journal_pb2 import JournalRecord
 
@@ -41,15 +41,6 @@ NAMED: dict[int, str] = {
 }
 DUPLICATE_ID = int(Reason.DUPLICATE_ORDER_ID)
 REASON_NAMES = [r.name for r in Reason]
-# Characters of an id or name quoted in a message; longer values are cut (they may be megabytes).
-SHOWN = 40
-
-
-def shown(value: str) -> str:
-    """``repr(value)`` for a message or log line, cut to a few dozen characters."""
-    if len(value) <= SHOWN:
-        return repr(value)
-    return f"{value[:SHOWN]!r}... ({len(value.encode())} bytes)"
 
 
 def bounded(value: str, field: str) -> str:

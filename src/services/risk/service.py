@@ -33,7 +33,7 @@ import numpy as np
 from riskcore import (CapacityError, Decision, Limits, ManualClock, Reason, RiskEngine, TradingState,
                       UnknownOrderError)
 from riskcore_services.common.auth import check_account, check_accounts, check_order, check_orders
-from riskcore_services.common.errors import FailedPrecondition, InvalidArgument
+from riskcore_services.common.errors import FailedPrecondition, InvalidArgument, shown
 from riskcore_services.common.logging import get_logger
 from riskcore_services.proto import risk_pb2
 from riskcore_services.common.fanout import FanOut
@@ -316,7 +316,7 @@ class RiskService:
             self.metrics.count(codec.DUPLICATE_ID)
             return risk_pb2.CheckResponse(
                 accepted=False, reason=codec.REASON_NAMES[codec.DUPLICATE_ID], client_order_id=cid,
-                message=f"client_order_id {codec.shown(cid)} was already used for a different order "
+                message=f"client_order_id {shown(cid)} was already used for a different order "
                         f"({codec.describe_order(known)}); a repeat must have the same account, symbol, side, "
                         f"quantity and price")
         code = known[5]
@@ -533,7 +533,7 @@ class RiskService:
             if not cid:
                 raise InvalidArgument("client_order_id is required, or symbol and side to book a fill without "
                                      "an order")
-            raise KeyError(f"unknown client_order_id {codec.shown(cid)} (never booked, or forgotten after two day "
+            raise KeyError(f"unknown client_order_id {shown(cid)} (never booked, or forgotten after two day "
                            f"rolls); give symbol and side (and account) to book the fill without an order")
         return self.engine.book_fill(self.account(command.account), command.symbol, command.side,
                                      command.quantity, command.price, command.exec_id)
@@ -582,7 +582,7 @@ class RiskService:
                 # replay stops at the same row.
                 row = start + len(chunk)
                 self._over_capacity("fill_batch", _fill_batch(cids, exec_ids, quantities, prices, start, stop))
-                raise OverCapacity(f"client_order_ids[{row}] {codec.shown(cids[row])}: {error}; the rows before it "
+                raise OverCapacity(f"client_order_ids[{row}] {shown(cids[row])}: {error}; the rows before it "
                                    f"were applied, none after it") from None
             applied.extend(chunk)
             count = sum(chunk)
@@ -619,7 +619,7 @@ class RiskService:
         if None in order_ids:
             row = order_ids.index(None)
             applied = f"; rows before {first_row + row} were applied" if first_row else ""
-            raise KeyError(f"unknown client_order_id {codec.shown(cids[row])} (client_order_ids[{first_row + row}]; "
+            raise KeyError(f"unknown client_order_id {shown(cids[row])} (client_order_ids[{first_row + row}]; "
                            f"fills without a known order go to ReportFill with symbol and side){applied}")
         return check_orders(self.engine, order_ids, cids)
 
@@ -630,7 +630,7 @@ class RiskService:
         if kind is None:
             raise InvalidArgument("kind must be CANCELLED, EXPIRED or REJECTED")
         if check_order(self.engine, self._order_ids.get(cid), cid) is None:
-            raise KeyError(f"unknown client_order_id {codec.shown(cid)}")
+            raise KeyError(f"unknown client_order_id {shown(cid)}")
         command = JournalRecord.OrderEvent(client_order_id=cid, kind=kind)
         self._tick()
         applied = self._apply_order_event(command)

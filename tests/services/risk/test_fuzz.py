@@ -28,20 +28,20 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.resources
-import math
-import os
 import pathlib
-import threading
 
 import grpc
 import pytest
 from google.protobuf import message_factory
 from google.protobuf.message import DecodeError
-from google.protobuf.descriptor import FieldDescriptor
-from hypothesis import HealthCheck, Phase, event, given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from conftest import DEADLINE, InProcessServer, for_tests
+from fuzzing import (
+    DEFINED, FLOAT_EDGES, FUZZ, INT64_EDGES, any_message, doubles, enum_numbers, int64s, mutated, raw_payloads,
+    scaled, strings_with, subscription_outcome,
+)
 from riskcore import Reason, TradingState
 from riskcore_services.monitor.config import rules_about
 from riskcore_services.proto import monitor_pb2, risk_pb2
@@ -51,25 +51,11 @@ from riskcore_services.risk.events import EVENT_KINDS
 P = risk_pb2
 SERVICE = P.DESCRIPTOR.services_by_name["RiskEngine"]
 UNARY = [m.name for m in SERVICE.methods if not m.client_streaming and not m.server_streaming]
-DEFINED = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
-           grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.FAILED_PRECONDITION}
 READS = {"CheckPosition", "GetPositions", "GetExposure", "GetLimits"}
 HALTED = int(TradingState.HALTED)
 # Reasons a SubmitStream answer may carry: a kernel decision, or the status a message would get as a call.
 STREAM_REASONS = {r.name for r in Reason} | {"INVALID_ARGUMENT", "NOT_FOUND"}
 
-
-def scaled(examples: int) -> int:
-    return int(examples * float(os.environ.get("RISKCORE_EXAMPLE_SCALE", "1")))
-
-
-FUZZ = settings(
-    deadline=None, max_examples=scaled(200), database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
-    # The same examples on every run, so a CI failure is never intermittent.
-    derandomize="RISKCORE_EXAMPLE_SCALE" not in os.environ,
-    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target]
-    + ([Phase.shrink] if os.environ.get("RISKCORE_SHRINK") == "1" else []))
 
 # --------------------------------------------------------------------- values
 
@@ -77,21 +63,7 @@ ACCOUNTS = ["default", "momentum", "trend", "equities", "futures", "FIRM"]
 SYMBOLS = ["AAPL", "MSFT", "SPY", "ESZ6", "EURUSD"]
 CIDS = [f"o-{i}" for i in range(8)]
 EXEC_IDS = [f"x-{i}" for i in range(12)]
-ODD_STRINGS = ["", " ", "\x00", "nobody", "ZZZZ", "AAPL ", "aapl", "\u00e9" * 64, "\u00e9" * 65, "x" * 128, "x" * 129,
-               "\U0001f4a5" * 32, "\U0001f4a5" * 33]
-# Long strings are built from their length, so hypothesis never prints them whole.
-long_strings = st.sampled_from([129, 4_096, 100_000]).map(lambda n: "y" * n)
-strings = st.one_of(st.sampled_from(ACCOUNTS + SYMBOLS + CIDS + EXEC_IDS), st.sampled_from(ODD_STRINGS),
-                    long_strings, st.text(max_size=40))
-INT64_EDGES = [0, 1, -1, 7, 100, 10**12, 10**12 + 1, 2**31, 2**53 + 1, 2**62, 2**63 - 1, -2**63]
-int64s = st.one_of(st.sampled_from(INT64_EDGES), st.integers(-2**63, 2**63 - 1), st.integers(-5, 2_000))
-uint32s = st.one_of(st.sampled_from([0, 1, 2**32 - 1]), st.integers(0, 2**32 - 1))
-FLOAT_EDGES = [0.0, -0.0, math.nan, math.inf, -math.inf, 5e-324, 1e-300, 0.01, 1.0, 189.99, 190.0, 209.01, 420.0,
-               6000.0, 1.08, 1e9, 1e15, 1e17, 1e300, 1.7976931348623157e308, -1.0]
-doubles = st.one_of(st.sampled_from(FLOAT_EDGES), st.floats(allow_nan=True, allow_infinity=True),
-                    st.floats(0.01, 10_000.0))
-
-
+strings = strings_with(ACCOUNTS + SYMBOLS + CIDS + EXEC_IDS)
 def mostly(good: st.SearchStrategy, bad: st.SearchStrategy) -> st.SearchStrategy:
     """``good`` seven times in eight: most realistic requests get past validation to a decision."""
     # (one_of with a branch repeated would not weigh it: hypothesis keeps one copy.)
@@ -103,49 +75,7 @@ quantities = mostly(st.integers(1, 2_000), st.sampled_from(INT64_EDGES))
 exec_ids = mostly(st.one_of(st.sampled_from(EXEC_IDS), st.integers(0, 10**6).map(lambda i: f"e-{i}")), strings)
 
 
-def enum_numbers(enum) -> st.SearchStrategy[int]:
-    """Mostly the enum's own numbers (UNSPECIFIED included), sometimes any int32 (proto3 enums are open)."""
-    return st.one_of(st.sampled_from([v.number for v in list(enum.values)]), st.integers(-2**31, 2**31 - 1),
-                     st.integers(-2, 9))
-
-
 sides = mostly(st.sampled_from([P.BUY, P.SELL]), enum_numbers(P.Side.DESCRIPTOR))
-
-# ------------------------------------------------------ messages from descriptors
-
-_SCALARS = {FieldDescriptor.TYPE_STRING: strings, FieldDescriptor.TYPE_INT64: int64s,
-            FieldDescriptor.TYPE_UINT32: uint32s, FieldDescriptor.TYPE_DOUBLE: doubles,
-            FieldDescriptor.TYPE_BOOL: st.booleans()}
-
-
-def field_values(field, depth: int) -> st.SearchStrategy:
-    """Values for one (singular) field of a message."""
-    if field.type == FieldDescriptor.TYPE_ENUM:
-        return enum_numbers(field.enum_type)
-    if field.type == FieldDescriptor.TYPE_MESSAGE:
-        return any_message(field.message_type, depth + 1)
-    return _SCALARS[field.type]
-
-
-@st.composite
-def _message(draw, descriptor, depth: int):
-    message = message_factory.GetMessageClass(descriptor)()
-    for field in descriptor.fields:
-        if depth > 2 or not draw(st.booleans()):
-            continue  # unset
-        if field.is_repeated:
-            getattr(message, field.name).extend(draw(st.lists(field_values(field, depth), max_size=6)))
-        elif field.type == FieldDescriptor.TYPE_MESSAGE:
-            getattr(message, field.name).CopyFrom(draw(field_values(field, depth)))
-        else:
-            setattr(message, field.name, draw(field_values(field, depth)))
-    return message
-
-
-def any_message(descriptor, depth: int = 0) -> st.SearchStrategy:
-    """Messages of ``descriptor`` with each field unset or set to any value of its type (nested to depth 2)."""
-    return _message(descriptor, depth)
-
 
 # ------------------------------------------------------------ realistic requests
 
@@ -253,33 +183,10 @@ REALISTIC = {
 assert set(REALISTIC) == set(UNARY), set(UNARY) ^ set(REALISTIC)
 
 
-@st.composite
-def mutated(draw, base: st.SearchStrategy):
-    """A realistic request with one field cleared or set to a generated (often extreme) value."""
-    message = draw(base)
-    fields = message.DESCRIPTOR.fields
-    if not fields:
-        return message
-    field = draw(st.sampled_from(list(fields)))
-    if draw(st.booleans()):
-        message.ClearField(field.name)
-    elif field.is_repeated:
-        values = getattr(message, field.name)
-        if field.type != FieldDescriptor.TYPE_MESSAGE and len(values):
-            values[draw(st.integers(0, len(values) - 1))] = draw(field_values(field, 0))
-        else:
-            values.append(draw(field_values(field, 0)))
-    elif field.type == FieldDescriptor.TYPE_MESSAGE:
-        getattr(message, field.name).CopyFrom(draw(field_values(field, 0)))
-    else:
-        setattr(message, field.name, draw(field_values(field, 0)))
-    return message
-
-
 def requests_for(method: str) -> st.SearchStrategy:
     descriptor = SERVICE.methods_by_name[method].input_type
     realistic = REALISTIC[method]
-    return st.one_of(realistic, realistic, mutated(realistic), any_message(descriptor))
+    return st.one_of(realistic, realistic, mutated(realistic, strings), any_message(descriptor, strings))
 
 
 # --------------------------------------------------------------------- the server
@@ -373,28 +280,11 @@ def test_every_unary_rpc_answers_generated_requests_with_a_defined_status_and_ch
     checked_call(fuzz_server, method, lambda r: send(r, timeout=DEADLINE), request)
 
 
-@st.composite
-def raw_payloads(draw, method: str):
-    """Bytes for ``method``: random, or a serialized request flipped, cut or padded."""
-    if draw(st.booleans()):
-        return draw(st.binary(max_size=64))
-    data = bytearray(draw(REALISTIC[method]).SerializeToString())
-    for _ in range(draw(st.integers(1, 4))):
-        kind = draw(st.sampled_from(["flip", "cut", "pad"]))
-        if kind == "flip" and data:
-            data[draw(st.integers(0, len(data) - 1))] ^= draw(st.integers(1, 255))
-        elif kind == "cut" and data:
-            del data[draw(st.integers(0, len(data) - 1)):]
-        else:
-            data += draw(st.binary(min_size=1, max_size=8))
-    return bytes(data)
-
-
 @pytest.mark.parametrize("method", UNARY)
 @settings(FUZZ, max_examples=scaled(40))
 @given(data=st.data())
 def test_every_unary_rpc_answers_random_and_mutated_bytes_with_a_defined_status(fuzz_server, method, data):
-    payload = data.draw(raw_payloads(method), label="payload")
+    payload = data.draw(raw_payloads(REALISTIC[method]), label="payload")
     raw = fuzz_server.channel().unary_unary(f"/{SERVICE.full_name}/{method}")   # bytes in, bytes out
 
     checked_call(fuzz_server, method, lambda p: raw(p, timeout=DEADLINE), payload)
@@ -435,7 +325,7 @@ def test_every_watch_answers_any_request_bytes_with_a_stream_or_invalid_argument
         fuzz_server, path, data):
     message = WATCHES[path]
     payload = data.draw(st.one_of(st.binary(max_size=64),
-                                  any_message(message.DESCRIPTOR).map(lambda m: m.SerializeToString())),
+                                  any_message(message.DESCRIPTOR, strings).map(lambda m: m.SerializeToString())),
                         label="payload")
     try:
         message.FromString(payload)
@@ -444,21 +334,12 @@ def test_every_watch_answers_any_request_bytes_with_a_stream_or_invalid_argument
         parses = False
     before = observable(fuzz_server)
     call = fuzz_server.channel().unary_stream(path)(payload, timeout=DEADLINE)
-    if parses:
-        call.initial_metadata()      # sent once subscribed; a refusal comes with its status at once
-        ended = threading.Event()
-        call.add_done_callback(lambda _: ended.set())
-        assert not ended.wait(0.05), f"{path} refused a request that parses: {call.code()} {call.details()}"
-        call.cancel()
-        event("subscribed")
-    else:
-        assert call.code() == grpc.StatusCode.INVALID_ARGUMENT, (call.code(), call.details())
-        event("refused")
+    event(subscription_outcome(call, parses, f"{path} {payload!r}"))
     assert observable(fuzz_server) == before
 
 
-stream_messages = st.lists(st.one_of(order_requests, mutated(order_requests),
-                                     any_message(P.OrderRequest.DESCRIPTOR)), max_size=8)
+stream_messages = st.lists(st.one_of(order_requests, mutated(order_requests, strings),
+                                     any_message(P.OrderRequest.DESCRIPTOR, strings)), max_size=8)
 
 
 @FUZZ
