@@ -364,7 +364,8 @@ class KernelCases:
             def after() -> None:
                 expect(engine.aggregate(account).open_orders == 0, "lifecycle orders left open")
                 engine.verify()
-            return Work(submit_and_fill, after=after)
+            return Work(submit_and_fill, after=after,
+                        note="timed through one Python function making both calls (its call included)")
         return Case("submit + full fill of one order", prepare, calls=s.lifecycles, timer_free=True,
                     unit="orders/s")
 
@@ -409,8 +410,7 @@ class KernelCases:
         def cancels() -> Work:
             # What the batch left for later: the first cancel on a slot side adds the
             # side's pending orders to its price levels (README, "Using the kernel").
-            engine = build_book(s.check_symbols).engine
-            engine.reserve_orders(s.batch)
+            engine = build_book(s.check_symbols).engine          # unsized, as the batch rows leave it
             ids = np.arange(1, s.batch + 1, dtype=np.int64)
             codes = engine.submit_batch(ids, *order_stream(self.book(s.check_symbols), s.batch).columns)
             booked = ids[codes == 0][:s.fast_calls].tolist()
