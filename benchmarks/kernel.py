@@ -233,6 +233,21 @@ def progress_row(name: str, fn: Callable[[], Any], note: str) -> Row:
     return Row(name, value=progress, value_text=f"{progress:.0%}", targets=list(GIL_TARGETS), note=note)
 
 
+def threads_ratio(name: str, one: Work, two: Work, rounds: int) -> Row:
+    """The time of ``two`` (the work of two threads) over ``one`` (one thread's), timed in turn.
+
+    1.0 when the calls run in parallel (they release the GIL), 2.0 when they
+    are serialised; timed in turn, so that a shared machine's drift hits both.
+    """
+    ones, twos = [], []
+    for _ in range(rounds):
+        ones.extend(time_calls(one, 1).samples)
+        twos.extend(time_calls(two, 1).samples)
+    ratio = float(np.median(twos) / np.median(ones))
+    return Row(name, value=ratio, value_text=f"{ratio:.2f}", median_ns=float(np.median(twos)),
+               note="1.0 = parallel, 2.0 = serialised; needs 2 free cores")
+
+
 GIL_NOTE = "share of its free-running speed a counting thread keeps; ~2% if the GIL were held"
 
 
@@ -292,7 +307,8 @@ class KernelCases:
             orders = [(a, sym, BUY, CHECK_QUANTITY, px) for a, sym, px in random_checks(book, 65_536)]
             expect(all(book.engine.check(*order).accepted for order in orders[:1000]), "spread checks not accepted")
             return Work(book.engine.check, orders,
-                        note="65,536 (strategy, symbol) pairs in turn; timer-free loop includes taking the next")
+                        note="65,536 (strategy, symbol) pairs in turn; the timer-free loop includes taking "
+                             "the next one")
 
         common = dict(calls=s.checks, timer_free=True, targets=SINGLE_CHECK_TARGETS)
         return [
@@ -425,13 +441,14 @@ class KernelCases:
                         note="a slot side's first cancel adds its pending orders to its price levels")
 
         spread, hot = f"check_batch {label}, spread over book", f"check_batch {label}, one hot slot"
-        sized, unsized = f"submit_batch {label}, spread over book (sized)", f"submit_batch {label}, unsized order tables"
+        on_sized = f"submit_batch {label}, spread over book (sized)"
+        on_unsized = f"submit_batch {label}, unsized order tables"
         per_run = dict(calls=s.batch_runs, per_call=s.batch, unit="orders/s")
         return [
             Case(spread, what_if(spread, order_stream), targets=BATCH_TARGETS, **per_run),
             Case(hot, what_if(hot, hot_slot_stream), targets=BATCH_TARGETS, **per_run),
-            Case(sized, submitted(sized, True), targets=BATCH_TARGETS, **per_run),
-            Case(unsized, submitted(unsized, False), **per_run),
+            Case(on_sized, submitted(on_sized, True), targets=BATCH_TARGETS, **per_run),
+            Case(on_unsized, submitted(on_unsized, False), **per_run),
             Case("on_cancel of orders submit_batch booked", cancels, calls=s.fast_calls),
         ]
 
@@ -445,16 +462,9 @@ class KernelCases:
             expected = books[0].engine.check_batch(*streams[0].columns)
             expect(all(np.array_equal(r, expected) for r in check_batches_in_threads(books, streams)),
                    "threaded batches disagree")
-            one = Work(books[0].engine.check_batch, (streams[0].columns,))
-            two = Work(check_batches_in_threads, ((books, streams),))
-            ones, twos = [], []
-            for _ in range(3):          # in turn, so that a shared machine's drift hits both
-                ones.extend(time_calls(one, 1).samples)
-                twos.extend(time_calls(two, 1).samples)
-            ratio = float(np.median(twos) / np.median(ones))
-            return [Row(f"2 threads / 1 thread, check_batch {s.thread_batch // 1000}k", value=ratio,
-                        value_text=f"{ratio:.2f}", median_ns=float(np.median(twos)),
-                        note="1.0 = parallel, 2.0 = serialised; needs 2 free cores"),
+            return [threads_ratio(f"2 threads / 1 thread, check_batch {s.thread_batch // 1000}k",
+                                  Work(books[0].engine.check_batch, (streams[0].columns,)),
+                                  Work(check_batches_in_threads, ((books, streams),)), rounds=3),
                     progress_row("Python thread speed during check_batch",
                                  lambda: books[0].engine.check_batch(*streams[0].columns), GIL_NOTE)]
         return Experiment("GIL release", rows)
@@ -528,31 +538,35 @@ class KernelCases:
                     return Work(fn, ((returns, exposures, CONFIDENCE),))
                 return prepare
 
-            def numpy_of(fn: Callable[..., Any], ours: Callable[..., Any], days: int = days,
+            def numpy_of(fn: Callable[..., Any], ours: Callable[..., Any], step: str, days: int = days,
                          instruments: int = instruments) -> Callable[[], Work]:
                 def prepare() -> Work:
                     returns, exposures = returns_matrix(days, instruments)
                     expect(np.allclose(fn(returns, exposures), tuple(ours(returns, exposures, CONFIDENCE)),
                                        rtol=1e-9), f"numpy and riskcore disagree: {fn.__name__}")
-                    return Work(fn, ((returns, exposures),))
+                    return Work(fn, ((returns, exposures),),
+                                note=f"context: returns @ exposures, then {step}, in plain numpy")
                 return prepare
 
-            def pnl_of(fn: Callable[..., Any], days: int = days, instruments: int = instruments
+            def pnl_of(fn: Callable[..., Any], note: str = "", days: int = days, instruments: int = instruments
                        ) -> Callable[[], Work]:
                 def prepare() -> Work:
                     returns, exposures = returns_matrix(days, instruments)
                     expect(np.allclose(fn(returns, exposures), returns @ exposures), f"{fn.__name__} is wrong")
-                    return Work(fn, ((returns, exposures),))
+                    return Work(fn, ((returns, exposures),), note=note)
                 return prepare
 
-            each = dict(calls=s.slow_calls)
+            calls = s.slow_calls
             cases += [
-                Case(f"historical_var {shape}", var_of(historical_var), **each),
-                Case(f"parametric_var {shape}", var_of(parametric_var), **each),
-                Case(f"scenario_pnl {shape}", pnl_of(scenario_pnl), **each),
-                Case(f"numpy historical VaR {shape}", numpy_of(numpy_historical_var, historical_var), **each),
-                Case(f"numpy parametric VaR {shape}", numpy_of(numpy_parametric_var, parametric_var), **each),
-                Case(f"numpy returns @ exposures {shape}", pnl_of(np.matmul), **each),
+                Case(f"historical_var {shape}", var_of(historical_var), calls),
+                Case(f"parametric_var {shape}", var_of(parametric_var), calls),
+                Case(f"scenario_pnl {shape}", pnl_of(scenario_pnl), calls),
+                Case(f"numpy historical VaR {shape}",
+                     numpy_of(numpy_historical_var, historical_var, "np.partition"), calls),
+                Case(f"numpy parametric VaR {shape}",
+                     numpy_of(numpy_parametric_var, parametric_var, "mean and std"), calls),
+                Case(f"numpy returns @ exposures {shape}",
+                     pnl_of(np.matmul, "context: the P&L step both VaR methods start with, through BLAS"), calls),
             ]
         return cases
 
@@ -586,6 +600,11 @@ class KernelCases:
         with open(self.day_file(), "rb") as handle:
             return handle.read()
 
+    def expect_whole_day(self, book: Any) -> None:
+        """The book took every message of the day cleanly: a benchmark must not time a broken decode."""
+        counters = {k: v for k, v in book.counters().items() if v}
+        expect(counters == {"messages": self.scale.itch_messages}, f"ITCH day: {counters}")
+
     def itch(self) -> list[Case]:
         """A simulated ITCH 5.0 day replayed from a file into an L3 book (decode + book), plain and gzip."""
         from riskcore import Book as ItchBook
@@ -593,19 +612,14 @@ class KernelCases:
 
         s = self.scale
         day = f"{size_label(s.itch_messages)} msgs x {s.itch_symbols:,} symbols"
-        clean = {"messages": s.itch_messages}
-
-        def fed_cleanly(book: ItchBook) -> ItchBook:
-            counters = {k: v for k, v in book.counters().items() if v}
-            expect(counters == clean, f"ITCH replay: {counters}")
-            return book
 
         def replayed(compress: bool) -> Callable[[], Work]:
             def prepare() -> Work:
                 path = self.day_file(compress)
                 book = ItchBook()
                 replay(path, book)
-                live = fed_cleanly(book).orders
+                self.expect_whole_day(book)
+                live = book.orders
 
                 def note(timed: Timed) -> str:
                     return (f"file -> decode -> L3 book, median of {len(timed.samples)} runs (best "
@@ -618,7 +632,7 @@ class KernelCases:
             data = self.day_bytes()
             book = ItchBook()
             book.feed(data)
-            fed_cleanly(book)
+            self.expect_whole_day(book)
             return Work(feed, fresh=lambda: (ItchBook(), data), note="bytes in memory -> decode -> L3 book")
 
         per_run = dict(calls=s.itch_runs, per_call=s.itch_messages, unit="msg/s")
@@ -634,17 +648,10 @@ class KernelCases:
             data = self.day_bytes()
             books = [ItchBook(), ItchBook()]
             feed_in_threads(books, data)
-            expect(all(b.counters() == books[0].counters() for b in books) and books[0].counters()["messages"]
-                   == self.scale.itch_messages, "threaded feeds disagree")
-            one = Work(feed, fresh=lambda: (ItchBook(), data))
-            two = Work(feed_in_threads, fresh=lambda: ([ItchBook(), ItchBook()], data))
-            ones, twos = [], []
-            for _ in range(2):
-                ones.extend(time_calls(one, 1).samples)
-                twos.extend(time_calls(two, 1).samples)
-            ratio = float(np.median(twos) / np.median(ones))
-            return [Row("2 threads / 1 thread, Book.feed", value=ratio, value_text=f"{ratio:.2f}",
-                        median_ns=float(np.median(twos)), note="1.0 = parallel, 2.0 = serialised; needs 2 free cores"),
+            for book in books:
+                self.expect_whole_day(book)
+            return [threads_ratio("2 threads / 1 thread, Book.feed", Work(feed, fresh=lambda: (ItchBook(), data)),
+                                  Work(feed_in_threads, fresh=lambda: ([ItchBook(), ItchBook()], data)), rounds=2),
                     progress_row("Python thread speed during Book.feed", lambda: ItchBook().feed(data), GIL_NOTE)]
         return Experiment("ITCH GIL release", rows)
 
