@@ -32,8 +32,9 @@ scratch folder that is removed at the end; every child is killed when its
 case ends, and every wait is bounded.
 
 In the kernel suite single calls are timed one by one with
-``time.perf_counter_ns`` around each call (``kernel.time_calls``), so the table can give percentiles.
-Reading the clock twice costs something; that cost (the median of
+``time.perf_counter_ns`` around each call (``kernel.time_calls``, the one
+timing helper every kernel case goes through), so the table can give
+percentiles. Reading the clock twice costs something; that cost (the median of
 back-to-back reads, printed in the header) is subtracted from every per-call
 figure, and the raw figures are in the JSON. Throughput comes from a separate
 loop of the same calls with no timer inside. The service and durability
