@@ -1,8 +1,9 @@
 """Benchmarks of the portfolio risk math (VaR and expected shortfall), next to plain numpy.
 
-pytest-benchmark cases (``python -m pytest benchmarks/bench_riskmath.py --benchmark-only``)
-time each function alone and, in the same group, the same figures in plain numpy, with one
-BLAS thread (through threadpoolctl; skipped without it) and with numpy's default threads.
+pytest-benchmark runs of the VaR cases of ``benchmarks/kernel.py``
+(``python -m pytest benchmarks/bench_riskmath.py --benchmark-only``) time each function alone
+and, in the same group, the same figures in plain numpy, with one BLAS thread (through
+threadpoolctl; skipped without it) and with numpy's default threads.
 
 The same-run comparison prints medians and ratios::
 
@@ -21,45 +22,29 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import os
 import statistics
 import subprocess
 import sys
-import time
 from typing import Any, Callable, Iterator
 
 import numpy as np
 import pytest
 
+from benchmarks.kernel import (
+    CONFIDENCE, GIL_TARGETS, Case, Experiment, Work, numpy_historical_var, numpy_parametric_var, time_calls,
+)
+from benchmarks.results import Row
 from benchmarks.workload import returns_matrix
 from riskcore import historical_var, parametric_var, scenario_pnl
 
 # (days of history, instruments)
 SHAPES = {"250x500": (250, 500), "1000x2000": (1_000, 2_000)}
 THREADS = {"1 BLAS thread": 1, "default BLAS threads": None}
-CONFIDENCE = 0.99
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-# ------------------------------------------------------------ plain numpy
-
-def numpy_historical_var(returns: np.ndarray, exposures: np.ndarray,
-                         confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """Historical VaR and ES in plain numpy: the BLAS product, then a partial sort of the losses."""
-    periods = returns.shape[0]
-    k = max(1, math.ceil(periods * (1 - confidence) - 1e-9))
-    losses = np.partition(-(returns @ exposures), periods - k)
-    return float(losses[periods - k]), float(losses[periods - k:].mean())
-
-
-def numpy_parametric_var(returns: np.ndarray, exposures: np.ndarray,
-                         confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """Normal VaR and ES in plain numpy (z at 99% as a constant, as a caller would hold it)."""
-    pnl = returns @ exposures
-    mu, sigma = pnl.mean(), pnl.std(ddof=1)
-    return 2.3263478740408408 * sigma - mu, 2.665214220345808 * sigma - mu
-
+# ------------------------------------------------------------ same-run comparison
 
 def same_run_cases(returns: np.ndarray, exposures: np.ndarray) -> dict[str, tuple[Callable[[], Any],
                                                                                     Callable[[], Any]]]:
@@ -115,19 +100,13 @@ def alternate(pairs: dict[str, tuple[Callable[[], Any], Callable[[], Any]]], rou
     the other side's finds the caches and BLAS threads as that side left them.
     """
     samples: dict[str, dict[str, list[int]]] = {name: {"riskcore": [], "numpy": []} for name in pairs}
-    clock = time.perf_counter_ns
     for name, (ours, theirs) in pairs.items():
         for fn in (ours, theirs):
-            for _ in range(block):
-                fn()
-        order = [("riskcore", ours), ("numpy", theirs)]
+            time_calls(Work(fn), block)
+        order = [("riskcore", Work(ours)), ("numpy", Work(theirs))]
         for i in range(rounds):
-            for side, fn in (order if i % 2 == 0 else order[::-1]):
-                out = samples[name][side]
-                for _ in range(block):
-                    t0 = clock()
-                    fn()
-                    out.append(clock() - t0)
+            for side, work in (order if i % 2 == 0 else order[::-1]):
+                samples[name][side].extend(time_calls(work, block).samples)
     return {name: {side: float(statistics.median(values)) for side, values in sides.items()}
             for name, sides in samples.items()}
 
@@ -196,9 +175,7 @@ def main(argv: list[str] | None = None) -> int:
 
 # ------------------------------------------------------------ pytest-benchmark
 
-@pytest.fixture(params=list(SHAPES), scope="module")
-def history(request: pytest.FixtureRequest) -> tuple[np.ndarray, np.ndarray]:
-    return returns_matrix(*SHAPES[request.param])
+KERNEL_SECTIONS = ("VaR",)
 
 
 @pytest.fixture(params=list(THREADS))
@@ -208,52 +185,19 @@ def blas(request: pytest.FixtureRequest, benchmark) -> Iterator[None]:
     if threads is not None and not have_threadpoolctl():
         pytest.skip("threadpoolctl is not installed; python -m benchmarks.bench_riskmath measures one BLAS "
                     "thread in a child process instead")
-    shape = f"{request.node.callspec.params['history']}"
-    benchmark.group = f"{benchmark.group}, {shape}, {request.param}"
+    benchmark.group = f"{benchmark.group}, {request.param}"
     with blas_threads(threads):
         yield
 
 
-@pytest.mark.benchmark(group="historical VaR 99%")
-def test_historical_var_of_a_portfolio(benchmark, history, blas) -> None:
-    returns, exposures = history
-    result = benchmark(historical_var, returns, exposures, CONFIDENCE)
-    assert result.es >= result.var > 0
+def test_var_case(run_case: Callable[[Case], None], case: Case, blas: None) -> None:
+    run_case(case)
 
 
-@pytest.mark.benchmark(group="historical VaR 99%")
-def test_numpy_historical_var_of_the_same_portfolio_for_comparison(benchmark, history, blas) -> None:
-    returns, exposures = history
-    var, es = benchmark(numpy_historical_var, returns, exposures)
-    assert (var, es) == pytest.approx(tuple(historical_var(returns, exposures, CONFIDENCE)), rel=1e-9)
-
-
-@pytest.mark.benchmark(group="parametric VaR 99%")
-def test_parametric_var_of_a_portfolio(benchmark, history, blas) -> None:
-    returns, exposures = history
-    result = benchmark(parametric_var, returns, exposures, CONFIDENCE)
-    assert result.es >= result.var > 0
-
-
-@pytest.mark.benchmark(group="parametric VaR 99%")
-def test_numpy_parametric_var_of_the_same_portfolio_for_comparison(benchmark, history, blas) -> None:
-    returns, exposures = history
-    var, es = benchmark(numpy_parametric_var, returns, exposures)
-    assert (var, es) == pytest.approx(tuple(parametric_var(returns, exposures, CONFIDENCE)), rel=1e-9)
-
-
-@pytest.mark.benchmark(group="portfolio P&L of every scenario")
-def test_scenario_pnl_of_a_portfolio(benchmark, history, blas) -> None:
-    # The step both VaR methods start with, next to numpy's BLAS product below.
-    returns, exposures = history
-    pnl = benchmark(scenario_pnl, returns, exposures)
-    assert np.allclose(pnl, returns @ exposures)
-
-
-@pytest.mark.benchmark(group="portfolio P&L of every scenario")
-def test_numpy_product_of_the_same_scenarios_for_comparison(benchmark, history, blas) -> None:
-    returns, exposures = history
-    benchmark(np.matmul, returns, exposures)
+def test_var_experiment(run_experiment: Callable[[Experiment], list[Row]], experiment: Experiment) -> None:
+    rows = run_experiment(experiment)
+    # The product runs in numpy's BLAS without the GIL, the selection in a nogil loop.
+    assert all(t.met(row) for row in rows for t in row.targets if t in GIL_TARGETS), rows
 
 
 if __name__ == "__main__":

@@ -1,69 +1,82 @@
-"""Fixtures that build populated engines for the pytest-benchmark cases.
+"""pytest-benchmark runs of the kernel cases of ``benchmarks/kernel.py``, at the full scale.
 
-Books are session-scoped and shared by the read-only cases (checks, what-if
-batches, aggregate queries); cases that change a book (fills, price updates,
-submitted orders) build their own so that no case measures another's leftovers.
+A ``bench_*.py`` module names the table's sections it runs in
+``KERNEL_SECTIONS``; its test taking ``case`` runs once per case of those
+sections, its test taking ``experiment`` once per experiment. Books are built
+once a session and shared by the cases that leave them as they found them;
+cases that change a book build their own (``KernelCases``).
 """
 from __future__ import annotations
 
+import dataclasses
+import itertools
+import os
+from typing import Any, Callable
+
 import pytest
 
-from benchmarks.workload import Book, ReferenceMissing, build_book, reference_engine_factory
+from benchmarks.kernel import FULL, Case, Experiment, KernelCases, timer_overhead
+from benchmarks.results import Row, Timing, fmt_ns
+from benchmarks.workload import ReferenceMissing
 
-# Positions in a book are symbols x 100 strategies.
-POSITIONS = {"1k": 10, "10k": 100, "100k": 1_000}
-CHECK_BOOK = "100k"
-# The reference model recomputes every aggregate from the leaves on each check
-# (and loads positions in O(n^2)), so the comparison runs on the smallest book.
-REFERENCE_BOOK = "1k"
-
-_books: dict[str, Book] = {}
+# RISKCORE_BENCH_ITCH_MESSAGES makes the ITCH day (10M messages by default) smaller.
+SCALE = dataclasses.replace(FULL, itch_messages=int(os.environ.get("RISKCORE_BENCH_ITCH_MESSAGES",
+                                                                   FULL.itch_messages)))
+KERNEL = KernelCases(SCALE)
 _notes: list[str] = []
 
 
-def book_of(size: str) -> Book:
-    """The shared book of ``size`` positions ("1k", "10k" or "100k"), built once."""
-    if size not in _books:
-        _books[size] = build_book(POSITIONS[size])
-    return _books[size]
-
-
-@pytest.fixture(scope="session")
-def check_book() -> Book:
-    """The 100k-position book the single-check and batch cases run against (read-only use)."""
-    return book_of(CHECK_BOOK)
-
-
-@pytest.fixture(params=list(POSITIONS), scope="session")
-def sized_book(request: pytest.FixtureRequest) -> Book:
-    """Each shared book in turn: 1k, 10k and 100k positions."""
-    return book_of(request.param)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    sections = getattr(metafunc.module, "KERNEL_SECTIONS", ())
+    for argument, kind in (("case", Case), ("experiment", Experiment)):
+        if argument in metafunc.fixturenames:
+            metafunc.parametrize(argument, [
+                pytest.param(item, id=item.row if isinstance(item, Case) else item.name,
+                             marks=pytest.mark.benchmark(group=section))
+                for section, items in KERNEL.sections() if section in sections
+                for item in items if isinstance(item, kind)])
 
 
 @pytest.fixture
-def fresh_book() -> Book:
-    """A new 100k-position book for a case that changes the engine."""
-    return build_book(POSITIONS[CHECK_BOOK])
+def run_case(benchmark: Any, notes: list[str]) -> Callable[[Case], None]:
+    """Prepare (and check) a case as the table does, then time its call under pytest-benchmark.
 
-
-@pytest.fixture(scope="session")
-def small_book() -> Book:
-    """The 1k-position book: the compiled side of the reference comparison."""
-    return book_of(REFERENCE_BOOK)
-
-
-@pytest.fixture(scope="session")
-def reference_book() -> Book:
-    """The 1k-position book, loaded into the pure-Python reference model.
-
-    Skipped only when ``tests/riskcore/reference.py`` does not exist; a file
-    that exists but cannot be loaded fails the case.
+    A call with one set of arguments is timed in calibrated rounds; one that
+    takes its arguments in turn, or fresh ones, one call a round (the
+    arguments made by pytest-benchmark's untimed setup).
     """
-    try:
-        factory = reference_engine_factory()
-    except ReferenceMissing as missing:
-        pytest.skip(f"reference model comparison skipped: {missing}")
-    return build_book(POSITIONS[REFERENCE_BOOK], engine_factory=factory)
+    def run(case: Case) -> None:
+        try:
+            work = case.prepare()
+        except ReferenceMissing as missing:
+            pytest.skip(f"reference model comparison skipped: {missing}")
+        if work.fresh is None and len(work.arguments) == 1:
+            benchmark(work.call, *work.arguments[0])
+        else:
+            turn = itertools.cycle(work.arguments)
+            fresh = work.fresh or (lambda: next(turn))
+            benchmark.pedantic(work.call, setup=lambda: (fresh(), {}), rounds=case.calls, iterations=1)
+        if work.after is not None:
+            work.after()
+        stats = getattr(benchmark, "stats", None)          # None under --benchmark-disable
+        if case.per_call and stats is not None:
+            rate = case.per_call / stats.stats.median
+            benchmark.extra_info["throughput"] = rate
+            notes.append(f"{case.row}: {rate / 1e6:.2f} M {case.unit} (median)")
+    return run
+
+
+@pytest.fixture
+def run_experiment(benchmark: Any, notes: list[str]) -> Callable[[Experiment], list[Row]]:
+    """Run an experiment once under pytest-benchmark; its rows go to the notes, and are returned."""
+    def run(experiment: Experiment) -> list[Row]:
+        timing = Timing(timer_overhead()["median"])
+        rows: list[Row] = benchmark.pedantic(experiment.rows, args=(timing,), rounds=1, iterations=1)
+        for row in rows:
+            figure = row.value_text or fmt_ns(row.median_ns)
+            notes.append(f"{row.case}: {figure}" + (f" ({row.note})" if row.note else ""))
+        return rows
+    return run
 
 
 @pytest.fixture(scope="session")

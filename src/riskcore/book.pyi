@@ -1,50 +1,17 @@
-from typing import NamedTuple
-
 from typing_extensions import Buffer, disjoint_base
+
+from riskcore.book_records import (
+    Depth as Depth,
+    LastTrade as LastTrade,
+    Level as Level,
+    Mark as Mark,
+    OrderEntry as OrderEntry,
+    Top as Top,
+)
 
 PRICE_SCALE: int
 COUNTER_NAMES: tuple[str, ...]
 MAX_LOCATE: int
-
-class Top(NamedTuple):
-    bid_price: int | None
-    bid_size: int
-    ask_price: int | None
-    ask_size: int
-    last_price: int | None
-
-class Level(NamedTuple):
-    price: int
-    shares: int
-    orders: int
-
-class Depth(NamedTuple):
-    bids: list[Level]
-    asks: list[Level]
-
-class LastTrade(NamedTuple):
-    price: int
-    shares: int
-    timestamp: int
-
-class Mark(NamedTuple):
-    symbol: str | None
-    locate: int
-    bid_price: int | None
-    bid_size: int
-    ask_price: int | None
-    ask_size: int
-    last_price: int | None
-    last_size: int
-    last_time: int
-    halted: bool
-
-class OrderEntry(NamedTuple):
-    ref: int
-    locate: int
-    side: str
-    price: int
-    shares: int
 
 _Symbol = str | int
 

@@ -11,23 +11,14 @@ dollar (``PRICE_SCALE``; ``format_price`` prints one as a decimal); sizes are
 shares; times are nanoseconds since midnight. A missing price (an empty side,
 no trade yet) is ``None``.
 """
-from collections import namedtuple
-
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.string cimport memset
 
 from riskcore.bookstate cimport BookState, SymbolBook, PriceLevels, Order, Counters, level_price
 from riskcore.itch cimport decode_into
+from riskcore.book_records import Depth, LastTrade, Level, Mark, OrderEntry, Top
 from riskcore.errors import UnknownSymbolError
 from riskcore.itch import PRICE_SCALE
-
-Top = namedtuple("Top", "bid_price bid_size ask_price ask_size last_price")
-Level = namedtuple("Level", "price shares orders")
-Depth = namedtuple("Depth", "bids asks")
-LastTrade = namedtuple("LastTrade", "price shares timestamp")
-Mark = namedtuple(
-    "Mark", "symbol locate bid_price bid_size ask_price ask_size last_price last_size last_time halted")
-OrderEntry = namedtuple("OrderEntry", "ref locate side price shares")
 
 # The counters, in the order of book.h's Counters struct.
 COUNTER_NAMES = ("messages", "unknown_type", "short_message", "truncated_frame", "bad_field",
