@@ -17,6 +17,7 @@ subtracted from the per-call figures by :class:`benchmarks.results.Timing`.
 """
 from __future__ import annotations
 
+import functools
 import gc
 import itertools
 import math
@@ -126,6 +127,58 @@ class GcWatch:
         gc.callbacks.remove(self._callback)
 
 
+# The loops of time_calls, written out for each number of arguments (as the standard library's timeit
+# does): a call inside the timed window is then a plain call with local arguments, as a hand-written loop
+# makes it, not call(*args).
+_LOOPS = """
+def sampled(call, arguments, fresh, n, samples, clock_ns):
+    turn = len(arguments)
+    if fresh is None and turn == 1:
+        {unpack}arguments[0]
+        for i in range(n):
+            t0 = clock_ns()
+            call({names})
+            t1 = clock_ns()
+            samples[i] = t1 - t0
+        return
+    for i in range(n):
+        {unpack}arguments[i % turn] if fresh is None else fresh()
+        t0 = clock_ns()
+        call({names})
+        t1 = clock_ns()
+        samples[i] = t1 - t0
+
+
+def timer_free(call, arguments, first, n, clock_ns):
+    turn = len(arguments)
+    if turn == 1:
+        {unpack}arguments[0]
+        start = clock_ns()
+        for _ in range(n):
+            call({names})
+        return clock_ns() - start
+    start = clock_ns()
+    for i in range(first, first + n):
+        {unpack}arguments[i % turn]
+        call({names})
+    return clock_ns() - start
+"""
+
+
+@functools.cache
+def _loops(arity: int | None) -> tuple[Callable[..., None], Callable[..., int]]:
+    """The loops for calls of ``arity`` arguments; None: ``call(*args)`` (fresh arguments, for calls that take
+    milliseconds)."""
+    if arity is None:
+        names, unpack = "*args", "args = "
+    else:
+        names = ", ".join(f"a{k}" for k in range(arity))
+        unpack = f"{names}, = " if arity else "_ = "
+    scope: dict[str, Any] = {}
+    exec(_LOOPS.format(names=names, unpack=unpack), scope)
+    return scope["sampled"], scope["timer_free"]
+
+
 def time_calls(work: Work, n: int, timer_free: bool = False) -> Timed:
     """Time ``n`` calls of ``work`` one by one, then (``timer_free``) ``n`` more in a loop with no timer inside.
 
@@ -134,22 +187,17 @@ def time_calls(work: Work, n: int, timer_free: bool = False) -> Timed:
     through the arguments where the samples stopped.
     """
     call, arguments, fresh = work.call, work.arguments, work.fresh
-    turn = len(arguments)
+    arity = None if fresh is not None else len(arguments[0])
+    expect(fresh is not None or all(len(args) == arity for args in arguments),
+           "a case's argument tuples differ in length")
+    sampled, loop = _loops(arity)
     samples = array("q", bytes(8 * n))
     with GcWatch() as watch:
-        for i in range(n):
-            args = arguments[i % turn] if fresh is None else fresh()
-            t0 = clock_ns()
-            call(*args)
-            t1 = clock_ns()
-            samples[i] = t1 - t0
+        sampled(call, arguments, fresh, n, samples, clock_ns)
     elapsed = None
     if timer_free:
         expect(fresh is None, "a timer-free loop cannot make fresh arguments")
-        start = clock_ns()
-        for i in range(n, 2 * n):
-            call(*arguments[i % turn])
-        elapsed = clock_ns() - start
+        elapsed = loop(call, arguments, n, n, clock_ns)
     return Timed(samples, elapsed, watch.collections, (watch.before[0], watch.after[0]))
 
 
