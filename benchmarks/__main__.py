@@ -205,7 +205,8 @@ def preamble(name: str, overhead: dict[str, float]) -> list[str]:
                 "with nothing lost; a 10k-message gap recovered in <= 100 ms."]
     if name == "alerts":
         return ["Latency on the machine's wall clock (time.time_ns) across processes: event stamp in the risk "
-                "engine, receipt in this process.",
+                "engine, receipt in the subscriber's process (benchmarks.alert_watcher) or, for the webhook, in "
+                "this one.",
                 "Goals: WatchAlerts p99 <= 1 ms, webhook p99 <= 5 ms on loopback; check path <= 5% slower with "
                 "alerting on."]
     return ["SQLite with synchronous=FULL on this machine's disk; JetStream on a local nats-server (file storage, "
