@@ -11,9 +11,7 @@ from libcpp.vector cimport vector
 
 from riskcore._types cimport i64, i32
 from riskcore.tables cimport Window
-
-# An order's content for the duplicate guard: ((account << 32 | symbol, 2 * quantity + is_buy), price key).
-ctypedef pair[pair[i64, i64], i64] DupKey
+from riskcore._state cimport DupKey
 
 cdef enum:
     # Which of a node's four sliding windows.

@@ -1,18 +1,11 @@
 from libc.stdint cimport uint8_t, int8_t
 cimport cython
-from libcpp.vector cimport vector
-from libcpp.deque cimport deque
-from libcpp.map cimport map as cmap
-from libcpp.utility cimport pair
 
-from riskcore._types cimport (
-    i64, i32, INT64_MAX, INT64_MIN, Instrument_t, Node_t, Slot_t, Order_t, Event_t, SlotSum, SavedRow, SavedNode, PositionLimit_t,
-    PendingRun, CheckResult,
-)
+from riskcore._types cimport i64, i32, INT64_MAX, INT64_MIN, CheckResult
+from riskcore._state cimport State
 from riskcore.clock cimport Clock
 from riskcore.decision cimport Decision
-from riskcore.tables cimport Levels, OrderIndex, SlotIndex, Window
-from riskcore._throttle cimport DupKey
+from riskcore.tables cimport Levels
 
 
 cdef inline i64 _price_key(i64 side, i64 price, bint market) noexcept nogil:
@@ -29,36 +22,7 @@ cdef inline i64 _level_key(i64 side, i64 price_key) noexcept nogil:
 
 cdef class RiskEngine:
     cdef Clock _clock
-    cdef vector[Instrument_t] _instruments
-    cdef vector[Node_t] _nodes
-    cdef vector[uint8_t] _path_allowlist              # per node: a node on its path has an allow-list
-    cdef vector[Slot_t] _slots
-    cdef vector[i64] _realized                        # per slot: realized P&L
-    cdef vector[PositionLimit_t] _position_limits     # per slot, read when the row is ``limited``
-    cdef SlotIndex _slot_index                        # (node, symbol) -> slot
-    cdef vector[vector[i32]] _symbol_slots            # slots per symbol, for price fan-out
-    cdef vector[i64] _pos_bound                       # per symbol: >= |pos| of each of its slots (marks' fast path)
-    cdef vector[Order_t] _orders
-    cdef OrderIndex _order_index                      # order id -> row, -1 once forgotten
-    cdef vector[Window] _windows                       # 4 per node: new orders, modifies, cancels, fills
-    cdef vector[Levels] _rest_buy                      # per slot: working orders per buy price key
-    cdef vector[Levels] _rest_sell                     # and per sell price key, bit-inverted
-    cdef cmap[DupKey, i64] _dup_last
-    cdef deque[pair[i64, DupKey]] _dup_expiry
-    cdef i64 _dup_window
-    cdef vector[Event_t] _events
-    # A what-if batch (check_batch) books as it goes and then puts back the rows
-    # and nodes it saved on first change: no per-order take-back.
-    cdef bint _what_if
-    # A new working order joins its slot's price levels later, when an event
-    # first needs them (see _flush_levels): the order path writes only the row's
-    # best price, which is all the checks read.
-    cdef vector[PendingRun] _pending                   # per slot side: 2 * slot, + 1 for sells
-    cdef vector[i32] _order_next                       # per order row: the same slot side's previous order
-    cdef vector[SavedRow] _saved_rows
-    cdef vector[SavedNode] _saved_nodes
-    cdef vector[DupKey] _batch_dups                    # duplicate-guard entries it added, in order
-    cdef vector[SlotSum] _sums                         # recompute()'s per-slot totals
+    cdef State _s                                      # the tables (state.h)
     cdef dict _account_ids
     cdef list _account_names
     cdef dict _symbol_ids

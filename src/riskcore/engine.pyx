@@ -173,7 +173,7 @@ cdef class RiskEngine:
                 and duplicate_window >= 0):
             raise InvalidConfigError(f"duplicate_window must be >= 0 seconds, got {duplicate_window!r}")
         self._clock = clock if clock is not None else SystemClock()
-        self._dup_window = _seconds_to_ns(duplicate_window)
+        self._s.dup_window = _seconds_to_ns(duplicate_window)
         self._add_node(firm, -1)
 
     # ------------------------------------------------------------------ ids
@@ -235,8 +235,8 @@ cdef class RiskEngine:
         cdef Instrument_t ins
         cdef object sid = self._symbol_ids.get(instrument.symbol)
         if sid is not None:
-            ins = self._instruments[<i32>sid]
-            if ins.tick_value != instrument.tick_value and self._symbol_slots[<i32>sid].size() > 0:
+            ins = self._s.instruments[<i32>sid]
+            if ins.tick_value != instrument.tick_value and self._s.symbol_slots[<i32>sid].size() > 0:
                 raise InvalidConfigError(
                     f"cannot change the tick value of {instrument.symbol} while it has positions or orders")
         else:
@@ -257,13 +257,13 @@ cdef class RiskEngine:
         ins.tradable = instrument.tradable
         if sid is None:
             sid = len(self._symbol_names)
-            self._instruments.push_back(ins)
-            self._symbol_slots.push_back(vector[i32]())
-            self._pos_bound.push_back(0)
+            self._s.instruments.push_back(ins)
+            self._s.symbol_slots.push_back(vector[i32]())
+            self._s.pos_bound.push_back(0)
             self._symbol_names.append(instrument.symbol)
             self._symbol_ids[instrument.symbol] = sid
         else:
-            self._instruments[<i32>sid] = ins
+            self._s.instruments[<i32>sid] = ins
         if instrument.reference_price is not None:
             self.update_price(<i32>sid, instrument.reference_price)
         return sid
@@ -271,7 +271,7 @@ cdef class RiskEngine:
     def instrument(self, symbol):
         """Return the definition of a symbol as an :class:`Instrument`."""
         cdef i32 sid = self.symbol_id(symbol)
-        cdef Instrument_t ins = self._instruments[sid]
+        cdef Instrument_t ins = self._s.instruments[sid]
         return Instrument(
             symbol=self._symbol_names[sid], tick_size=ins.tick_size, lot_size=ins.lot_size,
             multiplier=ins.tick_value / 1e6 / ins.tick_size, tradable=bool(ins.tradable),
@@ -295,21 +295,21 @@ cdef class RiskEngine:
         node.path[0] = nid
         node.depth = 1
         if parent >= 0:
-            if self._nodes[parent].depth >= MAX_DEPTH:
+            if self._s.nodes[parent].depth >= MAX_DEPTH:
                 raise InvalidConfigError(f"account tree deeper than {MAX_DEPTH} levels")
-            for k in range(self._nodes[parent].depth):
-                node.path[k + 1] = self._nodes[parent].path[k]
-            node.depth = self._nodes[parent].depth + 1
+            for k in range(self._s.nodes[parent].depth):
+                node.path[k + 1] = self._s.nodes[parent].path[k]
+            node.depth = self._s.nodes[parent].depth + 1
         for k in range(node.depth, MAX_DEPTH):
             node.path[k] = -1
         node.state = TS.ACTIVE
         node.limits = _NO_LIMITS
         node.saved = -1
-        self._nodes.push_back(node)
-        self._path_allowlist.push_back(self._path_allowlist[parent] if parent >= 0 else 0)
-        self._windows.resize(self._windows.size() + 4)
+        self._s.nodes.push_back(node)
+        self._s.path_allowlist.push_back(self._s.path_allowlist[parent] if parent >= 0 else 0)
+        self._s.windows.resize(self._s.windows.size() + 4)
         if parent >= 0:
-            self._nodes[parent].n_children += 1
+            self._s.nodes[parent].n_children += 1
         self._account_names.append(name)
         self._account_ids[name] = nid
         return nid
@@ -328,7 +328,7 @@ cdef class RiskEngine:
         if name in self._account_ids:
             raise InvalidConfigError(f"account {name!r} already exists")
         cdef i32 pid = 0 if parent is None else self.account_id(parent)
-        if self._nodes[pid].active:
+        if self._s.nodes[pid].active:
             raise InvalidConfigError(
                 f"account {self._account_names[pid]!r} holds orders or positions and cannot get sub-accounts")
         return self._add_node(name, pid)
@@ -336,33 +336,33 @@ cdef class RiskEngine:
     def parent(self, account):
         """Return the parent account's name (None for the firm)."""
         cdef i32 nid = self.account_id(account)
-        cdef i32 pid = self._nodes[nid].parent
+        cdef i32 pid = self._s.nodes[nid].parent
         return None if pid < 0 else self._account_names[pid]
 
     cdef i32 _slot_chain(self, i32 node, i32 symbol) noexcept nogil:
         """The (node, symbol) slot, creating it and its ancestors' on first use."""
-        cdef i32 sid = self._slot_index.find(node, symbol), parent_slot
+        cdef i32 sid = self._s.slot_index.find(node, symbol), parent_slot
         cdef Slot_t slot
         if sid >= 0:
             return sid
         parent_slot = -1
-        if self._nodes[node].parent >= 0:
-            parent_slot = self._slot_chain(self._nodes[node].parent, symbol)
+        if self._s.nodes[node].parent >= 0:
+            parent_slot = self._slot_chain(self._s.nodes[node].parent, symbol)
         memset(&slot, 0, sizeof(slot))
         slot.node = node
         slot.symbol = symbol
         slot.parent_slot = parent_slot
         slot.best_buy = slot.best_sell = INT64_MIN
-        sid = <i32>self._slots.size()
-        self._slots.push_back(slot)
-        self._realized.push_back(0)
-        self._position_limits.push_back(PositionLimit_t(max_long=INT64_MAX, max_short=INT64_MAX))
-        self._slot_index.add(node, symbol, sid)
-        self._symbol_slots[symbol].push_back(sid)
-        self._rest_buy.push_back(Levels())
-        self._rest_sell.push_back(Levels())
-        self._pending.push_back(PendingRun(newest=-1, count=0))
-        self._pending.push_back(PendingRun(newest=-1, count=0))
+        sid = <i32>self._s.slots.size()
+        self._s.slots.push_back(slot)
+        self._s.realized.push_back(0)
+        self._s.position_limits.push_back(PositionLimit_t(max_long=INT64_MAX, max_short=INT64_MAX))
+        self._s.slot_index.add(node, symbol, sid)
+        self._s.symbol_slots[symbol].push_back(sid)
+        self._s.rest_buy.push_back(Levels())
+        self._s.rest_sell.push_back(Levels())
+        self._s.pending.push_back(PendingRun(newest=-1, count=0))
+        self._s.pending.push_back(PendingRun(newest=-1, count=0))
         return sid
 
     # --------------------------------------------------------------- limits
@@ -391,12 +391,12 @@ cdef class RiskEngine:
             lim.cancel_rate_count, lim.cancel_rate_window = limits.cancel_rate[0], _seconds_to_ns(limits.cancel_rate[1])
         if limits.fill_throttle is not None:
             lim.fill_count, lim.fill_window = limits.fill_throttle[0], _seconds_to_ns(limits.fill_throttle[1])
-        self._nodes[nid].limits = lim
+        self._s.nodes[nid].limits = lim
         self._after_pnl_change(nid, self._now())
 
     def limits(self, account):
         """Return the node limits of an account as :class:`Limits`."""
-        cdef Limits_t lim = self._nodes[self.account_id(account)].limits
+        cdef Limits_t lim = self._s.nodes[self.account_id(account)].limits
 
         def count(i64 value):
             return None if value == INT64_MAX else value
@@ -428,17 +428,17 @@ cdef class RiskEngine:
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
                 raise InvalidConfigError(f"{name} must be an integer >= 0 or None, got {value!r}")
         cdef i32 s = self._slot_chain(nid, sid)
-        cdef PositionLimit_t* lim = &self._position_limits[s]
+        cdef PositionLimit_t* lim = &self._s.position_limits[s]
         lim.max_long = INT64_MAX if max_long is None else max_long
         lim.max_short = INT64_MAX if max_short is None else max_short
-        self._slots[s].limited = lim.max_long != INT64_MAX or lim.max_short != INT64_MAX
+        self._s.slots[s].limited = lim.max_long != INT64_MAX or lim.max_short != INT64_MAX
 
     def position_limit(self, account, symbol):
         """Return ``(max_long, max_short)`` of a node in a symbol (None = unlimited)."""
-        cdef i32 s = self._slot_index.find(self.account_id(account), self.symbol_id(symbol))
+        cdef i32 s = self._s.slot_index.find(self.account_id(account), self.symbol_id(symbol))
         if s < 0:
             return (None, None)
-        cdef PositionLimit_t* lim = &self._position_limits[s]
+        cdef PositionLimit_t* lim = &self._s.position_limits[s]
         return (None if lim.max_long == INT64_MAX else lim.max_long,
                 None if lim.max_short == INT64_MAX else lim.max_short)
 
@@ -448,24 +448,24 @@ cdef class RiskEngine:
         cdef list sids = [] if symbols is None else [self.symbol_id(symbol) for symbol in symbols]
         cdef Slot_t* slot
         cdef size_t j
-        for j in range(self._slots.size()):
-            slot = &self._slots[j]
+        for j in range(self._s.slots.size()):
+            slot = &self._s.slots[j]
             if slot.node == nid:
                 slot.permitted = 0
         for sid in sids:
-            self._slots[self._slot_chain(nid, <i32>sid)].permitted = 1
-        self._nodes[nid].has_allowlist = symbols is not None
+            self._s.slots[self._slot_chain(nid, <i32>sid)].permitted = 1
+        self._s.nodes[nid].has_allowlist = symbols is not None
         self._mark_allowlists()
 
     cdef void _mark_allowlists(self) noexcept nogil:
         """Flag the nodes whose checks must look at allow-lists (most have none on their path)."""
         cdef size_t j
         cdef i32 k
-        self._path_allowlist.assign(self._nodes.size(), 0)
-        for j in range(self._nodes.size()):
-            for k in range(self._nodes[j].depth):
-                if self._nodes[self._nodes[j].path[k]].has_allowlist:
-                    self._path_allowlist[j] = 1
+        self._s.path_allowlist.assign(self._s.nodes.size(), 0)
+        for j in range(self._s.nodes.size()):
+            for k in range(self._s.nodes[j].depth):
+                if self._s.nodes[self._s.nodes[j].path[k]].has_allowlist:
+                    self._s.path_allowlist[j] = 1
 
     def set_trading_state(self, state, account=None, symbol=None):
         """Set ACTIVE, REDUCING or HALTED on a node (the firm by default) or a symbol.
@@ -476,17 +476,17 @@ cdef class RiskEngine:
         if account is not None and symbol is not None:
             raise InvalidInputError("give an account or a symbol, not both")
         if symbol is not None:
-            self._instruments[self.symbol_id(symbol)].state = st
+            self._s.instruments[self.symbol_id(symbol)].state = st
             return
         cdef i32 nid = 0 if account is None else self.account_id(account)
-        self._nodes[nid].state = st
-        self._nodes[nid].state_cause = 0
+        self._s.nodes[nid].state = st
+        self._s.nodes[nid].state_cause = 0
 
     def trading_state(self, account=None, symbol=None):
         """Return the trading state of a node (the firm by default) or a symbol."""
         if symbol is not None:
-            return TradingState(self._instruments[self.symbol_id(symbol)].state)
-        return TradingState(self._nodes[0 if account is None else self.account_id(account)].state)
+            return TradingState(self._s.instruments[self.symbol_id(symbol)].state)
+        return TradingState(self._s.nodes[0 if account is None else self.account_id(account)].state)
 
     # ------------------------------------------------------------ the checks
 
@@ -529,27 +529,27 @@ cdef class RiskEngine:
             r.value = price
             return R.INVALID_PRICE
         # 2. order id
-        if check_id and self._order_index.contains(order_id):
+        if check_id and self._s.order_index.contains(order_id):
             r.value = <double>order_id
             return R.DUPLICATE_ORDER_ID
         # 3. symbol and account
-        if sym < 0 or sym >= <i32>self._instruments.size():
+        if sym < 0 or sym >= <i32>self._s.instruments.size():
             return R.UNKNOWN_SYMBOL
-        ins = &self._instruments[sym]
+        ins = &self._s.instruments[sym]
         if not ins.tradable:
             return R.SYMBOL_RESTRICTED
-        if acct < 0 or acct >= <i32>self._nodes.size():
+        if acct < 0 or acct >= <i32>self._s.nodes.size():
             return R.UNKNOWN_ACCOUNT
-        node = &self._nodes[acct]
+        node = &self._s.nodes[acct]
         if node.n_children > 0 or acct == 0:
             r.node = acct
             return R.ACCOUNT_NOT_TRADABLE
         if leaf_slot < 0:
             leaf_slot = self._slot_chain(acct, sym)
-        s = leaf_slot if self._path_allowlist[acct] else -1
+        s = leaf_slot if self._s.path_allowlist[acct] else -1
         while s >= 0:
-            slot = &self._slots[s]
-            if self._nodes[slot.node].has_allowlist and not slot.permitted:
+            slot = &self._s.slots[s]
+            if self._s.nodes[slot.node].has_allowlist and not slot.permitted:
                 r.node = slot.node
                 return R.SYMBOL_NOT_PERMITTED
             s = slot.parent_slot
@@ -567,9 +567,9 @@ cdef class RiskEngine:
                 r.limit = ins.tick_size
                 return R.TICK_SIZE
         # 5. trading state: the symbol, then the path from the account up
-        leaf = &self._slots[leaf_slot]
+        leaf = &self._s.slots[leaf_slot]
         if is_modify:
-            order = &self._orders[oidx]
+            order = &self._s.orders[oidx]
             old_q = order.remaining
             old_n = order.remaining * order.price * tv
         dq = q - old_q
@@ -580,7 +580,7 @@ cdef class RiskEngine:
             return R.REDUCE_ONLY
         for k in range(node.depth):
             n = node.path[k]
-            nd = &self._nodes[n]
+            nd = &self._s.nodes[n]
             if nd.state == TS.HALTED:
                 r.node = n
                 return R.EXECUTION_THROTTLE if nd.state_cause == R.EXECUTION_THROTTLE else R.TRADING_HALTED
@@ -630,7 +630,7 @@ cdef class RiskEngine:
         # Five terms below 2**59 cannot pass the cap (2**62): the 128-bit sum is
         # only needed when one of them is that large.
         for k in range(node.depth):
-            nd = &self._nodes[node.path[k]]
+            nd = &self._s.nodes[node.path[k]]
             if ((nd.long_notional | nd.short_notional | nd.wbuy_notional | nd.wsell_notional
                     | positive_part(dn)) >> 59 != 0
                     and <i128>nd.long_notional + nd.short_notional + nd.wbuy_notional + nd.wsell_notional + dn
@@ -641,7 +641,7 @@ cdef class RiskEngine:
         # 7. order size along the path
         for k in range(node.depth):
             n = node.path[k]
-            nd = &self._nodes[n]
+            nd = &self._s.nodes[n]
             lim = nd.limits.max_order_qty
             if q > lim:
                 r.node, r.value, r.limit = n, <double>q, <double>lim
@@ -657,11 +657,11 @@ cdef class RiskEngine:
         # 8. worst-case position per node in this symbol
         s = leaf_slot
         for k in range(node.depth):
-            slot = &self._slots[s]
+            slot = &self._s.slots[s]
             v = worst_position(slot.pos, slot.wbuy, slot.wsell, side, dq)
             lim = INT64_MAX
             if slot.limited:
-                lim = self._position_limits[s].max_long if side > 0 else self._position_limits[s].max_short
+                lim = self._s.position_limits[s].max_long if side > 0 else self._s.position_limits[s].max_short
             if dq > 0 and v > lim:
                 r.node, r.value, r.limit = slot.node, <double>v, <double>lim
                 return R.POSITION_LIMIT
@@ -671,7 +671,7 @@ cdef class RiskEngine:
         # 9. gross and net exposure along the path
         for k in range(node.depth):
             n = node.path[k]
-            nd = &self._nodes[n]
+            nd = &self._s.nodes[n]
             v = nd.long_notional + nd.short_notional + nd.wbuy_notional + nd.wsell_notional + dn
             lim = nd.limits.max_gross
             if dn > 0 and v > lim:
@@ -692,7 +692,7 @@ cdef class RiskEngine:
         # 10. open orders and message rates
         for k in range(node.depth):
             n = node.path[k]
-            nd = &self._nodes[n]
+            nd = &self._s.nodes[n]
             if not is_modify:
                 lim = nd.limits.max_open_orders
                 if nd.open_orders + 1 > lim:
@@ -702,21 +702,21 @@ cdef class RiskEngine:
                     util = max(util, ratio(nd.open_orders + 1, lim))
                 count, length = nd.limits.new_rate_count, nd.limits.new_rate_window
                 if count >= 0:
-                    v = _window(self._windows.data(), n, W_NEW).count(now, length)
+                    v = _window(self._s.windows.data(), n, W_NEW).count(now, length)
                     if v >= count:
                         r.node, r.value, r.limit = n, <double>v, <double>count
                         return R.ORDER_RATE_LIMIT
             else:
                 count, length = nd.limits.modify_rate_count, nd.limits.modify_rate_window
                 if count >= 0:
-                    v = _window(self._windows.data(), n, W_MODIFY).count(now, length)
+                    v = _window(self._s.windows.data(), n, W_MODIFY).count(now, length)
                     if v >= count:
                         r.node, r.value, r.limit = n, <double>v, <double>count
                         return R.MODIFY_RATE_LIMIT
         # 11. duplicate content
-        if not is_modify and self._dup_window > 0:
+        if not is_modify and self._s.dup_window > 0:
             dkey = _dup_key(acct, sym, side, q, _price_key(side, p, market))
-            if _is_duplicate(&self._dup_last, self._dup_window, &dkey, now, &v):
+            if _is_duplicate(&self._s.dup_last, self._s.dup_window, &dkey, now, &v):
                 r.value = v / 1e9
                 return R.DUPLICATE_ORDER
         # 12. self-match against the account's own working orders (best level kept in the row)
@@ -753,13 +753,13 @@ cdef class RiskEngine:
         cdef Order_t order
         cdef DupKey dkey
         if record:
-            self._nodes[acct].active = 1
+            self._s.nodes[acct].active = 1
         while s >= 0:
-            slot = &self._slots[s]
-            nd = &self._nodes[slot.node]
-            if self._what_if:
-                _save_row(self._slots.data(), s, &self._saved_rows)
-                saved = _save_node(self._nodes.data(), slot.node, &self._saved_nodes)
+            slot = &self._s.slots[s]
+            nd = &self._s.nodes[slot.node]
+            if self._s.what_if:
+                _save_row(self._s.slots.data(), s, &self._s.saved_rows)
+                saved = _save_node(self._s.nodes.data(), slot.node, &self._s.saved_nodes)
             if side > 0:
                 slot.wbuy += q
                 nd.wbuy_notional += notional
@@ -769,24 +769,24 @@ cdef class RiskEngine:
             nd.open_orders += 1
             if is_modify:
                 if nd.limits.modify_rate_count >= 0:
-                    _window(self._windows.data(), slot.node, W_MODIFY).push(now)
+                    _window(self._s.windows.data(), slot.node, W_MODIFY).push(now)
             elif nd.limits.new_rate_count >= 0:
-                _window(self._windows.data(), slot.node, W_NEW).push(now)
-                if self._what_if:
+                _window(self._s.windows.data(), slot.node, W_NEW).push(now)
+                if self._s.what_if:
                     saved.pushed += 1
             s = slot.parent_slot
-        slot = &self._slots[r.slot]
+        slot = &self._s.slots[r.slot]
         if is_modify:
             self._resting_side(r.slot, side).add(key)     # its old level went in _release
         if side > 0:
             slot.best_buy = max(slot.best_buy, key)
         else:
             slot.best_sell = max(slot.best_sell, key)
-        if self._dup_window > 0 and not is_modify:
+        if self._s.dup_window > 0 and not is_modify:
             dkey = _dup_key(acct, sym, side, q, _price_key(side, p, market))
-            _remember_order(&self._dup_last, &self._dup_expiry, self._dup_window, &dkey, now)
-            if self._what_if:
-                self._batch_dups.push_back(dkey)
+            _remember_order(&self._s.dup_last, &self._s.dup_expiry, self._s.dup_window, &dkey, now)
+            if self._s.what_if:
+                self._s.batch_dups.push_back(dkey)
         if record:
             memset(&order, 0, sizeof(order))
             order.id = order_id
@@ -798,10 +798,10 @@ cdef class RiskEngine:
             order.status = OS.WORKING
             order.price = p
             order.remaining = q
-            self._order_index.set(order_id, <i32>self._orders.size())
-            self._orders.push_back(order)
-            self._order_next.push_back(-1)
-            self._defer_level(r.slot, side, <i32>self._orders.size() - 1)
+            self._s.order_index.set(order_id, <i32>self._s.orders.size())
+            self._s.orders.push_back(order)
+            self._s.order_next.push_back(-1)
+            self._defer_level(r.slot, side, <i32>self._s.orders.size() - 1)
 
     cdef void _release(self, i32 leaf_slot, i64 side, i64 qty, i64 price, i64 price_key,
                        bint close) noexcept nogil:
@@ -810,10 +810,10 @@ cdef class RiskEngine:
         cdef Slot_t* slot
         cdef Node_t* nd
         cdef Levels* book
-        cdef i64 notional = qty * price * self._instruments[self._slots[leaf_slot].symbol].tick_value
+        cdef i64 notional = qty * price * self._s.instruments[self._s.slots[leaf_slot].symbol].tick_value
         while s >= 0:
-            slot = &self._slots[s]
-            nd = &self._nodes[slot.node]
+            slot = &self._s.slots[s]
+            nd = &self._s.nodes[slot.node]
             if side > 0:
                 slot.wbuy -= qty
                 nd.wbuy_notional -= notional
@@ -827,7 +827,7 @@ cdef class RiskEngine:
             self._flush_levels(leaf_slot, side)
             book = self._resting_side(leaf_slot, side)
             book.remove(_level_key(side, price_key))
-            slot = &self._slots[leaf_slot]
+            slot = &self._s.slots[leaf_slot]
             if side > 0:
                 slot.best_buy = INT64_MIN if book.empty() else book.best()
             else:
@@ -835,7 +835,7 @@ cdef class RiskEngine:
 
     cdef Levels* _resting_side(self, i32 slot, i64 side) noexcept nogil:
         """The slot's working orders of one side, by level key (see ``_level_key``)."""
-        return &self._rest_buy[slot] if side > 0 else &self._rest_sell[slot]
+        return &self._s.rest_buy[slot] if side > 0 else &self._s.rest_sell[slot]
 
     # ------------------------------------------------------------ positions
 
@@ -849,8 +849,8 @@ cdef class RiskEngine:
         took off the path first (a fill of a working order): it no longer
         counts in the gross.
         """
-        cdef Slot_t* slot = &self._slots[leaf_slot]
-        cdef Instrument_t* ins = &self._instruments[slot.symbol]
+        cdef Slot_t* slot = &self._s.slots[leaf_slot]
+        cdef Instrument_t* ins = &self._s.instruments[slot.symbol]
         cdef i64 tv = ins.tick_value, ref = ins.ref, fills
         cdef i64 pos = slot.pos, cost = slot.cost, realized = 0, dpos, dcost
         cdef i64 pos_after, cost_after, long_after, short_after, unreal_after, real_after, slot_real, value
@@ -860,9 +860,9 @@ cdef class RiskEngine:
         cdef i64 new_unreal[MAX_DEPTH]
         cdef i32 s, k
         cdef Node_t* nd
-        cdef Node_t* leaf_node = &self._nodes[slot.node]
+        cdef Node_t* leaf_node = &self._s.nodes[slot.node]
         cdef i32 ins_sym = slot.symbol
-        cdef i64 bound = self._pos_bound[ins_sym]
+        cdef i64 bound = self._s.pos_bound[ins_sym]
         if not _fill_position(&pos, &cost, &realized, signed_qty, price, tv):
             return False
         dpos = pos - slot.pos                   # both within 2^62 + 10^12: no overflow
@@ -870,13 +870,13 @@ cdef class RiskEngine:
             return False
         s, k = leaf_slot, 0
         while s >= 0:
-            slot = &self._slots[s]
-            nd = &self._nodes[slot.node]
+            slot = &self._s.slots[s]
+            nd = &self._s.nodes[slot.node]
             # One product each for the old and the new value: its sign is the side
             # (long: its positive part; short: the positive part of its negation).
             was = slot.pos * ref * tv           # a kept value: within CAPACITY
             if (add_overflows(slot.pos, dpos, &pos_after) or add_overflows(slot.cost, dcost, &cost_after)
-                    or add_overflows(self._realized[s], realized, &slot_real)
+                    or add_overflows(self._s.realized[s], realized, &slot_real)
                     or add_overflows(nd.realized, realized, &real_after)
                     or money_overflows(pos_after, ref, tv, &value)
                     or add_overflows(nd.long_notional - positive_part(was), positive_part(value), &long_after)
@@ -897,23 +897,23 @@ cdef class RiskEngine:
         leaf_node.active = 1
         s, k = leaf_slot, 0
         while s >= 0:
-            slot = &self._slots[s]
-            nd = &self._nodes[slot.node]
+            slot = &self._s.slots[s]
+            nd = &self._s.nodes[slot.node]
             slot.pos += dpos
             slot.cost += dcost
-            self._realized[s] += realized
+            self._s.realized[s] += realized
             nd.long_notional, nd.short_notional, nd.unrealized = new_long[k], new_short[k], new_unreal[k]
             nd.realized += realized
             bound = max(bound, iabs(slot.pos))
             s, k = slot.parent_slot, k + 1
-        self._pos_bound[ins_sym] = bound
+        self._s.pos_bound[ins_sym] = bound
         # The fill throttle and the daily loss, node by node from the account up.
         for k in range(leaf_node.depth):
             s = leaf_node.path[k]
-            nd = &self._nodes[s]
+            nd = &self._s.nodes[s]
             if nd.limits.fill_count >= 0:
-                _window(self._windows.data(), s, W_FILL).push(now)
-                fills = _window(self._windows.data(), s, W_FILL).count(now, nd.limits.fill_window)
+                _window(self._s.windows.data(), s, W_FILL).push(now)
+                fills = _window(self._s.windows.data(), s, W_FILL).count(now, nd.limits.fill_window)
                 if fills > nd.limits.fill_count and nd.state != TS.HALTED:
                     nd.state = TS.HALTED
                     nd.state_cause = R.EXECUTION_THROTTLE
@@ -923,7 +923,7 @@ cdef class RiskEngine:
 
     cdef inline void _after_pnl_change(self, i32 n, i64 now) noexcept nogil:
         """Switch a node to REDUCING when its daily P&L is below its loss limit."""
-        cdef Node_t* nd = &self._nodes[n]
+        cdef Node_t* nd = &self._s.nodes[n]
         cdef i64 lim = nd.limits.max_daily_loss, pnl
         cdef i128 wide
         if lim == INT64_MAX or nd.state != TS.ACTIVE:
@@ -943,28 +943,28 @@ cdef class RiskEngine:
         memset(&event, 0, sizeof(event))
         event.time, event.node, event.symbol, event.reason = now, node, -1, reason
         event.value, event.limit = value, limit
-        self._events.push_back(event)
+        self._s.events.push_back(event)
 
     cdef bint _set_reference(self, i32 sym, i64 ref, i64 now) noexcept nogil:
         """Move a symbol's reference and revalue every holder (O(holders)).
 
         Returns False, with nothing changed, when a holder's totals would pass CAPACITY.
         """
-        cdef Instrument_t* ins = &self._instruments[sym]
+        cdef Instrument_t* ins = &self._s.instruments[sym]
         cdef i64 old = ins.ref
-        cdef const i32* rows = self._symbol_slots[sym].data()
-        cdef size_t n = self._symbol_slots[sym].size(), moved, j
-        cdef Slot_t* slots = self._slots.data()
+        cdef const i32* rows = self._s.symbol_slots[sym].data()
+        cdef size_t n = self._s.symbol_slots[sym].size(), moved, j
+        cdef Slot_t* slots = self._s.slots.data()
         cdef Slot_t* slot
         if old != ref:
-            moved = _revalue_holders(self._nodes.data(), slots, rows, n, old, ref, ins.tick_value,
-                                     &self._pos_bound[sym])
+            moved = _revalue_holders(self._s.nodes.data(), slots, rows, n, old, ref, ins.tick_value,
+                                     &self._s.pos_bound[sym])
             if moved < n:
                 # Back to the old reference: those totals were kept, so they fit.
                 for j in range(moved):
                     slot = &slots[rows[j]]
                     if slot.pos != 0 or slot.cost != 0:
-                        _revalue_node(&self._nodes[slot.node], slot, ref, old, ins.tick_value)
+                        _revalue_node(&self._s.nodes[slot.node], slot, ref, old, ins.tick_value)
                 return False
         ins.ref = ref
         ins.ref_time = now
@@ -1034,12 +1034,12 @@ cdef class RiskEngine:
 
     cdef i32 _order_row(self, i64 order_id) noexcept nogil:
         """Row of an order in the order table, -1 when unknown or forgotten."""
-        cdef i32* found = self._order_index.find(order_id)
+        cdef i32* found = self._s.order_index.find(order_id)
         return -1 if found == NULL else found[0]
 
     cdef i32 _working(self, i64 order_id) noexcept nogil:
         cdef i32 row = self._order_row(order_id)
-        if row < 0 or self._orders[row].status != OS.WORKING:
+        if row < 0 or self._s.orders[row].status != OS.WORKING:
             return -1
         return row
 
@@ -1060,18 +1060,18 @@ cdef class RiskEngine:
         if oidx < 0:
             r = CheckResult(node=-1, value=<double>order_id, limit=0.0, util=0.0, price=0, notional=0, slot=-1)
             return self._decision(R.UNKNOWN_ORDER, &r)
-        order = &self._orders[oidx]
+        order = &self._s.orders[oidx]
         market = price is None and order.market
-        tv = self._instruments[order.symbol].tick_value
+        tv = self._s.instruments[order.symbol].tick_value
         if price is None:
-            px = order.price * self._instruments[order.symbol].tick_size
+            px = order.price * self._s.instruments[order.symbol].tick_size
         else:
             px = _price(price)
         code = self._evaluate(order.account, order.symbol, order.side, q, px, market, now, oidx, False, 0, True,
                               order.slot, &r)
         if code != R.OK:
             return self._decision(code, &r, quantity)
-        order = &self._orders[oidx]
+        order = &self._s.orders[oidx]
         self._release(order.slot, order.side, order.remaining, order.price,
                       _price_key(order.side, order.price, order.market), True)
         self._reserve(order_id, order.account, order.symbol, order.side, q, market, now, False, True, &r)
@@ -1094,19 +1094,19 @@ cdef class RiskEngine:
                                          slot=-1)
         if oidx < 0:
             return self._decision(R.UNKNOWN_ORDER, &r)
-        node = &self._nodes[self._orders[oidx].account]
+        node = &self._s.nodes[self._s.orders[oidx].account]
         for k in range(node.depth):
             n = node.path[k]
-            nd = &self._nodes[n]
+            nd = &self._s.nodes[n]
             if nd.limits.cancel_rate_count >= 0:
-                v = _window(self._windows.data(), n, W_CANCEL).count(now, nd.limits.cancel_rate_window)
+                v = _window(self._s.windows.data(), n, W_CANCEL).count(now, nd.limits.cancel_rate_window)
                 if v >= nd.limits.cancel_rate_count:
                     r.node, r.value, r.limit = n, <double>v, <double>nd.limits.cancel_rate_count
                     return self._decision(R.CANCEL_RATE_LIMIT, &r)
         for k in range(node.depth):
             n = node.path[k]
-            if self._nodes[n].limits.cancel_rate_count >= 0:
-                _window(self._windows.data(), n, W_CANCEL).push(now)
+            if self._s.nodes[n].limits.cancel_rate_count >= 0:
+                _window(self._s.windows.data(), n, W_CANCEL).push(now)
         r.value = 0.0
         return self._decision(R.OK, &r)
 
@@ -1167,27 +1167,27 @@ cdef class RiskEngine:
         with nogil:
             if record:
                 # Room for every order up front: no rehash or copy of the tables midway.
-                self._orders.reserve(self._orders.size() + n)
-                self._order_next.reserve(self._order_next.size() + n)
-                self._order_index.reserve_more(n)
+                self._s.orders.reserve(self._s.orders.size() + n)
+                self._s.order_next.reserve(self._s.order_next.size() + n)
+                self._s.order_index.reserve_more(n)
             else:
                 self._begin_what_if()
             # Starts d / 2 early, so the first orders' slots are looked up too.
             for i in range(-(d // 2), n):
                 j = i + d
                 if j < n:
-                    self._slot_index.prefetch(accounts[j], symbols[j])
+                    self._s.slot_index.prefetch(accounts[j], symbols[j])
                     if record:
-                        self._order_index.prefetch(order_ids[j])
+                        self._s.order_index.prefetch(order_ids[j])
                 j = i + d // 2
                 if j < n:
                     if j > 0 and accounts[j] == accounts[j - 1] and symbols[j] == symbols[j - 1]:
                         ahead[j % LOOKAHEAD_BOOKING] = ahead[(j - 1) % LOOKAHEAD_BOOKING]     # a run in one slot
                     else:
-                        ahead[j % LOOKAHEAD_BOOKING] = self._slot_index.find(accounts[j], symbols[j])
+                        ahead[j % LOOKAHEAD_BOOKING] = self._s.slot_index.find(accounts[j], symbols[j])
                         self._prefetch_slot(ahead[j % LOOKAHEAD_BOOKING])
                     if record and ahead[j % LOOKAHEAD_BOOKING] >= 0:
-                        prefetch(&self._pending[2 * ahead[j % LOOKAHEAD_BOOKING] + (sides[j] < 0)])
+                        prefetch(&self._s.pending[2 * ahead[j % LOOKAHEAD_BOOKING] + (sides[j] < 0)])
                 j = i + d // 4
                 if 0 <= j < n and (j == 0 or ahead[j % LOOKAHEAD_BOOKING] != ahead[(j - 1) % LOOKAHEAD_BOOKING]):
                     self._prefetch_chain(ahead[j % LOOKAHEAD_BOOKING])
@@ -1208,7 +1208,7 @@ cdef class RiskEngine:
     cdef void _prefetch_slot(self, i32 s) noexcept nogil:
         """Start loading a leaf slot's row."""
         if s >= 0:
-            prefetch(&self._slots[s])
+            prefetch(&self._s.slots[s])
 
     cdef void _prefetch_chain(self, i32 s) noexcept nogil:
         """Once the leaf row is in cache: start loading its parent's row.
@@ -1217,13 +1217,13 @@ cdef class RiskEngine:
         """
         if s < 0:
             return
-        if self._slots[s].parent_slot >= 0:
-            prefetch(&self._slots[self._slots[s].parent_slot])
+        if self._s.slots[s].parent_slot >= 0:
+            prefetch(&self._s.slots[self._s.slots[s].parent_slot])
 
     cdef void _defer_level(self, i32 slot, i64 side, i32 row) noexcept nogil:
         """Put a newly booked order on its slot side's pending run (see ``_flush_levels``)."""
-        cdef PendingRun* run = &self._pending[2 * slot + (side < 0)]
-        self._order_next[row] = run.newest
+        cdef PendingRun* run = &self._s.pending[2 * slot + (side < 0)]
+        self._s.order_next[row] = run.newest
         run.newest = row
         run.count += 1
         if run.count == PENDING_MAX:
@@ -1237,28 +1237,28 @@ cdef class RiskEngine:
         booking leaves them to the first such event, or to every PENDING_MAX
         orders. Pending orders are all working: any that leaves flushes first.
         """
-        cdef PendingRun* run = &self._pending[2 * slot + (side < 0)]
+        cdef PendingRun* run = &self._s.pending[2 * slot + (side < 0)]
         cdef Levels* book = self._resting_side(slot, side)
         cdef Order_t* order
         cdef i32 row = run.newest, k
         for k in range(run.count):
-            order = &self._orders[row]
+            order = &self._s.orders[row]
             book.add(_level_key(side, _price_key(side, order.price, order.market)))
-            row = self._order_next[row]
+            row = self._s.order_next[row]
         run.count = 0
 
     cdef void _flush_all_levels(self) noexcept nogil:
         cdef size_t j
-        for j in range(self._pending.size()):
-            if self._pending[j].count:
+        for j in range(self._s.pending.size()):
+            if self._s.pending[j].count:
                 self._flush_levels(<i32>(j // 2), 1 if j % 2 == 0 else -1)
 
     cdef void _begin_what_if(self) noexcept nogil:
         """Start a what-if batch with nothing saved."""
-        self._saved_rows.clear()
-        self._saved_nodes.clear()
-        self._batch_dups.clear()
-        self._what_if = True
+        self._s.saved_rows.clear()
+        self._s.saved_nodes.clear()
+        self._s.batch_dups.clear()
+        self._s.what_if = True
 
     cdef void _take_back(self) noexcept nogil:
         """End a what-if batch: every row and node it changed goes back to what it saved.
@@ -1266,10 +1266,10 @@ cdef class RiskEngine:
         One write per distinct row, not one take-back per order: a batch of
         1M orders over 100k positions restores at most the 100k rows it touched.
         """
-        _restore_rows(self._slots.data(), &self._saved_rows, LOOKAHEAD_WHAT_IF)
-        _restore_nodes(self._nodes.data(), self._windows.data(), &self._saved_nodes)
-        _forget_orders(&self._dup_last, &self._dup_expiry, &self._batch_dups)
-        self._what_if = False
+        _restore_rows(self._s.slots.data(), &self._s.saved_rows, LOOKAHEAD_WHAT_IF)
+        _restore_nodes(self._s.nodes.data(), self._s.windows.data(), &self._s.saved_nodes)
+        _forget_orders(&self._s.dup_last, &self._s.dup_expiry, &self._s.batch_dups)
+        self._s.what_if = False
 
     # --------------------------------------------------------------- events
 
@@ -1306,7 +1306,7 @@ cdef class RiskEngine:
         cdef i32 row = self._order_row(order_id)
         if row < 0:
             raise UnknownOrderError(f"fill for unknown order {order_id}")
-        cdef Order_t* order = &self._orders[row]
+        cdef Order_t* order = &self._s.orders[row]
         cdef i64 q = _quantity(quantity)
         cdef i64 p = self._fill_price(order.symbol, price)
         if q == 0:
@@ -1315,7 +1315,7 @@ cdef class RiskEngine:
             return False
         cdef i64 now = self._clock.now()
         cdef i64 worked = min(q, order.remaining) if order.status == OS.WORKING else 0
-        if not self._apply_fill(order.slot, order.side * q, p, worked * order.price * self._instruments[order.symbol].tick_value, now):
+        if not self._apply_fill(order.slot, order.side * q, p, worked * order.price * self._s.instruments[order.symbol].tick_value, now):
             self._refuse(order.account, -1, now, f"fill of {q} at {price!r} on order {order_id}")
         if order.status == OS.WORKING:
             self._release(order.slot, order.side, worked, order.price,
@@ -1340,24 +1340,24 @@ cdef class RiskEngine:
     cdef int _refuse(self, i32 node, i32 sym, i64 now, str what) except -1:
         """A fill or mark the books cannot hold: halt the account (or the symbol), record it, raise."""
         if node >= 0:
-            self._nodes[node].state = TS.HALTED
-            self._nodes[node].state_cause = R.NOTIONAL_OVERFLOW
+            self._s.nodes[node].state = TS.HALTED
+            self._s.nodes[node].state_cause = R.NOTIONAL_OVERFLOW
             self._record_event(now, node, R.NOTIONAL_OVERFLOW, CAPACITY, CAPACITY)
             where = f"account {self._account_names[node]!r} is HALTED"
         else:
-            self._instruments[sym].state = TS.HALTED
+            self._s.instruments[sym].state = TS.HALTED
             self._record_event(now, 0, R.NOTIONAL_OVERFLOW, CAPACITY, CAPACITY)
-            self._events.back().symbol = sym
+            self._s.events.back().symbol = sym
             where = f"symbol {self._symbol_names[sym]!r} is HALTED"
         raise CapacityError(f"{what} refused: a total would pass the engine's capacity of "
                             f"{CAPACITY / 1e6:.6g} in money; {where}")
 
     cdef i64 _fill_price(self, i32 sym, object price) except -1:
-        cdef i64 ticks = mark_ticks(_price(price), self._instruments[sym].tick_size)
+        cdef i64 ticks = mark_ticks(_price(price), self._s.instruments[sym].tick_size)
         if ticks < 0:
             raise InvalidInputError(
                 f"price of {self._symbol_names[sym]!r} must be finite, > 0 and below {MAX_PRICE_TICKS:g} ticks "
-                f"({MAX_PRICE_TICKS * self._instruments[sym].tick_size:g}), got {price!r}")
+                f"({MAX_PRICE_TICKS * self._s.instruments[sym].tick_size:g}), got {price!r}")
         return ticks
 
     def book_fill(self, account, symbol, side, quantity, price, exec_id=None):
@@ -1373,7 +1373,7 @@ cdef class RiskEngine:
             raise InvalidInputError(f"side must be BUY or SELL, got {side!r}")
         if q == 0:
             raise InvalidInputError(f"quantity must be a whole number in 1..{MAX_QUANTITY}, got {quantity!r}")
-        if self._nodes[acct].n_children > 0 or acct == 0:
+        if self._s.nodes[acct].n_children > 0 or acct == 0:
             raise InvalidInputError(f"positions live on leaf accounts; {self._account_names[acct]!r} is not one")
         cdef i64 p = self._fill_price(sym, price)
         if self._seen_exec_id(exec_id):
@@ -1389,7 +1389,7 @@ cdef class RiskEngine:
         cdef i32 row = self._order_row(order_id)
         if row < 0:
             raise UnknownOrderError(f"unknown order {order_id}")
-        cdef Order_t* order = &self._orders[row]
+        cdef Order_t* order = &self._s.orders[row]
         if order.status != OS.WORKING:
             return False
         self._release(order.slot, order.side, order.remaining, order.price,
@@ -1438,16 +1438,16 @@ cdef class RiskEngine:
         if sids.shape[0] != pxs.shape[0]:
             raise InvalidInputError(f"symbols and prices differ in length: {sids.shape[0]} != {pxs.shape[0]}")
         cdef Py_ssize_t i, bad = -1, refused = -1, n = sids.shape[0]
-        cdef i32 nsym = <i32>self._instruments.size()
+        cdef i32 nsym = <i32>self._s.instruments.size()
         cdef i64 now = self._clock.now() if time_ns is None else time_ns
         with nogil:
             for i in range(n):
-                if sids[i] < 0 or sids[i] >= nsym or mark_ticks(pxs[i], self._instruments[sids[i]].tick_size) < 0:
+                if sids[i] < 0 or sids[i] >= nsym or mark_ticks(pxs[i], self._s.instruments[sids[i]].tick_size) < 0:
                     bad = i
                     break
             if bad < 0:
                 for i in range(n):
-                    if (not self._set_reference(sids[i], mark_ticks(pxs[i], self._instruments[sids[i]].tick_size), now)
+                    if (not self._set_reference(sids[i], mark_ticks(pxs[i], self._s.instruments[sids[i]].tick_size), now)
                             and refused < 0):
                         refused = i
         if bad >= 0:
@@ -1459,7 +1459,7 @@ cdef class RiskEngine:
 
     def reference_price(self, symbol):
         """Return a symbol's reference price, or None."""
-        cdef Instrument_t* ins = &self._instruments[self.symbol_id(symbol)]
+        cdef Instrument_t* ins = &self._s.instruments[self.symbol_id(symbol)]
         return ins.ref * ins.tick_size if ins.ref > 0 else None
 
     def roll_day(self):
@@ -1475,23 +1475,23 @@ cdef class RiskEngine:
         self._exec_ids = set()
         cdef Node_t* nd
         cdef size_t j, kept = 0
-        for j in range(self._nodes.size()):
-            nd = &self._nodes[j]
+        for j in range(self._s.nodes.size()):
+            nd = &self._s.nodes[j]
             nd.sod_pnl = nd.realized + nd.unrealized
             if nd.state_cause == R.DAILY_LOSS_LIMIT:
                 nd.state = TS.ACTIVE
                 nd.state_cause = 0
         # Compacted in place, so the table keeps the capacity reserve_orders() gave it.
         self._flush_all_levels()            # order rows move: no slot side may have a run pending
-        for j in range(self._orders.size()):
-            if self._orders[j].status == OS.WORKING:
-                self._order_index.set(self._orders[j].id, <i32>kept)
-                self._orders[kept] = self._orders[j]
+        for j in range(self._s.orders.size()):
+            if self._s.orders[j].status == OS.WORKING:
+                self._s.order_index.set(self._s.orders[j].id, <i32>kept)
+                self._s.orders[kept] = self._s.orders[j]
                 kept += 1
             else:
-                self._order_index.set(self._orders[j].id, -1)
-        self._orders.resize(kept)
-        self._order_next.resize(kept)
+                self._s.order_index.set(self._s.orders[j].id, -1)
+        self._s.orders.resize(kept)
+        self._s.order_next.resize(kept)
 
     def reserve_orders(self, n):
         """Size the order tables to hold ``n`` orders, those booked since the last ``roll_day`` included.
@@ -1502,18 +1502,18 @@ cdef class RiskEngine:
         waits on the kernel for fresh memory, which is touched here. Costs about
         100 bytes per order; a smaller ``n`` than the table holds does nothing.
         """
-        cdef size_t booked = self._orders.size(), more
+        cdef size_t booked = self._s.orders.size(), more
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= INT32_MAX:
             raise InvalidInputError(f"reserve_orders takes a whole number of orders from 0 to {INT32_MAX}, got {n!r}")
         if n <= booked:
             return
         more = n - booked
         with nogil:
-            self._orders.resize(booked + more)        # writes every page once; the capacity stays
-            self._orders.resize(booked)
-            self._order_next.resize(booked + more)
-            self._order_next.resize(booked)
-            self._order_index.reserve_more(more)
+            self._s.orders.resize(booked + more)        # writes every page once; the capacity stays
+            self._s.orders.resize(booked)
+            self._s.order_next.resize(booked + more)
+            self._s.order_next.resize(booked)
+            self._s.order_index.reserve_more(more)
 
     # ------------------------------------------------------------ snapshots
 
@@ -1522,22 +1522,22 @@ cdef class RiskEngine:
         cdef i32 row = self._order_row(order_id)
         if row < 0:
             raise UnknownOrderError(f"unknown order {order_id}")
-        cdef Order_t o = self._orders[row]
+        cdef Order_t o = self._s.orders[row]
         return OrderInfo(o.id, self._account_names[o.account], self._symbol_names[o.symbol], o.side,
-                         o.price * self._instruments[o.symbol].tick_size, o.remaining, o.filled,
+                         o.price * self._s.instruments[o.symbol].tick_size, o.remaining, o.filled,
                          bool(o.market), OrderStatus(o.status))
 
     def position(self, account, symbol):
         """Return the position of a node (leaf or aggregate) in one symbol."""
         cdef i32 nid = self.account_id(account)
         cdef i32 sid = self.symbol_id(symbol)
-        cdef i32 found = self._slot_index.find(nid, sid)
-        cdef Instrument_t* ins = &self._instruments[sid]
+        cdef i32 found = self._s.slot_index.find(nid, sid)
+        cdef Instrument_t* ins = &self._s.instruments[sid]
         if found < 0:
             return Position(self._account_names[nid], self._symbol_names[sid], 0, 0.0, 0.0, 0.0)
-        cdef Slot_t* s = &self._slots[found]
+        cdef Slot_t* s = &self._s.slots[found]
         return Position(self._account_names[nid], self._symbol_names[sid], s.pos,
-                        <double>s.cost / s.pos / ins.tick_value * ins.tick_size if s.pos else 0.0, self._realized[found] / 1e6,
+                        <double>s.cost / s.pos / ins.tick_value * ins.tick_size if s.pos else 0.0, self._s.realized[found] / 1e6,
                         _unrealized(s.pos, s.cost, ins.ref, ins.tick_value) / 1e6)
 
     def positions(self):
@@ -1548,18 +1548,18 @@ cdef class RiskEngine:
         cdef size_t j, m = 0
         cdef Slot_t* s
         cdef Instrument_t* ins
-        for j in range(self._slots.size()):
-            s = &self._slots[j]
-            if self._nodes[s.node].n_children == 0 and s.node != 0 and (s.pos != 0 or self._realized[j] != 0):
+        for j in range(self._s.slots.size()):
+            s = &self._s.slots[j]
+            if self._s.nodes[s.node].n_children == 0 and s.node != 0 and (s.pos != 0 or self._s.realized[j] != 0):
                 m += 1
         out = np.zeros(m, dtype=POSITION_DTYPE)
         m = 0
-        for j in range(self._slots.size()):
-            s = &self._slots[j]
-            if self._nodes[s.node].n_children == 0 and s.node != 0 and (s.pos != 0 or self._realized[j] != 0):
-                ins = &self._instruments[s.symbol]
+        for j in range(self._s.slots.size()):
+            s = &self._s.slots[j]
+            if self._s.nodes[s.node].n_children == 0 and s.node != 0 and (s.pos != 0 or self._s.realized[j] != 0):
+                ins = &self._s.instruments[s.symbol]
                 out[m] = (s.node, s.symbol, s.pos, <double>s.cost / s.pos / ins.tick_value * ins.tick_size if s.pos else 0.0,
-                          self._realized[j] / 1e6, _unrealized(s.pos, s.cost, ins.ref, ins.tick_value) / 1e6)
+                          self._s.realized[j] / 1e6, _unrealized(s.pos, s.cost, ins.ref, ins.tick_value) / 1e6)
                 m += 1
         return out
 
@@ -1568,11 +1568,11 @@ cdef class RiskEngine:
         cdef size_t j
         cdef list rows = []
         cdef Order_t* o
-        for j in range(self._orders.size()):
-            o = &self._orders[j]
+        for j in range(self._s.orders.size()):
+            o = &self._s.orders[j]
             if o.status == OS.WORKING:
                 rows.append((o.id, o.account, o.symbol, o.side, o.market,
-                             o.price * self._instruments[o.symbol].tick_size, o.remaining, o.filled))
+                             o.price * self._s.instruments[o.symbol].tick_size, o.remaining, o.filled))
         return np.array(rows, dtype=ORDER_DTYPE)
 
     def aggregate(self, account=None):
@@ -1582,7 +1582,7 @@ cdef class RiskEngine:
         reference, working-order notional, realized, unrealized and daily P&L.
         """
         cdef i32 nid = 0 if account is None else self.account_id(account)
-        cdef Node_t* n = &self._nodes[nid]
+        cdef Node_t* n = &self._s.nodes[nid]
         return Aggregate(
             self._account_names[nid], n.long_notional / 1e6, n.short_notional / 1e6,
             (n.long_notional - n.short_notional) / 1e6,
@@ -1592,7 +1592,7 @@ cdef class RiskEngine:
 
     def aggregates(self):
         """Every node's incrementally kept aggregate, in integer micro-units."""
-        cdef size_t j, nn = self._nodes.size()
+        cdef size_t j, nn = self._s.nodes.size()
         cdef Node_t* n
         out = np.zeros(nn, dtype=AGGREGATE_DTYPE)
         columns = {name: np.empty(nn, dtype=np.int64) for name in _AGGREGATE_SUMS}
@@ -1600,20 +1600,20 @@ cdef class RiskEngine:
         cdef i64[::1] ws = columns["working_sell"], real = columns["realized"], unreal = columns["unrealized"]
         cdef i64[::1] opn = columns["open_orders"]
         for j in range(nn):
-            n = &self._nodes[j]
+            n = &self._s.nodes[j]
             longv[j], shortv[j], wb[j], ws[j] = n.long_notional, n.short_notional, n.wbuy_notional, n.wsell_notional
             real[j], unreal[j], opn[j] = n.realized, n.unrealized, n.open_orders
         return self._fill_aggregates(out, columns)
 
     cdef object _fill_aggregates(self, out, dict columns):
-        cdef size_t j, nn = self._nodes.size()
+        cdef size_t j, nn = self._s.nodes.size()
         for name, column in columns.items():
             out[name] = column
         out["account"] = np.arange(nn, dtype=np.int32)
-        out["parent"] = [self._nodes[j].parent for j in range(nn)]
-        out["state"] = [self._nodes[j].state for j in range(nn)]
+        out["parent"] = [self._s.nodes[j].parent for j in range(nn)]
+        out["state"] = [self._s.nodes[j].state for j in range(nn)]
         out["daily_pnl"] = out["realized"] + out["unrealized"] - np.array(
-            [self._nodes[j].sod_pnl for j in range(nn)], dtype=np.int64)
+            [self._s.nodes[j].sod_pnl for j in range(nn)], dtype=np.int64)
         return out
 
     def recompute(self):
@@ -1648,10 +1648,10 @@ cdef class RiskEngine:
             limit name -> (value, limit, value / limit), money in currency.
         """
         cdef i32 nid = 0 if account is None else self.account_id(account)
-        cdef Node_t* n = &self._nodes[nid]
+        cdef Node_t* n = &self._s.nodes[nid]
         cdef Limits_t lim = n.limits
         cdef i64 now = self._clock.now()
-        cdef Window* windows = self._windows.data()
+        cdef Window* windows = self._s.windows.data()
         out = {}
 
         def put(name, value, limit, scale):
@@ -1681,14 +1681,14 @@ cdef class RiskEngine:
         cdef list out = []
         cdef Event_t* e
         cdef size_t j
-        for j in range(self._events.size()):
-            e = &self._events[j]
+        for j in range(self._s.events.size()):
+            e = &self._s.events[j]
             # Daily-loss and capacity figures are money (currency); throttle figures are fill counts.
             scale = 1e6 if e.reason == R.DAILY_LOSS_LIMIT or e.reason == R.NOTIONAL_OVERFLOW else 1
             out.append(BreachEvent(e.time, self._account_names[e.node],
                                    None if e.symbol < 0 else self._symbol_names[e.symbol],
                                    Reason(e.reason), e.value / scale, e.limit / scale))
-        self._events.clear()
+        self._s.events.clear()
         return out
 
     # --------------------------------------------------- snapshot / restore
