@@ -12,7 +12,8 @@ from libcpp.vector cimport vector
 from riskcore._types cimport i64, i32, uint8_t, INT64_MIN, Slot_t, Order_t, Instrument_t, SlotSum, PendingRun
 from riskcore._types cimport OrderStatus as OS
 from riskcore.bounds cimport CAPACITY, within
-from riskcore.engine cimport RiskEngine, _level_key, _price_key
+from riskcore.engine cimport RiskEngine
+from riskcore._booking cimport _level_key, _price_key, _resting_side
 from riskcore.fixedpoint cimport add_overflows, sub_overflows, money_overflows, positive_part
 from riskcore.tables cimport Levels
 
@@ -179,7 +180,7 @@ def verify(RiskEngine self):
             levels[key] = levels.get(key, 0) + 1
     for j in range(self._s.pending.size()):
         s, side = j // 2, (1 if j % 2 == 0 else -1)
-        book, run, held = self._resting_side(s, side), &self._s.pending[j], {}
+        book, run, held = _resting_side(&self._s, s, side), &self._s.pending[j], {}
         for k in range(book.size()):
             held[book.key_at(k)] = book.count_at(k)
         row = run.newest

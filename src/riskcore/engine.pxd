@@ -8,18 +8,6 @@ from riskcore.decision cimport Decision
 from riskcore.tables cimport Levels
 
 
-cdef inline i64 _price_key(i64 side, i64 price, bint market) noexcept nogil:
-    # A working market order crosses everything on the other side.
-    if market:
-        return INT64_MAX if side > 0 else INT64_MIN
-    return price
-
-
-cdef inline i64 _level_key(i64 side, i64 price_key) noexcept nogil:
-    # Sell keys are stored bit-inverted, so each side's best level sorts last.
-    return price_key if side > 0 else ~price_key
-
-
 cdef class RiskEngine:
     cdef Clock _clock
     cdef State _s                                      # the tables (state.h)
@@ -34,33 +22,9 @@ cdef class RiskEngine:
     cdef i32 _lookup_account(self, object account) except -2
     cdef i32 _lookup_symbol(self, object symbol) except -2
     cdef i32 _add_node(self, str name, i32 parent) except -1
-    cdef void _mark_allowlists(self) noexcept nogil
-    @cython.final
-    cdef i32 _slot_chain(self, i32 node, i32 symbol) noexcept nogil
     cdef inline uint8_t _evaluate(self, i32 acct, i32 sym, i64 side, i64 q, double price, bint market,
                            i64 now, i32 oidx, bint check_id, i64 order_id, bint measure,
                            i32 leaf_slot, CheckResult* r) noexcept nogil
-    @cython.final
-    cdef void _reserve(self, i64 order_id, i32 acct, i32 sym, i64 side, i64 q, bint market,
-                       i64 now, bint record, bint is_modify, const CheckResult* r) noexcept nogil
-    @cython.final
-    cdef inline Levels* _resting_side(self, i32 slot, i64 side) noexcept nogil
-    @cython.final
-    cdef void _release(self, i32 leaf_slot, i64 side, i64 qty, i64 price, i64 price_key,
-                       bint close) noexcept nogil
-    @cython.final
-    cdef void _prefetch_slot(self, i32 s) noexcept nogil
-    @cython.final
-    cdef void _prefetch_chain(self, i32 s) noexcept nogil
-    cdef void _begin_what_if(self) noexcept nogil
-    cdef void _take_back(self) noexcept nogil
-    @cython.final
-    cdef void _defer_level(self, i32 slot, i64 side, i32 row) noexcept nogil
-    @cython.final
-    cdef void _flush_levels(self, i32 slot, i64 side) noexcept nogil
-    cdef void _flush_all_levels(self) noexcept nogil
-    cdef i32 _order_row(self, i64 order_id) noexcept nogil
-    cdef i32 _working(self, i64 order_id) noexcept nogil
     @cython.final
     cdef bint _apply_fill(self, i32 leaf_slot, i64 signed_qty, i64 price, i64 released, i64 now) noexcept nogil
     cdef bint _seen_exec_id(self, object exec_id) except -1

@@ -33,10 +33,12 @@ from riskcore.bounds cimport MAX_QUANTITY, MAX_PRICE_TICKS, CAPACITY, within, pn
 from riskcore._positions cimport (
     _unrealized, _revalue_node, _revalue_holders, _fill_position,
 )
-from riskcore._throttle cimport (
-    DupKey, W_NEW, W_MODIFY, W_CANCEL, W_FILL, _window, _dup_key, _is_duplicate, _remember_order, _forget_orders,
+from riskcore._state cimport DupKey, _slot_chain, _mark_allowlists, _order_row, _working
+from riskcore._throttle cimport W_NEW, W_MODIFY, W_CANCEL, W_FILL, _window, _dup_key, _is_duplicate
+from riskcore._whatif cimport _begin_what_if, _take_back
+from riskcore._booking cimport (
+    _price_key, _level_key, _reserve, _release, _prefetch_slot, _prefetch_chain, _flush_all_levels,
 )
-from riskcore._whatif cimport _save_row, _save_node, _restore_rows, _restore_nodes
 from riskcore.clock cimport Clock, SystemClock
 from riskcore.decision cimport Decision, make_decision
 
@@ -79,11 +81,6 @@ cdef Limits_t _NO_LIMITS = Limits_t(
 cdef enum:
     LOOKAHEAD_WHAT_IF = 16
     LOOKAHEAD_BOOKING = 32
-
-# At most this many orders of a slot side wait for its price levels: bounds
-# the work of the event that adds them (see RiskEngine._flush_levels).
-cdef enum:
-    PENDING_MAX = 16
 
 
 cdef inline i64 _seconds_to_ns(object seconds):
@@ -339,32 +336,6 @@ cdef class RiskEngine:
         cdef i32 pid = self._s.nodes[nid].parent
         return None if pid < 0 else self._account_names[pid]
 
-    cdef i32 _slot_chain(self, i32 node, i32 symbol) noexcept nogil:
-        """The (node, symbol) slot, creating it and its ancestors' on first use."""
-        cdef i32 sid = self._s.slot_index.find(node, symbol), parent_slot
-        cdef Slot_t slot
-        if sid >= 0:
-            return sid
-        parent_slot = -1
-        if self._s.nodes[node].parent >= 0:
-            parent_slot = self._slot_chain(self._s.nodes[node].parent, symbol)
-        memset(&slot, 0, sizeof(slot))
-        slot.node = node
-        slot.symbol = symbol
-        slot.parent_slot = parent_slot
-        slot.best_buy = slot.best_sell = INT64_MIN
-        sid = <i32>self._s.slots.size()
-        self._s.slots.push_back(slot)
-        self._s.realized.push_back(0)
-        self._s.position_limits.push_back(PositionLimit_t(max_long=INT64_MAX, max_short=INT64_MAX))
-        self._s.slot_index.add(node, symbol, sid)
-        self._s.symbol_slots[symbol].push_back(sid)
-        self._s.rest_buy.push_back(Levels())
-        self._s.rest_sell.push_back(Levels())
-        self._s.pending.push_back(PendingRun(newest=-1, count=0))
-        self._s.pending.push_back(PendingRun(newest=-1, count=0))
-        return sid
-
     # --------------------------------------------------------------- limits
 
     def set_limits(self, account, limits):
@@ -427,7 +398,7 @@ cdef class RiskEngine:
         for name, value in (("max_long", max_long), ("max_short", max_short)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
                 raise InvalidConfigError(f"{name} must be an integer >= 0 or None, got {value!r}")
-        cdef i32 s = self._slot_chain(nid, sid)
+        cdef i32 s = _slot_chain(&self._s, nid, sid)
         cdef PositionLimit_t* lim = &self._s.position_limits[s]
         lim.max_long = INT64_MAX if max_long is None else max_long
         lim.max_short = INT64_MAX if max_short is None else max_short
@@ -453,19 +424,9 @@ cdef class RiskEngine:
             if slot.node == nid:
                 slot.permitted = 0
         for sid in sids:
-            self._s.slots[self._slot_chain(nid, <i32>sid)].permitted = 1
+            self._s.slots[_slot_chain(&self._s, nid, <i32>sid)].permitted = 1
         self._s.nodes[nid].has_allowlist = symbols is not None
-        self._mark_allowlists()
-
-    cdef void _mark_allowlists(self) noexcept nogil:
-        """Flag the nodes whose checks must look at allow-lists (most have none on their path)."""
-        cdef size_t j
-        cdef i32 k
-        self._s.path_allowlist.assign(self._s.nodes.size(), 0)
-        for j in range(self._s.nodes.size()):
-            for k in range(self._s.nodes[j].depth):
-                if self._s.nodes[self._s.nodes[j].path[k]].has_allowlist:
-                    self._s.path_allowlist[j] = 1
+        _mark_allowlists(&self._s)
 
     def set_trading_state(self, state, account=None, symbol=None):
         """Set ACTIVE, REDUCING or HALTED on a node (the firm by default) or a symbol.
@@ -545,7 +506,7 @@ cdef class RiskEngine:
             r.node = acct
             return R.ACCOUNT_NOT_TRADABLE
         if leaf_slot < 0:
-            leaf_slot = self._slot_chain(acct, sym)
+            leaf_slot = _slot_chain(&self._s, acct, sym)
         s = leaf_slot if self._s.path_allowlist[acct] else -1
         while s >= 0:
             slot = &self._s.slots[s]
@@ -702,21 +663,21 @@ cdef class RiskEngine:
                     util = max(util, ratio(nd.open_orders + 1, lim))
                 count, length = nd.limits.new_rate_count, nd.limits.new_rate_window
                 if count >= 0:
-                    v = _window(self._s.windows.data(), n, W_NEW).count(now, length)
+                    v = _window(&self._s, n, W_NEW).count(now, length)
                     if v >= count:
                         r.node, r.value, r.limit = n, <double>v, <double>count
                         return R.ORDER_RATE_LIMIT
             else:
                 count, length = nd.limits.modify_rate_count, nd.limits.modify_rate_window
                 if count >= 0:
-                    v = _window(self._s.windows.data(), n, W_MODIFY).count(now, length)
+                    v = _window(&self._s, n, W_MODIFY).count(now, length)
                     if v >= count:
                         r.node, r.value, r.limit = n, <double>v, <double>count
                         return R.MODIFY_RATE_LIMIT
         # 11. duplicate content
         if not is_modify and self._s.dup_window > 0:
             dkey = _dup_key(acct, sym, side, q, _price_key(side, p, market))
-            if _is_duplicate(&self._s.dup_last, self._s.dup_window, &dkey, now, &v):
+            if _is_duplicate(&self._s, &dkey, now, &v):
                 r.value = v / 1e9
                 return R.DUPLICATE_ORDER
         # 12. self-match against the account's own working orders (best level kept in the row)
@@ -732,110 +693,6 @@ cdef class RiskEngine:
         r.notional = notional
         r.slot = leaf_slot
         return R.OK
-
-    cdef void _reserve(self, i64 order_id, i32 acct, i32 sym, i64 side, i64 q, bint market,
-                       i64 now, bint record, bint is_modify, const CheckResult* r) noexcept nogil:
-        """Book an order that just passed ``_evaluate`` (its terms are in ``r``).
-
-        A modify re-books the replaced order (already released) and counts
-        against the modify rate instead of the new-order rate and duplicate guard.
-        In a what-if batch the rows and nodes are saved before their first
-        change, and the price levels stay as they are: only the row's best
-        level moves, which is all a later order's self-match check reads. A
-        booking batch moves the best level at once and the levels at its end.
-        """
-        cdef i32 s = r.slot
-        cdef i64 p = r.price, notional = r.notional
-        cdef i64 key = _level_key(side, _price_key(side, p, market))
-        cdef Slot_t* slot
-        cdef Node_t* nd
-        cdef SavedNode* saved = NULL
-        cdef Order_t order
-        cdef DupKey dkey
-        if record:
-            self._s.nodes[acct].active = 1
-        while s >= 0:
-            slot = &self._s.slots[s]
-            nd = &self._s.nodes[slot.node]
-            if self._s.what_if:
-                _save_row(self._s.slots.data(), s, &self._s.saved_rows)
-                saved = _save_node(self._s.nodes.data(), slot.node, &self._s.saved_nodes)
-            if side > 0:
-                slot.wbuy += q
-                nd.wbuy_notional += notional
-            else:
-                slot.wsell += q
-                nd.wsell_notional += notional
-            nd.open_orders += 1
-            if is_modify:
-                if nd.limits.modify_rate_count >= 0:
-                    _window(self._s.windows.data(), slot.node, W_MODIFY).push(now)
-            elif nd.limits.new_rate_count >= 0:
-                _window(self._s.windows.data(), slot.node, W_NEW).push(now)
-                if self._s.what_if:
-                    saved.pushed += 1
-            s = slot.parent_slot
-        slot = &self._s.slots[r.slot]
-        if is_modify:
-            self._resting_side(r.slot, side).add(key)     # its old level went in _release
-        if side > 0:
-            slot.best_buy = max(slot.best_buy, key)
-        else:
-            slot.best_sell = max(slot.best_sell, key)
-        if self._s.dup_window > 0 and not is_modify:
-            dkey = _dup_key(acct, sym, side, q, _price_key(side, p, market))
-            _remember_order(&self._s.dup_last, &self._s.dup_expiry, self._s.dup_window, &dkey, now)
-            if self._s.what_if:
-                self._s.batch_dups.push_back(dkey)
-        if record:
-            memset(&order, 0, sizeof(order))
-            order.id = order_id
-            order.account = acct
-            order.symbol = sym
-            order.slot = r.slot
-            order.side = <int8_t>side
-            order.market = market
-            order.status = OS.WORKING
-            order.price = p
-            order.remaining = q
-            self._s.order_index.set(order_id, <i32>self._s.orders.size())
-            self._s.orders.push_back(order)
-            self._s.order_next.push_back(-1)
-            self._defer_level(r.slot, side, <i32>self._s.orders.size() - 1)
-
-    cdef void _release(self, i32 leaf_slot, i64 side, i64 qty, i64 price, i64 price_key,
-                       bint close) noexcept nogil:
-        """Take ``qty`` of a working order off the books; ``close`` when it stops working."""
-        cdef i32 s = leaf_slot
-        cdef Slot_t* slot
-        cdef Node_t* nd
-        cdef Levels* book
-        cdef i64 notional = qty * price * self._s.instruments[self._s.slots[leaf_slot].symbol].tick_value
-        while s >= 0:
-            slot = &self._s.slots[s]
-            nd = &self._s.nodes[slot.node]
-            if side > 0:
-                slot.wbuy -= qty
-                nd.wbuy_notional -= notional
-            else:
-                slot.wsell -= qty
-                nd.wsell_notional -= notional
-            if close:
-                nd.open_orders -= 1
-            s = slot.parent_slot
-        if close:
-            self._flush_levels(leaf_slot, side)
-            book = self._resting_side(leaf_slot, side)
-            book.remove(_level_key(side, price_key))
-            slot = &self._s.slots[leaf_slot]
-            if side > 0:
-                slot.best_buy = INT64_MIN if book.empty() else book.best()
-            else:
-                slot.best_sell = INT64_MIN if book.empty() else book.best()
-
-    cdef Levels* _resting_side(self, i32 slot, i64 side) noexcept nogil:
-        """The slot's working orders of one side, by level key (see ``_level_key``)."""
-        return &self._s.rest_buy[slot] if side > 0 else &self._s.rest_sell[slot]
 
     # ------------------------------------------------------------ positions
 
@@ -912,8 +769,8 @@ cdef class RiskEngine:
             s = leaf_node.path[k]
             nd = &self._s.nodes[s]
             if nd.limits.fill_count >= 0:
-                _window(self._s.windows.data(), s, W_FILL).push(now)
-                fills = _window(self._s.windows.data(), s, W_FILL).count(now, nd.limits.fill_window)
+                _window(&self._s, s, W_FILL).push(now)
+                fills = _window(&self._s, s, W_FILL).count(now, nd.limits.fill_window)
                 if fills > nd.limits.fill_count and nd.state != TS.HALTED:
                     nd.state = TS.HALTED
                     nd.state_cause = R.EXECUTION_THROTTLE
@@ -1029,19 +886,8 @@ cdef class RiskEngine:
         cdef uint8_t code = self._evaluate(acct, sym, sd, q, 0.0 if market else _price(price), market,
                                            now, -1, True, order_id, True, -1, &r)
         if code == R.OK:
-            self._reserve(order_id, acct, sym, sd, q, market, now, True, False, &r)
+            _reserve(&self._s, order_id, acct, sym, sd, q, market, now, True, False, &r)
         return self._decision(code, &r, quantity)
-
-    cdef i32 _order_row(self, i64 order_id) noexcept nogil:
-        """Row of an order in the order table, -1 when unknown or forgotten."""
-        cdef i32* found = self._s.order_index.find(order_id)
-        return -1 if found == NULL else found[0]
-
-    cdef i32 _working(self, i64 order_id) noexcept nogil:
-        cdef i32 row = self._order_row(order_id)
-        if row < 0 or self._s.orders[row].status != OS.WORKING:
-            return -1
-        return row
 
     def modify(self, long long order_id, quantity, price=None):
         """Cancel/replace a working order: new remaining quantity and price.
@@ -1050,7 +896,7 @@ cdef class RiskEngine:
         market and is repriced at the reference). Checked on the change in
         exposure; on acceptance the order is updated at once.
         """
-        cdef i32 oidx = self._working(order_id)
+        cdef i32 oidx = _working(&self._s, order_id)
         cdef Order_t* order
         cdef i64 q = _quantity(quantity), now = self._clock.now(), tv
         cdef bint market
@@ -1072,9 +918,9 @@ cdef class RiskEngine:
         if code != R.OK:
             return self._decision(code, &r, quantity)
         order = &self._s.orders[oidx]
-        self._release(order.slot, order.side, order.remaining, order.price,
+        _release(&self._s, order.slot, order.side, order.remaining, order.price,
                       _price_key(order.side, order.price, order.market), True)
-        self._reserve(order_id, order.account, order.symbol, order.side, q, market, now, False, True, &r)
+        _reserve(&self._s, order_id, order.account, order.symbol, order.side, q, market, now, False, True, &r)
         order.price = r.price
         order.remaining = q
         order.market = market
@@ -1085,7 +931,7 @@ cdef class RiskEngine:
 
         Exposure is released only when the venue confirms with :meth:`on_cancel`.
         """
-        cdef i32 oidx = self._working(order_id)
+        cdef i32 oidx = _working(&self._s, order_id)
         cdef i64 now = self._clock.now(), v
         cdef Node_t* node
         cdef Node_t* nd
@@ -1099,14 +945,14 @@ cdef class RiskEngine:
             n = node.path[k]
             nd = &self._s.nodes[n]
             if nd.limits.cancel_rate_count >= 0:
-                v = _window(self._s.windows.data(), n, W_CANCEL).count(now, nd.limits.cancel_rate_window)
+                v = _window(&self._s, n, W_CANCEL).count(now, nd.limits.cancel_rate_window)
                 if v >= nd.limits.cancel_rate_count:
                     r.node, r.value, r.limit = n, <double>v, <double>nd.limits.cancel_rate_count
                     return self._decision(R.CANCEL_RATE_LIMIT, &r)
         for k in range(node.depth):
             n = node.path[k]
             if self._s.nodes[n].limits.cancel_rate_count >= 0:
-                _window(self._s.windows.data(), n, W_CANCEL).push(now)
+                _window(&self._s, n, W_CANCEL).push(now)
         r.value = 0.0
         return self._decision(R.OK, &r)
 
@@ -1171,7 +1017,7 @@ cdef class RiskEngine:
                 self._s.order_next.reserve(self._s.order_next.size() + n)
                 self._s.order_index.reserve_more(n)
             else:
-                self._begin_what_if()
+                _begin_what_if(&self._s)
             # Starts d / 2 early, so the first orders' slots are looked up too.
             for i in range(-(d // 2), n):
                 j = i + d
@@ -1185,12 +1031,12 @@ cdef class RiskEngine:
                         ahead[j % LOOKAHEAD_BOOKING] = ahead[(j - 1) % LOOKAHEAD_BOOKING]     # a run in one slot
                     else:
                         ahead[j % LOOKAHEAD_BOOKING] = self._s.slot_index.find(accounts[j], symbols[j])
-                        self._prefetch_slot(ahead[j % LOOKAHEAD_BOOKING])
+                        _prefetch_slot(&self._s, ahead[j % LOOKAHEAD_BOOKING])
                     if record and ahead[j % LOOKAHEAD_BOOKING] >= 0:
                         prefetch(&self._s.pending[2 * ahead[j % LOOKAHEAD_BOOKING] + (sides[j] < 0)])
                 j = i + d // 4
                 if 0 <= j < n and (j == 0 or ahead[j % LOOKAHEAD_BOOKING] != ahead[(j - 1) % LOOKAHEAD_BOOKING]):
-                    self._prefetch_chain(ahead[j % LOOKAHEAD_BOOKING])
+                    _prefetch_chain(&self._s, ahead[j % LOOKAHEAD_BOOKING])
                 if i < 0:
                     continue
                 if record:
@@ -1199,77 +1045,11 @@ cdef class RiskEngine:
                                       market[i] != 0, now, -1, record, oid, False, ahead[i % LOOKAHEAD_BOOKING], &r)
                 reasons[i] = code
                 if code == R.OK:
-                    self._reserve(oid, accounts[i], symbols[i], sides[i], quantities[i], market[i] != 0,
+                    _reserve(&self._s, oid, accounts[i], symbols[i], sides[i], quantities[i], market[i] != 0,
                                   now, record, False, &r)
             if not record:
-                self._take_back()
+                _take_back(&self._s, LOOKAHEAD_WHAT_IF)
         return out
-
-    cdef void _prefetch_slot(self, i32 s) noexcept nogil:
-        """Start loading a leaf slot's row."""
-        if s >= 0:
-            prefetch(&self._s.slots[s])
-
-    cdef void _prefetch_chain(self, i32 s) noexcept nogil:
-        """Once the leaf row is in cache: start loading its parent's row.
-
-        The rows further up (the firm's, one per symbol) are few and stay cached.
-        """
-        if s < 0:
-            return
-        if self._s.slots[s].parent_slot >= 0:
-            prefetch(&self._s.slots[self._s.slots[s].parent_slot])
-
-    cdef void _defer_level(self, i32 slot, i64 side, i32 row) noexcept nogil:
-        """Put a newly booked order on its slot side's pending run (see ``_flush_levels``)."""
-        cdef PendingRun* run = &self._s.pending[2 * slot + (side < 0)]
-        self._s.order_next[row] = run.newest
-        run.newest = row
-        run.count += 1
-        if run.count == PENDING_MAX:
-            self._flush_levels(slot, side)
-
-    cdef void _flush_levels(self, i32 slot, i64 side) noexcept nogil:
-        """Add a slot side's pending orders to its price levels.
-
-        The checks read only the row's best price, which booking keeps exact;
-        the levels are needed when an order leaves (to find the next best), so
-        booking leaves them to the first such event, or to every PENDING_MAX
-        orders. Pending orders are all working: any that leaves flushes first.
-        """
-        cdef PendingRun* run = &self._s.pending[2 * slot + (side < 0)]
-        cdef Levels* book = self._resting_side(slot, side)
-        cdef Order_t* order
-        cdef i32 row = run.newest, k
-        for k in range(run.count):
-            order = &self._s.orders[row]
-            book.add(_level_key(side, _price_key(side, order.price, order.market)))
-            row = self._s.order_next[row]
-        run.count = 0
-
-    cdef void _flush_all_levels(self) noexcept nogil:
-        cdef size_t j
-        for j in range(self._s.pending.size()):
-            if self._s.pending[j].count:
-                self._flush_levels(<i32>(j // 2), 1 if j % 2 == 0 else -1)
-
-    cdef void _begin_what_if(self) noexcept nogil:
-        """Start a what-if batch with nothing saved."""
-        self._s.saved_rows.clear()
-        self._s.saved_nodes.clear()
-        self._s.batch_dups.clear()
-        self._s.what_if = True
-
-    cdef void _take_back(self) noexcept nogil:
-        """End a what-if batch: every row and node it changed goes back to what it saved.
-
-        One write per distinct row, not one take-back per order: a batch of
-        1M orders over 100k positions restores at most the 100k rows it touched.
-        """
-        _restore_rows(self._s.slots.data(), &self._s.saved_rows, LOOKAHEAD_WHAT_IF)
-        _restore_nodes(self._s.nodes.data(), self._s.windows.data(), &self._s.saved_nodes)
-        _forget_orders(&self._s.dup_last, &self._s.dup_expiry, &self._s.batch_dups)
-        self._s.what_if = False
 
     # --------------------------------------------------------------- events
 
@@ -1303,7 +1083,7 @@ cdef class RiskEngine:
         A fill on an order that is no longer working, or beyond its remaining
         quantity, is applied to the position in full: a fill is never lost.
         """
-        cdef i32 row = self._order_row(order_id)
+        cdef i32 row = _order_row(&self._s, order_id)
         if row < 0:
             raise UnknownOrderError(f"fill for unknown order {order_id}")
         cdef Order_t* order = &self._s.orders[row]
@@ -1318,7 +1098,7 @@ cdef class RiskEngine:
         if not self._apply_fill(order.slot, order.side * q, p, worked * order.price * self._s.instruments[order.symbol].tick_value, now):
             self._refuse(order.account, -1, now, f"fill of {q} at {price!r} on order {order_id}")
         if order.status == OS.WORKING:
-            self._release(order.slot, order.side, worked, order.price,
+            _release(&self._s, order.slot, order.side, worked, order.price,
                           _price_key(order.side, order.price, order.market), worked == order.remaining)
             order.remaining -= worked
             if order.remaining == 0:
@@ -1379,20 +1159,20 @@ cdef class RiskEngine:
         if self._seen_exec_id(exec_id):
             return False
         cdef i64 now = self._clock.now()
-        if not self._apply_fill(self._slot_chain(acct, sym), sd * q, p, 0, now):
+        if not self._apply_fill(_slot_chain(&self._s, acct, sym), sd * q, p, 0, now):
             self._refuse(acct, -1, now, f"fill of {q} {self._symbol_names[sym]} at {price!r}")
         if exec_id is not None:
             self._exec_ids.add(exec_id)
         return True
 
     cdef bint _finish(self, i64 order_id, int8_t status) except -1:
-        cdef i32 row = self._order_row(order_id)
+        cdef i32 row = _order_row(&self._s, order_id)
         if row < 0:
             raise UnknownOrderError(f"unknown order {order_id}")
         cdef Order_t* order = &self._s.orders[row]
         if order.status != OS.WORKING:
             return False
-        self._release(order.slot, order.side, order.remaining, order.price,
+        _release(&self._s, order.slot, order.side, order.remaining, order.price,
                       _price_key(order.side, order.price, order.market), True)
         order.status = status
         return True
@@ -1482,7 +1262,7 @@ cdef class RiskEngine:
                 nd.state = TS.ACTIVE
                 nd.state_cause = 0
         # Compacted in place, so the table keeps the capacity reserve_orders() gave it.
-        self._flush_all_levels()            # order rows move: no slot side may have a run pending
+        _flush_all_levels(&self._s)            # order rows move: no slot side may have a run pending
         for j in range(self._s.orders.size()):
             if self._s.orders[j].status == OS.WORKING:
                 self._s.order_index.set(self._s.orders[j].id, <i32>kept)
@@ -1519,7 +1299,7 @@ cdef class RiskEngine:
 
     def order(self, long long order_id):
         """Return an order's state as an ``OrderInfo``."""
-        cdef i32 row = self._order_row(order_id)
+        cdef i32 row = _order_row(&self._s, order_id)
         if row < 0:
             raise UnknownOrderError(f"unknown order {order_id}")
         cdef Order_t o = self._s.orders[row]
@@ -1651,7 +1431,6 @@ cdef class RiskEngine:
         cdef Node_t* n = &self._s.nodes[nid]
         cdef Limits_t lim = n.limits
         cdef i64 now = self._clock.now()
-        cdef Window* windows = self._s.windows.data()
         out = {}
 
         def put(name, value, limit, scale):
@@ -1665,15 +1444,15 @@ cdef class RiskEngine:
         put("max_open_orders", n.open_orders, lim.max_open_orders, 1)
         put("max_daily_loss", max(0, -(int(n.realized) + n.unrealized - n.sod_pnl)), lim.max_daily_loss, 1e6)
         if lim.new_rate_count >= 0:
-            put("new_order_rate", _window(windows, nid, W_NEW).count(now, lim.new_rate_window), lim.new_rate_count, 1)
+            put("new_order_rate", _window(&self._s, nid, W_NEW).count(now, lim.new_rate_window), lim.new_rate_count, 1)
         if lim.modify_rate_count >= 0:
-            put("modify_rate", _window(windows, nid, W_MODIFY).count(now, lim.modify_rate_window),
+            put("modify_rate", _window(&self._s, nid, W_MODIFY).count(now, lim.modify_rate_window),
                 lim.modify_rate_count, 1)
         if lim.cancel_rate_count >= 0:
-            put("cancel_rate", _window(windows, nid, W_CANCEL).count(now, lim.cancel_rate_window),
+            put("cancel_rate", _window(&self._s, nid, W_CANCEL).count(now, lim.cancel_rate_window),
                 lim.cancel_rate_count, 1)
         if lim.fill_count >= 0:
-            put("fill_throttle", _window(windows, nid, W_FILL).count(now, lim.fill_window), lim.fill_count, 1)
+            put("fill_throttle", _window(&self._s, nid, W_FILL).count(now, lim.fill_window), lim.fill_count, 1)
         return out
 
     def drain_events(self):

@@ -17,8 +17,10 @@ from riskcore._types cimport (
 from riskcore.bounds cimport CAPACITY, within
 from riskcore.fixedpoint cimport iabs
 from riskcore.clock cimport Clock, SystemClock
-from riskcore.engine cimport RiskEngine, _level_key
-from riskcore._throttle cimport DupKey, W_NEW, W_MODIFY, W_CANCEL, W_FILL, _window
+from riskcore.engine cimport RiskEngine
+from riskcore._state cimport DupKey, _mark_allowlists
+from riskcore._booking cimport _level_key, _flush_all_levels
+from riskcore._throttle cimport W_NEW, W_MODIFY, W_CANCEL, W_FILL, _window
 from riskcore.tables cimport Levels, OrderIndex, Window
 
 from riskcore.engine import STATE_VERSION
@@ -31,7 +33,7 @@ def engine_state(RiskEngine self):
     Struct tables are raw bytes of a fixed layout, versioned by
     ``STATE_VERSION``; everything else is lists, sets, dicts and ints.
     """
-    self._flush_all_levels()
+    _flush_all_levels(&self._s)
     return {
         "version": STATE_VERSION,
         "layout": (sizeof(Instrument_t), sizeof(Node_t), sizeof(Slot_t), sizeof(Order_t), sizeof(Event_t),
@@ -125,15 +127,15 @@ def restore_engine(cls, state, Clock clock=None):
     _check_references(eng)
     if version == 2:
         _costs_to_micros(eng)
-    eng._mark_allowlists()
+    _mark_allowlists(&eng._s)
     if len(state["windows"]) != 4 or any(len(kind) != eng._s.nodes.size() for kind in state["windows"]):
         raise StateError("snapshot windows disagree with its account table")
     eng._s.windows.resize(4 * eng._s.nodes.size())
     for which, kind in zip((W_NEW, W_MODIFY, W_CANCEL, W_FILL), state["windows"]):
         for j, runs in enumerate(kind):
             for t, c in runs:
-                _window(eng._s.windows.data(), j, which).append(t, c)
-            _window(eng._s.windows.data(), j, which).recount()
+                _window(&eng._s, j, which).append(t, c)
+            _window(&eng._s, j, which).recount()
     eng._s.rest_buy.resize(eng._s.slots.size())
     eng._s.rest_sell.resize(eng._s.slots.size())
     eng._s.pending.resize(2 * eng._s.slots.size(), PendingRun(newest=-1, count=0))
