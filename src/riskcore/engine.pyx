@@ -30,12 +30,11 @@ from riskcore.fixedpoint cimport (
     add_overflows, sub_overflows, money_overflows,
 )
 from riskcore.bounds cimport MAX_QUANTITY, MAX_PRICE_TICKS, CAPACITY, within, pnl_within, gross_within
-from riskcore._positions cimport (
-    _unrealized, _revalue_node, _revalue_holders, _fill_position,
-)
+from riskcore._positions cimport _unrealized, _record_event, _after_pnl_change, _apply_fill, _set_reference
 from riskcore._state cimport DupKey, _slot_chain, _mark_allowlists, _order_row, _working
 from riskcore._throttle cimport W_NEW, W_MODIFY, W_CANCEL, W_FILL, _window, _dup_key, _is_duplicate
 from riskcore._whatif cimport _begin_what_if, _take_back
+from riskcore._pretrade cimport _evaluate
 from riskcore._booking cimport (
     _price_key, _level_key, _reserve, _release, _prefetch_slot, _prefetch_chain, _flush_all_levels,
 )
@@ -363,7 +362,7 @@ cdef class RiskEngine:
         if limits.fill_throttle is not None:
             lim.fill_count, lim.fill_window = limits.fill_throttle[0], _seconds_to_ns(limits.fill_throttle[1])
         self._s.nodes[nid].limits = lim
-        self._after_pnl_change(nid, self._now())
+        _after_pnl_change(&self._s, nid, self._now())
 
     def limits(self, account):
         """Return the node limits of an account as :class:`Limits`."""
@@ -451,389 +450,7 @@ cdef class RiskEngine:
 
     # ------------------------------------------------------------ the checks
 
-    cdef uint8_t _evaluate(self, i32 acct, i32 sym, i64 side, i64 q, double price, bint market,
-                           i64 now, i32 oidx, bint check_id, i64 order_id, bint measure,
-                           i32 leaf_slot, CheckResult* r) noexcept nogil:
-        """Run the checks in the model's order; 0 (OK) or the first failing reason.
-
-        ``oidx >= 0`` evaluates a modify of that order. ``leaf_slot`` is the
-        (account, symbol) slot when the caller has looked it up, else -1. ``measure`` computes
-        the highest limit utilisation (``r.util``): single decisions report it,
-        batches return only codes and skip its divisions. What it found goes to
-        ``r``: a rejection's node, value and limit, or an acceptance's terms for
-        ``_reserve``. Changes nothing but the pruning of expired window entries
-        (and creating empty slots).
-        """
-        cdef Instrument_t* ins
-        cdef Node_t* node
-        cdef Node_t* nd
-        cdef Slot_t* slot
-        cdef Slot_t* leaf
-        cdef Order_t* order
-        cdef i64 p, ref, tv, notional, dq, dn, v, lim, band, best, old_q = 0, old_n = 0, count, length
-        cdef i32 s, k, n
-        cdef bint stale, has_ref, is_modify = oidx >= 0, reducing
-        cdef double util = 0.0
-        cdef DupKey dkey
-        r.node = -1
-        r.value = 0.0
-        r.limit = 0.0
-        r.util = 0.0
-
-        # 1. malformed
-        if side != 1 and side != -1:
-            return R.INVALID_SIDE
-        if q <= 0 or q > MAX_QUANTITY:
-            r.value = <double>q
-            return R.INVALID_QUANTITY
-        if not market and not (isfinite(price) and price > 0):
-            r.value = price
-            return R.INVALID_PRICE
-        # 2. order id
-        if check_id and self._s.order_index.contains(order_id):
-            r.value = <double>order_id
-            return R.DUPLICATE_ORDER_ID
-        # 3. symbol and account
-        if sym < 0 or sym >= <i32>self._s.instruments.size():
-            return R.UNKNOWN_SYMBOL
-        ins = &self._s.instruments[sym]
-        if not ins.tradable:
-            return R.SYMBOL_RESTRICTED
-        if acct < 0 or acct >= <i32>self._s.nodes.size():
-            return R.UNKNOWN_ACCOUNT
-        node = &self._s.nodes[acct]
-        if node.n_children > 0 or acct == 0:
-            r.node = acct
-            return R.ACCOUNT_NOT_TRADABLE
-        if leaf_slot < 0:
-            leaf_slot = _slot_chain(&self._s, acct, sym)
-        s = leaf_slot if self._s.path_allowlist[acct] else -1
-        while s >= 0:
-            slot = &self._s.slots[s]
-            if self._s.nodes[slot.node].has_allowlist and not slot.permitted:
-                r.node = slot.node
-                return R.SYMBOL_NOT_PERMITTED
-            s = slot.parent_slot
-        # 4. grids
-        tv = ins.tick_value
-        if ins.lot_size != 1 and q % ins.lot_size != 0:     # (a division costs more than the test)
-            r.value = <double>q
-            r.limit = <double>ins.lot_size
-            return R.LOT_SIZE
-        p = 0
-        if not market:
-            p = price_to_ticks(price, ins.tick_size)
-            if p < 0:
-                r.value = price
-                r.limit = ins.tick_size
-                return R.TICK_SIZE
-        # 5. trading state: the symbol, then the path from the account up
-        leaf = &self._s.slots[leaf_slot]
-        if is_modify:
-            order = &self._s.orders[oidx]
-            old_q = order.remaining
-            old_n = order.remaining * order.price * tv
-        dq = q - old_q
-        reducing = (is_modify and dq <= 0) or reduces_position(leaf.pos, leaf.wbuy, leaf.wsell, side, dq)
-        if ins.state == TS.HALTED:
-            return R.TRADING_HALTED
-        if ins.state == TS.REDUCING and not reducing:
-            return R.REDUCE_ONLY
-        for k in range(node.depth):
-            n = node.path[k]
-            nd = &self._s.nodes[n]
-            if nd.state == TS.HALTED:
-                r.node = n
-                return R.EXECUTION_THROTTLE if nd.state_cause == R.EXECUTION_THROTTLE else R.TRADING_HALTED
-            if nd.state == TS.REDUCING and not reducing:
-                r.node = n
-                return R.DAILY_LOSS_LIMIT if nd.state_cause == R.DAILY_LOSS_LIMIT else R.REDUCE_ONLY
-        # 6. price: reference, band, collar. A modify that keeps its price (a limit
-        # order's, or a market order's booked one) and adds no quantity only lowers
-        # risk: no reference or band can stop it.
-        ref = ins.ref
-        has_ref = ref > 0
-        stale = has_ref and ins.max_ref_age > 0 and now - ins.ref_time > ins.max_ref_age
-        if is_modify and dq <= 0 and market and order.market:
-            p = order.price
-        elif not (is_modify and dq <= 0 and not market and p == order.price):
-            if (market or ins.require_ref) and not has_ref:
-                return R.NO_REFERENCE_PRICE
-            if ins.require_ref and stale:
-                r.value = (now - ins.ref_time) / 1e9
-                r.limit = ins.max_ref_age / 1e9
-                return R.STALE_REFERENCE_PRICE
-            if market:
-                p = ref
-            if p < ins.min_price or p > ins.max_price:
-                r.value = p * ins.tick_size
-                r.limit = (ins.min_price if p < ins.min_price else ins.max_price) * ins.tick_size
-                return R.PRICE_OUT_OF_RANGE
-            if not market and has_ref:
-                if side > 0:
-                    band = collar_band(ref, ins.collar_bps_buy, ins.collar_ticks_buy)
-                    if band >= 0 and p > ref + band:
-                        r.value = p * ins.tick_size
-                        r.limit = (ref + band) * ins.tick_size
-                        return R.PRICE_COLLAR
-                else:
-                    band = collar_band(ref, ins.collar_bps_sell, ins.collar_ticks_sell)
-                    if band >= 0 and p < ref - band:
-                        r.value = p * ins.tick_size
-                        r.limit = (ref - band) * ins.tick_size
-                        return R.PRICE_COLLAR
-        notional = sat_mul3(q, p, tv)
-        if notional > CAPACITY:
-            r.value = <double>notional / 1e6
-            return R.NOTIONAL_OVERFLOW
-        dn = notional - old_n
-        # Keep every node's gross notional within range, so no aggregate can wrap.
-        # Five terms below 2**59 cannot pass the cap (2**62): the 128-bit sum is
-        # only needed when one of them is that large.
-        for k in range(node.depth):
-            nd = &self._s.nodes[node.path[k]]
-            if ((nd.long_notional | nd.short_notional | nd.wbuy_notional | nd.wsell_notional
-                    | positive_part(dn)) >> 59 != 0
-                    and <i128>nd.long_notional + nd.short_notional + nd.wbuy_notional + nd.wsell_notional + dn
-                    > <i128>CAPACITY):
-                r.node = node.path[k]
-                r.value = <double>notional / 1e6
-                return R.NOTIONAL_OVERFLOW
-        # 7. order size along the path
-        for k in range(node.depth):
-            n = node.path[k]
-            nd = &self._s.nodes[n]
-            lim = nd.limits.max_order_qty
-            if q > lim:
-                r.node, r.value, r.limit = n, <double>q, <double>lim
-                return R.MAX_ORDER_QUANTITY
-            if measure:
-                util = max(util, ratio(q, lim))
-            lim = nd.limits.max_order_notional
-            if notional > lim:
-                r.node, r.value, r.limit = n, notional / 1e6, lim / 1e6
-                return R.MAX_ORDER_NOTIONAL
-            if measure:
-                util = max(util, ratio(notional, lim))
-        # 8. worst-case position per node in this symbol
-        s = leaf_slot
-        for k in range(node.depth):
-            slot = &self._s.slots[s]
-            v = worst_position(slot.pos, slot.wbuy, slot.wsell, side, dq)
-            lim = INT64_MAX
-            if slot.limited:
-                lim = self._s.position_limits[s].max_long if side > 0 else self._s.position_limits[s].max_short
-            if dq > 0 and v > lim:
-                r.node, r.value, r.limit = slot.node, <double>v, <double>lim
-                return R.POSITION_LIMIT
-            if measure:
-                util = max(util, ratio(v, lim))
-            s = slot.parent_slot
-        # 9. gross and net exposure along the path
-        for k in range(node.depth):
-            n = node.path[k]
-            nd = &self._s.nodes[n]
-            v = nd.long_notional + nd.short_notional + nd.wbuy_notional + nd.wsell_notional + dn
-            lim = nd.limits.max_gross
-            if dn > 0 and v > lim:
-                r.node, r.value, r.limit = n, v / 1e6, lim / 1e6
-                return R.MAX_GROSS_NOTIONAL
-            if measure:
-                util = max(util, ratio(v, lim))
-            if side > 0:
-                v = nd.long_notional - nd.short_notional + nd.wbuy_notional + dn
-            else:
-                v = nd.short_notional - nd.long_notional + nd.wsell_notional + dn
-            lim = nd.limits.max_net
-            if dn > 0 and v > lim:
-                r.node, r.value, r.limit = n, v / 1e6, lim / 1e6
-                return R.MAX_NET_NOTIONAL
-            if measure:
-                util = max(util, ratio(v, lim))
-        # 10. open orders and message rates
-        for k in range(node.depth):
-            n = node.path[k]
-            nd = &self._s.nodes[n]
-            if not is_modify:
-                lim = nd.limits.max_open_orders
-                if nd.open_orders + 1 > lim:
-                    r.node, r.value, r.limit = n, nd.open_orders + 1.0, <double>lim
-                    return R.MAX_OPEN_ORDERS
-                if measure:
-                    util = max(util, ratio(nd.open_orders + 1, lim))
-                count, length = nd.limits.new_rate_count, nd.limits.new_rate_window
-                if count >= 0:
-                    v = _window(&self._s, n, W_NEW).count(now, length)
-                    if v >= count:
-                        r.node, r.value, r.limit = n, <double>v, <double>count
-                        return R.ORDER_RATE_LIMIT
-            else:
-                count, length = nd.limits.modify_rate_count, nd.limits.modify_rate_window
-                if count >= 0:
-                    v = _window(&self._s, n, W_MODIFY).count(now, length)
-                    if v >= count:
-                        r.node, r.value, r.limit = n, <double>v, <double>count
-                        return R.MODIFY_RATE_LIMIT
-        # 11. duplicate content
-        if not is_modify and self._s.dup_window > 0:
-            dkey = _dup_key(acct, sym, side, q, _price_key(side, p, market))
-            if _is_duplicate(&self._s, &dkey, now, &v):
-                r.value = v / 1e9
-                return R.DUPLICATE_ORDER
-        # 12. self-match against the account's own working orders (best level kept in the row)
-        v = _price_key(side, p, market)
-        best = leaf.best_sell if side > 0 else leaf.best_buy
-        if best != INT64_MIN:
-            best = _level_key(-side, best)
-            if (v >= best) if side > 0 else (v <= best):
-                r.limit = best * ins.tick_size
-                return R.SELF_MATCH
-        r.util = util
-        r.price = p
-        r.notional = notional
-        r.slot = leaf_slot
-        return R.OK
-
     # ------------------------------------------------------------ positions
-
-    cdef bint _apply_fill(self, i32 leaf_slot, i64 signed_qty, i64 price, i64 released, i64 now) noexcept nogil:
-        """Apply a fill to the leaf position and carry the change up the tree.
-
-        Every new total is computed before anything is written, in 64 bits with
-        the processor's overflow flag (kept totals are within CAPACITY, so a step
-        without overflow is exact): when one would pass CAPACITY the fill is
-        refused whole (False). ``released`` is the working notional this fill
-        took off the path first (a fill of a working order): it no longer
-        counts in the gross.
-        """
-        cdef Slot_t* slot = &self._s.slots[leaf_slot]
-        cdef Instrument_t* ins = &self._s.instruments[slot.symbol]
-        cdef i64 tv = ins.tick_value, ref = ins.ref, fills
-        cdef i64 pos = slot.pos, cost = slot.cost, realized = 0, dpos, dcost
-        cdef i64 pos_after, cost_after, long_after, short_after, unreal_after, real_after, slot_real, value
-        cdef i64 was, short_value
-        cdef i64 new_long[MAX_DEPTH]
-        cdef i64 new_short[MAX_DEPTH]
-        cdef i64 new_unreal[MAX_DEPTH]
-        cdef i32 s, k
-        cdef Node_t* nd
-        cdef Node_t* leaf_node = &self._s.nodes[slot.node]
-        cdef i32 ins_sym = slot.symbol
-        cdef i64 bound = self._s.pos_bound[ins_sym]
-        if not _fill_position(&pos, &cost, &realized, signed_qty, price, tv):
-            return False
-        dpos = pos - slot.pos                   # both within 2^62 + 10^12: no overflow
-        if sub_overflows(cost, slot.cost, &dcost):
-            return False
-        s, k = leaf_slot, 0
-        while s >= 0:
-            slot = &self._s.slots[s]
-            nd = &self._s.nodes[slot.node]
-            # One product each for the old and the new value: its sign is the side
-            # (long: its positive part; short: the positive part of its negation).
-            was = slot.pos * ref * tv           # a kept value: within CAPACITY
-            if (add_overflows(slot.pos, dpos, &pos_after) or add_overflows(slot.cost, dcost, &cost_after)
-                    or add_overflows(self._s.realized[s], realized, &slot_real)
-                    or add_overflows(nd.realized, realized, &real_after)
-                    or money_overflows(pos_after, ref, tv, &value)
-                    or add_overflows(nd.long_notional - positive_part(was), positive_part(value), &long_after)
-                    or sub_overflows(positive_part(value), value, &short_value)
-                    or add_overflows(nd.short_notional - (positive_part(was) - was), short_value, &short_after)
-                    or sub_overflows(value, cost_after, &value)
-                    or add_overflows(nd.unrealized - (was - slot.cost if ref > 0 else 0),
-                                     value if ref > 0 else 0, &unreal_after)):
-                return False
-            if not (within(pos_after) and within(cost_after) and pnl_within(slot_real)
-                    and within(long_after) and within(short_after) and pnl_within(unreal_after)
-                    and pnl_within(real_after)
-                    and gross_within(long_after, short_after, nd.wbuy_notional - (released if signed_qty > 0 else 0),
-                                     nd.wsell_notional - (released if signed_qty < 0 else 0))):
-                return False
-            new_long[k], new_short[k], new_unreal[k] = long_after, short_after, unreal_after
-            s, k = slot.parent_slot, k + 1
-        leaf_node.active = 1
-        s, k = leaf_slot, 0
-        while s >= 0:
-            slot = &self._s.slots[s]
-            nd = &self._s.nodes[slot.node]
-            slot.pos += dpos
-            slot.cost += dcost
-            self._s.realized[s] += realized
-            nd.long_notional, nd.short_notional, nd.unrealized = new_long[k], new_short[k], new_unreal[k]
-            nd.realized += realized
-            bound = max(bound, iabs(slot.pos))
-            s, k = slot.parent_slot, k + 1
-        self._s.pos_bound[ins_sym] = bound
-        # The fill throttle and the daily loss, node by node from the account up.
-        for k in range(leaf_node.depth):
-            s = leaf_node.path[k]
-            nd = &self._s.nodes[s]
-            if nd.limits.fill_count >= 0:
-                _window(&self._s, s, W_FILL).push(now)
-                fills = _window(&self._s, s, W_FILL).count(now, nd.limits.fill_window)
-                if fills > nd.limits.fill_count and nd.state != TS.HALTED:
-                    nd.state = TS.HALTED
-                    nd.state_cause = R.EXECUTION_THROTTLE
-                    self._record_event(now, s, R.EXECUTION_THROTTLE, fills, nd.limits.fill_count)
-            self._after_pnl_change(s, now)
-        return True
-
-    cdef inline void _after_pnl_change(self, i32 n, i64 now) noexcept nogil:
-        """Switch a node to REDUCING when its daily P&L is below its loss limit."""
-        cdef Node_t* nd = &self._s.nodes[n]
-        cdef i64 lim = nd.limits.max_daily_loss, pnl
-        cdef i128 wide
-        if lim == INT64_MAX or nd.state != TS.ACTIVE:
-            return
-        # Three terms: in 64 bits with the overflow flag, in 128 only when that overflows.
-        if add_overflows(nd.realized, nd.unrealized, &pnl) or sub_overflows(pnl, nd.sod_pnl, &pnl):
-            wide = <i128>nd.realized + nd.unrealized - nd.sod_pnl
-            pnl = INT64_MIN if wide < INT64_MIN else INT64_MAX if wide > INT64_MAX else <i64>wide
-        if pnl < -lim:                                              # 0 <= lim <= MAX_MONEY
-            nd.state = TS.REDUCING
-            nd.state_cause = R.DAILY_LOSS_LIMIT
-            self._record_event(now, n, R.DAILY_LOSS_LIMIT, INT64_MAX if pnl == INT64_MIN else -pnl, lim)
-
-    cdef void _record_event(self, i64 now, i32 node, uint8_t reason, i64 value, i64 limit) noexcept nogil:
-        """Keep a breach for the caller to read (``events()``)."""
-        cdef Event_t event
-        memset(&event, 0, sizeof(event))
-        event.time, event.node, event.symbol, event.reason = now, node, -1, reason
-        event.value, event.limit = value, limit
-        self._s.events.push_back(event)
-
-    cdef bint _set_reference(self, i32 sym, i64 ref, i64 now) noexcept nogil:
-        """Move a symbol's reference and revalue every holder (O(holders)).
-
-        Returns False, with nothing changed, when a holder's totals would pass CAPACITY.
-        """
-        cdef Instrument_t* ins = &self._s.instruments[sym]
-        cdef i64 old = ins.ref
-        cdef const i32* rows = self._s.symbol_slots[sym].data()
-        cdef size_t n = self._s.symbol_slots[sym].size(), moved, j
-        cdef Slot_t* slots = self._s.slots.data()
-        cdef Slot_t* slot
-        if old != ref:
-            moved = _revalue_holders(self._s.nodes.data(), slots, rows, n, old, ref, ins.tick_value,
-                                     &self._s.pos_bound[sym])
-            if moved < n:
-                # Back to the old reference: those totals were kept, so they fit.
-                for j in range(moved):
-                    slot = &slots[rows[j]]
-                    if slot.pos != 0 or slot.cost != 0:
-                        _revalue_node(&self._s.nodes[slot.node], slot, ref, old, ins.tick_value)
-                return False
-        ins.ref = ref
-        ins.ref_time = now
-        if old != ref:
-            for j in range(n):
-                slot = &slots[rows[j]]
-                # The daily loss of each node with a position in the symbol, and on its first mark
-                # also of a node netting to flat (its cost becomes P&L once there is a reference);
-                # later marks leave a flat node's P&L where it was.
-                if slot.pos != 0 or (old <= 0 and slot.cost != 0):
-                    self._after_pnl_change(slot.node, now)
-        return True
 
     # ----------------------------------------------------------- public API
 
@@ -868,8 +485,8 @@ cdef class RiskEngine:
         """
         cdef bint market = price is None
         cdef CheckResult r
-        cdef uint8_t code = self._evaluate(
-            self._lookup_account(account), self._lookup_symbol(symbol), _side(side), _quantity(quantity),
+        cdef uint8_t code = _evaluate(
+            &self._s, self._lookup_account(account), self._lookup_symbol(symbol), _side(side), _quantity(quantity),
             0.0 if market else _price(price), market, self._clock.now(), -1, False, 0, True, -1, &r)
         return self._decision(code, &r, quantity)
 
@@ -883,8 +500,8 @@ cdef class RiskEngine:
         cdef i32 sym = self._lookup_symbol(symbol)
         cdef i64 sd = _side(side), q = _quantity(quantity), now = self._clock.now()
         cdef CheckResult r
-        cdef uint8_t code = self._evaluate(acct, sym, sd, q, 0.0 if market else _price(price), market,
-                                           now, -1, True, order_id, True, -1, &r)
+        cdef uint8_t code = _evaluate(&self._s, acct, sym, sd, q, 0.0 if market else _price(price), market,
+                                      now, -1, True, order_id, True, -1, &r)
         if code == R.OK:
             _reserve(&self._s, order_id, acct, sym, sd, q, market, now, True, False, &r)
         return self._decision(code, &r, quantity)
@@ -913,13 +530,13 @@ cdef class RiskEngine:
             px = order.price * self._s.instruments[order.symbol].tick_size
         else:
             px = _price(price)
-        code = self._evaluate(order.account, order.symbol, order.side, q, px, market, now, oidx, False, 0, True,
-                              order.slot, &r)
+        code = _evaluate(&self._s, order.account, order.symbol, order.side, q, px, market, now, oidx, False, 0, True,
+                         order.slot, &r)
         if code != R.OK:
             return self._decision(code, &r, quantity)
         order = &self._s.orders[oidx]
         _release(&self._s, order.slot, order.side, order.remaining, order.price,
-                      _price_key(order.side, order.price, order.market), True)
+                 _price_key(order.side, order.price, order.market), True)
         _reserve(&self._s, order_id, order.account, order.symbol, order.side, q, market, now, False, True, &r)
         order.price = r.price
         order.remaining = q
@@ -1041,12 +658,12 @@ cdef class RiskEngine:
                     continue
                 if record:
                     oid = order_ids[i]
-                code = self._evaluate(accounts[i], symbols[i], sides[i], quantities[i], prices[i],
-                                      market[i] != 0, now, -1, record, oid, False, ahead[i % LOOKAHEAD_BOOKING], &r)
+                code = _evaluate(&self._s, accounts[i], symbols[i], sides[i], quantities[i], prices[i],
+                                 market[i] != 0, now, -1, record, oid, False, ahead[i % LOOKAHEAD_BOOKING], &r)
                 reasons[i] = code
                 if code == R.OK:
                     _reserve(&self._s, oid, accounts[i], symbols[i], sides[i], quantities[i], market[i] != 0,
-                                  now, record, False, &r)
+                             now, record, False, &r)
             if not record:
                 _take_back(&self._s, LOOKAHEAD_WHAT_IF)
         return out
@@ -1095,11 +712,11 @@ cdef class RiskEngine:
             return False
         cdef i64 now = self._clock.now()
         cdef i64 worked = min(q, order.remaining) if order.status == OS.WORKING else 0
-        if not self._apply_fill(order.slot, order.side * q, p, worked * order.price * self._s.instruments[order.symbol].tick_value, now):
+        if not _apply_fill(&self._s, order.slot, order.side * q, p, worked * order.price * self._s.instruments[order.symbol].tick_value, now):
             self._refuse(order.account, -1, now, f"fill of {q} at {price!r} on order {order_id}")
         if order.status == OS.WORKING:
             _release(&self._s, order.slot, order.side, worked, order.price,
-                          _price_key(order.side, order.price, order.market), worked == order.remaining)
+                     _price_key(order.side, order.price, order.market), worked == order.remaining)
             order.remaining -= worked
             if order.remaining == 0:
                 order.status = OS.FILLED
@@ -1122,11 +739,11 @@ cdef class RiskEngine:
         if node >= 0:
             self._s.nodes[node].state = TS.HALTED
             self._s.nodes[node].state_cause = R.NOTIONAL_OVERFLOW
-            self._record_event(now, node, R.NOTIONAL_OVERFLOW, CAPACITY, CAPACITY)
+            _record_event(&self._s, now, node, R.NOTIONAL_OVERFLOW, CAPACITY, CAPACITY)
             where = f"account {self._account_names[node]!r} is HALTED"
         else:
             self._s.instruments[sym].state = TS.HALTED
-            self._record_event(now, 0, R.NOTIONAL_OVERFLOW, CAPACITY, CAPACITY)
+            _record_event(&self._s, now, 0, R.NOTIONAL_OVERFLOW, CAPACITY, CAPACITY)
             self._s.events.back().symbol = sym
             where = f"symbol {self._symbol_names[sym]!r} is HALTED"
         raise CapacityError(f"{what} refused: a total would pass the engine's capacity of "
@@ -1159,7 +776,7 @@ cdef class RiskEngine:
         if self._seen_exec_id(exec_id):
             return False
         cdef i64 now = self._clock.now()
-        if not self._apply_fill(_slot_chain(&self._s, acct, sym), sd * q, p, 0, now):
+        if not _apply_fill(&self._s, _slot_chain(&self._s, acct, sym), sd * q, p, 0, now):
             self._refuse(acct, -1, now, f"fill of {q} {self._symbol_names[sym]} at {price!r}")
         if exec_id is not None:
             self._exec_ids.add(exec_id)
@@ -1173,7 +790,7 @@ cdef class RiskEngine:
         if order.status != OS.WORKING:
             return False
         _release(&self._s, order.slot, order.side, order.remaining, order.price,
-                      _price_key(order.side, order.price, order.market), True)
+                 _price_key(order.side, order.price, order.market), True)
         order.status = status
         return True
 
@@ -1203,7 +820,7 @@ cdef class RiskEngine:
         cdef i32 sym = self.symbol_id(symbol)
         cdef i64 ref = self._fill_price(sym, price)
         cdef i64 now = self._clock.now() if time_ns is None else time_ns
-        if not self._set_reference(sym, ref, now):
+        if not _set_reference(&self._s, sym, ref, now):
             self._refuse(-1, sym, now, f"mark {price!r} for {self._symbol_names[sym]!r}")
 
     def update_prices(self, symbols, prices, time_ns=None):
@@ -1227,8 +844,8 @@ cdef class RiskEngine:
                     break
             if bad < 0:
                 for i in range(n):
-                    if (not self._set_reference(sids[i], mark_ticks(pxs[i], self._s.instruments[sids[i]].tick_size), now)
-                            and refused < 0):
+                    if (not _set_reference(&self._s, sids[i], mark_ticks(pxs[i], self._s.instruments[sids[i]].tick_size), now)
+                        and refused < 0):
                         refused = i
         if bad >= 0:
             if sids[bad] < 0 or sids[bad] >= nsym:
