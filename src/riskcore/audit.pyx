@@ -13,11 +13,12 @@ from riskcore._types cimport i64, i32, uint8_t, INT64_MIN, Slot_t, Order_t, Inst
 from riskcore._types cimport OrderStatus as OS
 from riskcore.bounds cimport CAPACITY, within
 from riskcore.engine cimport RiskEngine
+from riskcore.views cimport _aggregate_table
 from riskcore._booking cimport _level_key, _price_key, _resting_side
 from riskcore.fixedpoint cimport add_overflows, sub_overflows, money_overflows, positive_part
 from riskcore.tables cimport Levels
 
-from riskcore.engine import _AGGREGATE_SUMS
+from riskcore.views import _AGGREGATE_SUMS
 from riskcore.errors import StateError
 from riskcore.records import AGGREGATE_DTYPE as _AGGREGATE_DTYPE
 
@@ -159,7 +160,7 @@ def recompute(RiskEngine self):
         if past.size:
             raise StateError(f"aggregate {name} of {self._account_names[past[0]]!r} recomputes to "
                              f"{int(column[past[0]])} micro-units, past the engine's capacity")
-    return self._fill_aggregates(np.zeros(nn, dtype=_AGGREGATE_DTYPE), columns)
+    return _aggregate_table(self, columns)
 
 
 def verify(RiskEngine self):

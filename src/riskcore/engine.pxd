@@ -1,11 +1,9 @@
 from libc.stdint cimport uint8_t, int8_t
-cimport cython
 
-from riskcore._types cimport i64, i32, INT64_MAX, INT64_MIN, CheckResult
+from riskcore._types cimport i64, i32, CheckResult
 from riskcore._state cimport State
 from riskcore.clock cimport Clock
 from riskcore.decision cimport Decision
-from riskcore.tables cimport Levels
 
 
 cdef class RiskEngine:
@@ -18,13 +16,12 @@ cdef class RiskEngine:
     cdef set _exec_ids                                 # today's execution ids
     cdef set _exec_ids_before                          # the previous day's
 
-    cdef i64 _now(self) noexcept
-    cdef i32 _lookup_account(self, object account) except -2
-    cdef i32 _lookup_symbol(self, object symbol) except -2
+    # Inline: the order and fill paths call them directly, not through the method table.
+    cdef inline i32 _lookup_account(self, object account) except -2
+    cdef inline i32 _lookup_symbol(self, object symbol) except -2
+    cdef inline i64 _fill_price(self, i32 sym, object price) except -1
+    cdef inline bint _seen_exec_id(self, object exec_id) except -1
+    cdef inline bint _finish(self, i64 order_id, int8_t status) except -1
+    cdef inline Decision _decision(self, uint8_t code, CheckResult* r, object quantity=*)
     cdef i32 _add_node(self, str name, i32 parent) except -1
-    cdef bint _seen_exec_id(self, object exec_id) except -1
-    cdef i64 _fill_price(self, i32 sym, object price) except -1
-    cdef bint _finish(self, i64 order_id, int8_t status) except -1
     cdef int _refuse(self, i32 node, i32 sym, i64 now, str what) except -1
-    cdef object _fill_aggregates(self, out, dict columns)
-    cdef Decision _decision(self, uint8_t code, CheckResult* r, object quantity=*)

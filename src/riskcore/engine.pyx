@@ -10,44 +10,38 @@ import math
 
 import numpy as np
 
-from libc.math cimport isfinite
 from libc.string cimport memset
 from libc.stdint cimport INT32_MAX
 from libcpp.vector cimport vector
 
 from riskcore._types cimport (
-    i64, i32, i128, uint8_t, int8_t, INT64_MAX, INT64_MIN, MAX_DEPTH,
-    Instrument_t, Limits_t, Node_t, Slot_t, Order_t, Event_t, SavedRow, SavedNode, PositionLimit_t, PendingRun,
-    CheckResult,
+    i64, i32, i128, uint8_t, int8_t, INT64_MAX, MAX_DEPTH,
+    Instrument_t, Limits_t, Node_t, Slot_t, Order_t, PositionLimit_t, CheckResult,
 )
 from riskcore._types cimport Reason as R
 from riskcore._types cimport TradingState as TS
 from riskcore._types cimport OrderStatus as OS
-from riskcore.tables cimport Levels, OrderIndex, Window, prefetch
-from riskcore.checks cimport reduces_position, collar_band, worst_position, ratio
-from riskcore.fixedpoint cimport (
-    sat_mul3, price_to_ticks, mark_ticks, iabs, positive_part,
-    add_overflows, sub_overflows, money_overflows,
-)
-from riskcore.bounds cimport MAX_QUANTITY, MAX_PRICE_TICKS, CAPACITY, within, pnl_within, gross_within
-from riskcore._positions cimport _unrealized, _record_event, _after_pnl_change, _apply_fill, _set_reference
-from riskcore._state cimport DupKey, _slot_chain, _mark_allowlists, _order_row, _working
-from riskcore._throttle cimport W_NEW, W_MODIFY, W_CANCEL, W_FILL, _window, _dup_key, _is_duplicate
-from riskcore._whatif cimport _begin_what_if, _take_back
+from riskcore.tables cimport prefetch
+from riskcore.fixedpoint cimport mark_ticks
+from riskcore.bounds cimport MAX_QUANTITY, MAX_PRICE_TICKS, CAPACITY
+from riskcore._state cimport _slot_chain, _mark_allowlists, _order_row, _working
+from riskcore._convert cimport _seconds_to_ns, _money, _is_integer, _resolve, _quantity, _price, _side
 from riskcore._pretrade cimport _evaluate
-from riskcore._booking cimport (
-    _price_key, _level_key, _reserve, _release, _prefetch_slot, _prefetch_chain, _flush_all_levels,
-)
+from riskcore._booking cimport _price_key, _reserve, _release, _prefetch_slot, _prefetch_chain, _flush_all_levels
+from riskcore._whatif cimport _begin_what_if, _take_back
+from riskcore._positions cimport _record_event, _after_pnl_change, _apply_fill, _set_reference
+from riskcore._throttle cimport W_CANCEL, _window
 from riskcore.clock cimport Clock, SystemClock
 from riskcore.decision cimport Decision, make_decision
 
-from riskcore._types import Reason, TradingState, OrderStatus
+from riskcore._types import TradingState
 from riskcore.config import Instrument, Limits
+# The read views' records and dtypes (riskcore.records), re-exported as part of the engine's API.
 from riskcore.records import (
     Position, Aggregate, OrderInfo, BreachEvent, POSITION_DTYPE, ORDER_DTYPE, AGGREGATE_DTYPE,
 )
 from riskcore.errors import (
-    CapacityError, InvalidConfigError, InvalidInputError, StateError,
+    CapacityError, InvalidConfigError, InvalidInputError,
     UnknownAccountError, UnknownOrderError, UnknownSymbolError,
 )
 
@@ -60,8 +54,6 @@ SELL = -1
 MAX_ORDER_QUANTITY = MAX_QUANTITY
 PRICE_TICKS_LIMIT = MAX_PRICE_TICKS
 CAPACITY_MICROS = CAPACITY
-_AGGREGATE_SUMS = ("long", "short", "working_buy", "working_sell", "realized", "unrealized", "open_orders")
-_SIDES = {"BUY": 1, "SELL": -1, "buy": 1, "sell": -1, "B": 1, "S": -1}
 
 cdef Limits_t _NO_LIMITS = Limits_t(
     max_order_qty=INT64_MAX, max_order_notional=INT64_MAX, max_gross=INT64_MAX, max_net=INT64_MAX,
@@ -80,59 +72,6 @@ cdef Limits_t _NO_LIMITS = Limits_t(
 cdef enum:
     LOOKAHEAD_WHAT_IF = 16
     LOOKAHEAD_BOOKING = 32
-
-
-cdef inline i64 _seconds_to_ns(object seconds):
-    return round(seconds * 1e9)
-
-
-cdef inline i64 _money(object value):
-    # Limits are given in currency; the engine compares integer micro-units.
-    return INT64_MAX if value is None else round(value * 1e6)
-
-
-cdef inline i32 _resolve(object key, dict ids, Py_ssize_t count, str what) except -2:
-    """Id of a name or of an integer id, -1 when unknown; TypeError for anything else."""
-    cdef object found
-    if type(key) is str:
-        found = ids.get(<str>key)
-        return -1 if found is None else <i32>found
-    if type(key) is int or (isinstance(key, (int, np.integer)) and not isinstance(key, bool)):
-        return <i32>key if 0 <= key < count else -1
-    raise TypeError(f"{what} must be a name or an id, got {type(key).__name__}")
-
-
-cdef i64 _quantity(object quantity) except? -2:
-    """Whole positive quantity, or 0 when the value is not one (a rejection)."""
-    cdef double f
-    if type(quantity) is int:
-        if 0 < quantity <= MAX_QUANTITY:
-            return quantity
-        return 0
-    if isinstance(quantity, bool) or not isinstance(quantity, (int, float, np.number)):
-        raise TypeError(f"quantity must be a number, got {type(quantity).__name__}")
-    f = float(quantity)
-    if isfinite(f) and 0 < f <= MAX_QUANTITY and f == <double><i64>f:
-        return <i64>f
-    return 0
-
-
-cdef double _price(object price) except? -2.0:
-    if type(price) is float:
-        return price
-    if isinstance(price, bool) or not isinstance(price, (int, float, np.number)):
-        raise TypeError(f"price must be a number or None, got {type(price).__name__}")
-    return float(price)
-
-
-cdef i64 _side(object side) except? -2:
-    if type(side) is int:
-        return side if side == 1 or side == -1 else 0
-    if type(side) is str:
-        return _SIDES.get(side, 0)
-    if isinstance(side, (int, np.integer)) and not isinstance(side, bool):
-        return side if side == 1 or side == -1 else 0
-    raise TypeError(f"side must be BUY (1), SELL (-1), 'BUY' or 'SELL', got {side!r}")
 
 
 cdef class RiskEngine:
@@ -173,9 +112,6 @@ cdef class RiskEngine:
         self._add_node(firm, -1)
 
     # ------------------------------------------------------------------ ids
-
-    cdef i64 _now(self) noexcept:
-        return self._clock.now()
 
     @property
     def clock(self):
@@ -266,21 +202,8 @@ cdef class RiskEngine:
 
     def instrument(self, symbol):
         """Return the definition of a symbol as an :class:`Instrument`."""
-        cdef i32 sid = self.symbol_id(symbol)
-        cdef Instrument_t ins = self._s.instruments[sid]
-        return Instrument(
-            symbol=self._symbol_names[sid], tick_size=ins.tick_size, lot_size=ins.lot_size,
-            multiplier=ins.tick_value / 1e6 / ins.tick_size, tradable=bool(ins.tradable),
-            reference_price=ins.ref * ins.tick_size if ins.ref > 0 else None,
-            collar_bps_buy=None if ins.collar_bps_buy < 0 else ins.collar_bps_buy,
-            collar_bps_sell=None if ins.collar_bps_sell < 0 else ins.collar_bps_sell,
-            collar_ticks_buy=None if ins.collar_ticks_buy < 0 else ins.collar_ticks_buy,
-            collar_ticks_sell=None if ins.collar_ticks_sell < 0 else ins.collar_ticks_sell,
-            min_price=ins.min_price * ins.tick_size if ins.min_price > 0 else None,
-            max_price=ins.max_price * ins.tick_size if ins.max_price != INT64_MAX else None,
-            max_reference_age=ins.max_ref_age / 1e9 if ins.max_ref_age > 0 else None,
-            require_reference=bool(ins.require_ref),
-        )
+        from riskcore.views import instrument
+        return instrument(self, symbol)
 
     cdef i32 _add_node(self, str name, i32 parent) except -1:
         cdef Node_t node
@@ -362,33 +285,12 @@ cdef class RiskEngine:
         if limits.fill_throttle is not None:
             lim.fill_count, lim.fill_window = limits.fill_throttle[0], _seconds_to_ns(limits.fill_throttle[1])
         self._s.nodes[nid].limits = lim
-        _after_pnl_change(&self._s, nid, self._now())
+        _after_pnl_change(&self._s, nid, self._clock.now())
 
     def limits(self, account):
         """Return the node limits of an account as :class:`Limits`."""
-        cdef Limits_t lim = self._s.nodes[self.account_id(account)].limits
-
-        def count(i64 value):
-            return None if value == INT64_MAX else value
-
-        def money(i64 value):
-            return None if value == INT64_MAX else value / 1e6
-
-        def window(i64 n, i64 length):
-            return None if n < 0 else (n, length / 1e9)
-
-        return Limits(
-            max_order_quantity=count(lim.max_order_qty),
-            max_order_notional=money(lim.max_order_notional),
-            max_gross_notional=money(lim.max_gross),
-            max_net_notional=money(lim.max_net),
-            max_open_orders=count(lim.max_open_orders),
-            max_daily_loss=money(lim.max_daily_loss),
-            new_order_rate=window(lim.new_rate_count, lim.new_rate_window),
-            modify_rate=window(lim.modify_rate_count, lim.modify_rate_window),
-            cancel_rate=window(lim.cancel_rate_count, lim.cancel_rate_window),
-            fill_throttle=window(lim.fill_count, lim.fill_window),
-        )
+        from riskcore.views import limits
+        return limits(self, account)
 
     def set_position_limit(self, account, symbol, max_long=None, max_short=None):
         """Limit the worst-case long and short quantity of a node in one symbol."""
@@ -900,7 +802,7 @@ cdef class RiskEngine:
         100 bytes per order; a smaller ``n`` than the table holds does nothing.
         """
         cdef size_t booked = self._s.orders.size(), more
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= INT32_MAX:
+        if not _is_integer(n) or not 0 <= n <= INT32_MAX:
             raise InvalidInputError(f"reserve_orders takes a whole number of orders from 0 to {INT32_MAX}, got {n!r}")
         if n <= booked:
             return
@@ -916,61 +818,26 @@ cdef class RiskEngine:
 
     def order(self, long long order_id):
         """Return an order's state as an ``OrderInfo``."""
-        cdef i32 row = _order_row(&self._s, order_id)
-        if row < 0:
-            raise UnknownOrderError(f"unknown order {order_id}")
-        cdef Order_t o = self._s.orders[row]
-        return OrderInfo(o.id, self._account_names[o.account], self._symbol_names[o.symbol], o.side,
-                         o.price * self._s.instruments[o.symbol].tick_size, o.remaining, o.filled,
-                         bool(o.market), OrderStatus(o.status))
+        from riskcore.views import order
+        return order(self, order_id)
 
     def position(self, account, symbol):
         """Return the position of a node (leaf or aggregate) in one symbol."""
-        cdef i32 nid = self.account_id(account)
-        cdef i32 sid = self.symbol_id(symbol)
-        cdef i32 found = self._s.slot_index.find(nid, sid)
-        cdef Instrument_t* ins = &self._s.instruments[sid]
-        if found < 0:
-            return Position(self._account_names[nid], self._symbol_names[sid], 0, 0.0, 0.0, 0.0)
-        cdef Slot_t* s = &self._s.slots[found]
-        return Position(self._account_names[nid], self._symbol_names[sid], s.pos,
-                        <double>s.cost / s.pos / ins.tick_value * ins.tick_size if s.pos else 0.0, self._s.realized[found] / 1e6,
-                        _unrealized(s.pos, s.cost, ins.ref, ins.tick_value) / 1e6)
+        from riskcore.views import position
+        return position(self, account, symbol)
 
     def positions(self):
         """Leaf positions (non-zero quantity or realized P&L) as a structured array.
 
         Money fields are in currency; ``account`` and ``symbol`` are ids.
         """
-        cdef size_t j, m = 0
-        cdef Slot_t* s
-        cdef Instrument_t* ins
-        for j in range(self._s.slots.size()):
-            s = &self._s.slots[j]
-            if self._s.nodes[s.node].n_children == 0 and s.node != 0 and (s.pos != 0 or self._s.realized[j] != 0):
-                m += 1
-        out = np.zeros(m, dtype=POSITION_DTYPE)
-        m = 0
-        for j in range(self._s.slots.size()):
-            s = &self._s.slots[j]
-            if self._s.nodes[s.node].n_children == 0 and s.node != 0 and (s.pos != 0 or self._s.realized[j] != 0):
-                ins = &self._s.instruments[s.symbol]
-                out[m] = (s.node, s.symbol, s.pos, <double>s.cost / s.pos / ins.tick_value * ins.tick_size if s.pos else 0.0,
-                          self._s.realized[j] / 1e6, _unrealized(s.pos, s.cost, ins.ref, ins.tick_value) / 1e6)
-                m += 1
-        return out
+        from riskcore.views import positions
+        return positions(self)
 
     def open_orders(self):
         """Working orders as a structured array (prices in price units)."""
-        cdef size_t j
-        cdef list rows = []
-        cdef Order_t* o
-        for j in range(self._s.orders.size()):
-            o = &self._s.orders[j]
-            if o.status == OS.WORKING:
-                rows.append((o.id, o.account, o.symbol, o.side, o.market,
-                             o.price * self._s.instruments[o.symbol].tick_size, o.remaining, o.filled))
-        return np.array(rows, dtype=ORDER_DTYPE)
+        from riskcore.views import open_orders
+        return open_orders(self)
 
     def aggregate(self, account=None):
         """Return the aggregate of a node (the firm by default); O(1).
@@ -989,29 +856,8 @@ cdef class RiskEngine:
 
     def aggregates(self):
         """Every node's incrementally kept aggregate, in integer micro-units."""
-        cdef size_t j, nn = self._s.nodes.size()
-        cdef Node_t* n
-        out = np.zeros(nn, dtype=AGGREGATE_DTYPE)
-        columns = {name: np.empty(nn, dtype=np.int64) for name in _AGGREGATE_SUMS}
-        cdef i64[::1] longv = columns["long"], shortv = columns["short"], wb = columns["working_buy"]
-        cdef i64[::1] ws = columns["working_sell"], real = columns["realized"], unreal = columns["unrealized"]
-        cdef i64[::1] opn = columns["open_orders"]
-        for j in range(nn):
-            n = &self._s.nodes[j]
-            longv[j], shortv[j], wb[j], ws[j] = n.long_notional, n.short_notional, n.wbuy_notional, n.wsell_notional
-            real[j], unreal[j], opn[j] = n.realized, n.unrealized, n.open_orders
-        return self._fill_aggregates(out, columns)
-
-    cdef object _fill_aggregates(self, out, dict columns):
-        cdef size_t j, nn = self._s.nodes.size()
-        for name, column in columns.items():
-            out[name] = column
-        out["account"] = np.arange(nn, dtype=np.int32)
-        out["parent"] = [self._s.nodes[j].parent for j in range(nn)]
-        out["state"] = [self._s.nodes[j].state for j in range(nn)]
-        out["daily_pnl"] = out["realized"] + out["unrealized"] - np.array(
-            [self._s.nodes[j].sod_pnl for j in range(nn)], dtype=np.int64)
-        return out
+        from riskcore.views import aggregates
+        return aggregates(self)
 
     def recompute(self):
         """Rebuild every aggregate from the leaves and working orders, from scratch.
@@ -1044,48 +890,13 @@ cdef class RiskEngine:
         dict
             limit name -> (value, limit, value / limit), money in currency.
         """
-        cdef i32 nid = 0 if account is None else self.account_id(account)
-        cdef Node_t* n = &self._s.nodes[nid]
-        cdef Limits_t lim = n.limits
-        cdef i64 now = self._clock.now()
-        out = {}
-
-        def put(name, value, limit, scale):
-            if limit != INT64_MAX and limit >= 0:
-                out[name] = (value / scale, limit / scale, value / limit if limit else math.inf)
-
-        put("max_gross_notional", n.long_notional + n.short_notional + n.wbuy_notional + n.wsell_notional,
-            lim.max_gross, 1e6)
-        put("max_net_notional", max(n.long_notional - n.short_notional + n.wbuy_notional,
-                                    n.short_notional - n.long_notional + n.wsell_notional), lim.max_net, 1e6)
-        put("max_open_orders", n.open_orders, lim.max_open_orders, 1)
-        put("max_daily_loss", max(0, -(int(n.realized) + n.unrealized - n.sod_pnl)), lim.max_daily_loss, 1e6)
-        if lim.new_rate_count >= 0:
-            put("new_order_rate", _window(&self._s, nid, W_NEW).count(now, lim.new_rate_window), lim.new_rate_count, 1)
-        if lim.modify_rate_count >= 0:
-            put("modify_rate", _window(&self._s, nid, W_MODIFY).count(now, lim.modify_rate_window),
-                lim.modify_rate_count, 1)
-        if lim.cancel_rate_count >= 0:
-            put("cancel_rate", _window(&self._s, nid, W_CANCEL).count(now, lim.cancel_rate_window),
-                lim.cancel_rate_count, 1)
-        if lim.fill_count >= 0:
-            put("fill_throttle", _window(&self._s, nid, W_FILL).count(now, lim.fill_window), lim.fill_count, 1)
-        return out
+        from riskcore.views import utilisation
+        return utilisation(self, account)
 
     def drain_events(self):
         """Return the breach events recorded since the last call, and clear them."""
-        cdef list out = []
-        cdef Event_t* e
-        cdef size_t j
-        for j in range(self._s.events.size()):
-            e = &self._s.events[j]
-            # Daily-loss and capacity figures are money (currency); throttle figures are fill counts.
-            scale = 1e6 if e.reason == R.DAILY_LOSS_LIMIT or e.reason == R.NOTIONAL_OVERFLOW else 1
-            out.append(BreachEvent(e.time, self._account_names[e.node],
-                                   None if e.symbol < 0 else self._symbol_names[e.symbol],
-                                   Reason(e.reason), e.value / scale, e.limit / scale))
-        self._s.events.clear()
-        return out
+        from riskcore.views import drain_events
+        return drain_events(self)
 
     # --------------------------------------------------- snapshot / restore
 
