@@ -189,3 +189,14 @@ cdef inline void _release(State* st, i32 leaf_slot, i64 side, i64 qty, i64 price
             slot.best_buy = INT64_MIN if book.empty() else book.best()
         else:
             slot.best_sell = INT64_MIN if book.empty() else book.best()
+
+
+cdef inline void _replace(State* st, i32 row, i64 q, bint market, i64 now, const CheckResult* r) noexcept nogil:
+    """Book a modify that just passed ``_evaluate``: the order's old terms off the books, its new ones on."""
+    cdef Order_t* order = &st.orders[row]
+    _release(st, order.slot, order.side, order.remaining, order.price,
+             _price_key(order.side, order.price, order.market), True)
+    _reserve(st, order.id, order.account, order.symbol, order.side, q, market, now, False, True, r)
+    order.price = r.price
+    order.remaining = q
+    order.market = market

@@ -16,7 +16,7 @@ from riskcore._state cimport State
 from riskcore._throttle cimport W_FILL, _window
 from riskcore.bounds cimport CAPACITY, within, pnl_within, gross_within
 from riskcore.fixedpoint cimport (
-    tdiv_mul, sign, positive_part, iabs, add_overflows, sub_overflows, money_overflows,
+    tdiv_mul, sign, positive_part, iabs, add_overflows, sub_overflows, money_overflows, mark_ticks,
 )
 
 
@@ -277,3 +277,24 @@ cdef inline bint _set_reference(State* st, i32 sym, i64 ref, i64 now) noexcept n
             if slot.pos != 0 or (old <= 0 and slot.cost != 0):
                 _after_pnl_change(st, slot.node, now)
     return True
+
+
+cdef inline Py_ssize_t _set_references(State* st, const i32* sids, const double* prices, Py_ssize_t n, i64 now,
+                                       Py_ssize_t* refused) noexcept nogil:
+    """Move many symbols' references (``_set_reference`` row by row) once every row is valid.
+
+    Returns the first row with an unknown symbol or a price that is not a
+    mark (nothing applied), else -1; ``*refused`` is the first row that
+    would have passed CAPACITY (not applied, the others are), else -1.
+    """
+    cdef Py_ssize_t i
+    cdef i32 nsym = <i32>st.instruments.size()
+    refused[0] = -1
+    for i in range(n):
+        if sids[i] < 0 or sids[i] >= nsym or mark_ticks(prices[i], st.instruments[sids[i]].tick_size) < 0:
+            return i
+    for i in range(n):
+        if (not _set_reference(st, sids[i], mark_ticks(prices[i], st.instruments[sids[i]].tick_size), now)
+                and refused[0] < 0):
+            refused[0] = i
+    return -1

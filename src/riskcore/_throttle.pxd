@@ -7,7 +7,8 @@ from cython.operator cimport dereference as deref
 from libcpp.map cimport map as cmap
 from libcpp.utility cimport pair
 
-from riskcore._types cimport i64, i32
+from riskcore._types cimport i64, i32, uint8_t, Node_t, CheckResult
+from riskcore._types cimport Reason as R
 from riskcore.tables cimport Window
 from riskcore._state cimport State, DupKey
 
@@ -66,3 +67,28 @@ cdef inline void _forget_orders(State* st) noexcept nogil:
             st.dup_expiry.pop_back()
         st.dup_last.erase(key)
     st.batch_dups.clear()
+
+
+cdef inline uint8_t _count_cancel(State* st, i32 acct, i64 now, CheckResult* r) noexcept nogil:
+    """Count a cancel request on every cancel-rate window of the account's path.
+
+    CANCEL_RATE_LIMIT, with nothing counted and the first full window's node,
+    count and limit in ``r``, when a node has reached its rate; else OK.
+    """
+    cdef Node_t* node = &st.nodes[acct]
+    cdef Node_t* nd
+    cdef i32 k, n
+    cdef i64 v
+    for k in range(node.depth):
+        n = node.path[k]
+        nd = &st.nodes[n]
+        if nd.limits.cancel_rate_count >= 0:
+            v = _window(st, n, W_CANCEL).count(now, nd.limits.cancel_rate_window)
+            if v >= nd.limits.cancel_rate_count:
+                r.node, r.value, r.limit = n, <double>v, <double>nd.limits.cancel_rate_count
+                return R.CANCEL_RATE_LIMIT
+    for k in range(node.depth):
+        n = node.path[k]
+        if st.nodes[n].limits.cancel_rate_count >= 0:
+            _window(st, n, W_CANCEL).push(now)
+    return R.OK

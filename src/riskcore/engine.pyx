@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from riskcore._types cimport (
-    i64, i32, i128, uint8_t, int8_t, INT64_MAX, Instrument_t, Node_t, Order_t, CheckResult,
+    i64, i32, uint8_t, int8_t, INT64_MAX, Instrument_t, Order_t, CheckResult,
 )
 from riskcore._types cimport Reason as R
 from riskcore._types cimport TradingState as TS
@@ -22,14 +22,13 @@ from riskcore.bounds cimport MAX_QUANTITY, MAX_PRICE_TICKS, CAPACITY
 from riskcore._state cimport _slot_chain, _order_row, _working
 from riskcore._convert cimport _seconds_to_ns, _resolve, _quantity, _price, _side
 from riskcore._pretrade cimport _evaluate
-from riskcore._booking cimport _price_key, _reserve, _release, _prefetch_slot, _prefetch_chain
+from riskcore._booking cimport _price_key, _reserve, _release, _replace, _prefetch_slot, _prefetch_chain
 from riskcore._whatif cimport _begin_what_if, _take_back
-from riskcore._positions cimport _record_event, _apply_fill, _set_reference
-from riskcore._throttle cimport W_CANCEL, _window
+from riskcore._positions cimport _record_event, _apply_fill, _set_reference, _set_references
+from riskcore._throttle cimport _count_cancel
 from riskcore.clock cimport Clock, SystemClock
 from riskcore.decision cimport Decision, make_decision
 
-from riskcore._types import TradingState
 # The read views' records and dtypes (riskcore.records), re-exported as part of the engine's API.
 from riskcore.records import (
     Position, Aggregate, OrderInfo, BreachEvent, POSITION_DTYPE, ORDER_DTYPE, AGGREGATE_DTYPE,
@@ -288,7 +287,7 @@ cdef class RiskEngine:
         """
         cdef i32 oidx = _working(&self._s, order_id)
         cdef Order_t* order
-        cdef i64 q = _quantity(quantity), now = self._clock.now(), tv
+        cdef i64 q = _quantity(quantity), now = self._clock.now()
         cdef bint market
         cdef double px
         cdef uint8_t code
@@ -298,53 +297,26 @@ cdef class RiskEngine:
             return self._decision(R.UNKNOWN_ORDER, &r)
         order = &self._s.orders[oidx]
         market = price is None and order.market
-        tv = self._s.instruments[order.symbol].tick_value
-        if price is None:
-            px = order.price * self._s.instruments[order.symbol].tick_size
-        else:
-            px = _price(price)
+        px = order.price * self._s.instruments[order.symbol].tick_size if price is None else _price(price)
         code = _evaluate(&self._s, order.account, order.symbol, order.side, q, px, market, now, oidx, False, 0, True,
                          order.slot, &r)
-        if code != R.OK:
-            return self._decision(code, &r, quantity)
-        order = &self._s.orders[oidx]
-        _release(&self._s, order.slot, order.side, order.remaining, order.price,
-                 _price_key(order.side, order.price, order.market), True)
-        _reserve(&self._s, order_id, order.account, order.symbol, order.side, q, market, now, False, True, &r)
-        order.price = r.price
-        order.remaining = q
-        order.market = market
-        return self._decision(code, &r)
+        if code == R.OK:
+            _replace(&self._s, oidx, q, market, now, &r)
+        return self._decision(code, &r, quantity)
 
     def request_cancel(self, long long order_id):
         """Check a cancel request against the cancel rate limits.
 
         Exposure is released only when the venue confirms with :meth:`on_cancel`.
         """
-        cdef i32 oidx = _working(&self._s, order_id)
-        cdef i64 now = self._clock.now(), v
-        cdef Node_t* node
-        cdef Node_t* nd
-        cdef i32 k, n
         cdef CheckResult r = CheckResult(node=-1, value=<double>order_id, limit=0.0, util=0.0, price=0, notional=0,
                                          slot=-1)
+        cdef i32 oidx = _working(&self._s, order_id)
+        cdef i64 now = self._clock.now()
         if oidx < 0:
             return self._decision(R.UNKNOWN_ORDER, &r)
-        node = &self._s.nodes[self._s.orders[oidx].account]
-        for k in range(node.depth):
-            n = node.path[k]
-            nd = &self._s.nodes[n]
-            if nd.limits.cancel_rate_count >= 0:
-                v = _window(&self._s, n, W_CANCEL).count(now, nd.limits.cancel_rate_window)
-                if v >= nd.limits.cancel_rate_count:
-                    r.node, r.value, r.limit = n, <double>v, <double>nd.limits.cancel_rate_count
-                    return self._decision(R.CANCEL_RATE_LIMIT, &r)
-        for k in range(node.depth):
-            n = node.path[k]
-            if self._s.nodes[n].limits.cancel_rate_count >= 0:
-                _window(&self._s, n, W_CANCEL).push(now)
         r.value = 0.0
-        return self._decision(R.OK, &r)
+        return self._decision(_count_cancel(&self._s, self._s.orders[oidx].account, now, &r), &r)
 
     def _batch_arrays(self, accounts, symbols, sides, quantities, prices, market):
         n = len(accounts)
@@ -607,19 +579,12 @@ cdef class RiskEngine:
         cdef const double[::1] pxs = np.ascontiguousarray(prices, dtype=np.float64)
         if sids.shape[0] != pxs.shape[0]:
             raise InvalidInputError(f"symbols and prices differ in length: {sids.shape[0]} != {pxs.shape[0]}")
-        cdef Py_ssize_t i, bad = -1, refused = -1, n = sids.shape[0]
+        cdef Py_ssize_t bad, refused
         cdef i32 nsym = <i32>self._s.instruments.size()
         cdef i64 now = self._clock.now() if time_ns is None else time_ns
         with nogil:
-            for i in range(n):
-                if sids[i] < 0 or sids[i] >= nsym or mark_ticks(pxs[i], self._s.instruments[sids[i]].tick_size) < 0:
-                    bad = i
-                    break
-            if bad < 0:
-                for i in range(n):
-                    if (not _set_reference(&self._s, sids[i], mark_ticks(pxs[i], self._s.instruments[sids[i]].tick_size), now)
-                        and refused < 0):
-                        refused = i
+            bad = _set_references(&self._s, &sids[0] if sids.shape[0] else NULL, &pxs[0] if pxs.shape[0] else NULL,
+                                  sids.shape[0], now, &refused)
         if bad >= 0:
             if sids[bad] < 0 or sids[bad] >= nsym:
                 raise UnknownSymbolError(f"row {bad}: unknown symbol id {sids[bad]}")
@@ -687,14 +652,8 @@ cdef class RiskEngine:
         Money in currency: long, short, net and gross notional at the
         reference, working-order notional, realized, unrealized and daily P&L.
         """
-        cdef i32 nid = 0 if account is None else self.account_id(account)
-        cdef Node_t* n = &self._s.nodes[nid]
-        return Aggregate(
-            self._account_names[nid], n.long_notional / 1e6, n.short_notional / 1e6,
-            (n.long_notional - n.short_notional) / 1e6,
-            (n.long_notional + n.short_notional + n.wbuy_notional + n.wsell_notional) / 1e6,
-            n.wbuy_notional / 1e6, n.wsell_notional / 1e6, n.realized / 1e6, n.unrealized / 1e6,
-            <double>(<i128>n.realized + n.unrealized - n.sod_pnl) / 1e6, n.open_orders, TradingState(n.state))
+        from riskcore.views import aggregate
+        return aggregate(self, account)
 
     def aggregates(self):
         """Every node's incrementally kept aggregate, in integer micro-units."""
