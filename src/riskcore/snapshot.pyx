@@ -118,7 +118,7 @@ def restore_engine(cls, state, Clock clock=None):
         eng._s.symbol_slots[eng._s.slots[j].symbol].push_back(<i32>j)
         if not within(eng._s.slots[j].pos):
             raise StateError(f"slot {j} holds a position past the engine's capacity")
-        # A mark's fast path relies on this bound (engine._revalue_holders).
+        # A mark's fast path relies on this bound (_positions._revalue_holders).
         eng._s.pos_bound[eng._s.slots[j].symbol] = max(eng._s.pos_bound[eng._s.slots[j].symbol], iabs(eng._s.slots[j].pos))
     for k, v in state["order_index"].items():
         if not -1 <= v < <i64>eng._s.orders.size():
