@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from riskcore._types cimport (
-    i64, i32, uint8_t, int8_t, INT64_MAX, Instrument_t, Order_t, CheckResult,
+    i64, i32, i128, uint8_t, int8_t, INT64_MAX, Instrument_t, Node_t, Order_t, CheckResult,
 )
 from riskcore._types cimport Reason as R
 from riskcore._types cimport TradingState as TS
@@ -29,6 +29,7 @@ from riskcore._throttle cimport _count_cancel
 from riskcore.clock cimport Clock, SystemClock
 from riskcore.decision cimport Decision, make_decision
 
+from riskcore._types import TradingState
 # The read views' records and dtypes (riskcore.records), re-exported as part of the engine's API.
 from riskcore.records import (
     Position, Aggregate, OrderInfo, BreachEvent, POSITION_DTYPE, ORDER_DTYPE, AGGREGATE_DTYPE,
@@ -652,8 +653,14 @@ cdef class RiskEngine:
         Money in currency: long, short, net and gross notional at the
         reference, working-order notional, realized, unrealized and daily P&L.
         """
-        from riskcore.views import aggregate
-        return aggregate(self, account)
+        cdef i32 nid = 0 if account is None else self.account_id(account)
+        cdef Node_t* n = &self._s.nodes[nid]
+        return Aggregate(
+            self._account_names[nid], n.long_notional / 1e6, n.short_notional / 1e6,
+            (n.long_notional - n.short_notional) / 1e6,
+            (n.long_notional + n.short_notional + n.wbuy_notional + n.wsell_notional) / 1e6,
+            n.wbuy_notional / 1e6, n.wsell_notional / 1e6, n.realized / 1e6, n.unrealized / 1e6,
+            <double>(<i128>n.realized + n.unrealized - n.sod_pnl) / 1e6, n.open_orders, TradingState(n.state))
 
     def aggregates(self):
         """Every node's incrementally kept aggregate, in integer micro-units."""

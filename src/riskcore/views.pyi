@@ -4,7 +4,7 @@ import numpy.typing as npt
 
 from riskcore.config import Instrument, Limits
 from riskcore.engine import RiskEngine
-from riskcore.records import Aggregate, BreachEvent, OrderInfo, Position
+from riskcore.records import BreachEvent, OrderInfo, Position
 
 _Name = str | int
 
@@ -14,7 +14,6 @@ def order(self: RiskEngine, order_id: int) -> OrderInfo: ...
 def position(self: RiskEngine, account: _Name, symbol: _Name) -> Position: ...
 def positions(self: RiskEngine) -> npt.NDArray[Any]: ...  # POSITION_DTYPE
 def open_orders(self: RiskEngine) -> npt.NDArray[Any]: ...  # ORDER_DTYPE
-def aggregate(self: RiskEngine, account: _Name | None = ...) -> Aggregate: ...
 def aggregates(self: RiskEngine) -> npt.NDArray[Any]: ...  # AGGREGATE_DTYPE
 def utilisation(self: RiskEngine, account: _Name | None = ...) -> dict[str, tuple[float, float, float]]: ...
 def drain_events(self: RiskEngine) -> list[BreachEvent]: ...

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from riskcore._types cimport i64, i32, i128, INT64_MAX, Instrument_t, Limits_t, Node_t, Slot_t, Order_t, Event_t
+from riskcore._types cimport i64, i32, INT64_MAX, Instrument_t, Limits_t, Node_t, Slot_t, Order_t, Event_t
 from riskcore._types cimport Reason as R
 from riskcore._types cimport OrderStatus as OS
 from riskcore._state cimport _order_row
@@ -17,10 +17,10 @@ from riskcore._positions cimport _unrealized
 from riskcore._throttle cimport W_NEW, W_MODIFY, W_CANCEL, W_FILL, _window
 from riskcore.engine cimport RiskEngine
 
-from riskcore._types import Reason, OrderStatus, TradingState
+from riskcore._types import Reason, OrderStatus
 from riskcore.config import Instrument, Limits
 from riskcore.errors import UnknownOrderError
-from riskcore.records import Position, Aggregate, OrderInfo, BreachEvent
+from riskcore.records import Position, OrderInfo, BreachEvent
 from riskcore.records import (
     AGGREGATE_DTYPE as _AGGREGATE_DTYPE, ORDER_DTYPE as _ORDER_DTYPE, POSITION_DTYPE as _POSITION_DTYPE,
 )
@@ -146,18 +146,6 @@ def open_orders(RiskEngine self):
             rows.append((o.id, o.account, o.symbol, o.side, o.market,
                          o.price * self._s.instruments[o.symbol].tick_size, o.remaining, o.filled))
     return np.array(rows, dtype=_ORDER_DTYPE)
-
-
-def aggregate(RiskEngine self, account=None):
-    """Return the aggregate of a node (the firm by default); O(1)."""
-    cdef i32 nid = 0 if account is None else self.account_id(account)
-    cdef Node_t* n = &self._s.nodes[nid]
-    return Aggregate(
-        self._account_names[nid], n.long_notional / 1e6, n.short_notional / 1e6,
-        (n.long_notional - n.short_notional) / 1e6,
-        (n.long_notional + n.short_notional + n.wbuy_notional + n.wsell_notional) / 1e6,
-        n.wbuy_notional / 1e6, n.wsell_notional / 1e6, n.realized / 1e6, n.unrealized / 1e6,
-        <double>(<i128>n.realized + n.unrealized - n.sod_pnl) / 1e6, n.open_orders, TradingState(n.state))
 
 
 def aggregates(RiskEngine self):
