@@ -13,8 +13,9 @@ cdef extern from *:
     # 128-bit intermediate for products of two 64-bit quantities (GCC/Clang).
     ctypedef long long i128 "__int128"
 
-cdef enum:
-    MAX_DEPTH = 8
+cdef extern from "rows.h" namespace "riskcore":
+    cdef enum:
+        MAX_DEPTH       # levels of the account tree, the firm included
 
 cpdef enum Reason:
     OK = 0
@@ -63,58 +64,107 @@ cpdef enum OrderStatus:
     EXPIRED = 3
     REJECTED = 4
 
-ctypedef struct Instrument_t:
-    double tick_size
-    i64 tick_value          # money micros per tick per unit
-    i64 lot_size
-    i64 ref                 # reference price in ticks, 0 = none
-    i64 ref_time            # ns
-    i64 max_ref_age         # ns, 0 = no staleness limit
-    i64 collar_bps_buy      # -1 = unset
-    i64 collar_bps_sell
-    i64 collar_ticks_buy
-    i64 collar_ticks_sell
-    i64 min_price           # ticks, 0 = unset
-    i64 max_price           # ticks, INT64_MAX = unset
-    uint8_t require_ref
-    uint8_t tradable
-    int8_t state
+cdef extern from "rows.h" namespace "riskcore":
+    # The tables' rows (rows.h: their layout is the snapshot's).
+    ctypedef struct Instrument_t "riskcore::Instrument":
+        double tick_size
+        i64 tick_value          # money micros per tick per unit
+        i64 lot_size
+        i64 ref                 # reference price in ticks, 0 = none
+        i64 ref_time            # ns
+        i64 max_ref_age         # ns, 0 = no staleness limit
+        i64 collar_bps_buy      # -1 = unset
+        i64 collar_bps_sell
+        i64 collar_ticks_buy
+        i64 collar_ticks_sell
+        i64 min_price           # ticks, 0 = unset
+        i64 max_price           # ticks, INT64_MAX = unset
+        uint8_t require_ref
+        uint8_t tradable
+        int8_t state
 
-ctypedef struct Limits_t:
-    i64 max_order_qty
-    i64 max_order_notional
-    i64 max_gross
-    i64 max_net
-    i64 max_open_orders
-    i64 max_daily_loss
-    i64 new_rate_count
-    i64 new_rate_window
-    i64 modify_rate_count
-    i64 modify_rate_window
-    i64 cancel_rate_count
-    i64 cancel_rate_window
-    i64 fill_count
-    i64 fill_window
+    ctypedef struct Limits_t "riskcore::Limits":
+        i64 max_order_qty
+        i64 max_order_notional
+        i64 max_gross
+        i64 max_net
+        i64 max_open_orders
+        i64 max_daily_loss
+        i64 new_rate_count
+        i64 new_rate_window
+        i64 modify_rate_count
+        i64 modify_rate_window
+        i64 cancel_rate_count
+        i64 cancel_rate_window
+        i64 fill_count
+        i64 fill_window
 
-ctypedef struct Node_t:
-    i32 parent
-    i32 depth               # entries used in path
-    i32 path[MAX_DEPTH]     # the node itself, then its ancestors up to the firm
-    i32 n_children
-    uint8_t active          # has had orders or positions: may not get children
-    uint8_t has_allowlist
-    int8_t state
-    uint8_t state_cause     # Reason that set the state automatically, 0 = operator
-    Limits_t limits
-    i64 long_notional
-    i64 short_notional
-    i64 wbuy_notional
-    i64 wsell_notional
-    i64 realized
-    i64 unrealized
-    i64 open_orders
-    i64 sod_pnl             # realized + unrealized at the last start-of-day roll
-    i32 saved               # where the running what-if batch kept it (-1 = not kept)
+    ctypedef struct Node_t "riskcore::Node":
+        i32 parent
+        i32 depth
+        i32 path[MAX_DEPTH]
+        i32 n_children
+        uint8_t active
+        uint8_t has_allowlist
+        int8_t state
+        uint8_t state_cause
+        Limits_t limits
+        i64 long_notional
+        i64 short_notional
+        i64 wbuy_notional
+        i64 wsell_notional
+        i64 realized
+        i64 unrealized
+        i64 open_orders
+        i64 sod_pnl
+        i32 saved
+
+    ctypedef struct PositionLimit_t "riskcore::PositionLimit":
+        i64 max_long            # INT64_MAX = unlimited
+        i64 max_short
+
+    ctypedef struct Order_t "riskcore::Order":
+        i64 id
+        i32 account
+        i32 symbol
+        i32 slot
+        int8_t side
+        uint8_t market
+        int8_t status
+        i64 price
+        i64 remaining
+        i64 filled
+
+    ctypedef struct Event_t "riskcore::Event":
+        i64 time
+        i32 node
+        i32 symbol
+        uint8_t reason
+        i64 value
+        i64 limit
+
+    ctypedef struct SlotSum "riskcore::SlotSum":
+        i64 pos
+        i64 cost
+        i64 realized
+
+    ctypedef struct SavedRow "riskcore::SavedRow":
+        i32 slot
+        i64 wbuy
+        i64 wsell
+        i64 best_buy
+        i64 best_sell
+
+    ctypedef struct PendingRun "riskcore::PendingRun":
+        i32 newest
+        i32 count
+
+    ctypedef struct SavedNode "riskcore::SavedNode":
+        i32 node
+        i64 wbuy_notional
+        i64 wsell_notional
+        i64 open_orders
+        i64 pushed
 
 cdef extern from "tables.h" namespace "riskcore":
     # One (node, symbol) pair in one cache line: see tables.h.
@@ -132,23 +182,6 @@ cdef extern from "tables.h" namespace "riskcore":
         i64 best_buy
         i64 best_sell
 
-ctypedef struct PositionLimit_t:
-    # A slot's position limits, read only when the slot row says ``limited``.
-    i64 max_long            # INT64_MAX = unlimited
-    i64 max_short
-
-ctypedef struct Order_t:
-    i64 id
-    i32 account
-    i32 symbol
-    i32 slot                # the leaf slot
-    int8_t side             # +1 buy, -1 sell
-    uint8_t market
-    int8_t status
-    i64 price               # ticks (reference at acceptance for market orders)
-    i64 remaining
-    i64 filled
-
 ctypedef struct CheckResult:
     # What a pre-trade evaluation found, returned to its caller (never parked on the engine):
     # for a rejection, the node, value and limit its message names; for an acceptance, the
@@ -160,42 +193,3 @@ ctypedef struct CheckResult:
     i64 price               # ticks (the reference for a market order)
     i64 notional            # micro-units
     i32 slot                # the (account, symbol) leaf slot
-
-
-ctypedef struct SlotSum:
-    # A slot's totals while recompute() carries leaves up the tree.
-    i64 pos
-    i64 cost
-    i64 realized
-
-ctypedef struct SavedRow:
-    # A slot row's working orders before a what-if batch first changed it.
-    i32 slot
-    i64 wbuy
-    i64 wsell
-    i64 best_buy
-    i64 best_sell
-
-ctypedef struct PendingRun:
-    # A slot side's newest orders not yet in its price levels: ``count`` of
-    # them, from order row ``newest`` back through the engine's ``_order_next``.
-    i32 newest
-    i32 count
-
-ctypedef struct SavedNode:
-    # A node's working totals before a what-if batch first changed them,
-    # and the new-order events the batch has added to its rate window since.
-    i32 node
-    i64 wbuy_notional
-    i64 wsell_notional
-    i64 open_orders
-    i64 pushed
-
-
-ctypedef struct Event_t:
-    i64 time
-    i32 node
-    i32 symbol              # -1 when not about one symbol
-    uint8_t reason
-    i64 value
-    i64 limit

@@ -12,11 +12,13 @@ from libcpp.vector cimport vector
 from riskcore._types cimport i64, i32, uint8_t, INT64_MIN, Slot_t, Order_t, Instrument_t, SlotSum, PendingRun
 from riskcore._types cimport OrderStatus as OS
 from riskcore.bounds cimport CAPACITY, within
-from riskcore.engine cimport RiskEngine, _level_key, _price_key
+from riskcore.engine cimport RiskEngine
+from riskcore.views cimport _aggregate_table
+from riskcore._booking cimport _level_key, _price_key, _resting_side
 from riskcore.fixedpoint cimport add_overflows, sub_overflows, money_overflows, positive_part
 from riskcore.tables cimport Levels
 
-from riskcore.engine import _AGGREGATE_SUMS
+from riskcore.views import _AGGREGATE_SUMS
 from riskcore.errors import StateError
 from riskcore.records import AGGREGATE_DTYPE as _AGGREGATE_DTYPE
 
@@ -87,7 +89,7 @@ cdef inline bint _add_run(i64* longv, i64* shortv, i64* unreal, i64* real, i32 n
 def recompute(RiskEngine self):
     """:meth:`RiskEngine.recompute`: one newest-to-oldest pass over the slots (a parent slot is
     created before its children), every step checked for 64-bit overflow."""
-    cdef size_t nn = self._nodes.size(), ns = self._slots.size(), j
+    cdef size_t nn = self._s.nodes.size(), ns = self._s.slots.size(), j
     cdef vector[uint8_t] leaf = vector[uint8_t](nn, 0)
     columns = {name: np.zeros(nn, dtype=np.int64) for name in _AGGREGATE_SUMS}
     cdef i64[::1] longv = columns["long"], shortv = columns["short"], wb = columns["working_buy"]
@@ -106,18 +108,18 @@ def recompute(RiskEngine self):
     cdef bint overflow = False, outside = False
     with nogil:
         for j in range(1, nn):
-            leaf[j] = self._nodes[j].n_children == 0
+            leaf[j] = self._s.nodes[j].n_children == 0
         # The engine's own buffer, all zeros between calls: each parent's entry is
         # cleared as it is read, so no call pages in or wipes 24 bytes per slot.
-        if self._sums.size() < ns:
-            self._sums.resize(ns, SlotSum(pos=0, cost=0, realized=0))
-        sums = self._sums.data()
+        if self._s.sums.size() < ns:
+            self._s.sums.resize(ns, SlotSum(pos=0, cost=0, realized=0))
+        sums = self._s.sums.data()
         # One read of each slot: by the time a slot is visited, all its children
         # (created after it) have added themselves to it. A leaf has no children.
         # A node's slots mostly come in runs (created one after another): each run
         # is summed in registers by a loop of its own, leaf or parent, and added
         # to the node's totals once.
-        slots, instruments, realized_of = self._slots.data(), self._instruments.data(), self._realized.data()
+        slots, instruments, realized_of = self._s.slots.data(), self._s.instruments.data(), self._s.realized.data()
         k = <Py_ssize_t>ns - 1
         while k >= 0:
             node = slots[k].node
@@ -131,10 +133,10 @@ def recompute(RiskEngine self):
         if overflow:
             for j in range(ns):
                 sums[j] = SlotSum(pos=0, cost=0, realized=0)
-        for j in range(self._orders.size()):
-            o = &self._orders[j]
+        for j in range(self._s.orders.size()):
+            o = &self._s.orders[j]
             if o.status == OS.WORKING:
-                overflow |= money_overflows(o.remaining, o.price, self._instruments[o.symbol].tick_value,
+                overflow |= money_overflows(o.remaining, o.price, self._s.instruments[o.symbol].tick_value,
                                             &notional)
                 if o.side > 0:
                     overflow |= add_overflows(wb[o.account], notional, &wb[o.account])
@@ -143,7 +145,7 @@ def recompute(RiskEngine self):
                 opn[o.account] += 1
         # A parent node is created before its children: the same newest-first pass.
         for k in range(<Py_ssize_t>nn - 1, 0, -1):
-            parent = self._nodes[k].parent
+            parent = self._s.nodes[k].parent
             overflow |= add_overflows(wb[parent], wb[k], &wb[parent])
             overflow |= add_overflows(ws[parent], ws[k], &ws[parent])
             opn[parent] += opn[k]
@@ -158,7 +160,7 @@ def recompute(RiskEngine self):
         if past.size:
             raise StateError(f"aggregate {name} of {self._account_names[past[0]]!r} recomputes to "
                              f"{int(column[past[0]])} micro-units, past the engine's capacity")
-    return self._fill_aggregates(np.zeros(nn, dtype=_AGGREGATE_DTYPE), columns)
+    return _aggregate_table(self, columns)
 
 
 def verify(RiskEngine self):
@@ -171,26 +173,26 @@ def verify(RiskEngine self):
     # Each slot side's price levels and pending run hold exactly its working
     # orders, and the row's best price is the best of them.
     working = {}
-    for j in range(self._orders.size()):
-        o = &self._orders[j]
+    for j in range(self._s.orders.size()):
+        o = &self._s.orders[j]
         if o.status == OS.WORKING:
             levels = working.setdefault((o.slot, o.side), {})
             key = _level_key(o.side, _price_key(o.side, o.price, o.market))
             levels[key] = levels.get(key, 0) + 1
-    for j in range(self._pending.size()):
+    for j in range(self._s.pending.size()):
         s, side = j // 2, (1 if j % 2 == 0 else -1)
-        book, run, held = self._resting_side(s, side), &self._pending[j], {}
+        book, run, held = _resting_side(&self._s, s, side), &self._s.pending[j], {}
         for k in range(book.size()):
             held[book.key_at(k)] = book.count_at(k)
         row = run.newest
         for k in range(run.count):
-            o = &self._orders[row]
+            o = &self._s.orders[row]
             key = _level_key(side, _price_key(side, o.price, o.market))
             held[key] = held.get(key, 0) + 1
-            row = self._order_next[row]
-        best = self._slots[s].best_buy if side > 0 else self._slots[s].best_sell
-        where = (f"{'buy' if side > 0 else 'sell'} side of {self._account_names[self._slots[s].node]!r} in "
-                 f"{self._symbol_names[self._slots[s].symbol]!r}")
+            row = self._s.order_next[row]
+        best = self._s.slots[s].best_buy if side > 0 else self._s.slots[s].best_sell
+        where = (f"{'buy' if side > 0 else 'sell'} side of {self._account_names[self._s.slots[s].node]!r} in "
+                 f"{self._symbol_names[self._s.slots[s].symbol]!r}")
         if held != working.get((s, side), {}):
             raise StateError(f"price levels of the {where} differ from its working orders")
         if best != (max(held) if held else INT64_MIN):

@@ -22,7 +22,7 @@
 #   needs no flag when one product proves it safe: the engine keeps, per
 #   symbol, a bound on every slot's |position|, and when bound x |move| x tick
 #   value is below CAPACITY no holder's change can leave int64
-#   (engine._revalue_holders).
+#   (_positions._revalue_holders).
 # - An order that would pass CAPACITY is rejected (NOTIONAL_OVERFLOW). A fill or
 #   a mark that would take a total past it is refused whole (CapacityError,
 #   nothing applied) and the account or symbol goes HALTED with a

@@ -1,64 +1,14 @@
 from libc.stdint cimport uint8_t, int8_t
-cimport cython
-from libcpp.vector cimport vector
-from libcpp.deque cimport deque
-from libcpp.map cimport map as cmap
-from libcpp.utility cimport pair
 
-from riskcore._types cimport (
-    i64, i32, INT64_MAX, INT64_MIN, Instrument_t, Node_t, Slot_t, Order_t, Event_t, SlotSum, SavedRow, SavedNode, PositionLimit_t,
-    PendingRun, CheckResult,
-)
+from riskcore._types cimport i64, i32, CheckResult
+from riskcore._state cimport State
 from riskcore.clock cimport Clock
 from riskcore.decision cimport Decision
-from riskcore.tables cimport Levels, OrderIndex, SlotIndex, Window
-from riskcore._throttle cimport DupKey
-
-
-cdef inline i64 _price_key(i64 side, i64 price, bint market) noexcept nogil:
-    # A working market order crosses everything on the other side.
-    if market:
-        return INT64_MAX if side > 0 else INT64_MIN
-    return price
-
-
-cdef inline i64 _level_key(i64 side, i64 price_key) noexcept nogil:
-    # Sell keys are stored bit-inverted, so each side's best level sorts last.
-    return price_key if side > 0 else ~price_key
 
 
 cdef class RiskEngine:
     cdef Clock _clock
-    cdef vector[Instrument_t] _instruments
-    cdef vector[Node_t] _nodes
-    cdef vector[uint8_t] _path_allowlist              # per node: a node on its path has an allow-list
-    cdef vector[Slot_t] _slots
-    cdef vector[i64] _realized                        # per slot: realized P&L
-    cdef vector[PositionLimit_t] _position_limits     # per slot, read when the row is ``limited``
-    cdef SlotIndex _slot_index                        # (node, symbol) -> slot
-    cdef vector[vector[i32]] _symbol_slots            # slots per symbol, for price fan-out
-    cdef vector[i64] _pos_bound                       # per symbol: >= |pos| of each of its slots (marks' fast path)
-    cdef vector[Order_t] _orders
-    cdef OrderIndex _order_index                      # order id -> row, -1 once forgotten
-    cdef vector[Window] _windows                       # 4 per node: new orders, modifies, cancels, fills
-    cdef vector[Levels] _rest_buy                      # per slot: working orders per buy price key
-    cdef vector[Levels] _rest_sell                     # and per sell price key, bit-inverted
-    cdef cmap[DupKey, i64] _dup_last
-    cdef deque[pair[i64, DupKey]] _dup_expiry
-    cdef i64 _dup_window
-    cdef vector[Event_t] _events
-    # A what-if batch (check_batch) books as it goes and then puts back the rows
-    # and nodes it saved on first change: no per-order take-back.
-    cdef bint _what_if
-    # A new working order joins its slot's price levels later, when an event
-    # first needs them (see _flush_levels): the order path writes only the row's
-    # best price, which is all the checks read.
-    cdef vector[PendingRun] _pending                   # per slot side: 2 * slot, + 1 for sells
-    cdef vector[i32] _order_next                       # per order row: the same slot side's previous order
-    cdef vector[SavedRow] _saved_rows
-    cdef vector[SavedNode] _saved_nodes
-    cdef vector[DupKey] _batch_dups                    # duplicate-guard entries it added, in order
-    cdef vector[SlotSum] _sums                         # recompute()'s per-slot totals
+    cdef State _s                                      # the tables (state.h)
     cdef dict _account_ids
     cdef list _account_names
     cdef dict _symbol_ids
@@ -66,47 +16,11 @@ cdef class RiskEngine:
     cdef set _exec_ids                                 # today's execution ids
     cdef set _exec_ids_before                          # the previous day's
 
-    cdef i64 _now(self) noexcept
-    cdef i32 _lookup_account(self, object account) except -2
-    cdef i32 _lookup_symbol(self, object symbol) except -2
-    cdef i32 _add_node(self, str name, i32 parent) except -1
-    cdef void _mark_allowlists(self) noexcept nogil
-    @cython.final
-    cdef i32 _slot_chain(self, i32 node, i32 symbol) noexcept nogil
-    cdef inline uint8_t _evaluate(self, i32 acct, i32 sym, i64 side, i64 q, double price, bint market,
-                           i64 now, i32 oidx, bint check_id, i64 order_id, bint measure,
-                           i32 leaf_slot, CheckResult* r) noexcept nogil
-    @cython.final
-    cdef void _reserve(self, i64 order_id, i32 acct, i32 sym, i64 side, i64 q, bint market,
-                       i64 now, bint record, bint is_modify, const CheckResult* r) noexcept nogil
-    @cython.final
-    cdef inline Levels* _resting_side(self, i32 slot, i64 side) noexcept nogil
-    @cython.final
-    cdef void _release(self, i32 leaf_slot, i64 side, i64 qty, i64 price, i64 price_key,
-                       bint close) noexcept nogil
-    @cython.final
-    cdef void _prefetch_slot(self, i32 s) noexcept nogil
-    @cython.final
-    cdef void _prefetch_chain(self, i32 s) noexcept nogil
-    cdef void _begin_what_if(self) noexcept nogil
-    cdef void _take_back(self) noexcept nogil
-    @cython.final
-    cdef void _defer_level(self, i32 slot, i64 side, i32 row) noexcept nogil
-    @cython.final
-    cdef void _flush_levels(self, i32 slot, i64 side) noexcept nogil
-    cdef void _flush_all_levels(self) noexcept nogil
-    cdef i32 _order_row(self, i64 order_id) noexcept nogil
-    cdef i32 _working(self, i64 order_id) noexcept nogil
-    @cython.final
-    cdef bint _apply_fill(self, i32 leaf_slot, i64 signed_qty, i64 price, i64 released, i64 now) noexcept nogil
-    cdef bint _seen_exec_id(self, object exec_id) except -1
-    cdef i64 _fill_price(self, i32 sym, object price) except -1
-    cdef bint _finish(self, i64 order_id, int8_t status) except -1
-    @cython.final
-    cdef bint _set_reference(self, i32 sym, i64 ref, i64 now) noexcept nogil
+    # Inline: the order and fill paths call them directly, not through the method table.
+    cdef inline i32 _lookup_account(self, object account) except -2
+    cdef inline i32 _lookup_symbol(self, object symbol) except -2
+    cdef inline i64 _fill_price(self, i32 sym, object price) except -1
+    cdef inline bint _seen_exec_id(self, object exec_id) except -1
+    cdef inline bint _finish(self, i64 order_id, int8_t status) except -1
+    cdef inline Decision _decision(self, uint8_t code, CheckResult* r, object quantity=*)
     cdef int _refuse(self, i32 node, i32 sym, i64 now, str what) except -1
-    @cython.final
-    cdef inline void _after_pnl_change(self, i32 node, i64 now) noexcept nogil
-    cdef void _record_event(self, i64 now, i32 node, uint8_t reason, i64 value, i64 limit) noexcept nogil
-    cdef object _fill_aggregates(self, out, dict columns)
-    cdef Decision _decision(self, uint8_t code, CheckResult* r, object quantity=*)

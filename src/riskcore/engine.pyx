@@ -10,43 +10,32 @@ import math
 
 import numpy as np
 
-from libc.math cimport isfinite
-from libc.string cimport memset
-from libc.stdint cimport INT32_MAX
-from libcpp.vector cimport vector
-
 from riskcore._types cimport (
-    i64, i32, i128, uint8_t, int8_t, INT64_MAX, INT64_MIN, MAX_DEPTH,
-    Instrument_t, Limits_t, Node_t, Slot_t, Order_t, Event_t, SavedRow, SavedNode, PositionLimit_t, PendingRun,
-    CheckResult,
+    i64, i32, i128, uint8_t, int8_t, INT64_MAX, Instrument_t, Node_t, Order_t, CheckResult,
 )
 from riskcore._types cimport Reason as R
 from riskcore._types cimport TradingState as TS
 from riskcore._types cimport OrderStatus as OS
-from riskcore.tables cimport Levels, OrderIndex, Window, prefetch
-from riskcore.checks cimport reduces_position, collar_band, worst_position, ratio
-from riskcore.fixedpoint cimport (
-    sat_mul3, price_to_ticks, mark_ticks, iabs, positive_part,
-    add_overflows, sub_overflows, money_overflows,
-)
-from riskcore.bounds cimport MAX_QUANTITY, MAX_PRICE_TICKS, CAPACITY, within, pnl_within, gross_within
-from riskcore._positions cimport (
-    _unrealized, _revalue_node, _revalue_holders, _fill_position,
-)
-from riskcore._throttle cimport (
-    DupKey, W_NEW, W_MODIFY, W_CANCEL, W_FILL, _window, _dup_key, _is_duplicate, _remember_order, _forget_orders,
-)
-from riskcore._whatif cimport _save_row, _save_node, _restore_rows, _restore_nodes
+from riskcore.tables cimport prefetch
+from riskcore.fixedpoint cimport mark_ticks
+from riskcore.bounds cimport MAX_QUANTITY, MAX_PRICE_TICKS, CAPACITY
+from riskcore._state cimport _slot_chain, _order_row, _working
+from riskcore._convert cimport _seconds_to_ns, _resolve, _quantity, _price, _side
+from riskcore._pretrade cimport _evaluate
+from riskcore._booking cimport _price_key, _reserve, _release, _replace, _prefetch_slot, _prefetch_chain
+from riskcore._whatif cimport _begin_what_if, _take_back
+from riskcore._positions cimport _record_event, _apply_fill, _set_reference, _set_references
+from riskcore._throttle cimport _count_cancel
 from riskcore.clock cimport Clock, SystemClock
 from riskcore.decision cimport Decision, make_decision
 
-from riskcore._types import Reason, TradingState, OrderStatus
-from riskcore.config import Instrument, Limits
+from riskcore._types import TradingState
+# The read views' records and dtypes (riskcore.records), re-exported as part of the engine's API.
 from riskcore.records import (
     Position, Aggregate, OrderInfo, BreachEvent, POSITION_DTYPE, ORDER_DTYPE, AGGREGATE_DTYPE,
 )
 from riskcore.errors import (
-    CapacityError, InvalidConfigError, InvalidInputError, StateError,
+    CapacityError, InvalidConfigError, InvalidInputError,
     UnknownAccountError, UnknownOrderError, UnknownSymbolError,
 )
 
@@ -59,15 +48,7 @@ SELL = -1
 MAX_ORDER_QUANTITY = MAX_QUANTITY
 PRICE_TICKS_LIMIT = MAX_PRICE_TICKS
 CAPACITY_MICROS = CAPACITY
-_AGGREGATE_SUMS = ("long", "short", "working_buy", "working_sell", "realized", "unrealized", "open_orders")
-_SIDES = {"BUY": 1, "SELL": -1, "buy": 1, "sell": -1, "B": 1, "S": -1}
 
-cdef Limits_t _NO_LIMITS = Limits_t(
-    max_order_qty=INT64_MAX, max_order_notional=INT64_MAX, max_gross=INT64_MAX, max_net=INT64_MAX,
-    max_open_orders=INT64_MAX, max_daily_loss=INT64_MAX,
-    new_rate_count=-1, new_rate_window=0, modify_rate_count=-1, modify_rate_window=0,
-    cancel_rate_count=-1, cancel_rate_window=0, fill_count=-1, fill_window=0,
-)
 
 
 # A batch starts loading order i + d's slot index entry while it checks order i,
@@ -79,64 +60,6 @@ cdef Limits_t _NO_LIMITS = Limits_t(
 cdef enum:
     LOOKAHEAD_WHAT_IF = 16
     LOOKAHEAD_BOOKING = 32
-
-# At most this many orders of a slot side wait for its price levels: bounds
-# the work of the event that adds them (see RiskEngine._flush_levels).
-cdef enum:
-    PENDING_MAX = 16
-
-
-cdef inline i64 _seconds_to_ns(object seconds):
-    return round(seconds * 1e9)
-
-
-cdef inline i64 _money(object value):
-    # Limits are given in currency; the engine compares integer micro-units.
-    return INT64_MAX if value is None else round(value * 1e6)
-
-
-cdef inline i32 _resolve(object key, dict ids, Py_ssize_t count, str what) except -2:
-    """Id of a name or of an integer id, -1 when unknown; TypeError for anything else."""
-    cdef object found
-    if type(key) is str:
-        found = ids.get(<str>key)
-        return -1 if found is None else <i32>found
-    if type(key) is int or (isinstance(key, (int, np.integer)) and not isinstance(key, bool)):
-        return <i32>key if 0 <= key < count else -1
-    raise TypeError(f"{what} must be a name or an id, got {type(key).__name__}")
-
-
-cdef i64 _quantity(object quantity) except? -2:
-    """Whole positive quantity, or 0 when the value is not one (a rejection)."""
-    cdef double f
-    if type(quantity) is int:
-        if 0 < quantity <= MAX_QUANTITY:
-            return quantity
-        return 0
-    if isinstance(quantity, bool) or not isinstance(quantity, (int, float, np.number)):
-        raise TypeError(f"quantity must be a number, got {type(quantity).__name__}")
-    f = float(quantity)
-    if isfinite(f) and 0 < f <= MAX_QUANTITY and f == <double><i64>f:
-        return <i64>f
-    return 0
-
-
-cdef double _price(object price) except? -2.0:
-    if type(price) is float:
-        return price
-    if isinstance(price, bool) or not isinstance(price, (int, float, np.number)):
-        raise TypeError(f"price must be a number or None, got {type(price).__name__}")
-    return float(price)
-
-
-cdef i64 _side(object side) except? -2:
-    if type(side) is int:
-        return side if side == 1 or side == -1 else 0
-    if type(side) is str:
-        return _SIDES.get(side, 0)
-    if isinstance(side, (int, np.integer)) and not isinstance(side, bool):
-        return side if side == 1 or side == -1 else 0
-    raise TypeError(f"side must be BUY (1), SELL (-1), 'BUY' or 'SELL', got {side!r}")
 
 
 cdef class RiskEngine:
@@ -173,13 +96,11 @@ cdef class RiskEngine:
                 and duplicate_window >= 0):
             raise InvalidConfigError(f"duplicate_window must be >= 0 seconds, got {duplicate_window!r}")
         self._clock = clock if clock is not None else SystemClock()
-        self._dup_window = _seconds_to_ns(duplicate_window)
-        self._add_node(firm, -1)
+        self._s.dup_window = _seconds_to_ns(duplicate_window)
+        from riskcore.admin import add_firm
+        add_firm(self, firm)
 
     # ------------------------------------------------------------------ ids
-
-    cdef i64 _now(self) noexcept:
-        return self._clock.now()
 
     @property
     def clock(self):
@@ -230,89 +151,13 @@ cdef class RiskEngine:
         int
             The symbol id.
         """
-        if not isinstance(instrument, Instrument):
-            raise TypeError(f"expected an Instrument, got {type(instrument).__name__}")
-        cdef Instrument_t ins
-        cdef object sid = self._symbol_ids.get(instrument.symbol)
-        if sid is not None:
-            ins = self._instruments[<i32>sid]
-            if ins.tick_value != instrument.tick_value and self._symbol_slots[<i32>sid].size() > 0:
-                raise InvalidConfigError(
-                    f"cannot change the tick value of {instrument.symbol} while it has positions or orders")
-        else:
-            memset(&ins, 0, sizeof(ins))       # padding too: snapshots are byte-for-byte deterministic
-            ins.state = TS.ACTIVE
-        ins.tick_size = instrument.tick_size
-        ins.tick_value = instrument.tick_value
-        ins.lot_size = instrument.lot_size
-        ins.max_ref_age = 0 if instrument.max_reference_age is None else _seconds_to_ns(instrument.max_reference_age)
-        ins.collar_bps_buy = -1 if instrument.collar_bps_buy is None else instrument.collar_bps_buy
-        ins.collar_bps_sell = -1 if instrument.collar_bps_sell is None else instrument.collar_bps_sell
-        ins.collar_ticks_buy = -1 if instrument.collar_ticks_buy is None else instrument.collar_ticks_buy
-        ins.collar_ticks_sell = -1 if instrument.collar_ticks_sell is None else instrument.collar_ticks_sell
-        # Band edges off the grid round inward: the band never admits a price outside it.
-        ins.min_price = 0 if instrument.min_price is None else math.ceil(instrument.min_price / instrument.tick_size - 1e-9)
-        ins.max_price = INT64_MAX if instrument.max_price is None else math.floor(instrument.max_price / instrument.tick_size + 1e-9)
-        ins.require_ref = instrument.require_reference
-        ins.tradable = instrument.tradable
-        if sid is None:
-            sid = len(self._symbol_names)
-            self._instruments.push_back(ins)
-            self._symbol_slots.push_back(vector[i32]())
-            self._pos_bound.push_back(0)
-            self._symbol_names.append(instrument.symbol)
-            self._symbol_ids[instrument.symbol] = sid
-        else:
-            self._instruments[<i32>sid] = ins
-        if instrument.reference_price is not None:
-            self.update_price(<i32>sid, instrument.reference_price)
-        return sid
+        from riskcore.admin import add_instrument
+        return add_instrument(self, instrument)
 
     def instrument(self, symbol):
         """Return the definition of a symbol as an :class:`Instrument`."""
-        cdef i32 sid = self.symbol_id(symbol)
-        cdef Instrument_t ins = self._instruments[sid]
-        return Instrument(
-            symbol=self._symbol_names[sid], tick_size=ins.tick_size, lot_size=ins.lot_size,
-            multiplier=ins.tick_value / 1e6 / ins.tick_size, tradable=bool(ins.tradable),
-            reference_price=ins.ref * ins.tick_size if ins.ref > 0 else None,
-            collar_bps_buy=None if ins.collar_bps_buy < 0 else ins.collar_bps_buy,
-            collar_bps_sell=None if ins.collar_bps_sell < 0 else ins.collar_bps_sell,
-            collar_ticks_buy=None if ins.collar_ticks_buy < 0 else ins.collar_ticks_buy,
-            collar_ticks_sell=None if ins.collar_ticks_sell < 0 else ins.collar_ticks_sell,
-            min_price=ins.min_price * ins.tick_size if ins.min_price > 0 else None,
-            max_price=ins.max_price * ins.tick_size if ins.max_price != INT64_MAX else None,
-            max_reference_age=ins.max_ref_age / 1e9 if ins.max_ref_age > 0 else None,
-            require_reference=bool(ins.require_ref),
-        )
-
-    cdef i32 _add_node(self, str name, i32 parent) except -1:
-        cdef Node_t node
-        cdef i32 nid = len(self._account_names)
-        cdef i32 k
-        memset(&node, 0, sizeof(node))          # counts and totals start at zero, padding too
-        node.parent = parent
-        node.path[0] = nid
-        node.depth = 1
-        if parent >= 0:
-            if self._nodes[parent].depth >= MAX_DEPTH:
-                raise InvalidConfigError(f"account tree deeper than {MAX_DEPTH} levels")
-            for k in range(self._nodes[parent].depth):
-                node.path[k + 1] = self._nodes[parent].path[k]
-            node.depth = self._nodes[parent].depth + 1
-        for k in range(node.depth, MAX_DEPTH):
-            node.path[k] = -1
-        node.state = TS.ACTIVE
-        node.limits = _NO_LIMITS
-        node.saved = -1
-        self._nodes.push_back(node)
-        self._path_allowlist.push_back(self._path_allowlist[parent] if parent >= 0 else 0)
-        self._windows.resize(self._windows.size() + 4)
-        if parent >= 0:
-            self._nodes[parent].n_children += 1
-        self._account_names.append(name)
-        self._account_ids[name] = nid
-        return nid
+        from riskcore.views import instrument
+        return instrument(self, symbol)
 
     def add_account(self, str name, parent=None):
         """Add an account under ``parent`` (the firm when omitted).
@@ -323,47 +168,14 @@ cdef class RiskEngine:
             The name exists, or the parent already holds orders or positions
             (positions live on leaf accounts).
         """
-        if not name:
-            raise InvalidConfigError("account name must not be empty")
-        if name in self._account_ids:
-            raise InvalidConfigError(f"account {name!r} already exists")
-        cdef i32 pid = 0 if parent is None else self.account_id(parent)
-        if self._nodes[pid].active:
-            raise InvalidConfigError(
-                f"account {self._account_names[pid]!r} holds orders or positions and cannot get sub-accounts")
-        return self._add_node(name, pid)
+        from riskcore.admin import add_account
+        return add_account(self, name, parent)
 
     def parent(self, account):
         """Return the parent account's name (None for the firm)."""
         cdef i32 nid = self.account_id(account)
-        cdef i32 pid = self._nodes[nid].parent
+        cdef i32 pid = self._s.nodes[nid].parent
         return None if pid < 0 else self._account_names[pid]
-
-    cdef i32 _slot_chain(self, i32 node, i32 symbol) noexcept nogil:
-        """The (node, symbol) slot, creating it and its ancestors' on first use."""
-        cdef i32 sid = self._slot_index.find(node, symbol), parent_slot
-        cdef Slot_t slot
-        if sid >= 0:
-            return sid
-        parent_slot = -1
-        if self._nodes[node].parent >= 0:
-            parent_slot = self._slot_chain(self._nodes[node].parent, symbol)
-        memset(&slot, 0, sizeof(slot))
-        slot.node = node
-        slot.symbol = symbol
-        slot.parent_slot = parent_slot
-        slot.best_buy = slot.best_sell = INT64_MIN
-        sid = <i32>self._slots.size()
-        self._slots.push_back(slot)
-        self._realized.push_back(0)
-        self._position_limits.push_back(PositionLimit_t(max_long=INT64_MAX, max_short=INT64_MAX))
-        self._slot_index.add(node, symbol, sid)
-        self._symbol_slots[symbol].push_back(sid)
-        self._rest_buy.push_back(Levels())
-        self._rest_sell.push_back(Levels())
-        self._pending.push_back(PendingRun(newest=-1, count=0))
-        self._pending.push_back(PendingRun(newest=-1, count=0))
-        return sid
 
     # --------------------------------------------------------------- limits
 
@@ -373,610 +185,45 @@ cdef class RiskEngine:
         A lower daily loss limit takes effect at once: a node already below it
         switches to REDUCING.
         """
-        if not isinstance(limits, Limits):
-            raise TypeError(f"expected Limits, got {type(limits).__name__}")
-        cdef i32 nid = self.account_id(account)
-        cdef Limits_t lim = _NO_LIMITS
-        lim.max_order_qty = INT64_MAX if limits.max_order_quantity is None else limits.max_order_quantity
-        lim.max_order_notional = _money(limits.max_order_notional)
-        lim.max_gross = _money(limits.max_gross_notional)
-        lim.max_net = _money(limits.max_net_notional)
-        lim.max_open_orders = INT64_MAX if limits.max_open_orders is None else limits.max_open_orders
-        lim.max_daily_loss = _money(limits.max_daily_loss)
-        if limits.new_order_rate is not None:
-            lim.new_rate_count, lim.new_rate_window = limits.new_order_rate[0], _seconds_to_ns(limits.new_order_rate[1])
-        if limits.modify_rate is not None:
-            lim.modify_rate_count, lim.modify_rate_window = limits.modify_rate[0], _seconds_to_ns(limits.modify_rate[1])
-        if limits.cancel_rate is not None:
-            lim.cancel_rate_count, lim.cancel_rate_window = limits.cancel_rate[0], _seconds_to_ns(limits.cancel_rate[1])
-        if limits.fill_throttle is not None:
-            lim.fill_count, lim.fill_window = limits.fill_throttle[0], _seconds_to_ns(limits.fill_throttle[1])
-        self._nodes[nid].limits = lim
-        self._after_pnl_change(nid, self._now())
+        from riskcore.admin import set_limits
+        return set_limits(self, account, limits)
 
     def limits(self, account):
         """Return the node limits of an account as :class:`Limits`."""
-        cdef Limits_t lim = self._nodes[self.account_id(account)].limits
-
-        def count(i64 value):
-            return None if value == INT64_MAX else value
-
-        def money(i64 value):
-            return None if value == INT64_MAX else value / 1e6
-
-        def window(i64 n, i64 length):
-            return None if n < 0 else (n, length / 1e9)
-
-        return Limits(
-            max_order_quantity=count(lim.max_order_qty),
-            max_order_notional=money(lim.max_order_notional),
-            max_gross_notional=money(lim.max_gross),
-            max_net_notional=money(lim.max_net),
-            max_open_orders=count(lim.max_open_orders),
-            max_daily_loss=money(lim.max_daily_loss),
-            new_order_rate=window(lim.new_rate_count, lim.new_rate_window),
-            modify_rate=window(lim.modify_rate_count, lim.modify_rate_window),
-            cancel_rate=window(lim.cancel_rate_count, lim.cancel_rate_window),
-            fill_throttle=window(lim.fill_count, lim.fill_window),
-        )
+        from riskcore.views import limits
+        return limits(self, account)
 
     def set_position_limit(self, account, symbol, max_long=None, max_short=None):
         """Limit the worst-case long and short quantity of a node in one symbol."""
-        cdef i32 nid = self.account_id(account)
-        cdef i32 sid = self.symbol_id(symbol)
-        for name, value in (("max_long", max_long), ("max_short", max_short)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-                raise InvalidConfigError(f"{name} must be an integer >= 0 or None, got {value!r}")
-        cdef i32 s = self._slot_chain(nid, sid)
-        cdef PositionLimit_t* lim = &self._position_limits[s]
-        lim.max_long = INT64_MAX if max_long is None else max_long
-        lim.max_short = INT64_MAX if max_short is None else max_short
-        self._slots[s].limited = lim.max_long != INT64_MAX or lim.max_short != INT64_MAX
+        from riskcore.admin import set_position_limit
+        return set_position_limit(self, account, symbol, max_long, max_short)
 
     def position_limit(self, account, symbol):
         """Return ``(max_long, max_short)`` of a node in a symbol (None = unlimited)."""
-        cdef i32 s = self._slot_index.find(self.account_id(account), self.symbol_id(symbol))
-        if s < 0:
-            return (None, None)
-        cdef PositionLimit_t* lim = &self._position_limits[s]
-        return (None if lim.max_long == INT64_MAX else lim.max_long,
-                None if lim.max_short == INT64_MAX else lim.max_short)
+        from riskcore.admin import position_limit
+        return position_limit(self, account, symbol)
 
     def set_allowed_symbols(self, account, symbols):
         """Restrict a node (and its subtree) to ``symbols``; None lifts the restriction."""
-        cdef i32 nid = self.account_id(account)
-        cdef list sids = [] if symbols is None else [self.symbol_id(symbol) for symbol in symbols]
-        cdef Slot_t* slot
-        cdef size_t j
-        for j in range(self._slots.size()):
-            slot = &self._slots[j]
-            if slot.node == nid:
-                slot.permitted = 0
-        for sid in sids:
-            self._slots[self._slot_chain(nid, <i32>sid)].permitted = 1
-        self._nodes[nid].has_allowlist = symbols is not None
-        self._mark_allowlists()
-
-    cdef void _mark_allowlists(self) noexcept nogil:
-        """Flag the nodes whose checks must look at allow-lists (most have none on their path)."""
-        cdef size_t j
-        cdef i32 k
-        self._path_allowlist.assign(self._nodes.size(), 0)
-        for j in range(self._nodes.size()):
-            for k in range(self._nodes[j].depth):
-                if self._nodes[self._nodes[j].path[k]].has_allowlist:
-                    self._path_allowlist[j] = 1
+        from riskcore.admin import set_allowed_symbols
+        return set_allowed_symbols(self, account, symbols)
 
     def set_trading_state(self, state, account=None, symbol=None):
         """Set ACTIVE, REDUCING or HALTED on a node (the firm by default) or a symbol.
 
         Setting a state by hand clears an automatic one (daily loss, throttle).
         """
-        cdef int st = TradingState[state] if isinstance(state, str) else TradingState(state)
-        if account is not None and symbol is not None:
-            raise InvalidInputError("give an account or a symbol, not both")
-        if symbol is not None:
-            self._instruments[self.symbol_id(symbol)].state = st
-            return
-        cdef i32 nid = 0 if account is None else self.account_id(account)
-        self._nodes[nid].state = st
-        self._nodes[nid].state_cause = 0
+        from riskcore.admin import set_trading_state
+        return set_trading_state(self, state, account, symbol)
 
     def trading_state(self, account=None, symbol=None):
         """Return the trading state of a node (the firm by default) or a symbol."""
-        if symbol is not None:
-            return TradingState(self._instruments[self.symbol_id(symbol)].state)
-        return TradingState(self._nodes[0 if account is None else self.account_id(account)].state)
+        from riskcore.admin import trading_state
+        return trading_state(self, account, symbol)
 
     # ------------------------------------------------------------ the checks
 
-    cdef uint8_t _evaluate(self, i32 acct, i32 sym, i64 side, i64 q, double price, bint market,
-                           i64 now, i32 oidx, bint check_id, i64 order_id, bint measure,
-                           i32 leaf_slot, CheckResult* r) noexcept nogil:
-        """Run the checks in the model's order; 0 (OK) or the first failing reason.
-
-        ``oidx >= 0`` evaluates a modify of that order. ``leaf_slot`` is the
-        (account, symbol) slot when the caller has looked it up, else -1. ``measure`` computes
-        the highest limit utilisation (``r.util``): single decisions report it,
-        batches return only codes and skip its divisions. What it found goes to
-        ``r``: a rejection's node, value and limit, or an acceptance's terms for
-        ``_reserve``. Changes nothing but the pruning of expired window entries
-        (and creating empty slots).
-        """
-        cdef Instrument_t* ins
-        cdef Node_t* node
-        cdef Node_t* nd
-        cdef Slot_t* slot
-        cdef Slot_t* leaf
-        cdef Order_t* order
-        cdef i64 p, ref, tv, notional, dq, dn, v, lim, band, best, old_q = 0, old_n = 0, count, length
-        cdef i32 s, k, n
-        cdef bint stale, has_ref, is_modify = oidx >= 0, reducing
-        cdef double util = 0.0
-        cdef DupKey dkey
-        r.node = -1
-        r.value = 0.0
-        r.limit = 0.0
-        r.util = 0.0
-
-        # 1. malformed
-        if side != 1 and side != -1:
-            return R.INVALID_SIDE
-        if q <= 0 or q > MAX_QUANTITY:
-            r.value = <double>q
-            return R.INVALID_QUANTITY
-        if not market and not (isfinite(price) and price > 0):
-            r.value = price
-            return R.INVALID_PRICE
-        # 2. order id
-        if check_id and self._order_index.contains(order_id):
-            r.value = <double>order_id
-            return R.DUPLICATE_ORDER_ID
-        # 3. symbol and account
-        if sym < 0 or sym >= <i32>self._instruments.size():
-            return R.UNKNOWN_SYMBOL
-        ins = &self._instruments[sym]
-        if not ins.tradable:
-            return R.SYMBOL_RESTRICTED
-        if acct < 0 or acct >= <i32>self._nodes.size():
-            return R.UNKNOWN_ACCOUNT
-        node = &self._nodes[acct]
-        if node.n_children > 0 or acct == 0:
-            r.node = acct
-            return R.ACCOUNT_NOT_TRADABLE
-        if leaf_slot < 0:
-            leaf_slot = self._slot_chain(acct, sym)
-        s = leaf_slot if self._path_allowlist[acct] else -1
-        while s >= 0:
-            slot = &self._slots[s]
-            if self._nodes[slot.node].has_allowlist and not slot.permitted:
-                r.node = slot.node
-                return R.SYMBOL_NOT_PERMITTED
-            s = slot.parent_slot
-        # 4. grids
-        tv = ins.tick_value
-        if ins.lot_size != 1 and q % ins.lot_size != 0:     # (a division costs more than the test)
-            r.value = <double>q
-            r.limit = <double>ins.lot_size
-            return R.LOT_SIZE
-        p = 0
-        if not market:
-            p = price_to_ticks(price, ins.tick_size)
-            if p < 0:
-                r.value = price
-                r.limit = ins.tick_size
-                return R.TICK_SIZE
-        # 5. trading state: the symbol, then the path from the account up
-        leaf = &self._slots[leaf_slot]
-        if is_modify:
-            order = &self._orders[oidx]
-            old_q = order.remaining
-            old_n = order.remaining * order.price * tv
-        dq = q - old_q
-        reducing = (is_modify and dq <= 0) or reduces_position(leaf.pos, leaf.wbuy, leaf.wsell, side, dq)
-        if ins.state == TS.HALTED:
-            return R.TRADING_HALTED
-        if ins.state == TS.REDUCING and not reducing:
-            return R.REDUCE_ONLY
-        for k in range(node.depth):
-            n = node.path[k]
-            nd = &self._nodes[n]
-            if nd.state == TS.HALTED:
-                r.node = n
-                return R.EXECUTION_THROTTLE if nd.state_cause == R.EXECUTION_THROTTLE else R.TRADING_HALTED
-            if nd.state == TS.REDUCING and not reducing:
-                r.node = n
-                return R.DAILY_LOSS_LIMIT if nd.state_cause == R.DAILY_LOSS_LIMIT else R.REDUCE_ONLY
-        # 6. price: reference, band, collar. A modify that keeps its price (a limit
-        # order's, or a market order's booked one) and adds no quantity only lowers
-        # risk: no reference or band can stop it.
-        ref = ins.ref
-        has_ref = ref > 0
-        stale = has_ref and ins.max_ref_age > 0 and now - ins.ref_time > ins.max_ref_age
-        if is_modify and dq <= 0 and market and order.market:
-            p = order.price
-        elif not (is_modify and dq <= 0 and not market and p == order.price):
-            if (market or ins.require_ref) and not has_ref:
-                return R.NO_REFERENCE_PRICE
-            if ins.require_ref and stale:
-                r.value = (now - ins.ref_time) / 1e9
-                r.limit = ins.max_ref_age / 1e9
-                return R.STALE_REFERENCE_PRICE
-            if market:
-                p = ref
-            if p < ins.min_price or p > ins.max_price:
-                r.value = p * ins.tick_size
-                r.limit = (ins.min_price if p < ins.min_price else ins.max_price) * ins.tick_size
-                return R.PRICE_OUT_OF_RANGE
-            if not market and has_ref:
-                if side > 0:
-                    band = collar_band(ref, ins.collar_bps_buy, ins.collar_ticks_buy)
-                    if band >= 0 and p > ref + band:
-                        r.value = p * ins.tick_size
-                        r.limit = (ref + band) * ins.tick_size
-                        return R.PRICE_COLLAR
-                else:
-                    band = collar_band(ref, ins.collar_bps_sell, ins.collar_ticks_sell)
-                    if band >= 0 and p < ref - band:
-                        r.value = p * ins.tick_size
-                        r.limit = (ref - band) * ins.tick_size
-                        return R.PRICE_COLLAR
-        notional = sat_mul3(q, p, tv)
-        if notional > CAPACITY:
-            r.value = <double>notional / 1e6
-            return R.NOTIONAL_OVERFLOW
-        dn = notional - old_n
-        # Keep every node's gross notional within range, so no aggregate can wrap.
-        # Five terms below 2**59 cannot pass the cap (2**62): the 128-bit sum is
-        # only needed when one of them is that large.
-        for k in range(node.depth):
-            nd = &self._nodes[node.path[k]]
-            if ((nd.long_notional | nd.short_notional | nd.wbuy_notional | nd.wsell_notional
-                    | positive_part(dn)) >> 59 != 0
-                    and <i128>nd.long_notional + nd.short_notional + nd.wbuy_notional + nd.wsell_notional + dn
-                    > <i128>CAPACITY):
-                r.node = node.path[k]
-                r.value = <double>notional / 1e6
-                return R.NOTIONAL_OVERFLOW
-        # 7. order size along the path
-        for k in range(node.depth):
-            n = node.path[k]
-            nd = &self._nodes[n]
-            lim = nd.limits.max_order_qty
-            if q > lim:
-                r.node, r.value, r.limit = n, <double>q, <double>lim
-                return R.MAX_ORDER_QUANTITY
-            if measure:
-                util = max(util, ratio(q, lim))
-            lim = nd.limits.max_order_notional
-            if notional > lim:
-                r.node, r.value, r.limit = n, notional / 1e6, lim / 1e6
-                return R.MAX_ORDER_NOTIONAL
-            if measure:
-                util = max(util, ratio(notional, lim))
-        # 8. worst-case position per node in this symbol
-        s = leaf_slot
-        for k in range(node.depth):
-            slot = &self._slots[s]
-            v = worst_position(slot.pos, slot.wbuy, slot.wsell, side, dq)
-            lim = INT64_MAX
-            if slot.limited:
-                lim = self._position_limits[s].max_long if side > 0 else self._position_limits[s].max_short
-            if dq > 0 and v > lim:
-                r.node, r.value, r.limit = slot.node, <double>v, <double>lim
-                return R.POSITION_LIMIT
-            if measure:
-                util = max(util, ratio(v, lim))
-            s = slot.parent_slot
-        # 9. gross and net exposure along the path
-        for k in range(node.depth):
-            n = node.path[k]
-            nd = &self._nodes[n]
-            v = nd.long_notional + nd.short_notional + nd.wbuy_notional + nd.wsell_notional + dn
-            lim = nd.limits.max_gross
-            if dn > 0 and v > lim:
-                r.node, r.value, r.limit = n, v / 1e6, lim / 1e6
-                return R.MAX_GROSS_NOTIONAL
-            if measure:
-                util = max(util, ratio(v, lim))
-            if side > 0:
-                v = nd.long_notional - nd.short_notional + nd.wbuy_notional + dn
-            else:
-                v = nd.short_notional - nd.long_notional + nd.wsell_notional + dn
-            lim = nd.limits.max_net
-            if dn > 0 and v > lim:
-                r.node, r.value, r.limit = n, v / 1e6, lim / 1e6
-                return R.MAX_NET_NOTIONAL
-            if measure:
-                util = max(util, ratio(v, lim))
-        # 10. open orders and message rates
-        for k in range(node.depth):
-            n = node.path[k]
-            nd = &self._nodes[n]
-            if not is_modify:
-                lim = nd.limits.max_open_orders
-                if nd.open_orders + 1 > lim:
-                    r.node, r.value, r.limit = n, nd.open_orders + 1.0, <double>lim
-                    return R.MAX_OPEN_ORDERS
-                if measure:
-                    util = max(util, ratio(nd.open_orders + 1, lim))
-                count, length = nd.limits.new_rate_count, nd.limits.new_rate_window
-                if count >= 0:
-                    v = _window(self._windows.data(), n, W_NEW).count(now, length)
-                    if v >= count:
-                        r.node, r.value, r.limit = n, <double>v, <double>count
-                        return R.ORDER_RATE_LIMIT
-            else:
-                count, length = nd.limits.modify_rate_count, nd.limits.modify_rate_window
-                if count >= 0:
-                    v = _window(self._windows.data(), n, W_MODIFY).count(now, length)
-                    if v >= count:
-                        r.node, r.value, r.limit = n, <double>v, <double>count
-                        return R.MODIFY_RATE_LIMIT
-        # 11. duplicate content
-        if not is_modify and self._dup_window > 0:
-            dkey = _dup_key(acct, sym, side, q, _price_key(side, p, market))
-            if _is_duplicate(&self._dup_last, self._dup_window, &dkey, now, &v):
-                r.value = v / 1e9
-                return R.DUPLICATE_ORDER
-        # 12. self-match against the account's own working orders (best level kept in the row)
-        v = _price_key(side, p, market)
-        best = leaf.best_sell if side > 0 else leaf.best_buy
-        if best != INT64_MIN:
-            best = _level_key(-side, best)
-            if (v >= best) if side > 0 else (v <= best):
-                r.limit = best * ins.tick_size
-                return R.SELF_MATCH
-        r.util = util
-        r.price = p
-        r.notional = notional
-        r.slot = leaf_slot
-        return R.OK
-
-    cdef void _reserve(self, i64 order_id, i32 acct, i32 sym, i64 side, i64 q, bint market,
-                       i64 now, bint record, bint is_modify, const CheckResult* r) noexcept nogil:
-        """Book an order that just passed ``_evaluate`` (its terms are in ``r``).
-
-        A modify re-books the replaced order (already released) and counts
-        against the modify rate instead of the new-order rate and duplicate guard.
-        In a what-if batch the rows and nodes are saved before their first
-        change, and the price levels stay as they are: only the row's best
-        level moves, which is all a later order's self-match check reads. A
-        booking batch moves the best level at once and the levels at its end.
-        """
-        cdef i32 s = r.slot
-        cdef i64 p = r.price, notional = r.notional
-        cdef i64 key = _level_key(side, _price_key(side, p, market))
-        cdef Slot_t* slot
-        cdef Node_t* nd
-        cdef SavedNode* saved = NULL
-        cdef Order_t order
-        cdef DupKey dkey
-        if record:
-            self._nodes[acct].active = 1
-        while s >= 0:
-            slot = &self._slots[s]
-            nd = &self._nodes[slot.node]
-            if self._what_if:
-                _save_row(self._slots.data(), s, &self._saved_rows)
-                saved = _save_node(self._nodes.data(), slot.node, &self._saved_nodes)
-            if side > 0:
-                slot.wbuy += q
-                nd.wbuy_notional += notional
-            else:
-                slot.wsell += q
-                nd.wsell_notional += notional
-            nd.open_orders += 1
-            if is_modify:
-                if nd.limits.modify_rate_count >= 0:
-                    _window(self._windows.data(), slot.node, W_MODIFY).push(now)
-            elif nd.limits.new_rate_count >= 0:
-                _window(self._windows.data(), slot.node, W_NEW).push(now)
-                if self._what_if:
-                    saved.pushed += 1
-            s = slot.parent_slot
-        slot = &self._slots[r.slot]
-        if is_modify:
-            self._resting_side(r.slot, side).add(key)     # its old level went in _release
-        if side > 0:
-            slot.best_buy = max(slot.best_buy, key)
-        else:
-            slot.best_sell = max(slot.best_sell, key)
-        if self._dup_window > 0 and not is_modify:
-            dkey = _dup_key(acct, sym, side, q, _price_key(side, p, market))
-            _remember_order(&self._dup_last, &self._dup_expiry, self._dup_window, &dkey, now)
-            if self._what_if:
-                self._batch_dups.push_back(dkey)
-        if record:
-            memset(&order, 0, sizeof(order))
-            order.id = order_id
-            order.account = acct
-            order.symbol = sym
-            order.slot = r.slot
-            order.side = <int8_t>side
-            order.market = market
-            order.status = OS.WORKING
-            order.price = p
-            order.remaining = q
-            self._order_index.set(order_id, <i32>self._orders.size())
-            self._orders.push_back(order)
-            self._order_next.push_back(-1)
-            self._defer_level(r.slot, side, <i32>self._orders.size() - 1)
-
-    cdef void _release(self, i32 leaf_slot, i64 side, i64 qty, i64 price, i64 price_key,
-                       bint close) noexcept nogil:
-        """Take ``qty`` of a working order off the books; ``close`` when it stops working."""
-        cdef i32 s = leaf_slot
-        cdef Slot_t* slot
-        cdef Node_t* nd
-        cdef Levels* book
-        cdef i64 notional = qty * price * self._instruments[self._slots[leaf_slot].symbol].tick_value
-        while s >= 0:
-            slot = &self._slots[s]
-            nd = &self._nodes[slot.node]
-            if side > 0:
-                slot.wbuy -= qty
-                nd.wbuy_notional -= notional
-            else:
-                slot.wsell -= qty
-                nd.wsell_notional -= notional
-            if close:
-                nd.open_orders -= 1
-            s = slot.parent_slot
-        if close:
-            self._flush_levels(leaf_slot, side)
-            book = self._resting_side(leaf_slot, side)
-            book.remove(_level_key(side, price_key))
-            slot = &self._slots[leaf_slot]
-            if side > 0:
-                slot.best_buy = INT64_MIN if book.empty() else book.best()
-            else:
-                slot.best_sell = INT64_MIN if book.empty() else book.best()
-
-    cdef Levels* _resting_side(self, i32 slot, i64 side) noexcept nogil:
-        """The slot's working orders of one side, by level key (see ``_level_key``)."""
-        return &self._rest_buy[slot] if side > 0 else &self._rest_sell[slot]
-
     # ------------------------------------------------------------ positions
-
-    cdef bint _apply_fill(self, i32 leaf_slot, i64 signed_qty, i64 price, i64 released, i64 now) noexcept nogil:
-        """Apply a fill to the leaf position and carry the change up the tree.
-
-        Every new total is computed before anything is written, in 64 bits with
-        the processor's overflow flag (kept totals are within CAPACITY, so a step
-        without overflow is exact): when one would pass CAPACITY the fill is
-        refused whole (False). ``released`` is the working notional this fill
-        took off the path first (a fill of a working order): it no longer
-        counts in the gross.
-        """
-        cdef Slot_t* slot = &self._slots[leaf_slot]
-        cdef Instrument_t* ins = &self._instruments[slot.symbol]
-        cdef i64 tv = ins.tick_value, ref = ins.ref, fills
-        cdef i64 pos = slot.pos, cost = slot.cost, realized = 0, dpos, dcost
-        cdef i64 pos_after, cost_after, long_after, short_after, unreal_after, real_after, slot_real, value
-        cdef i64 was, short_value
-        cdef i64 new_long[MAX_DEPTH]
-        cdef i64 new_short[MAX_DEPTH]
-        cdef i64 new_unreal[MAX_DEPTH]
-        cdef i32 s, k
-        cdef Node_t* nd
-        cdef Node_t* leaf_node = &self._nodes[slot.node]
-        cdef i32 ins_sym = slot.symbol
-        cdef i64 bound = self._pos_bound[ins_sym]
-        if not _fill_position(&pos, &cost, &realized, signed_qty, price, tv):
-            return False
-        dpos = pos - slot.pos                   # both within 2^62 + 10^12: no overflow
-        if sub_overflows(cost, slot.cost, &dcost):
-            return False
-        s, k = leaf_slot, 0
-        while s >= 0:
-            slot = &self._slots[s]
-            nd = &self._nodes[slot.node]
-            # One product each for the old and the new value: its sign is the side
-            # (long: its positive part; short: the positive part of its negation).
-            was = slot.pos * ref * tv           # a kept value: within CAPACITY
-            if (add_overflows(slot.pos, dpos, &pos_after) or add_overflows(slot.cost, dcost, &cost_after)
-                    or add_overflows(self._realized[s], realized, &slot_real)
-                    or add_overflows(nd.realized, realized, &real_after)
-                    or money_overflows(pos_after, ref, tv, &value)
-                    or add_overflows(nd.long_notional - positive_part(was), positive_part(value), &long_after)
-                    or sub_overflows(positive_part(value), value, &short_value)
-                    or add_overflows(nd.short_notional - (positive_part(was) - was), short_value, &short_after)
-                    or sub_overflows(value, cost_after, &value)
-                    or add_overflows(nd.unrealized - (was - slot.cost if ref > 0 else 0),
-                                     value if ref > 0 else 0, &unreal_after)):
-                return False
-            if not (within(pos_after) and within(cost_after) and pnl_within(slot_real)
-                    and within(long_after) and within(short_after) and pnl_within(unreal_after)
-                    and pnl_within(real_after)
-                    and gross_within(long_after, short_after, nd.wbuy_notional - (released if signed_qty > 0 else 0),
-                                     nd.wsell_notional - (released if signed_qty < 0 else 0))):
-                return False
-            new_long[k], new_short[k], new_unreal[k] = long_after, short_after, unreal_after
-            s, k = slot.parent_slot, k + 1
-        leaf_node.active = 1
-        s, k = leaf_slot, 0
-        while s >= 0:
-            slot = &self._slots[s]
-            nd = &self._nodes[slot.node]
-            slot.pos += dpos
-            slot.cost += dcost
-            self._realized[s] += realized
-            nd.long_notional, nd.short_notional, nd.unrealized = new_long[k], new_short[k], new_unreal[k]
-            nd.realized += realized
-            bound = max(bound, iabs(slot.pos))
-            s, k = slot.parent_slot, k + 1
-        self._pos_bound[ins_sym] = bound
-        # The fill throttle and the daily loss, node by node from the account up.
-        for k in range(leaf_node.depth):
-            s = leaf_node.path[k]
-            nd = &self._nodes[s]
-            if nd.limits.fill_count >= 0:
-                _window(self._windows.data(), s, W_FILL).push(now)
-                fills = _window(self._windows.data(), s, W_FILL).count(now, nd.limits.fill_window)
-                if fills > nd.limits.fill_count and nd.state != TS.HALTED:
-                    nd.state = TS.HALTED
-                    nd.state_cause = R.EXECUTION_THROTTLE
-                    self._record_event(now, s, R.EXECUTION_THROTTLE, fills, nd.limits.fill_count)
-            self._after_pnl_change(s, now)
-        return True
-
-    cdef inline void _after_pnl_change(self, i32 n, i64 now) noexcept nogil:
-        """Switch a node to REDUCING when its daily P&L is below its loss limit."""
-        cdef Node_t* nd = &self._nodes[n]
-        cdef i64 lim = nd.limits.max_daily_loss, pnl
-        cdef i128 wide
-        if lim == INT64_MAX or nd.state != TS.ACTIVE:
-            return
-        # Three terms: in 64 bits with the overflow flag, in 128 only when that overflows.
-        if add_overflows(nd.realized, nd.unrealized, &pnl) or sub_overflows(pnl, nd.sod_pnl, &pnl):
-            wide = <i128>nd.realized + nd.unrealized - nd.sod_pnl
-            pnl = INT64_MIN if wide < INT64_MIN else INT64_MAX if wide > INT64_MAX else <i64>wide
-        if pnl < -lim:                                              # 0 <= lim <= MAX_MONEY
-            nd.state = TS.REDUCING
-            nd.state_cause = R.DAILY_LOSS_LIMIT
-            self._record_event(now, n, R.DAILY_LOSS_LIMIT, INT64_MAX if pnl == INT64_MIN else -pnl, lim)
-
-    cdef void _record_event(self, i64 now, i32 node, uint8_t reason, i64 value, i64 limit) noexcept nogil:
-        """Keep a breach for the caller to read (``events()``)."""
-        cdef Event_t event
-        memset(&event, 0, sizeof(event))
-        event.time, event.node, event.symbol, event.reason = now, node, -1, reason
-        event.value, event.limit = value, limit
-        self._events.push_back(event)
-
-    cdef bint _set_reference(self, i32 sym, i64 ref, i64 now) noexcept nogil:
-        """Move a symbol's reference and revalue every holder (O(holders)).
-
-        Returns False, with nothing changed, when a holder's totals would pass CAPACITY.
-        """
-        cdef Instrument_t* ins = &self._instruments[sym]
-        cdef i64 old = ins.ref
-        cdef const i32* rows = self._symbol_slots[sym].data()
-        cdef size_t n = self._symbol_slots[sym].size(), moved, j
-        cdef Slot_t* slots = self._slots.data()
-        cdef Slot_t* slot
-        if old != ref:
-            moved = _revalue_holders(self._nodes.data(), slots, rows, n, old, ref, ins.tick_value,
-                                     &self._pos_bound[sym])
-            if moved < n:
-                # Back to the old reference: those totals were kept, so they fit.
-                for j in range(moved):
-                    slot = &slots[rows[j]]
-                    if slot.pos != 0 or slot.cost != 0:
-                        _revalue_node(&self._nodes[slot.node], slot, ref, old, ins.tick_value)
-                return False
-        ins.ref = ref
-        ins.ref_time = now
-        if old != ref:
-            for j in range(n):
-                slot = &slots[rows[j]]
-                # The daily loss of each node with a position in the symbol, and on its first mark
-                # also of a node netting to flat (its cost becomes P&L once there is a reference);
-                # later marks leave a flat node's P&L where it was.
-                if slot.pos != 0 or (old <= 0 and slot.cost != 0):
-                    self._after_pnl_change(slot.node, now)
-        return True
 
     # ----------------------------------------------------------- public API
 
@@ -1011,8 +258,8 @@ cdef class RiskEngine:
         """
         cdef bint market = price is None
         cdef CheckResult r
-        cdef uint8_t code = self._evaluate(
-            self._lookup_account(account), self._lookup_symbol(symbol), _side(side), _quantity(quantity),
+        cdef uint8_t code = _evaluate(
+            &self._s, self._lookup_account(account), self._lookup_symbol(symbol), _side(side), _quantity(quantity),
             0.0 if market else _price(price), market, self._clock.now(), -1, False, 0, True, -1, &r)
         return self._decision(code, &r, quantity)
 
@@ -1026,22 +273,11 @@ cdef class RiskEngine:
         cdef i32 sym = self._lookup_symbol(symbol)
         cdef i64 sd = _side(side), q = _quantity(quantity), now = self._clock.now()
         cdef CheckResult r
-        cdef uint8_t code = self._evaluate(acct, sym, sd, q, 0.0 if market else _price(price), market,
-                                           now, -1, True, order_id, True, -1, &r)
+        cdef uint8_t code = _evaluate(&self._s, acct, sym, sd, q, 0.0 if market else _price(price), market,
+                                      now, -1, True, order_id, True, -1, &r)
         if code == R.OK:
-            self._reserve(order_id, acct, sym, sd, q, market, now, True, False, &r)
+            _reserve(&self._s, order_id, acct, sym, sd, q, market, now, True, False, &r)
         return self._decision(code, &r, quantity)
-
-    cdef i32 _order_row(self, i64 order_id) noexcept nogil:
-        """Row of an order in the order table, -1 when unknown or forgotten."""
-        cdef i32* found = self._order_index.find(order_id)
-        return -1 if found == NULL else found[0]
-
-    cdef i32 _working(self, i64 order_id) noexcept nogil:
-        cdef i32 row = self._order_row(order_id)
-        if row < 0 or self._orders[row].status != OS.WORKING:
-            return -1
-        return row
 
     def modify(self, long long order_id, quantity, price=None):
         """Cancel/replace a working order: new remaining quantity and price.
@@ -1050,9 +286,9 @@ cdef class RiskEngine:
         market and is repriced at the reference). Checked on the change in
         exposure; on acceptance the order is updated at once.
         """
-        cdef i32 oidx = self._working(order_id)
+        cdef i32 oidx = _working(&self._s, order_id)
         cdef Order_t* order
-        cdef i64 q = _quantity(quantity), now = self._clock.now(), tv
+        cdef i64 q = _quantity(quantity), now = self._clock.now()
         cdef bint market
         cdef double px
         cdef uint8_t code
@@ -1060,55 +296,28 @@ cdef class RiskEngine:
         if oidx < 0:
             r = CheckResult(node=-1, value=<double>order_id, limit=0.0, util=0.0, price=0, notional=0, slot=-1)
             return self._decision(R.UNKNOWN_ORDER, &r)
-        order = &self._orders[oidx]
+        order = &self._s.orders[oidx]
         market = price is None and order.market
-        tv = self._instruments[order.symbol].tick_value
-        if price is None:
-            px = order.price * self._instruments[order.symbol].tick_size
-        else:
-            px = _price(price)
-        code = self._evaluate(order.account, order.symbol, order.side, q, px, market, now, oidx, False, 0, True,
-                              order.slot, &r)
-        if code != R.OK:
-            return self._decision(code, &r, quantity)
-        order = &self._orders[oidx]
-        self._release(order.slot, order.side, order.remaining, order.price,
-                      _price_key(order.side, order.price, order.market), True)
-        self._reserve(order_id, order.account, order.symbol, order.side, q, market, now, False, True, &r)
-        order.price = r.price
-        order.remaining = q
-        order.market = market
-        return self._decision(code, &r)
+        px = order.price * self._s.instruments[order.symbol].tick_size if price is None else _price(price)
+        code = _evaluate(&self._s, order.account, order.symbol, order.side, q, px, market, now, oidx, False, 0, True,
+                         order.slot, &r)
+        if code == R.OK:
+            _replace(&self._s, oidx, q, market, now, &r)
+        return self._decision(code, &r, quantity)
 
     def request_cancel(self, long long order_id):
         """Check a cancel request against the cancel rate limits.
 
         Exposure is released only when the venue confirms with :meth:`on_cancel`.
         """
-        cdef i32 oidx = self._working(order_id)
-        cdef i64 now = self._clock.now(), v
-        cdef Node_t* node
-        cdef Node_t* nd
-        cdef i32 k, n
         cdef CheckResult r = CheckResult(node=-1, value=<double>order_id, limit=0.0, util=0.0, price=0, notional=0,
                                          slot=-1)
+        cdef i32 oidx = _working(&self._s, order_id)
+        cdef i64 now = self._clock.now()
         if oidx < 0:
             return self._decision(R.UNKNOWN_ORDER, &r)
-        node = &self._nodes[self._orders[oidx].account]
-        for k in range(node.depth):
-            n = node.path[k]
-            nd = &self._nodes[n]
-            if nd.limits.cancel_rate_count >= 0:
-                v = _window(self._windows.data(), n, W_CANCEL).count(now, nd.limits.cancel_rate_window)
-                if v >= nd.limits.cancel_rate_count:
-                    r.node, r.value, r.limit = n, <double>v, <double>nd.limits.cancel_rate_count
-                    return self._decision(R.CANCEL_RATE_LIMIT, &r)
-        for k in range(node.depth):
-            n = node.path[k]
-            if self._nodes[n].limits.cancel_rate_count >= 0:
-                _window(self._windows.data(), n, W_CANCEL).push(now)
         r.value = 0.0
-        return self._decision(R.OK, &r)
+        return self._decision(_count_cancel(&self._s, self._s.orders[oidx].account, now, &r), &r)
 
     def _batch_arrays(self, accounts, symbols, sides, quantities, prices, market):
         n = len(accounts)
@@ -1167,109 +376,43 @@ cdef class RiskEngine:
         with nogil:
             if record:
                 # Room for every order up front: no rehash or copy of the tables midway.
-                self._orders.reserve(self._orders.size() + n)
-                self._order_next.reserve(self._order_next.size() + n)
-                self._order_index.reserve_more(n)
+                self._s.orders.reserve(self._s.orders.size() + n)
+                self._s.order_next.reserve(self._s.order_next.size() + n)
+                self._s.order_index.reserve_more(n)
             else:
-                self._begin_what_if()
+                _begin_what_if(&self._s)
             # Starts d / 2 early, so the first orders' slots are looked up too.
             for i in range(-(d // 2), n):
                 j = i + d
                 if j < n:
-                    self._slot_index.prefetch(accounts[j], symbols[j])
+                    self._s.slot_index.prefetch(accounts[j], symbols[j])
                     if record:
-                        self._order_index.prefetch(order_ids[j])
+                        self._s.order_index.prefetch(order_ids[j])
                 j = i + d // 2
                 if j < n:
                     if j > 0 and accounts[j] == accounts[j - 1] and symbols[j] == symbols[j - 1]:
                         ahead[j % LOOKAHEAD_BOOKING] = ahead[(j - 1) % LOOKAHEAD_BOOKING]     # a run in one slot
                     else:
-                        ahead[j % LOOKAHEAD_BOOKING] = self._slot_index.find(accounts[j], symbols[j])
-                        self._prefetch_slot(ahead[j % LOOKAHEAD_BOOKING])
+                        ahead[j % LOOKAHEAD_BOOKING] = self._s.slot_index.find(accounts[j], symbols[j])
+                        _prefetch_slot(&self._s, ahead[j % LOOKAHEAD_BOOKING])
                     if record and ahead[j % LOOKAHEAD_BOOKING] >= 0:
-                        prefetch(&self._pending[2 * ahead[j % LOOKAHEAD_BOOKING] + (sides[j] < 0)])
+                        prefetch(&self._s.pending[2 * ahead[j % LOOKAHEAD_BOOKING] + (sides[j] < 0)])
                 j = i + d // 4
                 if 0 <= j < n and (j == 0 or ahead[j % LOOKAHEAD_BOOKING] != ahead[(j - 1) % LOOKAHEAD_BOOKING]):
-                    self._prefetch_chain(ahead[j % LOOKAHEAD_BOOKING])
+                    _prefetch_chain(&self._s, ahead[j % LOOKAHEAD_BOOKING])
                 if i < 0:
                     continue
                 if record:
                     oid = order_ids[i]
-                code = self._evaluate(accounts[i], symbols[i], sides[i], quantities[i], prices[i],
-                                      market[i] != 0, now, -1, record, oid, False, ahead[i % LOOKAHEAD_BOOKING], &r)
+                code = _evaluate(&self._s, accounts[i], symbols[i], sides[i], quantities[i], prices[i],
+                                 market[i] != 0, now, -1, record, oid, False, ahead[i % LOOKAHEAD_BOOKING], &r)
                 reasons[i] = code
                 if code == R.OK:
-                    self._reserve(oid, accounts[i], symbols[i], sides[i], quantities[i], market[i] != 0,
-                                  now, record, False, &r)
+                    _reserve(&self._s, oid, accounts[i], symbols[i], sides[i], quantities[i], market[i] != 0,
+                             now, record, False, &r)
             if not record:
-                self._take_back()
+                _take_back(&self._s, LOOKAHEAD_WHAT_IF)
         return out
-
-    cdef void _prefetch_slot(self, i32 s) noexcept nogil:
-        """Start loading a leaf slot's row."""
-        if s >= 0:
-            prefetch(&self._slots[s])
-
-    cdef void _prefetch_chain(self, i32 s) noexcept nogil:
-        """Once the leaf row is in cache: start loading its parent's row.
-
-        The rows further up (the firm's, one per symbol) are few and stay cached.
-        """
-        if s < 0:
-            return
-        if self._slots[s].parent_slot >= 0:
-            prefetch(&self._slots[self._slots[s].parent_slot])
-
-    cdef void _defer_level(self, i32 slot, i64 side, i32 row) noexcept nogil:
-        """Put a newly booked order on its slot side's pending run (see ``_flush_levels``)."""
-        cdef PendingRun* run = &self._pending[2 * slot + (side < 0)]
-        self._order_next[row] = run.newest
-        run.newest = row
-        run.count += 1
-        if run.count == PENDING_MAX:
-            self._flush_levels(slot, side)
-
-    cdef void _flush_levels(self, i32 slot, i64 side) noexcept nogil:
-        """Add a slot side's pending orders to its price levels.
-
-        The checks read only the row's best price, which booking keeps exact;
-        the levels are needed when an order leaves (to find the next best), so
-        booking leaves them to the first such event, or to every PENDING_MAX
-        orders. Pending orders are all working: any that leaves flushes first.
-        """
-        cdef PendingRun* run = &self._pending[2 * slot + (side < 0)]
-        cdef Levels* book = self._resting_side(slot, side)
-        cdef Order_t* order
-        cdef i32 row = run.newest, k
-        for k in range(run.count):
-            order = &self._orders[row]
-            book.add(_level_key(side, _price_key(side, order.price, order.market)))
-            row = self._order_next[row]
-        run.count = 0
-
-    cdef void _flush_all_levels(self) noexcept nogil:
-        cdef size_t j
-        for j in range(self._pending.size()):
-            if self._pending[j].count:
-                self._flush_levels(<i32>(j // 2), 1 if j % 2 == 0 else -1)
-
-    cdef void _begin_what_if(self) noexcept nogil:
-        """Start a what-if batch with nothing saved."""
-        self._saved_rows.clear()
-        self._saved_nodes.clear()
-        self._batch_dups.clear()
-        self._what_if = True
-
-    cdef void _take_back(self) noexcept nogil:
-        """End a what-if batch: every row and node it changed goes back to what it saved.
-
-        One write per distinct row, not one take-back per order: a batch of
-        1M orders over 100k positions restores at most the 100k rows it touched.
-        """
-        _restore_rows(self._slots.data(), &self._saved_rows, LOOKAHEAD_WHAT_IF)
-        _restore_nodes(self._nodes.data(), self._windows.data(), &self._saved_nodes)
-        _forget_orders(&self._dup_last, &self._dup_expiry, &self._batch_dups)
-        self._what_if = False
 
     # --------------------------------------------------------------- events
 
@@ -1303,10 +446,10 @@ cdef class RiskEngine:
         A fill on an order that is no longer working, or beyond its remaining
         quantity, is applied to the position in full: a fill is never lost.
         """
-        cdef i32 row = self._order_row(order_id)
+        cdef i32 row = _order_row(&self._s, order_id)
         if row < 0:
             raise UnknownOrderError(f"fill for unknown order {order_id}")
-        cdef Order_t* order = &self._orders[row]
+        cdef Order_t* order = &self._s.orders[row]
         cdef i64 q = _quantity(quantity)
         cdef i64 p = self._fill_price(order.symbol, price)
         if q == 0:
@@ -1315,11 +458,11 @@ cdef class RiskEngine:
             return False
         cdef i64 now = self._clock.now()
         cdef i64 worked = min(q, order.remaining) if order.status == OS.WORKING else 0
-        if not self._apply_fill(order.slot, order.side * q, p, worked * order.price * self._instruments[order.symbol].tick_value, now):
+        if not _apply_fill(&self._s, order.slot, order.side * q, p, worked * order.price * self._s.instruments[order.symbol].tick_value, now):
             self._refuse(order.account, -1, now, f"fill of {q} at {price!r} on order {order_id}")
         if order.status == OS.WORKING:
-            self._release(order.slot, order.side, worked, order.price,
-                          _price_key(order.side, order.price, order.market), worked == order.remaining)
+            _release(&self._s, order.slot, order.side, worked, order.price,
+                     _price_key(order.side, order.price, order.market), worked == order.remaining)
             order.remaining -= worked
             if order.remaining == 0:
                 order.status = OS.FILLED
@@ -1340,24 +483,24 @@ cdef class RiskEngine:
     cdef int _refuse(self, i32 node, i32 sym, i64 now, str what) except -1:
         """A fill or mark the books cannot hold: halt the account (or the symbol), record it, raise."""
         if node >= 0:
-            self._nodes[node].state = TS.HALTED
-            self._nodes[node].state_cause = R.NOTIONAL_OVERFLOW
-            self._record_event(now, node, R.NOTIONAL_OVERFLOW, CAPACITY, CAPACITY)
+            self._s.nodes[node].state = TS.HALTED
+            self._s.nodes[node].state_cause = R.NOTIONAL_OVERFLOW
+            _record_event(&self._s, now, node, R.NOTIONAL_OVERFLOW, CAPACITY, CAPACITY)
             where = f"account {self._account_names[node]!r} is HALTED"
         else:
-            self._instruments[sym].state = TS.HALTED
-            self._record_event(now, 0, R.NOTIONAL_OVERFLOW, CAPACITY, CAPACITY)
-            self._events.back().symbol = sym
+            self._s.instruments[sym].state = TS.HALTED
+            _record_event(&self._s, now, 0, R.NOTIONAL_OVERFLOW, CAPACITY, CAPACITY)
+            self._s.events.back().symbol = sym
             where = f"symbol {self._symbol_names[sym]!r} is HALTED"
         raise CapacityError(f"{what} refused: a total would pass the engine's capacity of "
                             f"{CAPACITY / 1e6:.6g} in money; {where}")
 
     cdef i64 _fill_price(self, i32 sym, object price) except -1:
-        cdef i64 ticks = mark_ticks(_price(price), self._instruments[sym].tick_size)
+        cdef i64 ticks = mark_ticks(_price(price), self._s.instruments[sym].tick_size)
         if ticks < 0:
             raise InvalidInputError(
                 f"price of {self._symbol_names[sym]!r} must be finite, > 0 and below {MAX_PRICE_TICKS:g} ticks "
-                f"({MAX_PRICE_TICKS * self._instruments[sym].tick_size:g}), got {price!r}")
+                f"({MAX_PRICE_TICKS * self._s.instruments[sym].tick_size:g}), got {price!r}")
         return ticks
 
     def book_fill(self, account, symbol, side, quantity, price, exec_id=None):
@@ -1373,27 +516,27 @@ cdef class RiskEngine:
             raise InvalidInputError(f"side must be BUY or SELL, got {side!r}")
         if q == 0:
             raise InvalidInputError(f"quantity must be a whole number in 1..{MAX_QUANTITY}, got {quantity!r}")
-        if self._nodes[acct].n_children > 0 or acct == 0:
+        if self._s.nodes[acct].n_children > 0 or acct == 0:
             raise InvalidInputError(f"positions live on leaf accounts; {self._account_names[acct]!r} is not one")
         cdef i64 p = self._fill_price(sym, price)
         if self._seen_exec_id(exec_id):
             return False
         cdef i64 now = self._clock.now()
-        if not self._apply_fill(self._slot_chain(acct, sym), sd * q, p, 0, now):
+        if not _apply_fill(&self._s, _slot_chain(&self._s, acct, sym), sd * q, p, 0, now):
             self._refuse(acct, -1, now, f"fill of {q} {self._symbol_names[sym]} at {price!r}")
         if exec_id is not None:
             self._exec_ids.add(exec_id)
         return True
 
     cdef bint _finish(self, i64 order_id, int8_t status) except -1:
-        cdef i32 row = self._order_row(order_id)
+        cdef i32 row = _order_row(&self._s, order_id)
         if row < 0:
             raise UnknownOrderError(f"unknown order {order_id}")
-        cdef Order_t* order = &self._orders[row]
+        cdef Order_t* order = &self._s.orders[row]
         if order.status != OS.WORKING:
             return False
-        self._release(order.slot, order.side, order.remaining, order.price,
-                      _price_key(order.side, order.price, order.market), True)
+        _release(&self._s, order.slot, order.side, order.remaining, order.price,
+                 _price_key(order.side, order.price, order.market), True)
         order.status = status
         return True
 
@@ -1423,7 +566,7 @@ cdef class RiskEngine:
         cdef i32 sym = self.symbol_id(symbol)
         cdef i64 ref = self._fill_price(sym, price)
         cdef i64 now = self._clock.now() if time_ns is None else time_ns
-        if not self._set_reference(sym, ref, now):
+        if not _set_reference(&self._s, sym, ref, now):
             self._refuse(-1, sym, now, f"mark {price!r} for {self._symbol_names[sym]!r}")
 
     def update_prices(self, symbols, prices, time_ns=None):
@@ -1437,19 +580,12 @@ cdef class RiskEngine:
         cdef const double[::1] pxs = np.ascontiguousarray(prices, dtype=np.float64)
         if sids.shape[0] != pxs.shape[0]:
             raise InvalidInputError(f"symbols and prices differ in length: {sids.shape[0]} != {pxs.shape[0]}")
-        cdef Py_ssize_t i, bad = -1, refused = -1, n = sids.shape[0]
-        cdef i32 nsym = <i32>self._instruments.size()
+        cdef Py_ssize_t bad, refused
+        cdef i32 nsym = <i32>self._s.instruments.size()
         cdef i64 now = self._clock.now() if time_ns is None else time_ns
         with nogil:
-            for i in range(n):
-                if sids[i] < 0 or sids[i] >= nsym or mark_ticks(pxs[i], self._instruments[sids[i]].tick_size) < 0:
-                    bad = i
-                    break
-            if bad < 0:
-                for i in range(n):
-                    if (not self._set_reference(sids[i], mark_ticks(pxs[i], self._instruments[sids[i]].tick_size), now)
-                            and refused < 0):
-                        refused = i
+            bad = _set_references(&self._s, &sids[0] if sids.shape[0] else NULL, &pxs[0] if pxs.shape[0] else NULL,
+                                  sids.shape[0], now, &refused)
         if bad >= 0:
             if sids[bad] < 0 or sids[bad] >= nsym:
                 raise UnknownSymbolError(f"row {bad}: unknown symbol id {sids[bad]}")
@@ -1459,7 +595,7 @@ cdef class RiskEngine:
 
     def reference_price(self, symbol):
         """Return a symbol's reference price, or None."""
-        cdef Instrument_t* ins = &self._instruments[self.symbol_id(symbol)]
+        cdef Instrument_t* ins = &self._s.instruments[self.symbol_id(symbol)]
         return ins.ref * ins.tick_size if ins.ref > 0 else None
 
     def roll_day(self):
@@ -1471,27 +607,8 @@ cdef class RiskEngine:
         remembered for the day they arrived and the day after, so a late
         duplicate across the roll is still ignored while memory stays bounded.
         """
-        self._exec_ids_before = self._exec_ids
-        self._exec_ids = set()
-        cdef Node_t* nd
-        cdef size_t j, kept = 0
-        for j in range(self._nodes.size()):
-            nd = &self._nodes[j]
-            nd.sod_pnl = nd.realized + nd.unrealized
-            if nd.state_cause == R.DAILY_LOSS_LIMIT:
-                nd.state = TS.ACTIVE
-                nd.state_cause = 0
-        # Compacted in place, so the table keeps the capacity reserve_orders() gave it.
-        self._flush_all_levels()            # order rows move: no slot side may have a run pending
-        for j in range(self._orders.size()):
-            if self._orders[j].status == OS.WORKING:
-                self._order_index.set(self._orders[j].id, <i32>kept)
-                self._orders[kept] = self._orders[j]
-                kept += 1
-            else:
-                self._order_index.set(self._orders[j].id, -1)
-        self._orders.resize(kept)
-        self._order_next.resize(kept)
+        from riskcore.admin import roll_day
+        return roll_day(self)
 
     def reserve_orders(self, n):
         """Size the order tables to hold ``n`` orders, those booked since the last ``roll_day`` included.
@@ -1502,78 +619,33 @@ cdef class RiskEngine:
         waits on the kernel for fresh memory, which is touched here. Costs about
         100 bytes per order; a smaller ``n`` than the table holds does nothing.
         """
-        cdef size_t booked = self._orders.size(), more
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= INT32_MAX:
-            raise InvalidInputError(f"reserve_orders takes a whole number of orders from 0 to {INT32_MAX}, got {n!r}")
-        if n <= booked:
-            return
-        more = n - booked
-        with nogil:
-            self._orders.resize(booked + more)        # writes every page once; the capacity stays
-            self._orders.resize(booked)
-            self._order_next.resize(booked + more)
-            self._order_next.resize(booked)
-            self._order_index.reserve_more(more)
+        from riskcore.admin import reserve_orders
+        return reserve_orders(self, n)
 
     # ------------------------------------------------------------ snapshots
 
     def order(self, long long order_id):
         """Return an order's state as an ``OrderInfo``."""
-        cdef i32 row = self._order_row(order_id)
-        if row < 0:
-            raise UnknownOrderError(f"unknown order {order_id}")
-        cdef Order_t o = self._orders[row]
-        return OrderInfo(o.id, self._account_names[o.account], self._symbol_names[o.symbol], o.side,
-                         o.price * self._instruments[o.symbol].tick_size, o.remaining, o.filled,
-                         bool(o.market), OrderStatus(o.status))
+        from riskcore.views import order
+        return order(self, order_id)
 
     def position(self, account, symbol):
         """Return the position of a node (leaf or aggregate) in one symbol."""
-        cdef i32 nid = self.account_id(account)
-        cdef i32 sid = self.symbol_id(symbol)
-        cdef i32 found = self._slot_index.find(nid, sid)
-        cdef Instrument_t* ins = &self._instruments[sid]
-        if found < 0:
-            return Position(self._account_names[nid], self._symbol_names[sid], 0, 0.0, 0.0, 0.0)
-        cdef Slot_t* s = &self._slots[found]
-        return Position(self._account_names[nid], self._symbol_names[sid], s.pos,
-                        <double>s.cost / s.pos / ins.tick_value * ins.tick_size if s.pos else 0.0, self._realized[found] / 1e6,
-                        _unrealized(s.pos, s.cost, ins.ref, ins.tick_value) / 1e6)
+        from riskcore.views import position
+        return position(self, account, symbol)
 
     def positions(self):
         """Leaf positions (non-zero quantity or realized P&L) as a structured array.
 
         Money fields are in currency; ``account`` and ``symbol`` are ids.
         """
-        cdef size_t j, m = 0
-        cdef Slot_t* s
-        cdef Instrument_t* ins
-        for j in range(self._slots.size()):
-            s = &self._slots[j]
-            if self._nodes[s.node].n_children == 0 and s.node != 0 and (s.pos != 0 or self._realized[j] != 0):
-                m += 1
-        out = np.zeros(m, dtype=POSITION_DTYPE)
-        m = 0
-        for j in range(self._slots.size()):
-            s = &self._slots[j]
-            if self._nodes[s.node].n_children == 0 and s.node != 0 and (s.pos != 0 or self._realized[j] != 0):
-                ins = &self._instruments[s.symbol]
-                out[m] = (s.node, s.symbol, s.pos, <double>s.cost / s.pos / ins.tick_value * ins.tick_size if s.pos else 0.0,
-                          self._realized[j] / 1e6, _unrealized(s.pos, s.cost, ins.ref, ins.tick_value) / 1e6)
-                m += 1
-        return out
+        from riskcore.views import positions
+        return positions(self)
 
     def open_orders(self):
         """Working orders as a structured array (prices in price units)."""
-        cdef size_t j
-        cdef list rows = []
-        cdef Order_t* o
-        for j in range(self._orders.size()):
-            o = &self._orders[j]
-            if o.status == OS.WORKING:
-                rows.append((o.id, o.account, o.symbol, o.side, o.market,
-                             o.price * self._instruments[o.symbol].tick_size, o.remaining, o.filled))
-        return np.array(rows, dtype=ORDER_DTYPE)
+        from riskcore.views import open_orders
+        return open_orders(self)
 
     def aggregate(self, account=None):
         """Return the aggregate of a node (the firm by default); O(1).
@@ -1582,7 +654,7 @@ cdef class RiskEngine:
         reference, working-order notional, realized, unrealized and daily P&L.
         """
         cdef i32 nid = 0 if account is None else self.account_id(account)
-        cdef Node_t* n = &self._nodes[nid]
+        cdef Node_t* n = &self._s.nodes[nid]
         return Aggregate(
             self._account_names[nid], n.long_notional / 1e6, n.short_notional / 1e6,
             (n.long_notional - n.short_notional) / 1e6,
@@ -1592,29 +664,8 @@ cdef class RiskEngine:
 
     def aggregates(self):
         """Every node's incrementally kept aggregate, in integer micro-units."""
-        cdef size_t j, nn = self._nodes.size()
-        cdef Node_t* n
-        out = np.zeros(nn, dtype=AGGREGATE_DTYPE)
-        columns = {name: np.empty(nn, dtype=np.int64) for name in _AGGREGATE_SUMS}
-        cdef i64[::1] longv = columns["long"], shortv = columns["short"], wb = columns["working_buy"]
-        cdef i64[::1] ws = columns["working_sell"], real = columns["realized"], unreal = columns["unrealized"]
-        cdef i64[::1] opn = columns["open_orders"]
-        for j in range(nn):
-            n = &self._nodes[j]
-            longv[j], shortv[j], wb[j], ws[j] = n.long_notional, n.short_notional, n.wbuy_notional, n.wsell_notional
-            real[j], unreal[j], opn[j] = n.realized, n.unrealized, n.open_orders
-        return self._fill_aggregates(out, columns)
-
-    cdef object _fill_aggregates(self, out, dict columns):
-        cdef size_t j, nn = self._nodes.size()
-        for name, column in columns.items():
-            out[name] = column
-        out["account"] = np.arange(nn, dtype=np.int32)
-        out["parent"] = [self._nodes[j].parent for j in range(nn)]
-        out["state"] = [self._nodes[j].state for j in range(nn)]
-        out["daily_pnl"] = out["realized"] + out["unrealized"] - np.array(
-            [self._nodes[j].sod_pnl for j in range(nn)], dtype=np.int64)
-        return out
+        from riskcore.views import aggregates
+        return aggregates(self)
 
     def recompute(self):
         """Rebuild every aggregate from the leaves and working orders, from scratch.
@@ -1647,49 +698,13 @@ cdef class RiskEngine:
         dict
             limit name -> (value, limit, value / limit), money in currency.
         """
-        cdef i32 nid = 0 if account is None else self.account_id(account)
-        cdef Node_t* n = &self._nodes[nid]
-        cdef Limits_t lim = n.limits
-        cdef i64 now = self._clock.now()
-        cdef Window* windows = self._windows.data()
-        out = {}
-
-        def put(name, value, limit, scale):
-            if limit != INT64_MAX and limit >= 0:
-                out[name] = (value / scale, limit / scale, value / limit if limit else math.inf)
-
-        put("max_gross_notional", n.long_notional + n.short_notional + n.wbuy_notional + n.wsell_notional,
-            lim.max_gross, 1e6)
-        put("max_net_notional", max(n.long_notional - n.short_notional + n.wbuy_notional,
-                                    n.short_notional - n.long_notional + n.wsell_notional), lim.max_net, 1e6)
-        put("max_open_orders", n.open_orders, lim.max_open_orders, 1)
-        put("max_daily_loss", max(0, -(int(n.realized) + n.unrealized - n.sod_pnl)), lim.max_daily_loss, 1e6)
-        if lim.new_rate_count >= 0:
-            put("new_order_rate", _window(windows, nid, W_NEW).count(now, lim.new_rate_window), lim.new_rate_count, 1)
-        if lim.modify_rate_count >= 0:
-            put("modify_rate", _window(windows, nid, W_MODIFY).count(now, lim.modify_rate_window),
-                lim.modify_rate_count, 1)
-        if lim.cancel_rate_count >= 0:
-            put("cancel_rate", _window(windows, nid, W_CANCEL).count(now, lim.cancel_rate_window),
-                lim.cancel_rate_count, 1)
-        if lim.fill_count >= 0:
-            put("fill_throttle", _window(windows, nid, W_FILL).count(now, lim.fill_window), lim.fill_count, 1)
-        return out
+        from riskcore.views import utilisation
+        return utilisation(self, account)
 
     def drain_events(self):
         """Return the breach events recorded since the last call, and clear them."""
-        cdef list out = []
-        cdef Event_t* e
-        cdef size_t j
-        for j in range(self._events.size()):
-            e = &self._events[j]
-            # Daily-loss and capacity figures are money (currency); throttle figures are fill counts.
-            scale = 1e6 if e.reason == R.DAILY_LOSS_LIMIT or e.reason == R.NOTIONAL_OVERFLOW else 1
-            out.append(BreachEvent(e.time, self._account_names[e.node],
-                                   None if e.symbol < 0 else self._symbol_names[e.symbol],
-                                   Reason(e.reason), e.value / scale, e.limit / scale))
-        self._events.clear()
-        return out
+        from riskcore.views import drain_events
+        return drain_events(self)
 
     # --------------------------------------------------- snapshot / restore
 

@@ -17,8 +17,10 @@ from riskcore._types cimport (
 from riskcore.bounds cimport CAPACITY, within
 from riskcore.fixedpoint cimport iabs
 from riskcore.clock cimport Clock, SystemClock
-from riskcore.engine cimport RiskEngine, _level_key
-from riskcore._throttle cimport DupKey, W_NEW, W_MODIFY, W_CANCEL, W_FILL, _window
+from riskcore.engine cimport RiskEngine
+from riskcore._state cimport DupKey, _mark_allowlists
+from riskcore._booking cimport _level_key, _flush_all_levels
+from riskcore._throttle cimport W_NEW, W_MODIFY, W_CANCEL, W_FILL, _window
 from riskcore.tables cimport Levels, OrderIndex, Window
 
 from riskcore.engine import STATE_VERSION
@@ -31,28 +33,28 @@ def engine_state(RiskEngine self):
     Struct tables are raw bytes of a fixed layout, versioned by
     ``STATE_VERSION``; everything else is lists, sets, dicts and ints.
     """
-    self._flush_all_levels()
+    _flush_all_levels(&self._s)
     return {
         "version": STATE_VERSION,
         "layout": (sizeof(Instrument_t), sizeof(Node_t), sizeof(Slot_t), sizeof(Order_t), sizeof(Event_t),
                    sizeof(PositionLimit_t)),
-        "instruments": _vector_bytes(self._instruments.data(), self._instruments.size(), sizeof(Instrument_t)),
-        "nodes": _vector_bytes(self._nodes.data(), self._nodes.size(), sizeof(Node_t)),
-        "slots": _vector_bytes(self._slots.data(), self._slots.size(), sizeof(Slot_t)),
-        "realized": _vector_bytes(self._realized.data(), self._realized.size(), sizeof(i64)),
-        "position_limits": _vector_bytes(self._position_limits.data(), self._position_limits.size(),
+        "instruments": _vector_bytes(self._s.instruments.data(), self._s.instruments.size(), sizeof(Instrument_t)),
+        "nodes": _vector_bytes(self._s.nodes.data(), self._s.nodes.size(), sizeof(Node_t)),
+        "slots": _vector_bytes(self._s.slots.data(), self._s.slots.size(), sizeof(Slot_t)),
+        "realized": _vector_bytes(self._s.realized.data(), self._s.realized.size(), sizeof(i64)),
+        "position_limits": _vector_bytes(self._s.position_limits.data(), self._s.position_limits.size(),
                                          sizeof(PositionLimit_t)),
-        "orders": _vector_bytes(self._orders.data(), self._orders.size(), sizeof(Order_t)),
-        "events": _vector_bytes(self._events.data(), self._events.size(), sizeof(Event_t)),
-        "order_index": _order_index_dict(self._order_index),
-        "windows": [_windows_list(self._windows, which) for which in (W_NEW, W_MODIFY, W_CANCEL, W_FILL)],
-        "resting": [(j, _levels_dict(self._rest_buy[j], 1), _levels_dict(self._rest_sell[j], -1))
-                    for j in range(self._slots.size())
-                    if not (self._rest_buy[j].empty() and self._rest_sell[j].empty())],
-        "dup_last": dict(self._dup_last),
-        "dup_expiry": [(self._dup_expiry[j].first, self._dup_expiry[j].second)
-                       for j in range(self._dup_expiry.size())],
-        "dup_window": self._dup_window,
+        "orders": _vector_bytes(self._s.orders.data(), self._s.orders.size(), sizeof(Order_t)),
+        "events": _vector_bytes(self._s.events.data(), self._s.events.size(), sizeof(Event_t)),
+        "order_index": _order_index_dict(self._s.order_index),
+        "windows": [_windows_list(self._s.windows, which) for which in (W_NEW, W_MODIFY, W_CANCEL, W_FILL)],
+        "resting": [(j, _levels_dict(self._s.rest_buy[j], 1), _levels_dict(self._s.rest_sell[j], -1))
+                    for j in range(self._s.slots.size())
+                    if not (self._s.rest_buy[j].empty() and self._s.rest_sell[j].empty())],
+        "dup_last": dict(self._s.dup_last),
+        "dup_expiry": [(self._s.dup_expiry[j].first, self._s.dup_expiry[j].second)
+                       for j in range(self._s.dup_expiry.size())],
+        "dup_window": self._s.dup_window,
         "accounts": list(self._account_names),
         "symbols": list(self._symbol_names),
         # Copies, not sorted lists: sorting a day's million ids took a second per snapshot.
@@ -77,81 +79,81 @@ def restore_engine(cls, state, Clock clock=None):
                                   sizeof(Event_t), sizeof(PositionLimit_t)):
         raise StateError("snapshot struct layout does not match this build")
     eng._clock = clock if clock is not None else SystemClock()
-    eng._dup_window = state["dup_window"]
-    eng._instruments.resize(_records(state["instruments"], sizeof(Instrument_t)))
-    _copy_into(eng._instruments.data(), state["instruments"])
-    eng._nodes.resize(_records(state["nodes"], sizeof(Node_t)))
-    _copy_into(eng._nodes.data(), state["nodes"])
-    eng._slots.resize(_records(state["slots"], sizeof(Slot_t)))
-    _copy_into(eng._slots.data(), state["slots"])
-    eng._realized.resize(_records(state["realized"], sizeof(i64)))
-    _copy_into(eng._realized.data(), state["realized"])
-    eng._position_limits.resize(_records(state["position_limits"], sizeof(PositionLimit_t)))
-    _copy_into(eng._position_limits.data(), state["position_limits"])
-    if eng._realized.size() != eng._slots.size() or eng._position_limits.size() != eng._slots.size():
+    eng._s.dup_window = state["dup_window"]
+    eng._s.instruments.resize(_records(state["instruments"], sizeof(Instrument_t)))
+    _copy_into(eng._s.instruments.data(), state["instruments"])
+    eng._s.nodes.resize(_records(state["nodes"], sizeof(Node_t)))
+    _copy_into(eng._s.nodes.data(), state["nodes"])
+    eng._s.slots.resize(_records(state["slots"], sizeof(Slot_t)))
+    _copy_into(eng._s.slots.data(), state["slots"])
+    eng._s.realized.resize(_records(state["realized"], sizeof(i64)))
+    _copy_into(eng._s.realized.data(), state["realized"])
+    eng._s.position_limits.resize(_records(state["position_limits"], sizeof(PositionLimit_t)))
+    _copy_into(eng._s.position_limits.data(), state["position_limits"])
+    if eng._s.realized.size() != eng._s.slots.size() or eng._s.position_limits.size() != eng._s.slots.size():
         raise StateError("snapshot slot tables disagree in length")
-    eng._orders.resize(_records(state["orders"], sizeof(Order_t)))
-    _copy_into(eng._orders.data(), state["orders"])
-    eng._events.resize(_records(state["events"], sizeof(Event_t)))
-    _copy_into(eng._events.data(), state["events"])
-    if (eng._nodes.size() != len(state["accounts"]) or eng._instruments.size() != len(state["symbols"])):
+    eng._s.orders.resize(_records(state["orders"], sizeof(Order_t)))
+    _copy_into(eng._s.orders.data(), state["orders"])
+    eng._s.events.resize(_records(state["events"], sizeof(Event_t)))
+    _copy_into(eng._s.events.data(), state["events"])
+    if (eng._s.nodes.size() != len(state["accounts"]) or eng._s.instruments.size() != len(state["symbols"])):
         raise StateError("snapshot tables disagree with its account and symbol lists")
     cdef size_t j
     cdef DupKey dkey
-    eng._symbol_slots.resize(eng._instruments.size())
-    eng._pos_bound.resize(eng._instruments.size(), 0)
-    for j in range(eng._nodes.size()):
-        eng._nodes[j].saved = -1
-    for j in range(eng._slots.size()):
-        if eng._slots[j].symbol < 0 or <size_t>eng._slots[j].symbol >= eng._instruments.size():
+    eng._s.symbol_slots.resize(eng._s.instruments.size())
+    eng._s.pos_bound.resize(eng._s.instruments.size(), 0)
+    for j in range(eng._s.nodes.size()):
+        eng._s.nodes[j].saved = -1
+    for j in range(eng._s.slots.size()):
+        if eng._s.slots[j].symbol < 0 or <size_t>eng._s.slots[j].symbol >= eng._s.instruments.size():
             raise StateError(f"slot {j} names an unknown symbol")
-        if eng._slots[j].node < 0 or <size_t>eng._slots[j].node >= eng._nodes.size():
+        if eng._s.slots[j].node < 0 or <size_t>eng._s.slots[j].node >= eng._s.nodes.size():
             raise StateError(f"slot {j} names an unknown account")
-        eng._slots[j].saved = 0
-        eng._slots[j].limited = (eng._position_limits[j].max_long != INT64_MAX
-                                 or eng._position_limits[j].max_short != INT64_MAX)
-        if eng._slot_index.find(eng._slots[j].node, eng._slots[j].symbol) >= 0:
+        eng._s.slots[j].saved = 0
+        eng._s.slots[j].limited = (eng._s.position_limits[j].max_long != INT64_MAX
+                                 or eng._s.position_limits[j].max_short != INT64_MAX)
+        if eng._s.slot_index.find(eng._s.slots[j].node, eng._s.slots[j].symbol) >= 0:
             raise StateError(f"slot {j} repeats another slot's account and symbol")
-        eng._slot_index.add(eng._slots[j].node, eng._slots[j].symbol, <i32>j)
-        eng._symbol_slots[eng._slots[j].symbol].push_back(<i32>j)
-        if not within(eng._slots[j].pos):
+        eng._s.slot_index.add(eng._s.slots[j].node, eng._s.slots[j].symbol, <i32>j)
+        eng._s.symbol_slots[eng._s.slots[j].symbol].push_back(<i32>j)
+        if not within(eng._s.slots[j].pos):
             raise StateError(f"slot {j} holds a position past the engine's capacity")
-        # A mark's fast path relies on this bound (engine._revalue_holders).
-        eng._pos_bound[eng._slots[j].symbol] = max(eng._pos_bound[eng._slots[j].symbol], iabs(eng._slots[j].pos))
+        # A mark's fast path relies on this bound (_positions._revalue_holders).
+        eng._s.pos_bound[eng._s.slots[j].symbol] = max(eng._s.pos_bound[eng._s.slots[j].symbol], iabs(eng._s.slots[j].pos))
     for k, v in state["order_index"].items():
-        if not -1 <= v < <i64>eng._orders.size():
+        if not -1 <= v < <i64>eng._s.orders.size():
             raise StateError(f"order index of order {k} points outside the order table")
-        eng._order_index.set(k, v)
+        eng._s.order_index.set(k, v)
     _check_references(eng)
     if version == 2:
         _costs_to_micros(eng)
-    eng._mark_allowlists()
-    if len(state["windows"]) != 4 or any(len(kind) != eng._nodes.size() for kind in state["windows"]):
+    _mark_allowlists(&eng._s)
+    if len(state["windows"]) != 4 or any(len(kind) != eng._s.nodes.size() for kind in state["windows"]):
         raise StateError("snapshot windows disagree with its account table")
-    eng._windows.resize(4 * eng._nodes.size())
+    eng._s.windows.resize(4 * eng._s.nodes.size())
     for which, kind in zip((W_NEW, W_MODIFY, W_CANCEL, W_FILL), state["windows"]):
         for j, runs in enumerate(kind):
             for t, c in runs:
-                _window(eng._windows.data(), j, which).append(t, c)
-            _window(eng._windows.data(), j, which).recount()
-    eng._rest_buy.resize(eng._slots.size())
-    eng._rest_sell.resize(eng._slots.size())
-    eng._pending.resize(2 * eng._slots.size(), PendingRun(newest=-1, count=0))
-    eng._order_next.resize(eng._orders.size(), -1)
+                _window(&eng._s, j, which).append(t, c)
+            _window(&eng._s, j, which).recount()
+    eng._s.rest_buy.resize(eng._s.slots.size())
+    eng._s.rest_sell.resize(eng._s.slots.size())
+    eng._s.pending.resize(2 * eng._s.slots.size(), PendingRun(newest=-1, count=0))
+    eng._s.order_next.resize(eng._s.orders.size(), -1)
     for j, buys, sells in state["resting"]:
-        if not 0 <= j < <i64>eng._slots.size():
+        if not 0 <= j < <i64>eng._s.slots.size():
             raise StateError(f"working orders recorded for unknown slot {j}")
-        _load_levels(&eng._rest_buy[j], buys, 1)
-        _load_levels(&eng._rest_sell[j], sells, -1)
-    for j in range(eng._slots.size()):
-        eng._slots[j].best_buy = INT64_MIN if eng._rest_buy[j].empty() else eng._rest_buy[j].best()
-        eng._slots[j].best_sell = INT64_MIN if eng._rest_sell[j].empty() else eng._rest_sell[j].best()
+        _load_levels(&eng._s.rest_buy[j], buys, 1)
+        _load_levels(&eng._s.rest_sell[j], sells, -1)
+    for j in range(eng._s.slots.size()):
+        eng._s.slots[j].best_buy = INT64_MIN if eng._s.rest_buy[j].empty() else eng._s.rest_buy[j].best()
+        eng._s.slots[j].best_sell = INT64_MIN if eng._s.rest_sell[j].empty() else eng._s.rest_sell[j].best()
     for ((a, b), c), v in state["dup_last"].items():
         dkey.first.first, dkey.first.second, dkey.second = a, b, c
-        eng._dup_last[dkey] = v
+        eng._s.dup_last[dkey] = v
     for t, ((a, b), c) in state["dup_expiry"]:
         dkey.first.first, dkey.first.second, dkey.second = a, b, c
-        eng._dup_expiry.push_back(pair[i64, DupKey](t, dkey))
+        eng._s.dup_expiry.push_back(pair[i64, DupKey](t, dkey))
     eng._account_names = list(state["accounts"])
     eng._account_ids = {name: i for i, name in enumerate(eng._account_names)}
     eng._symbol_names = list(state["symbols"])
@@ -169,9 +171,9 @@ cdef int _costs_to_micros(RiskEngine eng) except -1:
     cdef size_t j
     cdef Slot_t* slot
     cdef i128 cost
-    for j in range(eng._slots.size()):
-        slot = &eng._slots[j]
-        cost = <i128>slot.cost * eng._instruments[slot.symbol].tick_value
+    for j in range(eng._s.slots.size()):
+        slot = &eng._s.slots[j]
+        cost = <i128>slot.cost * eng._s.instruments[slot.symbol].tick_value
         if not -<i128>CAPACITY <= cost <= <i128>CAPACITY:
             raise StateError(f"slot {j}: its cost does not fit the engine's capacity")
         slot.cost = <i64>cost
@@ -186,28 +188,28 @@ cdef int _check_references(RiskEngine eng) except -1:
     # Every index stored in one table must point inside the table it names:
     # a snapshot that fails this would read outside memory, not just be wrong.
     cdef size_t j
-    cdef i32 nn = <i32>eng._nodes.size(), ns = <i32>eng._slots.size(), nsym = <i32>eng._instruments.size()
+    cdef i32 nn = <i32>eng._s.nodes.size(), ns = <i32>eng._s.slots.size(), nsym = <i32>eng._s.instruments.size()
     cdef Slot_t* slot
     cdef Order_t* o
     cdef Node_t* nd
     cdef i32 k
-    for j in range(eng._nodes.size()):
-        nd = &eng._nodes[j]
+    for j in range(eng._s.nodes.size()):
+        nd = &eng._s.nodes[j]
         if not (-1 <= nd.parent < nn and 1 <= nd.depth <= MAX_DEPTH):
             raise StateError(f"account {j} has an invalid parent or depth")
         for k in range(nd.depth):
             if not 0 <= nd.path[k] < nn:
                 raise StateError(f"account {j} has an invalid path")
-    for j in range(eng._slots.size()):
-        slot = &eng._slots[j]
+    for j in range(eng._s.slots.size()):
+        slot = &eng._s.slots[j]
         if not (0 <= slot.node < nn and -1 <= slot.parent_slot < ns):
             raise StateError(f"position slot {j} points outside the tables")
-    for j in range(eng._orders.size()):
-        o = &eng._orders[j]
+    for j in range(eng._s.orders.size()):
+        o = &eng._s.orders[j]
         if not (0 <= o.account < nn and 0 <= o.symbol < nsym and 0 <= o.slot < ns):
             raise StateError(f"order record {j} points outside the tables")
-    for j in range(eng._events.size()):
-        if not 0 <= eng._events[j].node < nn:
+    for j in range(eng._s.events.size()):
+        if not 0 <= eng._s.events[j].node < nn:
             raise StateError(f"event {j} names an unknown account")
     return 0
 

@@ -1,0 +1,2 @@
+# Administration of a RiskEngine (see admin.pyx).
+from riskcore.engine cimport RiskEngine

@@ -1,0 +1,19 @@
+from typing import Any
+
+import numpy.typing as npt
+
+from riskcore.config import Instrument, Limits
+from riskcore.engine import RiskEngine
+from riskcore.records import BreachEvent, OrderInfo, Position
+
+_Name = str | int
+
+def instrument(self: RiskEngine, symbol: _Name) -> Instrument: ...
+def limits(self: RiskEngine, account: _Name) -> Limits: ...
+def order(self: RiskEngine, order_id: int) -> OrderInfo: ...
+def position(self: RiskEngine, account: _Name, symbol: _Name) -> Position: ...
+def positions(self: RiskEngine) -> npt.NDArray[Any]: ...  # POSITION_DTYPE
+def open_orders(self: RiskEngine) -> npt.NDArray[Any]: ...  # ORDER_DTYPE
+def aggregates(self: RiskEngine) -> npt.NDArray[Any]: ...  # AGGREGATE_DTYPE
+def utilisation(self: RiskEngine, account: _Name | None = ...) -> dict[str, tuple[float, float, float]]: ...
+def drain_events(self: RiskEngine) -> list[BreachEvent]: ...
