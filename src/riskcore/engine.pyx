@@ -373,12 +373,16 @@ cdef class RiskEngine:
         cdef CheckResult r
         cdef i32 ahead[LOOKAHEAD_BOOKING]          # slot of order j at ahead[j % LOOKAHEAD_BOOKING], -1 unknown
         cdef Py_ssize_t j, d = LOOKAHEAD_BOOKING if record else LOOKAHEAD_WHAT_IF
+        cdef Order_t* rows_ahead = NULL
+        cdef i32* next_ahead = NULL
         with nogil:
             if record:
                 # Room for every order up front: no rehash or copy of the tables midway.
                 self._s.orders.reserve(self._s.orders.size() + n)
                 self._s.order_next.reserve(self._s.order_next.size() + n)
                 self._s.order_index.reserve_more(n)
+                rows_ahead = self._s.orders.data() + self._s.orders.size()
+                next_ahead = self._s.order_next.data() + self._s.order_next.size()
             else:
                 _begin_what_if(&self._s)
             # Starts d / 2 early, so the first orders' slots are looked up too.
@@ -388,6 +392,10 @@ cdef class RiskEngine:
                     self._s.slot_index.prefetch(accounts[j], symbols[j])
                     if record:
                         self._s.order_index.prefetch(order_ids[j])
+                        # The rows the orders will be written to: a row is new memory, loaded before it is written.
+                        prefetch(rows_ahead + j)
+                        if j % 16 == 0:
+                            prefetch(next_ahead + j)
                 j = i + d // 2
                 if j < n:
                     if j > 0 and accounts[j] == accounts[j - 1] and symbols[j] == symbols[j - 1]:
