@@ -64,7 +64,7 @@ class EventStream:
     def publish(self, kind: str, labels: Mapping[str, str], *, value: float = 0.0, limit: float = 0.0,
                 active: bool = True, detail: str = "", time_ns: int | None = None) -> None:
         """Report one event to every subscriber (nothing happens while nobody listens)."""
-        if self._listeners or self._fanout.subscribers:
+        if self.listening:
             self.forward(self.event(kind, labels, value=value, limit=limit, active=active, detail=detail,
                                     time_ns=time_ns))
 

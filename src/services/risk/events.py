@@ -9,11 +9,12 @@
   changed, at most once per event-loop pass after a call that changed state;
   the work is done after the call has answered.
 - ``rejection_rate``: rejected decisions per account in the last second (a
-  batch's rejected rows each count), sent at the first rejection and then every 100 ms while it is not zero (so it
-  falls back to zero when rejections stop).
+  batch's rejected rows each count), sent at the first rejection and then
+  every 100 ms while it is not zero (so it falls back to zero when
+  rejections stop).
 
-Nothing is computed while no monitor subscribes: the check path then pays one
-attribute test per rejection.
+Nothing is computed while nobody listens (no monitor subscribed, no alert
+rules in-process): the check path then pays one attribute test per rejection.
 """
 from __future__ import annotations
 
