@@ -1,8 +1,8 @@
 """``riskcore serve <service>``: one runner for every service.
 
 A service registers a :class:`ServiceEntry` (its package, whose ``config``
-module loads its configuration; how to build its server and add its own
-options); the runner parses the shared
+module loads its configuration and whose ``server`` module holds its server
+class; its own options); the runner parses the shared
 options, applies the overrides, configures logging, runs the server until
 SIGTERM or SIGINT, and turns start-up failures into one line on stderr and
 exit code 2 (never a traceback).
@@ -24,9 +24,11 @@ class ServiceEntry:
 
     name: str                                   # riskcore serve <name>
     help: str                                   # one line for riskcore --help
-    package: str                                # holds sample.toml and config.py's load_config
-    build: Callable[[Any, argparse.Namespace], Any]   # config, options -> a common Server
+    package: str                                # holds sample.toml, config.py's load_config and server.py
+    server: str                                 # the server class in the package's server.py
     add_options: Callable[[argparse.ArgumentParser], None] = lambda parser: None
+    # The server's keyword arguments taken from the service's own options.
+    server_options: Callable[[argparse.Namespace], dict[str, Any]] = lambda args: {}
     # The errors of state that cannot be opened or recovered (a function: nothing may import grpc
     # before the runner has chosen its I/O).
     start_errors: Callable[[], tuple[type[BaseException], ...]] = tuple
@@ -35,6 +37,11 @@ class ServiceEntry:
         """The service's configuration from ``path`` (its shipped sample when None), by its ``config.load_config``
         (imported now: the runner chooses grpc's I/O before any service module is imported)."""
         return importlib.import_module(f"{self.package}.config").load_config(path)
+
+    def build(self, config: Any, args: argparse.Namespace) -> Any:
+        """The service's server on ``config`` (its module imported now, as for :meth:`load_config`)."""
+        server = getattr(importlib.import_module(f"{self.package}.server"), self.server)
+        return server(config, **self.server_options(args))
 
 
 def add_options(parser: argparse.ArgumentParser, entry: ServiceEntry, port: int, http_port: int) -> None:

@@ -1,15 +1,7 @@
 """The market data ingestion service as ``riskcore serve ingest``."""
 from __future__ import annotations
 
-import argparse
-
 from riskcore_services.common.runner import ServiceEntry
-
-
-def _build(config, args: argparse.Namespace):
-    from riskcore_services.ingest.server import IngestServer
-
-    return IngestServer(config)
 
 
 def _start_errors() -> tuple[type[BaseException], ...]:
@@ -21,5 +13,5 @@ def _start_errors() -> tuple[type[BaseException], ...]:
 ENTRY = ServiceEntry(
     name="ingest", help="market data ingestion: ITCH 5.0 book, quotes and marks (gRPC, default :50053; "
                         "HTTP ops, default :8083)",
-    package="riskcore_services.ingest", build=_build, start_errors=_start_errors)
+    package="riskcore_services.ingest", server="IngestServer", start_errors=_start_errors)
 PORTS = (50053, 8083)

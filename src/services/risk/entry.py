@@ -6,12 +6,6 @@ import argparse
 from riskcore_services.common.runner import ServiceEntry
 
 
-def _build(config, args: argparse.Namespace):
-    from riskcore_services.risk.server import RiskServer
-
-    return RiskServer(config, apply_config=args.apply_config)
-
-
 def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--apply-config", action="store_true",
                         help="after recovering the journal, journal the file's limits, position limits and "
@@ -27,6 +21,7 @@ def _start_errors() -> tuple[type[BaseException], ...]:
 
 ENTRY = ServiceEntry(
     name="risk", help="the firm-wide risk engine (gRPC, default :50051; HTTP ops, default :8080)",
-    package="riskcore_services.risk", build=_build, add_options=_options,
+    package="riskcore_services.risk", server="RiskServer", add_options=_options,
+    server_options=lambda args: {"apply_config": args.apply_config},
     start_errors=_start_errors)
 PORTS = (50051, 8080)
