@@ -9,8 +9,10 @@ it with a defined status (:data:`DEFINED`), never UNKNOWN or INTERNAL.
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
+import struct
 import threading
 
 import grpc
@@ -59,6 +61,7 @@ def enum_numbers(enum) -> st.SearchStrategy[int]:
                      st.integers(-2, 9))
 
 
+@functools.cache
 def _scalars(strings: st.SearchStrategy[str]) -> dict[int, st.SearchStrategy]:
     signed32 = st.one_of(st.sampled_from([0, 1, -1, 2**31 - 1, -2**31]), st.integers(-2**31, 2**31 - 1))
     unsigned32 = st.one_of(st.sampled_from([0, 1, 2**32 - 1]), st.integers(0, 2**32 - 1))
@@ -74,8 +77,6 @@ def _scalars(strings: st.SearchStrategy[str]) -> dict[int, st.SearchStrategy]:
 
 
 def _as_float32(value: float) -> float:
-    import struct
-
     try:
         return struct.unpack("f", struct.pack("f", value))[0]
     except OverflowError:
