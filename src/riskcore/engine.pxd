@@ -23,4 +23,3 @@ cdef class RiskEngine:
     cdef inline bint _seen_exec_id(self, object exec_id) except -1
     cdef inline bint _finish(self, i64 order_id, int8_t status) except -1
     cdef inline Decision _decision(self, uint8_t code, CheckResult* r, object quantity=*)
-    cdef int _refuse(self, i32 node, i32 sym, i64 now, str what) except -1

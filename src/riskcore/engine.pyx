@@ -50,7 +50,6 @@ PRICE_TICKS_LIMIT = MAX_PRICE_TICKS
 CAPACITY_MICROS = CAPACITY
 
 
-
 # A batch starts loading order i + d's slot index entry while it checks order i,
 # that order's slot row d / 2 orders later, and its parent's row d / 4 later:
 # the misses of a flow spread over a big book overlap instead of stalling one
@@ -60,6 +59,100 @@ CAPACITY_MICROS = CAPACITY
 cdef enum:
     LOOKAHEAD_WHAT_IF = 16
     LOOKAHEAD_BOOKING = 32
+
+
+def _run_batch(RiskEngine self, ids, const i32[::1] accounts, const i32[::1] symbols, const int8_t[::1] sides,
+               const i64[::1] quantities, const double[::1] prices, const uint8_t[::1] market):
+    """The loop of submit_batch, and of check_batch (``ids`` None: each order booked, all taken back)."""
+    cdef Py_ssize_t i, n = accounts.shape[0]
+    cdef bint record = ids is not None
+    cdef const i64[::1] order_ids = ids if record else np.zeros(0, dtype=np.int64)
+    out = np.empty(n, dtype=np.uint8)
+    cdef uint8_t[::1] reasons = out
+    cdef i64 now = self._clock.now(), oid = 0
+    cdef uint8_t code
+    cdef CheckResult r
+    cdef i32 ahead[LOOKAHEAD_BOOKING]          # slot of order j at ahead[j % LOOKAHEAD_BOOKING], -1 unknown
+    cdef Py_ssize_t j, d = LOOKAHEAD_BOOKING if record else LOOKAHEAD_WHAT_IF
+    cdef Order_t* rows_ahead = NULL
+    cdef i32* next_ahead = NULL
+    with nogil:
+        if record:
+            # Room for every order up front: no rehash or copy of the tables midway.
+            self._s.orders.reserve(self._s.orders.size() + n)
+            self._s.order_next.reserve(self._s.order_next.size() + n)
+            self._s.order_index.reserve_more(n)
+            rows_ahead = self._s.orders.data() + self._s.orders.size()
+            next_ahead = self._s.order_next.data() + self._s.order_next.size()
+        else:
+            _begin_what_if(&self._s)
+        # Starts d / 2 early, so the first orders' slots are looked up too.
+        for i in range(-(d // 2), n):
+            j = i + d
+            if j < n:
+                self._s.slot_index.prefetch(accounts[j], symbols[j])
+                if record:
+                    self._s.order_index.prefetch(order_ids[j])
+                    # The rows the orders will be written to: a row is new memory, loaded before it is written.
+                    prefetch(rows_ahead + j)
+                    if j % 16 == 0:
+                        prefetch(next_ahead + j)
+            j = i + d // 2
+            if j < n:
+                if j > 0 and accounts[j] == accounts[j - 1] and symbols[j] == symbols[j - 1]:
+                    ahead[j % LOOKAHEAD_BOOKING] = ahead[(j - 1) % LOOKAHEAD_BOOKING]     # a run in one slot
+                else:
+                    ahead[j % LOOKAHEAD_BOOKING] = self._s.slot_index.find(accounts[j], symbols[j])
+                    _prefetch_slot(&self._s, ahead[j % LOOKAHEAD_BOOKING])
+                if record and ahead[j % LOOKAHEAD_BOOKING] >= 0:
+                    prefetch(&self._s.pending[2 * ahead[j % LOOKAHEAD_BOOKING] + (sides[j] < 0)])
+            j = i + d // 4
+            if 0 <= j < n and (j == 0 or ahead[j % LOOKAHEAD_BOOKING] != ahead[(j - 1) % LOOKAHEAD_BOOKING]):
+                _prefetch_chain(&self._s, ahead[j % LOOKAHEAD_BOOKING])
+            if i < 0:
+                continue
+            if record:
+                oid = order_ids[i]
+            code = _evaluate(&self._s, accounts[i], symbols[i], sides[i], quantities[i], prices[i],
+                             market[i] != 0, now, -1, record, oid, False, ahead[i % LOOKAHEAD_BOOKING], &r)
+            reasons[i] = code
+            if code == R.OK:
+                _reserve(&self._s, oid, accounts[i], symbols[i], sides[i], quantities[i], market[i] != 0,
+                         now, record, False, &r)
+        if not record:
+            _take_back(&self._s, LOOKAHEAD_WHAT_IF)
+    return out
+
+
+def _batch_arrays(accounts, symbols, sides, quantities, prices, market):
+    """The batch columns as contiguous arrays of the kernel's types, or InvalidInputError."""
+    n = len(accounts)
+    arrays = (np.ascontiguousarray(accounts, dtype=np.int32),
+              np.ascontiguousarray(symbols, dtype=np.int32),
+              np.ascontiguousarray(sides, dtype=np.int8),
+              np.ascontiguousarray(quantities, dtype=np.int64),
+              np.ascontiguousarray(prices, dtype=np.float64),
+              np.zeros(n, dtype=np.uint8) if market is None else np.ascontiguousarray(market, dtype=np.uint8))
+    for name, arr in zip(("accounts", "symbols", "sides", "quantities", "prices", "market"), arrays):
+        if arr.ndim != 1 or arr.shape[0] != n:
+            raise InvalidInputError(f"{name} must be a 1-d array of length {n}, got shape {arr.shape}")
+    return arrays
+
+
+cdef int _refuse(RiskEngine self, i32 node, i32 sym, i64 now, str what) except -1:
+    """A fill or mark the books cannot hold: halt the account (or the symbol), record it, raise."""
+    if node >= 0:
+        self._s.nodes[node].state = TS.HALTED
+        self._s.nodes[node].state_cause = R.NOTIONAL_OVERFLOW
+        _record_event(&self._s, now, node, R.NOTIONAL_OVERFLOW, CAPACITY, CAPACITY)
+        where = f"account {self._account_names[node]!r} is HALTED"
+    else:
+        self._s.instruments[sym].state = TS.HALTED
+        _record_event(&self._s, now, 0, R.NOTIONAL_OVERFLOW, CAPACITY, CAPACITY)
+        self._s.events.back().symbol = sym
+        where = f"symbol {self._symbol_names[sym]!r} is HALTED"
+    raise CapacityError(f"{what} refused: a total would pass the engine's capacity of "
+                        f"{CAPACITY / 1e6:.6g} in money; {where}")
 
 
 cdef class RiskEngine:
@@ -221,11 +314,7 @@ cdef class RiskEngine:
         from riskcore.admin import trading_state
         return trading_state(self, account, symbol)
 
-    # ------------------------------------------------------------ the checks
-
-    # ------------------------------------------------------------ positions
-
-    # ----------------------------------------------------------- public API
+    # ----------------------------------------------------------- the checks
 
     cdef Decision _decision(self, uint8_t code, CheckResult* r, object quantity=None):
         if code == R.INVALID_QUANTITY and quantity is not None:
@@ -319,19 +408,6 @@ cdef class RiskEngine:
         r.value = 0.0
         return self._decision(_count_cancel(&self._s, self._s.orders[oidx].account, now, &r), &r)
 
-    def _batch_arrays(self, accounts, symbols, sides, quantities, prices, market):
-        n = len(accounts)
-        arrays = (np.ascontiguousarray(accounts, dtype=np.int32),
-                  np.ascontiguousarray(symbols, dtype=np.int32),
-                  np.ascontiguousarray(sides, dtype=np.int8),
-                  np.ascontiguousarray(quantities, dtype=np.int64),
-                  np.ascontiguousarray(prices, dtype=np.float64),
-                  np.zeros(n, dtype=np.uint8) if market is None else np.ascontiguousarray(market, dtype=np.uint8))
-        for name, arr in zip(("accounts", "symbols", "sides", "quantities", "prices", "market"), arrays):
-            if arr.ndim != 1 or arr.shape[0] != n:
-                raise InvalidInputError(f"{name} must be a 1-d array of length {n}, got shape {arr.shape}")
-        return arrays
-
     def check_batch(self, accounts, symbols, sides, quantities, prices, market=None):
         """Check many orders as if submitted in sequence, then book none of them.
 
@@ -348,7 +424,7 @@ cdef class RiskEngine:
         -----
         Releases the GIL for the whole loop.
         """
-        return self._run_batch(None, *self._batch_arrays(accounts, symbols, sides, quantities, prices, market))
+        return _run_batch(self, None, *_batch_arrays(accounts, symbols, sides, quantities, prices, market))
 
     def submit_batch(self, order_ids, accounts, symbols, sides, quantities, prices, market=None):
         """Submit many orders in sequence; accepted ones are booked as working.
@@ -356,71 +432,10 @@ cdef class RiskEngine:
         Returns the reason codes (uint8, 0 = accepted). Releases the GIL.
         """
         ids = np.ascontiguousarray(order_ids, dtype=np.int64)
-        arrays = self._batch_arrays(accounts, symbols, sides, quantities, prices, market)
+        arrays = _batch_arrays(accounts, symbols, sides, quantities, prices, market)
         if ids.ndim != 1 or ids.shape[0] != arrays[0].shape[0]:
             raise InvalidInputError(f"order_ids must be a 1-d array of length {arrays[0].shape[0]}")
-        return self._run_batch(ids, *arrays)
-
-    def _run_batch(self, ids, const i32[::1] accounts, const i32[::1] symbols, const int8_t[::1] sides,
-                   const i64[::1] quantities, const double[::1] prices, const uint8_t[::1] market):
-        cdef Py_ssize_t i, n = accounts.shape[0]
-        cdef bint record = ids is not None
-        cdef const i64[::1] order_ids = ids if record else np.zeros(0, dtype=np.int64)
-        out = np.empty(n, dtype=np.uint8)
-        cdef uint8_t[::1] reasons = out
-        cdef i64 now = self._clock.now(), oid = 0
-        cdef uint8_t code
-        cdef CheckResult r
-        cdef i32 ahead[LOOKAHEAD_BOOKING]          # slot of order j at ahead[j % LOOKAHEAD_BOOKING], -1 unknown
-        cdef Py_ssize_t j, d = LOOKAHEAD_BOOKING if record else LOOKAHEAD_WHAT_IF
-        cdef Order_t* rows_ahead = NULL
-        cdef i32* next_ahead = NULL
-        with nogil:
-            if record:
-                # Room for every order up front: no rehash or copy of the tables midway.
-                self._s.orders.reserve(self._s.orders.size() + n)
-                self._s.order_next.reserve(self._s.order_next.size() + n)
-                self._s.order_index.reserve_more(n)
-                rows_ahead = self._s.orders.data() + self._s.orders.size()
-                next_ahead = self._s.order_next.data() + self._s.order_next.size()
-            else:
-                _begin_what_if(&self._s)
-            # Starts d / 2 early, so the first orders' slots are looked up too.
-            for i in range(-(d // 2), n):
-                j = i + d
-                if j < n:
-                    self._s.slot_index.prefetch(accounts[j], symbols[j])
-                    if record:
-                        self._s.order_index.prefetch(order_ids[j])
-                        # The rows the orders will be written to: a row is new memory, loaded before it is written.
-                        prefetch(rows_ahead + j)
-                        if j % 16 == 0:
-                            prefetch(next_ahead + j)
-                j = i + d // 2
-                if j < n:
-                    if j > 0 and accounts[j] == accounts[j - 1] and symbols[j] == symbols[j - 1]:
-                        ahead[j % LOOKAHEAD_BOOKING] = ahead[(j - 1) % LOOKAHEAD_BOOKING]     # a run in one slot
-                    else:
-                        ahead[j % LOOKAHEAD_BOOKING] = self._s.slot_index.find(accounts[j], symbols[j])
-                        _prefetch_slot(&self._s, ahead[j % LOOKAHEAD_BOOKING])
-                    if record and ahead[j % LOOKAHEAD_BOOKING] >= 0:
-                        prefetch(&self._s.pending[2 * ahead[j % LOOKAHEAD_BOOKING] + (sides[j] < 0)])
-                j = i + d // 4
-                if 0 <= j < n and (j == 0 or ahead[j % LOOKAHEAD_BOOKING] != ahead[(j - 1) % LOOKAHEAD_BOOKING]):
-                    _prefetch_chain(&self._s, ahead[j % LOOKAHEAD_BOOKING])
-                if i < 0:
-                    continue
-                if record:
-                    oid = order_ids[i]
-                code = _evaluate(&self._s, accounts[i], symbols[i], sides[i], quantities[i], prices[i],
-                                 market[i] != 0, now, -1, record, oid, False, ahead[i % LOOKAHEAD_BOOKING], &r)
-                reasons[i] = code
-                if code == R.OK:
-                    _reserve(&self._s, oid, accounts[i], symbols[i], sides[i], quantities[i], market[i] != 0,
-                             now, record, False, &r)
-            if not record:
-                _take_back(&self._s, LOOKAHEAD_WHAT_IF)
-        return out
+        return _run_batch(self, ids, *arrays)
 
     # --------------------------------------------------------------- events
 
@@ -467,7 +482,7 @@ cdef class RiskEngine:
         cdef i64 now = self._clock.now()
         cdef i64 worked = min(q, order.remaining) if order.status == OS.WORKING else 0
         if not _apply_fill(&self._s, order.slot, order.side * q, p, worked * order.price * self._s.instruments[order.symbol].tick_value, now):
-            self._refuse(order.account, -1, now, f"fill of {q} at {price!r} on order {order_id}")
+            _refuse(self, order.account, -1, now, f"fill of {q} at {price!r} on order {order_id}")
         if order.status == OS.WORKING:
             _release(&self._s, order.slot, order.side, worked, order.price,
                      _price_key(order.side, order.price, order.market), worked == order.remaining)
@@ -487,21 +502,6 @@ cdef class RiskEngine:
         if type(exec_id) is not str and (type(exec_id) is not int):
             raise InvalidInputError(f"exec_id must be a str, an int or None, got {type(exec_id).__name__}")
         return exec_id in self._exec_ids or exec_id in self._exec_ids_before
-
-    cdef int _refuse(self, i32 node, i32 sym, i64 now, str what) except -1:
-        """A fill or mark the books cannot hold: halt the account (or the symbol), record it, raise."""
-        if node >= 0:
-            self._s.nodes[node].state = TS.HALTED
-            self._s.nodes[node].state_cause = R.NOTIONAL_OVERFLOW
-            _record_event(&self._s, now, node, R.NOTIONAL_OVERFLOW, CAPACITY, CAPACITY)
-            where = f"account {self._account_names[node]!r} is HALTED"
-        else:
-            self._s.instruments[sym].state = TS.HALTED
-            _record_event(&self._s, now, 0, R.NOTIONAL_OVERFLOW, CAPACITY, CAPACITY)
-            self._s.events.back().symbol = sym
-            where = f"symbol {self._symbol_names[sym]!r} is HALTED"
-        raise CapacityError(f"{what} refused: a total would pass the engine's capacity of "
-                            f"{CAPACITY / 1e6:.6g} in money; {where}")
 
     cdef i64 _fill_price(self, i32 sym, object price) except -1:
         cdef i64 ticks = mark_ticks(_price(price), self._s.instruments[sym].tick_size)
@@ -531,7 +531,7 @@ cdef class RiskEngine:
             return False
         cdef i64 now = self._clock.now()
         if not _apply_fill(&self._s, _slot_chain(&self._s, acct, sym), sd * q, p, 0, now):
-            self._refuse(acct, -1, now, f"fill of {q} {self._symbol_names[sym]} at {price!r}")
+            _refuse(self, acct, -1, now, f"fill of {q} {self._symbol_names[sym]} at {price!r}")
         if exec_id is not None:
             self._exec_ids.add(exec_id)
         return True
@@ -575,7 +575,7 @@ cdef class RiskEngine:
         cdef i64 ref = self._fill_price(sym, price)
         cdef i64 now = self._clock.now() if time_ns is None else time_ns
         if not _set_reference(&self._s, sym, ref, now):
-            self._refuse(-1, sym, now, f"mark {price!r} for {self._symbol_names[sym]!r}")
+            _refuse(self, -1, sym, now, f"mark {price!r} for {self._symbol_names[sym]!r}")
 
     def update_prices(self, symbols, prices, time_ns=None):
         """Apply many reference prices at once (int32 symbol ids, float64 prices).
@@ -599,7 +599,7 @@ cdef class RiskEngine:
                 raise UnknownSymbolError(f"row {bad}: unknown symbol id {sids[bad]}")
             self._fill_price(sids[bad], pxs[bad])       # raises the row's price error
         if refused >= 0:
-            self._refuse(-1, sids[refused], now, f"row {refused}: mark {pxs[refused]!r} for {self._symbol_names[sids[refused]]!r}")
+            _refuse(self, -1, sids[refused], now, f"row {refused}: mark {pxs[refused]!r} for {self._symbol_names[sids[refused]]!r}")
 
     def reference_price(self, symbol):
         """Return a symbol's reference price, or None."""
@@ -630,7 +630,7 @@ cdef class RiskEngine:
         from riskcore.admin import reserve_orders
         return reserve_orders(self, n)
 
-    # ------------------------------------------------------------ snapshots
+    # ----------------------------------------------------------- read views
 
     def order(self, long long order_id):
         """Return an order's state as an ``OrderInfo``."""
