@@ -471,22 +471,29 @@ class KernelCases:
                 return Work(submit_batch, fresh=fresh, note=note)
             return prepare
 
-        def cancels() -> Work:
+        def cancels(shuffled: bool) -> Callable[[], Work]:
             # What the batch left for later: the first cancel on a slot side adds the
             # side's pending orders to its price levels (README, "Using the kernel").
-            engine = build_book(s.check_symbols).engine          # unsized, as the batch rows leave it
-            ids = np.arange(1, s.batch + 1, dtype=np.int64)
-            codes = engine.submit_batch(ids, *order_stream(self.book(s.check_symbols), s.batch).columns)
-            booked = ids[codes == 0][:s.fast_calls].tolist()
-            expect(len(booked) == s.fast_calls, f"only {len(booked)} orders booked")
-            open_orders = engine.aggregate().open_orders
+            # In booking order, successive cancels read neighbouring order rows; in
+            # random order, as a venue's cancels come, each reads a row out of cache.
+            def prepare() -> Work:
+                engine = build_book(s.check_symbols).engine          # unsized, as the batch rows leave it
+                ids = np.arange(1, s.batch + 1, dtype=np.int64)
+                codes = engine.submit_batch(ids, *order_stream(self.book(s.check_symbols), s.batch).columns)
+                booked = ids[codes == 0][:s.fast_calls]
+                expect(len(booked) == s.fast_calls, f"only {len(booked)} orders booked")
+                if shuffled:
+                    np.random.default_rng(7).shuffle(booked)
+                open_orders = engine.aggregate().open_orders
 
-            def after() -> None:
-                cancelled = sum(engine.order(oid).status == OrderStatus.CANCELLED for oid in booked)
-                expect(cancelled > 0 and engine.aggregate().open_orders == open_orders - cancelled,
-                       "cancels not applied")
-            return Work(engine.on_cancel, [(oid,) for oid in booked], after=after,
-                        note="a slot side's first cancel adds its pending orders to its price levels")
+                def after() -> None:
+                    cancelled = sum(engine.order(oid).status == OrderStatus.CANCELLED for oid in booked.tolist())
+                    expect(cancelled > 0 and engine.aggregate().open_orders == open_orders - cancelled,
+                           "cancels not applied")
+                return Work(engine.on_cancel, [(oid,) for oid in booked.tolist()], after=after,
+                            note="the same cancels, shuffled" if shuffled else
+                            "a slot side's first cancel adds its pending orders to its price levels")
+            return prepare
 
         spread, hot = f"check_batch {label}, spread over book", f"check_batch {label}, one hot slot"
         on_sized = f"submit_batch {label}, spread over book (sized)"
@@ -497,7 +504,8 @@ class KernelCases:
             Case(hot, what_if(hot, hot_slot_stream), targets=BATCH_TARGETS, **per_run),
             Case(on_sized, submitted(on_sized, True), targets=BATCH_TARGETS, **per_run),
             Case(on_unsized, submitted(on_unsized, False), **per_run),
-            Case("on_cancel of orders submit_batch booked", cancels, calls=s.fast_calls),
+            Case("on_cancel of orders submit_batch booked", cancels(False), calls=s.fast_calls),
+            Case("on_cancel of those orders, random order", cancels(True), calls=s.fast_calls),
         ]
 
     def gil_release(self) -> Experiment:
