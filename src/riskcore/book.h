@@ -97,8 +97,6 @@ class OrderStore {
 
     void clear() { reset(MIN_CAPACITY); }
 
-    void prefetch(uint64_t ref) const { __builtin_prefetch(&table_[bucket(ref)]); }
-
     size_t size() const { return size_; }
     size_t capacity() const { return table_.size(); }
     const Order& at(size_t i) const { return table_[i]; }   // for iteration: skip entries with side 0

@@ -24,7 +24,6 @@ cdef extern from "book.h" namespace "riskcore::md" nogil:
         void erase(Order* entry)
         void reserve(size_t n)
         void clear()
-        void prefetch(uint64_t ref)
         size_t size()
         size_t capacity()
         const Order& at(size_t i)

@@ -28,7 +28,6 @@ cdef extern from "tables.h" namespace "riskcore" nogil:
         void remove(i64 key)
         bint empty()
         i64 best()
-        void prefetch()
         size_t size()
         i64 key_at(size_t i)
         i64 count_at(size_t i)
