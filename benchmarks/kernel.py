@@ -484,13 +484,14 @@ class KernelCases:
                 expect(len(booked) == s.fast_calls, f"only {len(booked)} orders booked")
                 if shuffled:
                     np.random.default_rng(7).shuffle(booked)
+                sent = booked.tolist()
                 open_orders = engine.aggregate().open_orders
 
                 def after() -> None:
-                    cancelled = sum(engine.order(oid).status == OrderStatus.CANCELLED for oid in booked.tolist())
+                    cancelled = sum(engine.order(oid).status == OrderStatus.CANCELLED for oid in sent)
                     expect(cancelled > 0 and engine.aggregate().open_orders == open_orders - cancelled,
                            "cancels not applied")
-                return Work(engine.on_cancel, [(oid,) for oid in booked.tolist()], after=after,
+                return Work(engine.on_cancel, [(oid,) for oid in sent], after=after,
                             note="the same cancels, shuffled" if shuffled else
                             "a slot side's first cancel adds its pending orders to its price levels")
             return prepare
